@@ -1,0 +1,257 @@
+"""Run configuration: typed dataclasses grouped by concern, validated on construction.
+
+Every field has a docstring-like comment and a check in `__post_init__` whose message
+names the field, the bad value and what is allowed. Configs read and write TOML with
+one table per group (`[model]`, `[quantization]`, `[lora]`, `[data]`, `[training]`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from engine.errors import ConfigError
+
+
+def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name} = {value!r} is not allowed: {allowed}.")
+
+
+def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    in_range = isinstance(value, int) and not isinstance(value, bool) and value >= low
+    in_range = in_range and (high is None or value <= high)
+    rng = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
+    _check(in_range, name, value, rng)
+
+
+def _check_float(name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> None:
+    is_num = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = is_num and (value > low if low_open else value >= low) and value <= high
+    bracket = "(" if low_open else "["
+    _check(ok, name, value, f"a number in {bracket}{low}, {high}]")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    _check(value in choices, name, value, "one of " + ", ".join(choices))
+
+
+@dataclass
+class ModelConfig:
+    path: str = ""
+    """Local Hugging Face model folder (config.json + *.safetensors). Never a hub id."""
+    trust_remote_code: bool = False
+    """Run Python code shipped inside the model folder. Off unless you trust that folder."""
+    allow_pickle_weights: bool = False
+    """Allow .bin/.pt weights, which can execute code when loaded. Safetensors are preferred."""
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.path, str), "model.path", self.path, "a folder path")
+        _check(isinstance(self.trust_remote_code, bool), "model.trust_remote_code", self.trust_remote_code, "true or false")
+        _check(isinstance(self.allow_pickle_weights, bool), "model.allow_pickle_weights", self.allow_pickle_weights, "true or false")
+
+
+@dataclass
+class QuantizationConfig:
+    load_in_4bit: bool = True
+    """Load the base in 4 bits (QLoRA). Off trains plain LoRA on a 16/32-bit base."""
+    quant_type: str = "nf4"
+    """4-bit data type: nf4 (best for normally distributed weights) or fp4."""
+    double_quant: bool = True
+    """Quantize the quantization constants too: saves ~0.4 bit per weight."""
+    compute_dtype: str = "auto"
+    """Matmul dtype: auto (bf16 on GPUs that have it, else fp16; fp32 on CPU), bf16, fp16, fp32."""
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.load_in_4bit, bool), "quantization.load_in_4bit", self.load_in_4bit, "true or false")
+        _check_choice("quantization.quant_type", self.quant_type, ("nf4", "fp4"))
+        _check(isinstance(self.double_quant, bool), "quantization.double_quant", self.double_quant, "true or false")
+        _check_choice("quantization.compute_dtype", self.compute_dtype, ("auto", "bf16", "fp16", "fp32"))
+
+
+@dataclass
+class LoraConfig:
+    rank: int = 16
+    """Adapter rank r: more capacity and memory as it grows. 8-64 is typical."""
+    alpha: float = 32.0
+    """Scale of the adapter's update (alpha / r, or alpha / sqrt(r) with rsLoRA)."""
+    dropout: float = 0.05
+    """Dropout on the adapter's input; a little regularisation for small datasets."""
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+    """Layers that get adapters: ["all-linear"] (every linear layer but the head) or names like q_proj."""
+    use_rslora: bool = False
+    """Rank-stabilised scaling alpha / sqrt(r): keeps high ranks learning."""
+    use_dora: bool = False
+    """Weight-decomposed LoRA: sometimes better quality, slower and more memory."""
+
+    def __post_init__(self) -> None:
+        _check_int("lora.rank", self.rank, 1, 1024)
+        _check_float("lora.alpha", self.alpha, 0.0, 4096.0, low_open=True)
+        _check_float("lora.dropout", self.dropout, 0.0, 0.9)
+        ok = isinstance(self.target_modules, list) and self.target_modules and all(
+            isinstance(m, str) and m for m in self.target_modules
+        )
+        _check(bool(ok), "lora.target_modules", self.target_modules, 'a non-empty list of layer names, or ["all-linear"]')
+        _check(isinstance(self.use_rslora, bool), "lora.use_rslora", self.use_rslora, "true or false")
+        _check(isinstance(self.use_dora, bool), "lora.use_dora", self.use_dora, "true or false")
+
+
+DATA_FORMATS = ("auto", "messages", "prompt_completion")
+
+
+@dataclass
+class DataConfig:
+    path: str = ""
+    """Training data file (JSONL: OpenAI `messages` rows or `prompt`/`completion` rows)."""
+    format: str = "auto"
+    """Row shape: auto (detected from the first row), messages or prompt_completion."""
+    max_length: int = 1024
+    """Longest sequence in tokens; longer rows are truncated and counted in a warning."""
+    validation_path: str = ""
+    """Optional separate validation file; otherwise `validation_ratio` of the data is held out."""
+    validation_ratio: float = 0.0
+    """Share of rows held out for evaluation loss when there is no validation file."""
+    seed: int = 42
+    """Seed for the validation split."""
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.path, str), "data.path", self.path, "a file path")
+        _check_choice("data.format", self.format, DATA_FORMATS)
+        _check_int("data.max_length", self.max_length, 8, 1_048_576)
+        _check(isinstance(self.validation_path, str), "data.validation_path", self.validation_path, "a file path")
+        _check_float("data.validation_ratio", self.validation_ratio, 0.0, 0.5)
+        _check_int("data.seed", self.seed, 0)
+
+
+@dataclass
+class TrainingConfig:
+    epochs: float = 1.0
+    """Passes over the training data (ignored when max_steps > 0)."""
+    max_steps: int = 0
+    """Stop after this many optimizer steps; 0 means train for `epochs`."""
+    learning_rate: float = 2e-4
+    """Peak learning rate for the adapter. 1e-4 to 3e-4 is typical for LoRA."""
+    lr_scheduler: str = "cosine"
+    """Learning-rate schedule after warm-up: cosine, linear or constant."""
+    warmup_ratio: float = 0.03
+    """Share of steps spent ramping the learning rate up from zero."""
+    weight_decay: float = 0.0
+    """L2-style decay on adapter weights."""
+    batch_size: int = 4
+    """Sequences per step per device. Lower it first when memory runs out."""
+    gradient_accumulation: int = 1
+    """Steps whose gradients are summed before an update: larger effective batch, same memory."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping threshold (0 disables clipping)."""
+    gradient_checkpointing: bool = True
+    """Recompute activations in the backward pass: much less memory, ~20-30% slower."""
+    group_by_length: bool = True
+    """Batch rows of similar length together so less compute is spent on padding."""
+    eval_every: int = 0
+    """Evaluate on the validation rows every N steps (0: only at the end, if there are any)."""
+    save_every: int = 50
+    """Write a resumable checkpoint every N steps."""
+    keep_checkpoints: int = 2
+    """How many complete checkpoints to keep (older ones are deleted)."""
+    seed: int = 42
+    """Seed for shuffling, dropout and adapter initialisation."""
+
+    def __post_init__(self) -> None:
+        _check_float("training.epochs", self.epochs, 0.0, 1000.0, low_open=True)
+        _check_int("training.max_steps", self.max_steps, 0)
+        _check_float("training.learning_rate", self.learning_rate, 0.0, 1.0, low_open=True)
+        _check_choice("training.lr_scheduler", self.lr_scheduler, ("cosine", "linear", "constant"))
+        _check_float("training.warmup_ratio", self.warmup_ratio, 0.0, 0.5)
+        _check_float("training.weight_decay", self.weight_decay, 0.0, 1.0)
+        _check_int("training.batch_size", self.batch_size, 1, 4096)
+        _check_int("training.gradient_accumulation", self.gradient_accumulation, 1, 4096)
+        _check_float("training.max_grad_norm", self.max_grad_norm, 0.0, 1e6)
+        _check(isinstance(self.gradient_checkpointing, bool), "training.gradient_checkpointing", self.gradient_checkpointing, "true or false")
+        _check(isinstance(self.group_by_length, bool), "training.group_by_length", self.group_by_length, "true or false")
+        _check_int("training.eval_every", self.eval_every, 0)
+        _check_int("training.save_every", self.save_every, 1)
+        _check_int("training.keep_checkpoints", self.keep_checkpoints, 1, 1000)
+        _check_int("training.seed", self.seed, 0)
+
+
+_GROUPS = {
+    "model": ModelConfig,
+    "quantization": QuantizationConfig,
+    "lora": LoraConfig,
+    "data": DataConfig,
+    "training": TrainingConfig,
+}
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        if not isinstance(raw, dict):
+            raise ConfigError("The config must be a TOML document with tables like [training].")
+        unknown = sorted(set(raw) - set(_GROUPS))
+        if unknown:
+            raise ConfigError(f"Unknown config section [{unknown[0]}]; allowed: {', '.join(_GROUPS)}.")
+        groups = {}
+        for name, group_cls in _GROUPS.items():
+            values = raw.get(name, {})
+            if not isinstance(values, dict):
+                raise ConfigError(f"[{name}] must be a table of settings, not {values!r}.")
+            known = {f.name for f in dataclasses.fields(group_cls)}
+            extra = sorted(set(values) - known)
+            if extra:
+                raise ConfigError(
+                    f"{name}.{extra[0]} is not a setting; allowed in [{name}]: {', '.join(sorted(known))}."
+                )
+            values = {k: (float(v) if isinstance(v, int) and not isinstance(v, bool)
+                          and _field_type(group_cls, k) == "float" else v) for k, v in values.items()}
+            groups[name] = group_cls(**values)
+        return cls(**groups)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> RunConfig:
+        """Return a copy with dotted keys (e.g. "training.max_steps") replaced, re-validated."""
+        raw = self.to_dict()
+        for dotted, value in overrides.items():
+            group, key = dotted.split(".", 1)
+            raw[group][key] = value
+        return RunConfig.from_dict(raw)
+
+
+def _field_type(group_cls: type, name: str) -> str:
+    for f in dataclasses.fields(group_cls):
+        if f.name == name:
+            return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    return ""
+
+
+def load_config(path: str | Path) -> RunConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"Config file {path} does not exist.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Cannot read config file {path}: {exc}.") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Config file {path} is not valid TOML: {exc}.") from None
+    return RunConfig.from_dict(raw)
+
+
+def config_to_toml(config: RunConfig) -> str:
+    return tomli_w.dumps(config.to_dict())

@@ -1,0 +1,116 @@
+"""From data files to tokenized train/validation rows plus a report of what was dropped."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.config import DataConfig
+from engine.data.reading import read_jsonl
+from engine.data.rendering import IGNORE_INDEX, render_row
+from engine.errors import DataError
+
+
+@dataclass
+class DataReport:
+    rows_read: int = 0
+    rows_used: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    first_problems: list[str] = field(default_factory=list)
+    truncated_rows: int = 0
+    truncated_tokens: int = 0
+    longest_truncated_by: int = 0
+    tokens: int = 0
+    trained_tokens: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class PreparedData:
+    train: list[dict[str, list[int]]]
+    validation: list[dict[str, list[int]]]
+    format: str
+    report: DataReport
+
+
+def _tokenize_file(tokenizer, path: str, cfg: DataConfig, report: DataReport) -> tuple[list[dict], str]:
+    read = read_jsonl(path, cfg.format)
+    skipped = Counter(read.skipped_by_reason())
+    report.first_problems += [f"{Path(path).name} line {p.line}: {p.reason}" for p in read.problems[:5]]
+    report.rows_read += len(read.rows) + len(read.problems)
+    examples = []
+    for row, line in zip(read.rows, read.lines, strict=True):
+        try:
+            rendered = render_row(tokenizer, row, cfg.max_length)
+        except ValueError as exc:
+            skipped[str(exc)] += 1
+            report.first_problems.append(f"{Path(path).name} line {line}: {exc}")
+            continue
+        if rendered.trained_tokens == 0:
+            reason = "no trainable tokens after truncation" if rendered.truncated_tokens else "no trainable tokens"
+            skipped[reason] += 1
+            report.first_problems.append(f"{Path(path).name} line {line}: {reason}")
+            continue
+        if rendered.truncated_tokens:
+            report.truncated_rows += 1
+            report.truncated_tokens += rendered.truncated_tokens
+            report.longest_truncated_by = max(report.longest_truncated_by, rendered.truncated_tokens)
+        report.tokens += len(rendered.input_ids)
+        report.trained_tokens += rendered.trained_tokens
+        examples.append({"input_ids": rendered.input_ids, "labels": rendered.labels})
+    for reason, count in skipped.items():
+        report.skipped[reason] = report.skipped.get(reason, 0) + count
+    return examples, read.format
+
+
+def prepare_data(tokenizer, cfg: DataConfig) -> PreparedData:
+    if not cfg.path:
+        raise DataError("No training data given.", "Pass --data FILE (a .jsonl file).")
+    report = DataReport()
+    train, fmt = _tokenize_file(tokenizer, cfg.path, cfg, report)
+    if cfg.validation_path:
+        validation, _ = _tokenize_file(tokenizer, cfg.validation_path, cfg, report)
+    else:
+        validation = []
+        if cfg.validation_ratio > 0 and len(train) >= 2:
+            order = list(range(len(train)))
+            random.Random(cfg.seed).shuffle(order)
+            n_val = min(len(train) - 1, max(1, round(len(train) * cfg.validation_ratio)))
+            held = set(order[:n_val])
+            validation = [train[i] for i in sorted(held)]
+            train = [ex for i, ex in enumerate(train) if i not in held]
+    if not train:
+        first = f" First: {report.first_problems[0]}." if report.first_problems else ""
+        raise DataError(f"No row of {cfg.path} can be trained on.{first}", "Fix the rows or raise data.max_length.")
+    report.rows_used = len(train) + len(validation)
+    return PreparedData(train=train, validation=validation, format=fmt, report=report)
+
+
+class PadCollator:
+    """Pads a batch to its longest row. Labels of padding are IGNORE_INDEX, whatever the pad id is."""
+
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int = 1) -> None:
+        self.pad_token_id = pad_token_id
+        self.multiple = pad_to_multiple_of
+
+    def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, Any]:
+        import torch
+
+        longest = max(len(f["input_ids"]) for f in features)
+        longest = -(-longest // self.multiple) * self.multiple
+        ids, labels, mask = [], [], []
+        for f in features:
+            pad = longest - len(f["input_ids"])
+            ids.append(f["input_ids"] + [self.pad_token_id] * pad)
+            labels.append(f["labels"] + [IGNORE_INDEX] * pad)
+            mask.append([1] * len(f["input_ids"]) + [0] * pad)
+        return {
+            "input_ids": torch.tensor(ids, dtype=torch.long),
+            "labels": torch.tensor(labels, dtype=torch.long),
+            "attention_mask": torch.tensor(mask, dtype=torch.long),
+        }

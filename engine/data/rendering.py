@@ -1,0 +1,82 @@
+"""Turning a row into token ids and a loss mask, exactly as the trainer sees it.
+
+Assistant spans are found by rendering conversation prefixes through the chat template,
+so templates without `{% generation %}` markers work, and labels come from our own
+masks rather than from the pad id (pad == eos on many models: masking pad would also mask
+the end-of-turn token and the model would never learn to stop).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class Rendered:
+    text: str
+    input_ids: list[int]
+    labels: list[int]
+    spans: list[tuple[int, int]] = field(default_factory=list)
+    """Character spans of `text` that are trained (assistant turns with their end-of-turn)."""
+    truncated_tokens: int = 0
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+
+
+def _template(tokenizer, messages, add_generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=add_generation_prompt
+    )
+
+
+def conversation_spans(tokenizer, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
+    """Full text and the character spans of every assistant turn, end-of-turn marker included."""
+    text = _template(tokenizer, messages, add_generation_prompt=False)
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prefix = _template(tokenizer, messages[:i], add_generation_prompt=True) if i else ""
+        upto = _template(tokenizer, messages[: i + 1], add_generation_prompt=False)
+        if not (text.startswith(upto) and upto.startswith(prefix)):
+            raise ValueError("the chat template renders earlier turns differently as the conversation grows")
+        # What follows the end-of-turn marker (usually a newline) is never generated.
+        end = len(upto.rstrip())
+        if end > len(prefix):
+            spans.append((len(prefix), end))
+    return text, spans
+
+
+def render_row(tokenizer, row: dict[str, Any], max_length: int) -> Rendered:
+    """Render a checked row (a `messages` list or a prompt/completion dict) for training."""
+    if isinstance(row, list):
+        messages = row
+    elif tokenizer.chat_template:
+        messages = [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["completion"]}]
+    else:
+        messages = None
+
+    if messages is not None:
+        if not tokenizer.chat_template:
+            raise ValueError("the model has no chat template, so chat rows cannot be rendered")
+        text, spans = conversation_spans(tokenizer, messages)
+    else:
+        # No template: plain continuation, ending with eos so the model learns to stop.
+        text = row["prompt"] + row["completion"] + (tokenizer.eos_token or "")
+        spans = [(len(row["prompt"]), len(text))]
+
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(encoded["input_ids"])
+    labels = [
+        token if any(start < b and end > a for a, b in spans) else IGNORE_INDEX
+        for token, (start, end) in zip(ids, encoded["offset_mapping"], strict=True)
+    ]
+    truncated = max(0, len(ids) - max_length)
+    if truncated:
+        ids, labels = ids[:max_length], labels[:max_length]
+    return Rendered(text=text, input_ids=ids, labels=labels, spans=spans, truncated_tokens=truncated)

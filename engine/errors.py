@@ -1,0 +1,37 @@
+"""Errors the engine reports to a person, as opposed to bugs.
+
+A `UserError` is bad input or an impossible situation the user can fix: the CLI prints
+`error: <message>` (plus the hint) and exits with code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Something the user can fix. `kind` is one of: config, data, model, oom, io."""
+
+    def __init__(self, message: str, hint: str = "", kind: str = "config") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.kind = kind
+
+    def one_line(self) -> str:
+        return f"{self.message} {self.hint}".strip()
+
+
+class ConfigError(UserError):
+    """A config value is outside what is allowed; the message names field, value and range."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message, hint, kind="config")
+
+
+class DataError(UserError):
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message, hint, kind="data")
+
+
+class ModelError(UserError):
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message, hint, kind="model")

@@ -1,0 +1,238 @@
+"""A training run: config + data + 4-bit base + LoRA -> events, checkpoints and an adapter.
+
+Order matters for the user: everything that can be checked cheaply (config, model folder,
+data file) is checked before the run folder is created or the model is loaded.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine import checkpoints
+from engine.config import RunConfig, config_to_toml
+from engine.data.prepare import PadCollator, prepare_data
+from engine.errors import ConfigError, UserError
+from engine.events import EventLog, read_events
+from engine.fsutil import atomic_write_text, replace_dir
+from engine.models import inspect_model_folder, load_model, load_tokenizer, pick_device
+
+CONFIG_NAME = "config.toml"
+EVENTS_NAME = "events.jsonl"
+ADAPTER_NAME = "adapter"
+STOP_FILE = "STOP"
+
+
+@dataclass
+class RunResult:
+    state: str  # done or stopped
+    step: int
+    adapter: Path | None
+
+
+class _ListDataset:
+    """Map-style dataset over tokenized rows (Trainer's sampler reads lengths from input_ids)."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.rows[i]
+
+
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    if resume:
+        if not (run_dir / CONFIG_NAME).is_file():
+            raise ConfigError(f"{run_dir} holds no run to resume ({CONFIG_NAME} is missing).", "Start a new run without --resume.")
+        return
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise ConfigError(
+            f"Output folder {run_dir} already exists and is not empty.",
+            "Choose a new folder, or add --resume to continue the run in it.",
+        )
+
+
+def oom_error(config: RunConfig) -> UserError:
+    t, d = config.training, config.data
+    steps = [f"lower training.batch_size (now {t.batch_size}; raise gradient_accumulation to keep the effective batch)"]
+    steps.append(f"shorten data.max_length (now {d.max_length})")
+    if not t.gradient_checkpointing:
+        steps.append("turn on training.gradient_checkpointing")
+    if config.lora.rank > 16:
+        steps.append(f"lower lora.rank (now {config.lora.rank})")
+    return UserError("Out of memory while training.", "Try: " + "; ".join(steps) + ".", kind="oom")
+
+
+def train(config: RunConfig, run_dir: str | Path, resume: bool = False, echo=None) -> RunResult:
+    """Run (or resume) training into `run_dir`. Raises UserError for anything the user can fix."""
+    run_dir = Path(run_dir).resolve()
+    check_run_dir(run_dir, resume)
+    config = config.with_overrides({"model.path": str(Path(config.model.path).expanduser().resolve())})
+    inspect_model_folder(config.model)
+
+    from engine.data.reading import read_jsonl
+
+    read_jsonl(config.data.path, config.data.format)  # cheap structural check before any folder is made
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / CONFIG_NAME, config_to_toml(config))
+    (run_dir / STOP_FILE).unlink(missing_ok=True)
+    log = EventLog(run_dir / EVENTS_NAME, echo=echo)
+    try:
+        return _train(config, run_dir, resume, log)
+    except UserError as exc:
+        log.error(exc.kind, exc.message, exc.hint)
+        log.status("failed")
+        raise
+    except BaseException as exc:
+        import torch
+
+        if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+            err = oom_error(config)
+            log.error("oom", err.message, err.hint)
+            log.status("failed")
+            raise err from None
+        if isinstance(exc, KeyboardInterrupt):
+            log.status("stopped", message="Interrupted twice; no checkpoint was written for the last steps.")
+            raise
+        log.error("internal", f"{type(exc).__name__}: {exc}", "This is a bug in Whetstone; the traceback is in engine.log.")
+        log.status("failed")
+        raise
+    finally:
+        log.close()
+
+
+def _train(config: RunConfig, run_dir: Path, resume: bool, log: EventLog) -> RunResult:
+    from engine.callbacks import EngineCallback, StopRequest
+
+    stop = StopRequest(run_dir / STOP_FILE)
+    stop.install_signal_handlers()
+    log.status("loading")
+    device = pick_device()
+    if device == "cpu":
+        log.warning("No CUDA GPU found: training runs the same 4-bit path on the CPU, which is slow.")
+
+    tokenizer = load_tokenizer(config.model)
+    data = prepare_data(tokenizer, config.data)
+    report = data.report
+    log.emit("data", format=data.format, train_rows=len(data.train), validation_rows=len(data.validation), **report.as_dict())
+    if report.skipped:
+        detail = ", ".join(f"{n} {reason}" for reason, n in report.skipped.items())
+        log.warning(f"Skipped {sum(report.skipped.values())} rows: {detail}.", problems=report.first_problems[:20])
+    if report.truncated_rows:
+        log.warning(
+            f"{report.truncated_rows} rows are longer than data.max_length = {config.data.max_length} and were "
+            f"truncated ({report.truncated_tokens} tokens cut, up to {report.longest_truncated_by} in one row)."
+        )
+
+    resume_from = None
+    if resume:
+        removed = checkpoints.remove_incomplete(run_dir)
+        if removed:
+            log.warning(f"Removed {len(removed)} incomplete checkpoint(s) left by an interrupted save.")
+        latest = checkpoints.latest_complete(run_dir)
+        if latest is None:
+            log.warning("No complete checkpoint to resume from: starting from step 0.")
+        resume_from = str(latest) if latest else None
+
+    if stop.requested:
+        log.status("stopped", step=0, message="Stopped before training started.")
+        return RunResult("stopped", 0, None)
+
+    model = load_model(config.model, config.quantization, device)
+    from engine.lora import add_lora
+
+    t = config.training
+    model = add_lora(model, config.lora, t.gradient_checkpointing, t.seed)
+    trainable, total = model.get_nb_trainable_parameters()
+    log.emit("model", device=device, dtype=str(model.dtype).replace("torch.", ""), trainable_parameters=trainable,
+             total_parameters=total, load_in_4bit=config.quantization.load_in_4bit)
+
+    trainer = _build_trainer(config, run_dir, model, tokenizer, data, device)
+    callback = EngineCallback(log, run_dir, device, t.keep_checkpoints, stop)
+    trainer.add_callback(callback)
+    trainer.train(resume_from_checkpoint=resume_from)
+    step = trainer.state.global_step
+
+    if callback.stopped:
+        log.status("stopped", step=step, checkpoint=str(checkpoints.latest_complete(run_dir) or ""))
+        return RunResult("stopped", step, None)
+
+    if data.validation and (not t.eval_every or step % t.eval_every):
+        metrics = trainer.evaluate()
+        log.emit("eval", step=step, epoch=trainer.state.epoch, eval_loss=metrics.get("eval_loss"))
+    log.status("saving", step=step)
+    adapter = run_dir / ADAPTER_NAME
+    staging = run_dir / f".{ADAPTER_NAME}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(str(staging))
+    tokenizer.save_pretrained(str(staging))
+    replace_dir(staging, adapter)
+    log.status("done", step=step, adapter=str(adapter))
+    return RunResult("done", step, adapter)
+
+
+def _build_trainer(config: RunConfig, run_dir: Path, model, tokenizer, data, device: str):
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    t = config.training
+    has_eval = bool(data.validation) and t.eval_every > 0
+    dtype = model.dtype if not hasattr(model, "get_base_model") else model.get_base_model().dtype
+    args = TrainingArguments(
+        output_dir=str(checkpoints.checkpoints_dir(run_dir)),
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps if t.max_steps > 0 else -1,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm if t.max_grad_norm > 0 else None,
+        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        logging_steps=1,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=t.eval_every if has_eval else None,
+        save_strategy="steps",
+        save_steps=t.save_every,
+        save_total_limit=None,  # pruning is ours: it only ever deletes complete checkpoints
+        include_num_input_tokens_seen="non_padding",
+        seed=t.seed,
+        data_seed=t.seed,
+        bf16=device == "cuda" and dtype == torch.bfloat16,
+        fp16=device == "cuda" and dtype == torch.float16,
+        use_cpu=device == "cpu",
+        report_to="none",
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        dataloader_pin_memory=device == "cuda",
+        log_level="error",
+    )
+    return Trainer(
+        model=model,
+        args=args,
+        train_dataset=_ListDataset(data.train),
+        eval_dataset=_ListDataset(data.validation) if data.validation else None,
+        data_collator=PadCollator(tokenizer.pad_token_id, 8 if device == "cuda" else 1),
+    )
+
+
+def run_state(run_dir: str | Path) -> str | None:
+    """The last status a run wrote (loading, training, saving, done, stopped, failed), if any."""
+    states = [e.get("state") for e in read_events(Path(run_dir) / EVENTS_NAME) if e.get("type") == "status"]
+    return states[-1] if states else None
+
+
+def request_stop(run_dir: str | Path) -> None:
+    """Ask a running engine to checkpoint and stop (what the GUI's Stop button does)."""
+    atomic_write_text(Path(run_dir) / STOP_FILE, "stop\n")
+
+
+__all__ = ["train", "run_state", "request_stop", "RunResult"]

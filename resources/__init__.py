@@ -1,0 +1,1 @@
+"""Data files shipped with Whetstone (demo dataset, presets), located with importlib.resources."""
