@@ -5,6 +5,7 @@ from __future__ import annotations
 import resource
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -31,13 +32,21 @@ class StopRequest:
         self.signalled = False
 
     def install_signal_handlers(self) -> None:
+        """SIGINT/SIGTERM ask for a checkpoint and a clean stop (main thread only)."""
+
         def handler(signum, _frame):
             if self.signalled:  # a second signal means "now": give up on the checkpoint
                 raise KeyboardInterrupt
             self.signalled = True
 
-        signal.signal(signal.SIGINT, handler)
-        signal.signal(signal.SIGTERM, handler)
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, handler)
+
+    def restore_signal_handlers(self) -> None:
+        for sig, previous in getattr(self, "_previous", {}).items():
+            signal.signal(sig, previous)
 
     @property
     def requested(self) -> bool:

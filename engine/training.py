@@ -106,10 +106,19 @@ def train(config: RunConfig, run_dir: str | Path, resume: bool = False, echo=Non
 
 
 def _train(config: RunConfig, run_dir: Path, resume: bool, log: EventLog) -> RunResult:
-    from engine.callbacks import EngineCallback, StopRequest
+    from engine.callbacks import StopRequest
 
     stop = StopRequest(run_dir / STOP_FILE)
     stop.install_signal_handlers()
+    try:
+        return _train_with_stop(config, run_dir, resume, log, stop)
+    finally:
+        stop.restore_signal_handlers()
+
+
+def _train_with_stop(config: RunConfig, run_dir: Path, resume: bool, log: EventLog, stop) -> RunResult:
+    from engine.callbacks import EngineCallback
+
     log.status("loading")
     device = pick_device()
     if device == "cpu":
@@ -151,9 +160,12 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, log: EventLog) -> Run
     log.emit("model", device=device, dtype=str(model.dtype).replace("torch.", ""), trainable_parameters=trainable,
              total_parameters=total, load_in_4bit=config.quantization.load_in_4bit)
 
+    from transformers.trainer_callback import PrinterCallback
+
     trainer = _build_trainer(config, run_dir, model, tokenizer, data, device)
     callback = EngineCallback(log, run_dir, device, t.keep_checkpoints, stop)
     trainer.add_callback(callback)
+    trainer.remove_callback(PrinterCallback)  # our events are the output, not Trainer's dict prints
     trainer.train(resume_from_checkpoint=resume_from)
     step = trainer.state.global_step
 

@@ -1,0 +1,128 @@
+"""Real QLoRA training of the tiny model on the 4-bit CPU path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from helpers import losses, states, tiny_config
+from tiny_model import FACTS
+
+from engine.events import read_events
+from engine.inference import GenerationSettings, generate_text, load_for_chat
+from engine.training import request_stop, train
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_model_dir, tmp_path_factory):
+    """One full run of ~200 steps with every socket connection forbidden."""
+    import socket
+
+    tmp = tmp_path_factory.mktemp("trained")
+    from conftest import write_jsonl
+    from tiny_model import fact_rows
+
+    data = write_jsonl(tmp / "facts.jsonl", fact_rows())
+    attempts = []
+    real_connect = socket.socket.connect
+
+    def refuse(self, address, *args, **kwargs):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            attempts.append(address)
+            raise AssertionError(f"network connection attempted to {address!r}")
+        return real_connect(self, address, *args, **kwargs)
+
+    socket.socket.connect = refuse
+    try:
+        config = tiny_config(tiny_model_dir, data, training__max_steps=200, training__save_every=100,
+                             data__validation_ratio=0.0, lora__dropout=0.0)
+        result = train(config, tmp / "run")
+    finally:
+        socket.socket.connect = real_connect
+    return result, tmp / "run", attempts
+
+
+def test_no_network_connection_is_attempted_during_a_run(trained_run):
+    _result, _run_dir, attempts = trained_run
+    assert attempts == []
+
+
+def test_run_folder_contract(trained_run, tiny_model_dir):
+    result, run_dir, _ = trained_run
+    assert result.state == "done" and result.step == 200
+    assert states(run_dir) == ["loading", "training", "saving", "done"]
+    assert (run_dir / "config.toml").is_file()
+    adapter_config = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == str(tiny_model_dir.resolve())
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    metrics = [e for e in read_events(run_dir / "events.jsonl") if e["type"] == "metrics"]
+    assert [m["step"] for m in metrics] == list(range(1, 201))
+    for key in ("epoch", "loss", "learning_rate", "grad_norm", "tokens_per_second", "peak_memory_mb", "time"):
+        assert metrics[-1][key] is not None, key
+    assert metrics[-1]["tokens_per_second"] > 0
+    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert checkpoints == ["checkpoint-100", "checkpoint-200"]
+
+
+def test_loss_falls_and_the_model_answers_a_trained_fact(trained_run, tiny_model_dir):
+    _result, run_dir, _ = trained_run
+    curve = losses(run_dir)
+    first = sum(curve[s] for s in range(1, 6)) / 5
+    last = sum(curve[s] for s in range(196, 201)) / 5
+    assert last < first * 0.2, (first, last)
+    model, tokenizer = load_for_chat(str(tiny_model_dir), str(run_dir))
+    for question, answer in FACTS:
+        assert generate_text(model, tokenizer, question, GenerationSettings(max_new_tokens=12)).strip() == answer
+    base, base_tokenizer = load_for_chat(str(tiny_model_dir))
+    assert generate_text(base, base_tokenizer, FACTS[0][0], GenerationSettings(max_new_tokens=12)).strip() != FACTS[0][1]
+
+
+def test_adapter_loads_with_a_plain_peft_script_and_gives_the_engines_logits(trained_run, tiny_model_dir, tmp_path):
+    _result, run_dir, _ = trained_run
+    out = tmp_path / "logits.pt"
+    script = f"""
+import torch
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+from peft import PeftModel
+q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                       bnb_4bit_compute_dtype=torch.float32)
+base = AutoModelForCausalLM.from_pretrained({str(tiny_model_dir)!r}, quantization_config=q, dtype=torch.float32)
+model = PeftModel.from_pretrained(base, {str(run_dir / "adapter")!r}).eval()
+ids = torch.tensor([[1, 5, 9, 20, 33, 2]])
+with torch.no_grad():
+    torch.save(model(input_ids=ids).logits, {str(out)!r})
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    model, _tok = load_for_chat(str(tiny_model_dir), str(run_dir / "adapter"))
+    with torch.no_grad():
+        ours = model(input_ids=torch.tensor([[1, 5, 9, 20, 33, 2]])).logits
+    torch.testing.assert_close(ours, torch.load(out), rtol=1e-5, atol=1e-5)
+
+
+def test_resume_reproduces_the_uninterrupted_loss_curve(tiny_model_dir, facts_file, tmp_path):
+    config = tiny_config(tiny_model_dir, facts_file, training__max_steps=12, training__save_every=4,
+                         lora__dropout=0.1)
+    straight = tmp_path / "straight"
+    train(config, straight)
+
+    interrupted = tmp_path / "interrupted"
+
+    def stop_after_step_5(event):
+        if event["type"] == "metrics" and event["step"] == 5:
+            request_stop(interrupted)
+
+    first = train(config, interrupted, echo=stop_after_step_5)
+    assert first.state == "stopped" and first.step == 6
+    assert states(interrupted)[-1] == "stopped"
+    assert (interrupted / "checkpoints" / "checkpoint-6" / "whetstone-complete.json").is_file()
+    second = train(config, interrupted, resume=True)
+    assert second.state == "done" and second.step == 12
+
+    expected, got = losses(straight), losses(interrupted)
+    assert sorted(got) == list(range(1, 13))
+    for step in range(1, 13):
+        assert got[step] == pytest.approx(expected[step], rel=1e-4, abs=1e-5), step
