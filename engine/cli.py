@@ -81,8 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad flag (2): return, so callers in-process get the code
+        return int(exc.code or 0)
     _quiet_libraries()
-    args = build_parser().parse_args(argv)
     run_dir = Path(args.output) if getattr(args, "output", None) else None
     try:
         handler = {"train": cmd_train, "generate": cmd_generate, "demo-model": cmd_demo_model, "demo": cmd_demo}
@@ -112,6 +115,10 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore")
+    from transformers.utils import logging as hf_logging  # light: does not import torch
+
+    hf_logging.disable_progress_bar()  # our events and lines are the progress report
+    hf_logging.set_verbosity_error()
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
