@@ -6,6 +6,7 @@ data file) is checked before the run folder is created or the model is loaded.
 
 from __future__ import annotations
 
+import errno
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,12 @@ def train(config: RunConfig, run_dir: str | Path, resume: bool = False, echo=Non
         if isinstance(exc, torch.OutOfMemoryError | MemoryError):
             err = oom_error(config)
             log.error("oom", err.message, err.hint)
+            log.status("failed")
+            raise err from None
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            err = UserError(f"The disk is full ({exc.filename or run_dir}).",
+                            "Free some space, then continue with --resume: complete checkpoints are kept.", kind="io")
+            log.error("io", err.message, err.hint)
             log.status("failed")
             raise err from None
         if isinstance(exc, KeyboardInterrupt):

@@ -96,3 +96,22 @@ def test_out_of_memory_becomes_an_oom_event_with_remedies(tiny_model_dir, facts_
     errors = [e for e in read_events(run_dir / "events.jsonl") if e["type"] == "error"]
     assert errors[-1]["kind"] == "oom" and "max_length" in errors[-1]["hint"]
     assert states(run_dir)[-1] == "failed"
+
+
+def test_a_full_disk_is_reported_as_bad_input_without_a_traceback(tiny_model_dir, facts_file, tmp_path, capsys,
+                                                                      monkeypatch):
+    import errno
+
+    import peft
+
+    def disk_full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "adapter_model.safetensors")
+
+    monkeypatch.setattr(peft.PeftModel, "save_pretrained", disk_full)
+    run_dir = tmp_path / "run"
+    code = main(["train", "--model", str(tiny_model_dir), "--data", str(facts_file), "--output", str(run_dir),
+                 "--max-steps", "2", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: The disk is full") and "--resume" in err
+    assert states(run_dir)[-1] == "failed"
+    assert not (run_dir / "adapter").exists()

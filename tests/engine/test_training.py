@@ -126,3 +126,41 @@ def test_resume_reproduces_the_uninterrupted_loss_curve(tiny_model_dir, facts_fi
     assert sorted(got) == list(range(1, 13))
     for step in range(1, 13):
         assert got[step] == pytest.approx(expected[step], rel=1e-4, abs=1e-5), step
+
+
+def test_generate_command_prints_the_tuned_answer(trained_run, tiny_model_dir, capsys):
+    from engine.cli import main
+
+    _result, run_dir, _ = trained_run
+    question, answer = FACTS[1]
+    code = main(["generate", "--model", str(tiny_model_dir), "--adapter", str(run_dir), "--prompt", question,
+                 "--max-new-tokens", "12"])
+    assert code == 0
+    assert capsys.readouterr().out.strip() == answer
+
+
+def test_validation_split_is_evaluated_every_n_steps(tiny_model_dir, facts_file, tmp_path):
+    config = tiny_config(tiny_model_dir, facts_file, training__max_steps=4, training__eval_every=2,
+                         data__validation_ratio=0.25)
+    train(config, tmp_path / "run")
+    events = read_events(tmp_path / "run" / "events.jsonl")
+    data = next(e for e in events if e["type"] == "data")
+    assert (data["train_rows"], data["validation_rows"]) == (9, 3)
+    evals = [e for e in events if e["type"] == "eval"]
+    assert [e["step"] for e in evals] == [2, 4]
+    assert all(e["eval_loss"] > 0 for e in evals)
+
+
+@pytest.mark.parametrize("switch", ["use_dora", "use_rslora"])
+def test_dora_and_rslora_switches_reach_peft(tiny_model_dir, switch):
+    from engine.config import LoraConfig, ModelConfig, QuantizationConfig
+    from engine.lora import add_lora
+    from engine.models import load_model
+
+    model = load_model(ModelConfig(path=str(tiny_model_dir)), QuantizationConfig(), device="cpu")
+    model = add_lora(model, LoraConfig(rank=4, **{switch: True}), gradient_checkpointing=False, seed=0)
+    assert getattr(model.peft_config["default"], switch) is True
+    ids = torch.tensor([[3, 4, 5, 6]])
+    model(input_ids=ids, labels=ids).loss.backward()
+    if switch == "use_dora":
+        assert any("lora_magnitude_vector" in n for n, p in model.named_parameters() if p.requires_grad)
