@@ -37,11 +37,16 @@ def make_dataset(path: Path, rows: int, seed: int = 0) -> None:
             handle.write(json.dumps(row) + "\n")
 
 
+VARIANTS = ("baseline", "engine", "engine-padding-free")
 SETTINGS = dict(rank=16, alpha=32, batch_size=4, max_length=256, learning_rate=2e-4, seed=0,
                 gradient_checkpointing=True)
 
 
-def run_engine(model: str, data: str, steps: int, out: Path) -> dict:
+def run_engine_padding_free(model: str, data: str, steps: int, out: Path) -> dict:
+    return run_engine(model, data, steps, out, padding_free=True)
+
+
+def run_engine(model: str, data: str, steps: int, out: Path, padding_free: bool = False) -> dict:
     from engine.config import RunConfig
     from engine.events import read_events
     from engine.training import train
@@ -52,7 +57,7 @@ def run_engine(model: str, data: str, steps: int, out: Path) -> dict:
         "lora.rank": s["rank"], "lora.alpha": float(s["alpha"]), "lora.dropout": 0.0,
         "training.max_steps": steps, "training.batch_size": s["batch_size"], "training.save_every": 10**6,
         "training.learning_rate": s["learning_rate"], "training.seed": s["seed"],
-        "training.gradient_checkpointing": s["gradient_checkpointing"],
+        "training.gradient_checkpointing": s["gradient_checkpointing"], "training.padding_free": padding_free,
     })
     train(config, out / "engine-run")
     events = read_events(out / "engine-run" / "events.jsonl")
@@ -137,7 +142,7 @@ def child(variant: str, model: str, data: str, steps: int) -> None:
     import engine  # noqa: F401  (offline environment)
 
     with tempfile.TemporaryDirectory() as tmp:
-        runner = run_engine if variant == "engine" else run_baseline
+        runner = {"engine": run_engine, "engine-padding-free": run_engine_padding_free, "baseline": run_baseline}[variant]
         result = runner(model, data, steps, Path(tmp))
     result["peak_memory_mb"] = peak_memory_mb()
     result["tokens_per_second"] = result["tokens"] / result["seconds"]
@@ -150,7 +155,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--rows", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--child", choices=("engine", "baseline"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -165,9 +170,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "bench.jsonl"
         make_dataset(data, args.rows)
-        results: dict[str, list[dict]] = {"baseline": [], "engine": []}
+        results: dict[str, list[dict]] = {variant: [] for variant in VARIANTS}
         for _ in range(args.repeats):
-            for variant in ("baseline", "engine"):  # alternate, so drift hits both
+            for variant in VARIANTS:  # alternate, so drift hits every variant
                 proc = subprocess.run(
                     [sys.executable, __file__, "--child", variant, "--model", args.model, "--data", str(data),
                      "--steps", str(args.steps)], capture_output=True, text=True)
@@ -182,14 +187,15 @@ def main() -> None:
     print(f"model {args.model}, {args.steps} steps, batch {SETTINGS['batch_size']}, max length "
           f"{SETTINGS['max_length']}, LoRA r{SETTINGS['rank']} all-linear, gradient checkpointing "
           f"{SETTINGS['gradient_checkpointing']}, {args.repeats} repeat(s)")
-    for variant in ("baseline", "engine"):
+    for variant in VARIANTS:
         r = results[variant]
-        print(f"{variant:9s} tokens/s {best(variant, 'tokens_per_second'):8.1f}   peak memory "
+        print(f"{variant:20s} tokens/s {best(variant, 'tokens_per_second'):8.1f}   peak memory "
               f"{best(variant, 'peak_memory_mb'):8.0f} MB   tokens {r[0]['tokens']}   "
               f"time {min(x['seconds'] for x in r):.1f} s")
-    ratio = best("engine", "tokens_per_second") / best("baseline", "tokens_per_second")
-    mem = best("engine", "peak_memory_mb") / best("baseline", "peak_memory_mb")
-    print(f"ratio engine/baseline: tokens/s {ratio:.2f}x, peak memory {mem:.2f}x")
+    for variant in VARIANTS[1:]:
+        ratio = best(variant, "tokens_per_second") / best("baseline", "tokens_per_second")
+        mem = best(variant, "peak_memory_mb") / best("baseline", "peak_memory_mb")
+        print(f"ratio {variant}/baseline: tokens/s {ratio:.2f}x, peak memory {mem:.2f}x")
 
 
 if __name__ == "__main__":

@@ -152,6 +152,8 @@ class TrainingConfig:
     """Recompute activations in the backward pass: much less memory, ~20-30% slower."""
     group_by_length: bool = True
     """Batch rows of similar length together so less compute is spent on padding."""
+    padding_free: bool = False
+    """Pack each batch into one row without padding (needs a model that supports packed position ids)."""
     eval_every: int = 0
     """Evaluate on the validation rows every N steps (0: only at the end, if there are any)."""
     save_every: int = 50
@@ -173,6 +175,7 @@ class TrainingConfig:
         _check_float("training.max_grad_norm", self.max_grad_norm, 0.0, 1e6)
         _check(isinstance(self.gradient_checkpointing, bool), "training.gradient_checkpointing", self.gradient_checkpointing, "true or false")
         _check(isinstance(self.group_by_length, bool), "training.group_by_length", self.group_by_length, "true or false")
+        _check(isinstance(self.padding_free, bool), "training.padding_free", self.padding_free, "true or false")
         _check_int("training.eval_every", self.eval_every, 0)
         _check_int("training.save_every", self.save_every, 1)
         _check_int("training.keep_checkpoints", self.keep_checkpoints, 1, 1000)

@@ -21,8 +21,8 @@ def add_lora(model, cfg: LoraConfig, gradient_checkpointing: bool, seed: int):
     elif gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
-    if gradient_checkpointing:
-        model.config.use_cache = False
+    # Training never needs a KV cache, and a cache disables transformers' packed-sequence masks.
+    model.config.use_cache = False
 
     targets = cfg.target_modules
     peft_config = PeftLoraConfig(

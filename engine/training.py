@@ -13,7 +13,7 @@ from pathlib import Path
 
 from engine import checkpoints
 from engine.config import RunConfig, config_to_toml
-from engine.data.prepare import PadCollator, prepare_data
+from engine.data.prepare import PadCollator, PaddingFreeCollator, prepare_data
 from engine.errors import ConfigError, UserError
 from engine.events import EventLog, read_events
 from engine.fsutil import atomic_write_text, replace_dir
@@ -163,6 +163,9 @@ def _train_with_stop(config: RunConfig, run_dir: Path, resume: bool, log: EventL
 
     t = config.training
     model = add_lora(model, config.lora, t.gradient_checkpointing, t.seed)
+    if t.padding_free and not packing_is_exact(model, data.train, tokenizer.pad_token_id):
+        log.warning("This model mixes packed sequences, so padding-free batches are off for this run.")
+        config = config.with_overrides({"training.padding_free": False})
     trainable, total = model.get_nb_trainable_parameters()
     log.emit("model", device=device, dtype=str(model.dtype).replace("torch.", ""), trainable_parameters=trainable,
              total_parameters=total, load_in_4bit=config.quantization.load_in_4bit)
@@ -192,6 +195,35 @@ def _train_with_stop(config: RunConfig, run_dir: Path, resume: bool, log: EventL
     replace_dir(staging, adapter)
     log.status("done", step=step, adapter=str(adapter))
     return RunResult("done", step, adapter)
+
+
+def packing_is_exact(model, rows, pad_token_id: int) -> bool:
+    """Check on two real rows that a packed batch gives the padded batch's logits.
+
+    Models whose attention ignores packed position ids would let sequences attend to each
+    other; this catches that before a single step is trained.
+    """
+    import torch
+
+    by_length = sorted(rows[:8], key=lambda r: len(r["input_ids"]))
+    if len(by_length) < 2:
+        return True
+    sample = [by_length[0], by_length[-1]]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            padded = PadCollator(pad_token_id)(sample)
+            packed = PaddingFreeCollator()(sample)
+            device = next(model.parameters()).device
+            a = model(**{k: v.to(device) for k, v in padded.items()}).logits.float()
+            b = model(**{k: v.to(device) for k, v in packed.items()}).logits.float()
+    finally:
+        model.train(was_training)
+    second = b[0, len(sample[0]["input_ids"]):]
+    expected = a[1, : second.shape[0]]
+    # Relative to the logits' scale, so bf16 rounding passes and attention leaking between sequences fails.
+    return bool(((expected - second).abs().max() / expected.abs().max().clamp_min(1e-6)) < 0.02)
 
 
 def _build_trainer(config: RunConfig, run_dir: Path, model, tokenizer, data, device: str):
@@ -239,7 +271,8 @@ def _build_trainer(config: RunConfig, run_dir: Path, model, tokenizer, data, dev
         args=args,
         train_dataset=_ListDataset(data.train),
         eval_dataset=_ListDataset(data.validation) if data.validation else None,
-        data_collator=PadCollator(tokenizer.pad_token_id, 8 if device == "cuda" else 1),
+        data_collator=PaddingFreeCollator() if t.padding_free
+        else PadCollator(tokenizer.pad_token_id, 8 if device == "cuda" else 1),
     )
 
 

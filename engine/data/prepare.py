@@ -114,3 +114,26 @@ class PadCollator:
             "labels": torch.tensor(labels, dtype=torch.long),
             "attention_mask": torch.tensor(mask, dtype=torch.long),
         }
+
+
+class PaddingFreeCollator:
+    """Packs a batch into one row with no padding; position_ids restart at 0 for every sequence.
+
+    transformers builds a block-diagonal causal mask from those position ids (SDPA, eager and
+    flash attention), so sequences never attend to each other and no compute is spent on padding.
+    """
+
+    def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, Any]:
+        import torch
+
+        ids, labels, positions = [], [], []
+        for f in features:
+            ids += f["input_ids"]
+            # The first token of a sequence must not be predicted from the end of the previous one.
+            labels += [IGNORE_INDEX] + f["labels"][1:]
+            positions += range(len(f["input_ids"]))
+        return {
+            "input_ids": torch.tensor([ids], dtype=torch.long),
+            "labels": torch.tensor([labels], dtype=torch.long),
+            "position_ids": torch.tensor([positions], dtype=torch.long),
+        }

@@ -164,3 +164,45 @@ def test_dora_and_rslora_switches_reach_peft(tiny_model_dir, switch):
     model(input_ids=ids, labels=ids).loss.backward()
     if switch == "use_dora":
         assert any("lora_magnitude_vector" in n for n, p in model.named_parameters() if p.requires_grad)
+
+
+def test_padding_free_batches_give_the_same_logits_and_losses_as_padded_ones(tiny_model_dir, facts_file, tmp_path):
+    from engine.config import DataConfig, LoraConfig, ModelConfig, QuantizationConfig
+    from engine.data.prepare import PadCollator, PaddingFreeCollator, prepare_data
+    from engine.lora import add_lora
+    from engine.models import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(ModelConfig(path=str(tiny_model_dir)))
+    rows = prepare_data(tokenizer, DataConfig(path=str(facts_file))).train[:4]
+    rows[1] = {"input_ids": rows[1]["input_ids"][:9], "labels": rows[1]["labels"][:9]}  # unequal lengths
+    model = load_model(ModelConfig(path=str(tiny_model_dir)), QuantizationConfig(), device="cpu")
+    model = add_lora(model, LoraConfig(rank=4), gradient_checkpointing=False, seed=0).eval()
+    with torch.no_grad():
+        padded = model(**PadCollator(tokenizer.pad_token_id)(rows)).logits
+        packed = model(**PaddingFreeCollator()(rows)).logits
+    offset = 0
+    for i, row in enumerate(rows):
+        n = len(row["input_ids"])
+        torch.testing.assert_close(packed[0, offset:offset + n], padded[i, :n], rtol=1e-4, atol=1e-4)
+        offset += n
+
+    runs = {}
+    for padding_free in (False, True):
+        config = tiny_config(tiny_model_dir, facts_file, training__max_steps=3, training__padding_free=padding_free)
+        train(config, tmp_path / str(padding_free))
+        runs[padding_free] = losses(tmp_path / str(padding_free))
+        events = read_events(tmp_path / str(padding_free) / "events.jsonl")
+        assert not any("padding-free" in e.get("message", "") for e in events if e["type"] == "warning")
+    for step in (1, 2, 3):
+        assert runs[True][step] == pytest.approx(runs[False][step], rel=1e-3)
+
+
+def test_padding_free_is_switched_off_for_a_model_that_mixes_packed_sequences(tiny_model_dir, facts_file, tmp_path,
+                                                                               monkeypatch):
+    import transformers.masking_utils as masking
+
+    monkeypatch.setattr(masking, "find_packed_sequence_indices", lambda position_ids: None)
+    config = tiny_config(tiny_model_dir, facts_file, training__max_steps=1, training__padding_free=True)
+    train(config, tmp_path / "run")
+    warnings = [e["message"] for e in read_events(tmp_path / "run" / "events.jsonl") if e["type"] == "warning"]
+    assert any("padding-free batches are off" in w for w in warnings)
