@@ -14,6 +14,7 @@ from pathlib import Path
 from engine import checkpoints
 from engine.config import RunConfig, config_to_toml
 from engine.data.prepare import PadCollator, PaddingFreeCollator, prepare_data
+from engine.data.reading import read_jsonl
 from engine.errors import ConfigError, UserError
 from engine.events import EventLog, read_events
 from engine.fsutil import atomic_write_text, replace_dir
@@ -75,8 +76,6 @@ def train(config: RunConfig, run_dir: str | Path, resume: bool = False, echo=Non
     config = config.with_overrides({"model.path": str(Path(config.model.path).expanduser().resolve())})
     inspect_model_folder(config.model)
 
-    from engine.data.reading import read_jsonl
-
     read_jsonl(config.data.path, config.data.format)  # cheap structural check before any folder is made
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / CONFIG_NAME, config_to_toml(config))
@@ -84,32 +83,36 @@ def train(config: RunConfig, run_dir: str | Path, resume: bool = False, echo=Non
     log = EventLog(run_dir / EVENTS_NAME, echo=echo)
     try:
         return _train(config, run_dir, resume, log)
-    except UserError as exc:
-        log.error(exc.kind, exc.message, exc.hint)
-        log.status("failed")
+    except KeyboardInterrupt:
+        log.status("stopped", message="Interrupted twice; no checkpoint was written for the last steps.")
         raise
     except BaseException as exc:
-        import torch
-
-        if isinstance(exc, torch.OutOfMemoryError | MemoryError):
-            err = oom_error(config)
-            log.error("oom", err.message, err.hint)
+        err = as_user_error(exc, config, run_dir)
+        if err is None:
+            log.error("internal", f"{type(exc).__name__}: {exc}", "This is a bug in Whetstone; the traceback is in engine.log.")
             log.status("failed")
-            raise err from None
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            err = UserError(f"The disk is full ({exc.filename or run_dir}).",
-                            "Free some space, then continue with --resume: complete checkpoints are kept.", kind="io")
-            log.error("io", err.message, err.hint)
-            log.status("failed")
-            raise err from None
-        if isinstance(exc, KeyboardInterrupt):
-            log.status("stopped", message="Interrupted twice; no checkpoint was written for the last steps.")
             raise
-        log.error("internal", f"{type(exc).__name__}: {exc}", "This is a bug in Whetstone; the traceback is in engine.log.")
+        log.error(err.kind, err.message, err.hint)
         log.status("failed")
-        raise
+        if err is exc:
+            raise
+        raise err from None
     finally:
         log.close()
+
+
+def as_user_error(exc: BaseException, config: RunConfig, run_dir: Path) -> UserError | None:
+    """The user-fixable meaning of an exception (bad input, out of memory, full disk), if it has one."""
+    import torch
+
+    if isinstance(exc, UserError):
+        return exc
+    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+        return oom_error(config)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return UserError(f"The disk is full ({exc.filename or run_dir}).",
+                         "Free some space, then continue with --resume: complete checkpoints are kept.", kind="io")
+    return None
 
 
 def _train(config: RunConfig, run_dir: Path, resume: bool, log: EventLog) -> RunResult:
