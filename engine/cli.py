@@ -155,6 +155,11 @@ def print_event(event: dict) -> None:
         print(f"checkpoint saved at step {event['step']}", flush=True)
     elif kind == "warning":
         print(f"warning: {event['message']}", flush=True)
+        problems = event.get("problems") or []
+        for problem in problems[:5]:
+            print(f"  {problem}", flush=True)
+        if len(problems) > 5:
+            print("  ...", flush=True)
     elif kind == "data":
         print(f"data: {event['train_rows']} training rows, {event['validation_rows']} validation rows, "
               f"{event['trained_tokens']} trained tokens of {event['tokens']}", flush=True)
