@@ -52,31 +52,43 @@ def conversation_spans(tokenizer, messages: list[dict[str, str]]) -> tuple[str, 
     return text, spans
 
 
-def render_row(tokenizer, row: dict[str, Any], max_length: int) -> Rendered:
-    """Render a checked row (a `messages` list or a prompt/completion dict) for training."""
-    if isinstance(row, list):
-        messages = row
-    elif tokenizer.chat_template:
-        messages = [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["completion"]}]
-    else:
-        messages = None
+def render_text(tokenizer, row: list[dict[str, str]] | dict[str, Any]) -> tuple[str, list[tuple[int, int]]]:
+    """The text a row becomes for this tokenizer, and the character spans that are trained.
 
-    if messages is not None:
+    A row is a `messages` list (role/content dicts), a {"prompt", "completion"} dict, or a
+    {"text"} dict (continued pre-training: every token is trained, eos appended).
+    """
+    eos = tokenizer.eos_token or ""
+    if isinstance(row, dict) and "text" in row:
+        text = row["text"] + eos
+        return text, [(0, len(text))]
+    if isinstance(row, list):
         if not tokenizer.chat_template:
             raise ValueError("the model has no chat template, so chat rows cannot be rendered")
-        text, spans = conversation_spans(tokenizer, messages)
-    else:
-        # No template: plain continuation, ending with eos so the model learns to stop.
-        text = row["prompt"] + row["completion"] + (tokenizer.eos_token or "")
-        spans = [(len(row["prompt"]), len(text))]
+        return conversation_spans(tokenizer, row)
+    if tokenizer.chat_template:
+        messages = [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["completion"]}]
+        return conversation_spans(tokenizer, messages)
+    # No template: plain continuation, ending with eos so the model learns to stop.
+    text = row["prompt"] + row["completion"] + eos
+    return text, [(len(row["prompt"]), len(text))]
 
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids = list(encoded["input_ids"])
+
+def build_rendered(text: str, spans: list[tuple[int, int]], ids: list[int], offsets, max_length: int) -> Rendered:
+    """Labels from token offsets: a token is trained when it overlaps a trained span."""
+    ids = list(ids)
     labels = [
         token if any(start < b and end > a for a, b in spans) else IGNORE_INDEX
-        for token, (start, end) in zip(ids, encoded["offset_mapping"], strict=True)
+        for token, (start, end) in zip(ids, offsets, strict=True)
     ]
     truncated = max(0, len(ids) - max_length)
     if truncated:
         ids, labels = ids[:max_length], labels[:max_length]
     return Rendered(text=text, input_ids=ids, labels=labels, spans=spans, truncated_tokens=truncated)
+
+
+def render_row(tokenizer, row: list[dict[str, str]] | dict[str, Any], max_length: int) -> Rendered:
+    """Render one row for training: the same function the trainer, the editor and the stats use."""
+    text, spans = render_text(tokenizer, row)
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    return build_rendered(text, spans, encoded["input_ids"], encoded["offset_mapping"], max_length)
