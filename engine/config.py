@@ -101,15 +101,20 @@ class LoraConfig:
         _check(isinstance(self.use_dora, bool), "lora.use_dora", self.use_dora, "true or false")
 
 
-DATA_FORMATS = ("auto", "messages", "prompt_completion")
+DATA_FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text")
+DATA_FIELDS = ("messages", "conversations", "instruction", "input", "output", "system", "prompt", "completion", "text")
 
 
 @dataclass
 class DataConfig:
     path: str = ""
-    """Training data file (JSONL: OpenAI `messages` rows or `prompt`/`completion` rows)."""
+    """Training data: .jsonl, .json, .csv, .tsv, .parquet, .txt, or a datasets.save_to_disk folder."""
     format: str = "auto"
-    """Row shape: auto (detected from the first row), messages or prompt_completion."""
+    """Row shape: auto (detected from the columns), messages, sharegpt, alpaca, prompt_completion, text."""
+    columns: dict[str, str] = field(default_factory=dict)
+    """Your column names for the standard fields, e.g. {prompt = "question", completion = "answer"}."""
+    text_mode: str = "blank_lines"
+    """Plain-text files: one document per blank-line-separated paragraph, or the whole file as one."""
     max_length: int = 1024
     """Longest sequence in tokens; longer rows are truncated and counted in a warning."""
     validation_path: str = ""
@@ -122,6 +127,11 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check(isinstance(self.path, str), "data.path", self.path, "a file path")
         _check_choice("data.format", self.format, DATA_FORMATS)
+        ok = isinstance(self.columns, dict) and all(
+            k in DATA_FIELDS and isinstance(v, str) and v for k, v in self.columns.items()
+        )
+        _check(ok, "data.columns", self.columns, "a table of standard field -> your column name, fields: " + ", ".join(DATA_FIELDS))
+        _check_choice("data.text_mode", self.text_mode, ("blank_lines", "file"))
         _check_int("data.max_length", self.max_length, 8, 1_048_576)
         _check(isinstance(self.validation_path, str), "data.validation_path", self.validation_path, "a file path")
         _check_float("data.validation_ratio", self.validation_ratio, 0.0, 0.5)

@@ -13,8 +13,7 @@ from pathlib import Path
 
 from engine import checkpoints
 from engine.config import RunConfig, config_to_toml
-from engine.data.prepare import PadCollator, PaddingFreeCollator, prepare_data
-from engine.data.reading import read_jsonl
+from engine.data.prepare import PadCollator, PaddingFreeCollator, prepare_data, read_config_data
 from engine.errors import ConfigError, UserError
 from engine.events import EventLog, read_events
 from engine.fsutil import atomic_write_text, replace_dir
@@ -76,13 +75,14 @@ def train(config: RunConfig, run_dir: str | Path, resume: bool = False, echo=Non
     config = config.with_overrides({"model.path": str(Path(config.model.path).expanduser().resolve())})
     inspect_model_folder(config.model)
 
-    read_jsonl(config.data.path, config.data.format)  # cheap structural check before any folder is made
+    # Read and check the data before any folder is made or any model is loaded.
+    read = read_config_data(config.data)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / CONFIG_NAME, config_to_toml(config))
     (run_dir / STOP_FILE).unlink(missing_ok=True)
     log = EventLog(run_dir / EVENTS_NAME, echo=echo)
     try:
-        return _train(config, run_dir, resume, log)
+        return _train(config, run_dir, resume, log, read)
     except KeyboardInterrupt:
         log.status("stopped", message="Interrupted twice; no checkpoint was written for the last steps.")
         raise
@@ -115,18 +115,18 @@ def as_user_error(exc: BaseException, config: RunConfig, run_dir: Path) -> UserE
     return None
 
 
-def _train(config: RunConfig, run_dir: Path, resume: bool, log: EventLog) -> RunResult:
+def _train(config: RunConfig, run_dir: Path, resume: bool, log: EventLog, read) -> RunResult:
     from engine.callbacks import StopRequest
 
     stop = StopRequest(run_dir / STOP_FILE)
     stop.install_signal_handlers()
     try:
-        return _train_with_stop(config, run_dir, resume, log, stop)
+        return _train_with_stop(config, run_dir, resume, log, stop, read)
     finally:
         stop.restore_signal_handlers()
 
 
-def _train_with_stop(config: RunConfig, run_dir: Path, resume: bool, log: EventLog, stop) -> RunResult:
+def _train_with_stop(config: RunConfig, run_dir: Path, resume: bool, log: EventLog, stop, read) -> RunResult:
     from engine.callbacks import EngineCallback
 
     log.status("loading")
@@ -135,7 +135,7 @@ def _train_with_stop(config: RunConfig, run_dir: Path, resume: bool, log: EventL
         log.warning("No CUDA GPU found: training runs the same 4-bit path on the CPU, which is slow.")
 
     tokenizer = load_tokenizer(config.model)
-    data = prepare_data(tokenizer, config.data)
+    data = prepare_data(tokenizer, config.data, read)
     report = data.report
     log.emit("data", format=data.format, train_rows=len(data.train), validation_rows=len(data.validation), **report.as_dict())
     if report.skipped:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from engine.config import DataConfig
-from engine.data.reading import read_jsonl
+from engine.data.reading import ReadResult, read_data
 from engine.data.rendering import IGNORE_INDEX, render_row
 from engine.errors import DataError
 
@@ -38,23 +37,29 @@ class PreparedData:
     report: DataReport
 
 
-def _tokenize_file(tokenizer, path: str, cfg: DataConfig, report: DataReport) -> tuple[list[dict], str]:
-    read = read_jsonl(path, cfg.format)
+def read_config_data(cfg: DataConfig, path: str | None = None) -> ReadResult:
+    if not (path or cfg.path):
+        raise DataError("No training data given.", "Pass --data FILE.")
+    return read_data(path or cfg.path, cfg.format, cfg.columns, cfg.text_mode)
+
+
+def _tokenize(tokenizer, read: ReadResult, cfg: DataConfig, report: DataReport) -> list[dict]:
     skipped = Counter(read.skipped_by_reason())
-    report.first_problems += [f"{Path(path).name} line {p.line}: {p.reason}" for p in read.problems[:5]]
-    report.rows_read += len(read.rows) + len(read.problems)
+    report.first_problems += [f"{p.where()}: {p.message}" for p in read.problems if p.severity == "error"][:20]
+    report.rows_read += read.records
     examples = []
-    for row, line in zip(read.rows, read.lines, strict=True):
+    for row, number, line in zip(read.rows, read.row_numbers, read.line_numbers, strict=True):
+        where = f"line {line}" if line is not None else f"row {number}"
         try:
             rendered = render_row(tokenizer, row, cfg.max_length)
         except ValueError as exc:
-            skipped[str(exc)] += 1
-            report.first_problems.append(f"{Path(path).name} line {line}: {exc}")
+            skipped["unrenderable"] += 1
+            report.first_problems.append(f"{where}: {exc}")
             continue
         if rendered.trained_tokens == 0:
             reason = "no trainable tokens after truncation" if rendered.truncated_tokens else "no trainable tokens"
             skipped[reason] += 1
-            report.first_problems.append(f"{Path(path).name} line {line}: {reason}")
+            report.first_problems.append(f"{where}: {reason}")
             continue
         if rendered.truncated_tokens:
             report.truncated_rows += 1
@@ -65,16 +70,16 @@ def _tokenize_file(tokenizer, path: str, cfg: DataConfig, report: DataReport) ->
         examples.append({"input_ids": rendered.input_ids, "labels": rendered.labels})
     for reason, count in skipped.items():
         report.skipped[reason] = report.skipped.get(reason, 0) + count
-    return examples, read.format
+    return examples
 
 
-def prepare_data(tokenizer, cfg: DataConfig) -> PreparedData:
-    if not cfg.path:
-        raise DataError("No training data given.", "Pass --data FILE (a .jsonl file).")
+def prepare_data(tokenizer, cfg: DataConfig, read: ReadResult | None = None) -> PreparedData:
+    """Tokenize the training (and validation) rows; `read` is the already-read training file, if any."""
     report = DataReport()
-    train, fmt = _tokenize_file(tokenizer, cfg.path, cfg, report)
+    read = read or read_config_data(cfg)
+    train = _tokenize(tokenizer, read, cfg, report)
     if cfg.validation_path:
-        validation, _ = _tokenize_file(tokenizer, cfg.validation_path, cfg, report)
+        validation = _tokenize(tokenizer, read_config_data(cfg, cfg.validation_path), cfg, report)
     else:
         validation = []
         if cfg.validation_ratio > 0 and len(train) >= 2:
@@ -88,7 +93,7 @@ def prepare_data(tokenizer, cfg: DataConfig) -> PreparedData:
         first = f" First: {report.first_problems[0]}." if report.first_problems else ""
         raise DataError(f"No row of {cfg.path} can be trained on.{first}", "Fix the rows or raise data.max_length.")
     report.rows_used = len(train) + len(validation)
-    return PreparedData(train=train, validation=validation, format=fmt, report=report)
+    return PreparedData(train=train, validation=validation, format=read.format, report=report)
 
 
 class PadCollator:

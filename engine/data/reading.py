@@ -1,125 +1,108 @@
-"""Reading chat (`messages`) and `prompt`/`completion` JSONL files, row by row.
+"""From a data file to checked rows: read the file, apply its shape, report every bad row.
 
-Bad rows are reported with their line number and skipped; good rows stay usable. The
-user's file is only ever opened for reading.
+Good rows stay usable when some are bad; every row that is not used has a Problem saying
+why, with its row number and, for line-based files, its line number. Nothing here writes to
+the user's file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.data.files import Problem, RawFile, iter_records, read_file
+from engine.data.shapes import RowProblem, Shape, detect_shape
 from engine.errors import DataError
-
-ROLES = ("system", "user", "assistant")
-
-
-@dataclass
-class Problem:
-    line: int
-    reason: str
 
 
 @dataclass
 class ReadResult:
-    rows: list[dict[str, Any]]
-    format: str
-    lines: list[int] = field(default_factory=list)
+    rows: list[Any]
+    """Checked rows in renderer form (messages list, prompt/completion dict, or text dict)."""
+    row_numbers: list[int]
+    line_numbers: list[int | None]
+    shape: Shape
+    kind: str
+    records: int
     problems: list[Problem] = field(default_factory=list)
 
+    @property
+    def format(self) -> str:
+        return self.shape.name
+
+    @property
+    def lines(self) -> list[int | None]:
+        return self.line_numbers
+
     def skipped_by_reason(self) -> dict[str, int]:
-        return dict(Counter(p.reason.split(":")[0] for p in self.problems))
+        return dict(Counter(p.kind for p in self.problems if p.severity == "error"))
 
 
-def detect_format(row: Any) -> str | None:
-    if isinstance(row, dict):
-        if "messages" in row:
-            return "messages"
-        if "prompt" in row and "completion" in row:
-            return "prompt_completion"
-    return None
+def columns_of(raw: RawFile) -> list[str]:
+    if raw.table.column_names != ["__json__"]:
+        return list(raw.table.column_names)
+    # JSON records: the union of keys over the first rows (rows may differ in optional fields).
+    keys: dict[str, None] = {}
+    for i, (_row, _line, record) in enumerate(iter_records(raw, batch_size=256)):
+        keys.update(dict.fromkeys(record))
+        if i >= 200:
+            break
+    return list(keys)
 
 
-def check_messages(row: dict[str, Any]) -> list[dict[str, str]]:
-    """Return the conversation as role/content dicts, or raise ValueError with the reason."""
-    messages = row.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ValueError("messages is not a non-empty list")
-    clean = []
-    for i, msg in enumerate(messages):
-        if not isinstance(msg, dict):
-            raise ValueError(f"message {i + 1} is not an object")
-        role, content = msg.get("role"), msg.get("content")
-        if role not in ROLES:
-            raise ValueError(f"unknown role: message {i + 1} has role {role!r} (allowed: {', '.join(ROLES)})")
-        if not isinstance(content, str):
-            raise ValueError(f"wrong type: message {i + 1} content is not a string")
-        if role == "assistant" and not content.strip():
-            raise ValueError(f"empty assistant turn: message {i + 1}")
-        clean.append({"role": role, "content": content})
-    if clean[-1]["role"] != "assistant":
-        raise ValueError("conversation does not end with the assistant")
-    return clean
+def iter_checked(raw: RawFile, shape: Shape) -> Iterator[tuple[int, int | None, Any, Problem | None]]:
+    """Yield (row, line, normalised row or None, problem or None) for every parsed record."""
+    for row, line, record in iter_records(raw):
+        try:
+            yield row, line, shape.normalise(record), None
+        except RowProblem as exc:
+            yield row, line, None, Problem(row, line, str(exc), exc.kind)
 
 
-def check_prompt_completion(row: dict[str, Any]) -> dict[str, str]:
-    prompt, completion = row.get("prompt"), row.get("completion")
-    if not isinstance(prompt, str) or not isinstance(completion, str):
-        raise ValueError("wrong type: prompt and completion must be strings")
-    if not completion.strip():
-        raise ValueError("empty completion")
-    return {"prompt": prompt, "completion": completion}
+def duplicate_key(row: Any) -> bytes:
+    return hashlib.blake2b(json.dumps(row, sort_keys=True, ensure_ascii=False).encode(), digest_size=16).digest()
 
 
-def read_jsonl(path: str | Path, fmt: str = "auto") -> ReadResult:
-    """Read a JSONL file of chat or prompt/completion rows; raise DataError if nothing usable."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"Data file {path} does not exist.", "Check the path.")
-    if path.is_dir():
-        raise DataError(f"{path} is a folder, not a data file.", "Pass a .jsonl file.")
+def open_data(path: str | Path, fmt: str = "auto", columns: dict[str, str] | None = None,
+              text_mode: str = "blank_lines") -> tuple[RawFile, Shape]:
+    raw = read_file(path, text_mode)
+    if raw.table.num_rows == 0:
+        first = raw.problems[0] if raw.problems else None
+        detail = f" First problem: {first.where()}: {first.message}." if first else ""
+        raise DataError(f"{path} has no usable rows ({len(raw.problems)} bad).{detail}", "Fix the rows and try again.")
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"Cannot read {path}: {exc.strerror}.", "Check the file's permissions.") from None
-    if not raw.strip():
-        raise DataError(f"Data file {path} is empty.", "Add one JSON object per line.")
+        shape = detect_shape(columns_of(raw), fmt, columns)
+    except DataError as exc:
+        raise DataError(f"{Path(path).name}: {exc.message}", exc.hint) from None
+    return raw, shape
 
-    rows, lines, problems = [], [], []
-    for number, line_bytes in enumerate(raw.splitlines(), start=1):
-        if not line_bytes.strip():
-            continue
-        try:
-            line = line_bytes.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            problems.append(Problem(number, f"not UTF-8: byte {exc.start + 1}"))
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(Problem(number, f"invalid JSON: {exc.msg} at column {exc.colno}"))
-            continue
-        if fmt == "auto":
-            fmt = detect_format(obj) or "auto"
-            if fmt == "auto":
-                keys = ", ".join(sorted(obj)) if isinstance(obj, dict) else type(obj).__name__
-                raise DataError(
-                    f"{path} line {number}: cannot tell the data format from its fields ({keys}).",
-                    'Use rows like {"messages": [{"role": "user", "content": ...}, ...]} '
-                    'or {"prompt": ..., "completion": ...}.',
-                )
-        try:
-            if not isinstance(obj, dict):
-                raise ValueError("wrong type: the line is not a JSON object")
-            rows.append(check_messages(obj) if fmt == "messages" else check_prompt_completion(obj))
-            lines.append(number)
-        except ValueError as exc:
-            problems.append(Problem(number, str(exc)))
 
+def read_data(path: str | Path, fmt: str = "auto", columns: dict[str, str] | None = None,
+              text_mode: str = "blank_lines") -> ReadResult:
+    """Read and check a whole file; raise DataError if no row is usable."""
+    raw, shape = open_data(path, fmt, columns, text_mode)
+    rows, row_numbers, line_numbers, problems = [], [], [], list(raw.problems)
+    seen: dict[bytes, int] = {}
+    for row, line, value, problem in iter_checked(raw, shape):
+        if problem is not None:
+            problems.append(problem)
+            continue
+        key = duplicate_key(value)
+        if key in seen:
+            problems.append(Problem(row, line, f"exact duplicate of row {seen[key]}", "duplicate", "warning"))
+        else:
+            seen[key] = row
+        rows.append(value)
+        row_numbers.append(row)
+        line_numbers.append(line)
+    problems.sort(key=lambda p: (p.row or 0))
     if not rows:
-        first = f" First problem: line {problems[0].line}: {problems[0].reason}." if problems else ""
-        raise DataError(f"{path} has no usable rows ({len(problems)} bad).{first}", "Fix the rows and try again.")
-    return ReadResult(rows=rows, format=fmt, lines=lines, problems=problems)
+        errors = [p for p in problems if p.severity == "error"]
+        first = f" First problem: {errors[0].where()}: {errors[0].message}." if errors else ""
+        raise DataError(f"{path} has no usable rows ({len(errors)} bad).{first}", "Fix the rows and try again.")
+    return ReadResult(rows, row_numbers, line_numbers, shape, raw.kind, raw.records, problems)

@@ -50,7 +50,7 @@ def test_missing_data_file(capsys, tiny_model_dir, tmp_path):
     [
         ("", ["is empty"]),
         ("{oops\n[1, 2\n", ["no usable rows", "line 1", "invalid JSON"]),
-        ('{"text": "hi"}\n', ["cannot tell the data format", "messages"]),
+        ('{"body": "hi"}\n', ["Cannot tell the data's shape", "body", "data.columns"]),
     ],
 )
 def test_empty_or_malformed_data(capsys, tiny_model_dir, tmp_path, content, words):

@@ -6,7 +6,7 @@ from transformers import AutoTokenizer
 
 from engine.config import DataConfig
 from engine.data.prepare import PadCollator, prepare_data
-from engine.data.reading import read_jsonl
+from engine.data.reading import read_data
 from engine.data.rendering import IGNORE_INDEX, render_row
 from engine.errors import DataError
 
@@ -68,17 +68,20 @@ def test_bad_rows_are_reported_with_line_numbers_and_good_rows_kept(tmp_path):
         good,
     ])
     with open(path, "ab") as handle:
-        handle.write(b'{"messages": "\xff"}\n')
-    result = read_jsonl(path)
-    assert result.format == "messages"
+        handle.write(b'\n{"messages": "\xff"}\n')
+    result = read_data(path)
+    assert result.format == "messages" and result.shape.reason == "it has the column messages"
     assert len(result.rows) == 2 and result.lines == [1, 7]
-    reasons = {p.line: p.reason for p in result.problems}
-    assert reasons[2].startswith("invalid JSON")
-    assert reasons[3].startswith("unknown role") and "'wizard'" in reasons[3]
-    assert reasons[4].startswith("empty assistant turn")
-    assert reasons[5] == "conversation does not end with the assistant"
-    assert reasons[6].startswith("wrong type")
-    assert reasons[8].startswith("not UTF-8")
+    problems = {p.line: p for p in result.problems}
+    assert problems[2].kind == "invalid_json" and problems[2].message.startswith("invalid JSON")
+    assert problems[3].kind == "unknown_role" and "'wizard'" in problems[3].message
+    assert problems[4].kind == "empty_assistant"
+    assert problems[5].message == "conversation does not end with the assistant"
+    assert problems[6].kind == "wrong_type"
+    assert problems[7].kind == "duplicate" and problems[7].message == "exact duplicate of row 1"
+    assert problems[9].kind == "not_utf8" and problems[9].row == 8  # blank line 8 is not a record
+    assert result.skipped_by_reason() == {"invalid_json": 1, "unknown_role": 1, "empty_assistant": 1,
+                                          "not_ending_with_assistant": 1, "wrong_type": 1, "not_utf8": 1}
 
 
 @pytest.mark.parametrize(
@@ -86,7 +89,7 @@ def test_bad_rows_are_reported_with_line_numbers_and_good_rows_kept(tmp_path):
     [
         (b"", "is empty"),
         (b"\n\n", "is empty"),
-        (b'{"text": "hello"}\n', "cannot tell the data format"),
+        (b'{"body": "hello"}\n', "Cannot tell the data's shape"),
         (b"{bad\n{worse\n", "no usable rows"),
     ],
 )
@@ -94,7 +97,7 @@ def test_unusable_files_raise_a_clear_data_error(tmp_path, content, match):
     path = tmp_path / "d.jsonl"
     path.write_bytes(content)
     with pytest.raises(DataError, match=match):
-        read_jsonl(path)
+        read_data(path)
 
 
 def test_prepare_splits_validation_and_reports(tmp_path, tokenizer):
@@ -102,7 +105,7 @@ def test_prepare_splits_validation_and_reports(tmp_path, tokenizer):
     path = write_jsonl(tmp_path / "d.jsonl", rows + [{"messages": []}])
     data = prepare_data(tokenizer, DataConfig(path=str(path), validation_ratio=0.2, seed=1))
     assert (len(data.train), len(data.validation)) == (16, 4)
-    assert data.report.skipped and data.report.rows_read == 21
+    assert data.report.skipped == {"wrong_type": 1} and data.report.rows_read == 21
     again = prepare_data(tokenizer, DataConfig(path=str(path), validation_ratio=0.2, seed=1))
     assert again.validation == data.validation  # the split is seeded
 
