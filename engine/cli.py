@@ -24,6 +24,7 @@ TRAIN_OVERRIDES = {
     "model": "model.path",
     "data": "data.path",
     "validation_data": "data.validation_path",
+    "format": "data.format",
     "max_steps": "training.max_steps",
     "epochs": "training.epochs",
     "learning_rate": "training.learning_rate",
@@ -48,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="fine-tune a model with QLoRA into a run folder")
     train.add_argument("--model", help="local Hugging Face model folder")
-    train.add_argument("--data", help="training data (.jsonl: messages or prompt/completion rows)")
-    train.add_argument("--validation-data", help="separate validation .jsonl file")
+    train.add_argument("--data", help="training data: .jsonl .json .csv .tsv .parquet .txt or a save_to_disk folder")
+    train.add_argument("--validation-data", help="separate validation file")
+    train.add_argument("--format", help="row shape: auto, messages, sharegpt, alpaca, prompt_completion, text")
     train.add_argument("--output", required=True, help="run folder to create (or to resume with --resume)")
     train.add_argument("--config", help="TOML config file; flags override it")
     train.add_argument("--max-steps", type=int)
@@ -72,6 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-new-tokens", type=int, default=256)
     gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
 
+    data = sub.add_parser("data", help="inspect data files").add_subparsers(dest="data_command", required=True,
+                                                                          parser_class=_Parser)
+    check = data.add_parser("check", help="report a data file's shape, problems and (with --model) token lengths")
+    check.add_argument("file")
+    check.add_argument("--model", help="model folder whose tokenizer and chat template render the rows")
+    check.add_argument("--max-length", type=int, default=1024)
+    check.add_argument("--format", default="auto", help="auto, messages, sharegpt, alpaca, prompt_completion, text")
+    check.add_argument("--column", action="append", default=[], metavar="FIELD=NAME",
+                       help="your column for a standard field, e.g. --column prompt=question (repeatable)")
+    check.add_argument("--text-mode", default="blank_lines", choices=("blank_lines", "file"))
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+
     sub.add_parser("demo-model", help="print the demo model folder, converting it on first use")
 
     demo = sub.add_parser("demo", help="fine-tune the demo model on the demo data and compare answers")
@@ -88,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     run_dir = Path(args.output) if getattr(args, "output", None) else None
     try:
-        handler = {"train": cmd_train, "generate": cmd_generate, "demo-model": cmd_demo_model, "demo": cmd_demo}
+        handler = {"train": cmd_train, "generate": cmd_generate, "demo-model": cmd_demo_model, "demo": cmd_demo,
+                   "data": cmd_data}
         return handler[args.command](args)
     except UserError as exc:
         sys.stderr.write(f"error: {exc.one_line()}\n")
@@ -190,6 +205,31 @@ def cmd_generate(args: argparse.Namespace) -> int:
         sys.stdout.write(chunk)
         sys.stdout.flush()
     sys.stdout.write("\n")
+    return EXIT_DONE
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    import json
+
+    from engine.config import DataConfig
+    from engine.data.check import check_data
+
+    columns = {}
+    for item in args.column:
+        field, _, name = item.partition("=")
+        columns[field.strip()] = name.strip()
+    # The same validation as a training config: one line naming the field and what is allowed.
+    DataConfig(format=args.format, columns=columns, max_length=args.max_length, text_mode=args.text_mode)
+    tokenizer = None
+    if args.model:
+        from engine.config import ModelConfig
+        from engine.models import load_tokenizer
+
+        tokenizer = load_tokenizer(ModelConfig(path=args.model))
+    report = check_data(args.file, args.format, columns, args.text_mode, tokenizer, args.max_length)
+    if report.valid_rows == 0:
+        raise UserError(f"No row of {args.file} is usable: {report.skipped()}.", "Fix the rows listed by --json.", "data")
+    print(json.dumps(report.as_dict(), ensure_ascii=False) if args.json else report.human())
     return EXIT_DONE
 
 

@@ -110,7 +110,7 @@ def _read_jsonl(path: Path) -> RawFile:
                 continue
             record += 1
             try:
-                line = line_bytes.decode("utf-8")
+                line = line_bytes.rstrip(b"\r\n").decode("utf-8")
             except UnicodeDecodeError as exc:
                 problems.append(Problem(record, number, f"bytes that are not UTF-8 (byte {exc.start + 1} of the line)", "not_utf8"))
                 continue

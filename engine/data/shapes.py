@@ -59,7 +59,7 @@ def detect_shape(columns: list[str], choice: str = "auto", mapping: dict[str, st
             raise DataError(
                 f"The data has no column {mapping.get(missing[0], missing[0])!r} needed for the {choice} shape "
                 f"(columns: {', '.join(sorted(present)) or 'none'}).",
-                f"Map it with data.columns, e.g. {{{missing[0]} = \"your_column\"}}.",
+                f"Map it with data.columns, e.g. {{{missing[0]} = \"your_column\"}} (CLI: --column {missing[0]}=your_column).",
             )
         return Shape(choice, mapping, "chosen by you")
     for name in ("messages", "sharegpt", "alpaca", "prompt_completion", "text"):
@@ -69,7 +69,7 @@ def detect_shape(columns: list[str], choice: str = "auto", mapping: dict[str, st
     raise DataError(
         f"Cannot tell the data's shape from its columns ({', '.join(sorted(present)) or 'none'}).",
         "Expected messages, conversations (ShareGPT), instruction/output (Alpaca), prompt/completion or text; "
-        "or name yours with data.format and data.columns.",
+        "or name yours with data.format and data.columns (CLI: --format and --column FIELD=NAME).",
     )
 
 
