@@ -41,8 +41,16 @@ def conversation_spans(tokenizer, messages: list[dict[str, str]]) -> tuple[str, 
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        prefix = _template(tokenizer, messages[:i], add_generation_prompt=True) if i else ""
         upto = _template(tokenizer, messages[: i + 1], add_generation_prompt=False)
+        if i:
+            prefix = _template(tokenizer, messages[:i], add_generation_prompt=True)
+        else:
+            # An opening assistant turn: templates differ on an empty prefix (injected system
+            # prompts, bos), so locate its content, the last thing before the end-of-turn.
+            found = upto.rfind(message["content"].strip())
+            if found < 0:
+                raise ValueError("the chat template changes the text of the opening assistant turn")
+            prefix = upto[:found]
         if not (text.startswith(upto) and upto.startswith(prefix)):
             raise ValueError("the chat template renders earlier turns differently as the conversation grows")
         # What follows the end-of-turn marker (usually a newline) is never generated.
