@@ -9,7 +9,8 @@ from typing import Any
 
 from engine.config import DataConfig
 from engine.data.reading import ReadResult, read_data
-from engine.data.rendering import IGNORE_INDEX, render_row
+from engine.data.rendering import IGNORE_INDEX
+from engine.data.stats import iter_rendered
 from engine.errors import DataError
 
 
@@ -48,13 +49,12 @@ def _tokenize(tokenizer, read: ReadResult, cfg: DataConfig, report: DataReport) 
     report.first_problems += [f"{p.where()}: {p.message}" for p in read.problems if p.severity == "error"][:20]
     report.rows_read += read.records
     examples = []
-    for row, number, line in zip(read.rows, read.row_numbers, read.line_numbers, strict=True):
+    results = (r for batch in iter_rendered(tokenizer, read.rows, cfg.max_length) for r in batch)
+    for rendered, number, line in zip(results, read.row_numbers, read.line_numbers, strict=True):
         where = f"line {line}" if line is not None else f"row {number}"
-        try:
-            rendered = render_row(tokenizer, row, cfg.max_length)
-        except ValueError as exc:
+        if isinstance(rendered, ValueError):
             skipped["unrenderable"] += 1
-            report.first_problems.append(f"{where}: {exc}")
+            report.first_problems.append(f"{where}: {rendered}")
             continue
         if rendered.trained_tokens == 0:
             reason = "no trainable tokens after truncation" if rendered.truncated_tokens else "no trainable tokens"

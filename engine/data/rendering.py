@@ -8,6 +8,7 @@ the end-of-turn token and the model would never learn to stop).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +30,12 @@ class Rendered:
 
 
 def _template(tokenizer, messages, add_generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=add_generation_prompt
-    )
+    from jinja2 import TemplateError
+
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    except TemplateError as exc:  # e.g. a template that insists on alternating roles
+        raise ValueError(f"the chat template refuses this conversation: {exc}") from None
 
 
 def conversation_spans(tokenizer, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
@@ -41,7 +45,8 @@ def conversation_spans(tokenizer, messages: list[dict[str, str]]) -> tuple[str, 
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        upto = _template(tokenizer, messages[: i + 1], add_generation_prompt=False)
+        last = i == len(messages) - 1
+        upto = text if last else _template(tokenizer, messages[: i + 1], add_generation_prompt=False)
         if i:
             prefix = _template(tokenizer, messages[:i], add_generation_prompt=True)
         else:
@@ -85,10 +90,12 @@ def render_text(tokenizer, row: list[dict[str, str]] | dict[str, Any]) -> tuple[
 def build_rendered(text: str, spans: list[tuple[int, int]], ids: list[int], offsets, max_length: int) -> Rendered:
     """Labels from token offsets: a token is trained when it overlaps a trained span."""
     ids = list(ids)
-    labels = [
-        token if any(start < b and end > a for a, b in spans) else IGNORE_INDEX
-        for token, (start, end) in zip(ids, offsets, strict=True)
-    ]
+    starts = [a for a, _b in spans]  # spans are sorted and disjoint
+    ends = [b for _a, b in spans]
+    labels = []
+    for token, (start, end) in zip(ids, offsets, strict=True):
+        k = bisect_right(ends, start)  # first span that ends after this token starts
+        labels.append(token if k < len(spans) and starts[k] < end else IGNORE_INDEX)
     truncated = max(0, len(ids) - max_length)
     if truncated:
         ids, labels = ids[:max_length], labels[:max_length]
