@@ -52,9 +52,10 @@ class CheckReport:
             lines.append(f"  ... {len(self.problems) - limit} more (use --json for all)")
         if self.token_stats:
             s = self.token_stats
+            lines.append(f"tokens per row: min {s['min']}, median {s['median']:g}, p95 {s['p95']}, max {s['max']}")
             lines.append(
-                f"tokens per row: min {s['min']}, median {s['median']}, p95 {s['p95']}, max {s['max']}; "
-                f"{s['trained_tokens']} of {s['total_tokens']} tokens are trained"
+                f"after truncation to {s['max_length']}: {s['trained_tokens']} tokens trained, "
+                f"{s['truncated_rows']} rows truncated ({s['truncated_tokens']} tokens cut)"
             )
         return "\n".join(lines)
 
