@@ -90,35 +90,28 @@ def _check_conversation(messages: list[dict[str, str]]) -> list[dict[str, str]]:
     return messages
 
 
-def _messages(get: dict[str, Any]):
-    turns = get["messages"]
+def _conversation(turns: Any, field: str, role_key: str, content_key: str, roles: dict) -> list[dict[str, str]]:
+    """Check a list of turns and map each to {"role", "content"} with the standard role names."""
     if not isinstance(turns, list):
-        raise RowProblem("wrong_type", f"wrong type: messages is {type(turns).__name__}, not a list")
+        raise RowProblem("wrong_type", f"wrong type: {field} is {type(turns).__name__}, not a list")
     out = []
     for i, msg in enumerate(turns, start=1):
         if not isinstance(msg, dict):
-            raise RowProblem("wrong_type", f"wrong type: message {i} is not an object")
-        role = msg.get("role")
-        if role not in ROLES:
-            raise RowProblem("unknown_role", f"unknown role {role!r} in message {i} (allowed: {', '.join(ROLES)})")
-        out.append({"role": role, "content": _text(msg.get("content"), f"message {i} content")})
+            raise RowProblem("wrong_type", f"wrong type: {field} item {i} is not an object")
+        source = msg.get(role_key)
+        role = roles.get(source.lower() if isinstance(source, str) else None)
+        if role is None:
+            raise RowProblem("unknown_role", f"unknown role {source!r} in {field} item {i} (allowed: {', '.join(roles)})")
+        out.append({"role": role, "content": _text(msg.get(content_key), f"{field} item {i} {content_key}")})
     return _check_conversation(out)
+
+
+def _messages(get: dict[str, Any]):
+    return _conversation(get["messages"], "messages", "role", "content", {r: r for r in ROLES})
 
 
 def _sharegpt(get: dict[str, Any]):
-    turns = get["conversations"]
-    if not isinstance(turns, list):
-        raise RowProblem("wrong_type", f"wrong type: conversations is {type(turns).__name__}, not a list")
-    out = []
-    for i, msg in enumerate(turns, start=1):
-        if not isinstance(msg, dict):
-            raise RowProblem("wrong_type", f"wrong type: turn {i} is not an object")
-        source = msg.get("from")
-        role = SHAREGPT_ROLES.get(source.lower() if isinstance(source, str) else source)
-        if role is None:
-            raise RowProblem("unknown_role", f"unknown role {source!r} in turn {i} (allowed: {', '.join(SHAREGPT_ROLES)})")
-        out.append({"role": role, "content": _text(msg.get("value"), f"turn {i} value")})
-    return _check_conversation(out)
+    return _conversation(get["conversations"], "conversations", "from", "value", SHAREGPT_ROLES)
 
 
 def _alpaca(get: dict[str, Any]):

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from engine.errors import DataError
-from engine.fsutil import atomic_write_bytes, fsync_dir
+from engine.fsutil import atomic_write_bytes
 
 
 def to_record(row: Any) -> dict[str, Any]:
@@ -27,19 +25,9 @@ def write_parquet(path: str | Path, rows: Iterable[Any]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    table = pa.Table.from_pylist([to_record(row) for row in rows])
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist([to_record(row) for row in rows]), sink)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
 
 
 def write_rows(path: str | Path, rows: Iterable[Any]) -> None:
