@@ -68,3 +68,16 @@ def test_json_files_with_any_shape_choice_never_crash(tmp_path_factory, records,
         return
     errors = [p for p in result.problems if p.severity == "error"]
     assert len(result.rows) + len(errors) == len(records)
+
+
+def test_files_that_crash_pyarrows_json_reader_are_read_line_by_line(tmp_path):
+    """pyarrow 26 segfaults on a file that is just `null`; such files must never reach it."""
+    for content, rows in ((b"null", 0), (b'{"text": "a"}\nnull', 1), (b'{"text": "a"}\n\n{"text": "b"}\n', 2)):
+        path = tmp_path / "d.jsonl"
+        path.write_bytes(content)
+        try:
+            result = read_data(path)
+        except DataError as exc:
+            assert rows == 0 and "no usable rows" in exc.message
+            continue
+        assert len(result.rows) == rows
