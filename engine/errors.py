@@ -17,7 +17,7 @@ class UserError(Exception):
         self.kind = kind
 
     def one_line(self) -> str:
-        return f"{self.message} {self.hint}".strip()
+        return " ".join(f"{self.message} {self.hint}".split())  # the CLI promises exactly one line
 
 
 class ConfigError(UserError):

@@ -122,7 +122,11 @@ def _read_jsonl_arrow(path: Path) -> RawFile | None:
     if n == 0 or lines != n:
         return None
     numbers = list(range(1, n + 1))
-    return RawFile(path, "jsonl", datasets.Dataset(table), numbers, numbers, [], n)
+    try:
+        dataset = datasets.Dataset(table)
+    except Exception:  # a schema datasets cannot hold: the line-by-line reader reports it row by row
+        return None
+    return RawFile(path, "jsonl", dataset, numbers, numbers, [], n)
 
 
 def _count_lines_if_all_objects(path: Path) -> int | None:
@@ -218,8 +222,25 @@ def _read_json(path: Path) -> RawFile:
     return RawFile(path, "json", datasets.Dataset.from_list(good), numbers, None, problems, len(records))
 
 
-def _read_csv(path: Path) -> RawFile:
+def _as_dataset(table, path: Path):
+    """Wrap an Arrow table; column names must be non-empty and unique to be usable."""
     import datasets
+
+    try:
+        names = table.column_names
+    except UnicodeDecodeError:
+        raise DataError(f"{path.name} has a header that is not UTF-8 text.", "Save the file as UTF-8.") from None
+    if any(not name.strip("\x00 \t") for name in names) or len(set(names)) != len(names):
+        raise DataError(f"{path.name} has an empty or repeated column name in its header ({names[:8]}).",
+                        "Give every column a distinct name in the first row.")
+    try:
+        return datasets.Dataset(table)
+    except Exception as exc:  # datasets refuses some Arrow schemas with several error types
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path.name} has columns that cannot be read ({reason}).", "Export it again with plain columns.") from None
+
+
+def _read_csv(path: Path) -> RawFile:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -230,11 +251,10 @@ def _read_csv(path: Path) -> RawFile:
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise DataError(f"{path} cannot be read as {'TSV' if delimiter == chr(9) else 'CSV'}: {exc}", "Check quoting and the header row.") from None
     n = table.num_rows
-    return RawFile(path, "csv", datasets.Dataset(table), list(range(1, n + 1)), None, [], n)
+    return RawFile(path, "csv", _as_dataset(table, path), list(range(1, n + 1)), None, [], n)
 
 
 def _read_parquet(path: Path) -> RawFile:
-    import datasets
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -243,7 +263,7 @@ def _read_parquet(path: Path) -> RawFile:
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"{path} is not a readable Parquet file: {exc}", "Export it again.") from None
     n = table.num_rows
-    return RawFile(path, "parquet", datasets.Dataset(table), list(range(1, n + 1)), None, [], n)
+    return RawFile(path, "parquet", _as_dataset(table, path), list(range(1, n + 1)), None, [], n)
 
 
 def _read_text(path: Path, text_mode: str) -> RawFile:

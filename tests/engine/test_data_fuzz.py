@@ -81,3 +81,20 @@ def test_files_that_crash_pyarrows_json_reader_are_read_line_by_line(tmp_path):
             assert rows == 0 and "no usable rows" in exc.message
             continue
         assert len(result.rows) == rows
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.one_of(st.binary(max_size=200),
+                         st.lists(st.lists(st.text(max_size=10), min_size=1, max_size=4), max_size=6).map(
+                             lambda rows: "\n".join(",".join(cells) for cells in rows).encode("utf-8", "surrogatepass"))),
+       suffix=st.sampled_from([".csv", ".tsv", ".txt", ".parquet", ".json"]))
+def test_other_readers_never_crash_on_random_bytes(tmp_path_factory, content, suffix):
+    path = tmp_path_factory.mktemp("fuzz") / f"data{suffix}"
+    path.write_bytes(content)
+    try:
+        result = read_data(path)
+    except DataError as exc:
+        assert exc.message
+        return
+    errors = [p for p in result.problems if p.severity == "error"]
+    assert len(result.rows) + len(errors) == result.records
