@@ -35,10 +35,6 @@ class ReadResult:
     def format(self) -> str:
         return self.shape.name
 
-    @property
-    def lines(self) -> list[int | None]:
-        return self.line_numbers
-
     def skipped_by_reason(self) -> dict[str, int]:
         return dict(Counter(p.kind for p in self.problems if p.severity == "error"))
 

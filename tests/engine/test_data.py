@@ -71,7 +71,7 @@ def test_bad_rows_are_reported_with_line_numbers_and_good_rows_kept(tmp_path):
         handle.write(b'\n{"messages": "\xff"}\n')
     result = read_data(path)
     assert result.format == "messages" and result.shape.reason == "it has the column messages"
-    assert len(result.rows) == 2 and result.lines == [1, 7]
+    assert len(result.rows) == 2 and result.line_numbers == [1, 7]
     problems = {p.line: p for p in result.problems}
     assert problems[2].kind == "invalid_json" and problems[2].message.startswith("invalid JSON")
     assert problems[3].kind == "unknown_role" and "'wizard'" in problems[3].message
