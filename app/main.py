@@ -1,19 +1,76 @@
-"""Entry point of the `whetstone` desktop app."""
+"""`whetstone`: start the desktop app.
+
+Only Qt and light engine modules are imported before the window paints; torch,
+transformers, peft and datasets load later, in worker processes, when a feature needs them.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
+import time
+
+_T0 = time.perf_counter()
 
 
-def main() -> int:
-    # The window is built in the app-shell issue; until then say so instead of failing obscurely.
-    sys.stderr.write(
-        "The Whetstone desktop window is not built yet. The engine works from the command line:\n"
-        "  whetstone-engine demo      fine-tune the demo model and compare answers\n"
-        "  whetstone-engine --help    every command\n"
-    )
-    return 1
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="whetstone", description="Whetstone: QLoRA fine-tuning on your own machine.")
+    parser.add_argument("--workspace", help="workspace folder for this session (overrides the saved setting)")
+    parser.add_argument("--report-startup", action="store_true",
+                        help="print one JSON line with the first-paint time and the longest UI stall, then quit")
+    parser.add_argument("--report-after", type=float, default=5.0, help="seconds to measure stalls for (with --report-startup)")
+    args = parser.parse_args(argv)
+
+    import os
+
+    if args.workspace:
+        os.environ["WHETSTONE_HOME"] = os.path.abspath(args.workspace)
+    from PySide6.QtCore import QCoreApplication, QEvent, QObject, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    import engine  # noqa: F401  (offline environment variables before anything else)
+    from app.settings import AppSettings, resolve_workspace
+    from app.stall_monitor import StallMonitor
+    from app.theme import apply_theme, follow_system
+
+    QCoreApplication.setOrganizationName("Whetstone")
+    QCoreApplication.setApplicationName("Whetstone")
+    app = QApplication(sys.argv[:1])
+    app.setStyle("Fusion")
+    settings = AppSettings()
+    apply_theme(app, settings.theme)
+    follow_system(app, lambda: settings.theme)
+    root, why = resolve_workspace(settings)
+
+    from app.main_window import MainWindow
+
+    window = MainWindow(settings, root, why)
+
+    if args.report_startup:
+        monitor = StallMonitor()
+        report: dict = {}
+
+        class FirstPaint(QObject):
+            def eventFilter(self, obj, event):  # noqa: N802 (Qt name)
+                if event.type() == QEvent.Type.Paint and "first_paint_s" not in report:
+                    report["first_paint_s"] = round(time.perf_counter() - _T0, 3)
+                    monitor.start()
+                    QTimer.singleShot(int(args.report_after * 1000), finish)
+                return False
+
+        def finish() -> None:
+            report["max_stall_ms"] = round(monitor.max_stall_ms, 1)
+            report["projects"] = len(window.workspace_model.projects)
+            report["device"] = window.device_label.text()
+            print(json.dumps(report), flush=True)
+            window.close()
+
+        first_paint = FirstPaint(window)
+        window.installEventFilter(first_paint)
+    window.show()
+    return app.exec()
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -13,6 +13,7 @@ import traceback
 from pathlib import Path
 
 import engine  # noqa: F401  (offline environment first)
+from engine import cli_models, cli_workspace
 from engine.config import RunConfig, load_config
 from engine.errors import UserError
 from engine.fsutil import whetstone_home
@@ -91,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="fine-tune the demo model on the demo data and compare answers")
     demo.add_argument("--output", help="run folder (default: a new folder under the data directory)")
     demo.add_argument("--max-steps", type=int, default=60)
+
+    cli_models.add_parser(sub)
+    cli_workspace.add_parsers(sub)
     return parser
 
 
@@ -99,11 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help (0) or a bad flag (2): return, so callers in-process get the code
         return int(exc.code or 0)
-    _quiet_libraries()
+    _quiet_libraries(light=args.command in LIGHT_COMMANDS and getattr(args, "models_command", "") != "import-gguf")
     run_dir = Path(args.output) if getattr(args, "output", None) else None
     try:
         handler = {"train": cmd_train, "generate": cmd_generate, "demo-model": cmd_demo_model, "demo": cmd_demo,
-                   "data": cmd_data}
+                   "data": cmd_data, "models": cli_models.run, "diagnostics": cli_workspace.run,
+                   "project": cli_workspace.run}
         return handler[args.command](args)
     except UserError as exc:
         sys.stderr.write(f"error: {exc.one_line()}\n")
@@ -122,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
-def _quiet_libraries() -> None:
+# Commands that never load a model: they skip importing transformers (~2 s) just to quiet it.
+LIGHT_COMMANDS = ("project", "diagnostics", "models")
+
+
+def _quiet_libraries(light: bool = False) -> None:
     import logging
     import os
     import warnings
@@ -130,6 +139,8 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore")
+    if light:
+        return
     from transformers.utils import logging as hf_logging  # light: does not import torch
 
     hf_logging.disable_progress_bar()  # our events and lines are the progress report

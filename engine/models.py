@@ -34,52 +34,68 @@ def inspect_model_folder(cfg: ModelConfig) -> ModelFolder:
     """Validate a model folder without importing torch; raise ModelError saying what is wrong."""
     if not cfg.path:
         raise ModelError("No model folder given.", "Pass --model DIR (a local Hugging Face model folder).")
-    path = Path(cfg.path).expanduser()
+    folder = check_model_folder(cfg.path, allow_pickle_weights=cfg.allow_pickle_weights)
+    if folder.needs_remote_code and not cfg.trust_remote_code:
+        raise ModelError(
+            f"{folder.path} needs its own Python code "
+            f"(model_type {folder.config.get('model_type')!r} is not built into transformers).",
+            "Only if you trust this folder, set model.trust_remote_code = true.",
+        )
+    return folder
+
+
+def check_model_folder(path: str | Path, allow_pickle_weights: bool = False) -> ModelFolder:
+    """Every check except remote-code consent (shared with engine.library.describe_model)."""
+    path = Path(path).expanduser()
     if not path.exists():
         raise ModelError(f"Model folder {path} does not exist.", "Check the path; models are never downloaded.")
     if not path.is_dir():
-        hint = "Convert a .gguf file first (see `whetstone-engine demo-model`)." if path.suffix == ".gguf" else ""
-        raise ModelError(f"{path} is a file, not a model folder.", hint or "Pass the folder that holds config.json.")
+        if path.suffix.lower() == ".gguf":
+            hint = "Convert it into a model folder first: `whetstone-engine models import-gguf FILE`."
+        else:
+            hint = "Pass the folder that holds config.json."
+        raise ModelError(f"{path} is a file, not a model folder.", hint)
     config_file = path / "config.json"
     if not config_file.is_file():
+        if (path / "adapter_config.json").is_file():
+            raise ModelError(f"{path} is a LoRA adapter, not a base model.",
+                             "Pick the base model folder; the adapter is loaded on top of it.")
         raise ModelError(
             f"{path} is not a Hugging Face model folder: config.json is missing.",
             "Pick the folder that holds config.json and *.safetensors.",
         )
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-        if not isinstance(config, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{config_file} cannot be read: {exc}.", "The model folder looks damaged; copy it again.") from None
+    config = read_config(config_file)
 
     files = [p.name for p in path.iterdir() if p.is_file()]
     has_safetensors = any(n.endswith(".safetensors") for n in files)
     has_pickle = any(n.endswith(PICKLE_SUFFIXES) for n in files)
     if not has_safetensors and not has_pickle:
         raise ModelError(f"{path} has no weights (*.safetensors).", "Copy the model's weight files into the folder.")
-    if not has_safetensors and not cfg.allow_pickle_weights:
+    if not has_safetensors and not allow_pickle_weights:
         raise ModelError(
             f"{path} has only pickle weights (.bin/.pt), which can run code when loaded.",
             "Convert them to safetensors, or set model.allow_pickle_weights = true if you trust this folder.",
         )
     if not any(n in files for n in TOKENIZER_FILES):
         raise ModelError(f"{path} has no tokenizer files.", "Copy tokenizer.json / tokenizer_config.json next to the weights.")
-
-    needs_remote_code = _needs_remote_code(config)
-    if needs_remote_code and not cfg.trust_remote_code:
-        raise ModelError(
-            f"{path} needs its own Python code (model_type {config.get('model_type')!r} is not built into transformers).",
-            "Only if you trust this folder, set model.trust_remote_code = true.",
-        )
-    return ModelFolder(path, config, has_safetensors, needs_remote_code)
+    return ModelFolder(path, config, has_safetensors, needs_remote_code(config))
 
 
-def _needs_remote_code(config: dict[str, Any]) -> bool:
-    from transformers import CONFIG_MAPPING  # light: no torch model code is imported
+def read_config(config_file: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{config_file} cannot be read: {exc}.", "The model folder looks damaged; copy it again.") from None
+    return config
 
-    model_type = config.get("model_type")
-    return bool(config.get("auto_map")) and model_type not in CONFIG_MAPPING
+
+def needs_remote_code(config: dict[str, Any]) -> bool:
+    """The config asks for its own code (auto_map) and transformers has no built-in class for it."""
+    from engine.model_types import builtin_model_types  # reads files; does not import transformers
+
+    return bool(config.get("auto_map")) and config.get("model_type") not in builtin_model_types()
 
 
 def pick_device() -> str:

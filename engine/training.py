@@ -18,6 +18,7 @@ from engine.errors import ConfigError, UserError
 from engine.events import EventLog, read_events
 from engine.fsutil import atomic_write_text, replace_dir
 from engine.models import inspect_model_folder, load_model, load_tokenizer, pick_device
+from engine.runs import remove_pid_file, write_pid_file
 
 CONFIG_NAME = "config.toml"
 EVENTS_NAME = "events.jsonl"
@@ -78,9 +79,14 @@ def train(config: RunConfig, run_dir: str | Path, resume: bool = False, echo=Non
     # Read and check the data before any folder is made or any model is loaded.
     read = read_config_data(config.data)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / CONFIG_NAME, config_to_toml(config))
-    (run_dir / STOP_FILE).unlink(missing_ok=True)
-    log = EventLog(run_dir / EVENTS_NAME, echo=echo)
+    write_pid_file(run_dir)  # lets a reader tell a live run from one that was killed mid-way
+    try:
+        atomic_write_text(run_dir / CONFIG_NAME, config_to_toml(config))
+        (run_dir / STOP_FILE).unlink(missing_ok=True)
+        log = EventLog(run_dir / EVENTS_NAME, echo=echo)
+    except BaseException:
+        remove_pid_file(run_dir)
+        raise
     try:
         return _train(config, run_dir, resume, log, read)
     except KeyboardInterrupt:
@@ -99,6 +105,7 @@ def train(config: RunConfig, run_dir: str | Path, resume: bool = False, echo=Non
         raise err from None
     finally:
         log.close()
+        remove_pid_file(run_dir)
 
 
 def as_user_error(exc: BaseException, config: RunConfig, run_dir: Path) -> UserError | None:

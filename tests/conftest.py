@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import sys
@@ -16,6 +15,7 @@ os.environ.setdefault("WHETSTONE_HOME", str(REPO / ".cache" / "test-home"))
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny_model  # noqa: E402
+from tiny_model import write_jsonl  # noqa: E402
 
 import engine  # noqa: E402,F401  (offline environment before transformers is imported)
 
@@ -24,13 +24,6 @@ import engine  # noqa: E402,F401  (offline environment before transformers is im
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-layer Llama with a byte-level BPE tokenizer and a ChatML template (pad == eos)."""
     return tiny_model.build(tmp_path_factory.mktemp("tiny-model"))
-
-
-def write_jsonl(path: Path, rows) -> Path:
-    with open(path, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write((row if isinstance(row, str) else json.dumps(row)) + "\n")
-    return path
 
 
 @pytest.fixture

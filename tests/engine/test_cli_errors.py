@@ -6,9 +6,8 @@ import json
 import shutil
 
 import pytest
-from conftest import write_jsonl
 from helpers import run_engine, states
-from tiny_model import fact_rows
+from tiny_model import fact_rows, write_jsonl
 
 from engine.cli import main
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import write_jsonl
+from tiny_model import write_jsonl
 from transformers import AutoTokenizer
 
 from engine.config import DataConfig

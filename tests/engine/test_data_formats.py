@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import write_jsonl
 from helpers import states, tiny_config
+from tiny_model import write_jsonl
 
 from engine.cli import main
 from engine.data.reading import read_data

@@ -5,8 +5,7 @@ import math
 import threading
 
 import pytest
-from conftest import write_jsonl
-from tiny_model import fact_rows
+from tiny_model import fact_rows, write_jsonl
 from transformers import AutoTokenizer
 
 from engine.data import stats as stats_module

@@ -22,8 +22,7 @@ def trained_run(tiny_model_dir, tmp_path_factory):
     import socket
 
     tmp = tmp_path_factory.mktemp("trained")
-    from conftest import write_jsonl
-    from tiny_model import fact_rows
+    from tiny_model import fact_rows, write_jsonl
 
     data = write_jsonl(tmp / "facts.jsonl", fact_rows())
     attempts = []

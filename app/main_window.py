@@ -1,0 +1,379 @@
+"""The main window: project browser on the left, Data/Train/Chat in the middle, and a
+status bar with the compute device and the offline state.
+
+Nothing slow happens here: scans, copies and deletes go to the thread pool, and anything
+that imports torch (device probe, demo model conversion) runs as an engine child process.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer, QUrl
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDesktopServices, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QSplitter,
+    QWidget,
+)
+
+from app.diagnostics_dialog import DeviceProbe, DiagnosticsDialog
+from app.project_browser import ProjectBrowser
+from app.project_pages import ProjectPages
+from app.settings import AppSettings
+from app.tasks import EngineProcess, TaskRunner
+from app.theme import apply_theme
+from app.workspace_model import WorkspaceModel
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: AppSettings, workspace_root: Path, workspace_why: str = "",
+                 background: bool = True, parent: QWidget | None = None) -> None:
+        """`background=False` skips the device probe and demo-model preparation (tests)."""
+        super().__init__(parent)
+        from engine.workspace import Workspace  # light: no torch
+
+        self.settings = settings
+        self.workspace_why = workspace_why
+        self.tasks = TaskRunner(self)
+        self.workspace_model = WorkspaceModel(Workspace(workspace_root), self.tasks, self)
+        self.browser = ProjectBrowser(self.workspace_model, self)
+        self.pages = ProjectPages(self)
+        self.probe = DeviceProbe(self)
+        self._background = background
+        self._demo_process: EngineProcess | None = None
+        self._library_dialog = None
+        self.current_project: Path | None = None
+
+        splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        splitter.addWidget(self.browser)
+        splitter.addWidget(self.pages)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([380, 800])
+        splitter.setChildrenCollapsible(False)
+        self.splitter = splitter
+        self.setCentralWidget(splitter)
+        self.setMinimumSize(860, 540)
+        self.resize(1180, 740)
+
+        self._build_status_bar()
+        self._build_actions()
+        self.browser.projectSelected.connect(self._on_project_selected)
+        self.browser.itemActivated.connect(self._on_item_activated)
+        self.workspace_model.changed.connect(self._on_projects_changed)
+        self.workspace_model.failed.connect(self._on_failed)
+        self.workspace_model.busy.connect(self._on_busy)
+        self.probe.ready.connect(lambda _r: self.device_label.setText(self.probe.device_summary()))
+        self._restore_state()
+        self._update_title()
+        QTimer.singleShot(0, self._start)
+
+    # ---- start-up ------------------------------------------------------------------------
+    def _start(self) -> None:
+        """After the first paint: first-start demo project, the scan, and background probes."""
+        saved = self.settings.current_project
+
+        def opened(demo_path) -> None:
+            self.browser.select_project(demo_path or saved or None)
+            self.workspace_model.refresh()
+            if self._background:
+                self.prepare_demo_model()
+
+        self.tasks.run(lambda _p, _c: self.workspace_model.workspace.first_start(), opened,
+                       self._on_failed, name="first start")
+        if self._background:
+            self.probe.start()
+
+    def prepare_demo_model(self) -> None:
+        """Convert the demo model from its GGUF file once, in a child process, if a project uses it."""
+        from engine.demo import demo_model_dir
+
+        target = demo_model_dir()
+        if (target / "config.json").is_file() or self._demo_process is not None:
+            return
+        self._demo_process = EngineProcess(["demo-model"], self)
+        self._demo_process.ended.connect(self._on_demo_model_ready)
+        self._on_busy("Preparing the demo model (once, about a minute)…")
+        self._demo_process.start()
+
+    def _on_demo_model_ready(self, code: int, line: str) -> None:
+        self._demo_process = None
+        self._on_busy("")
+        if code == 0:
+            self.statusBar().showMessage("The demo model is ready.", 8000)
+            self.workspace_model.refresh()
+        elif code not in (-1, 3):  # not a stop we asked for
+            self._on_failed("The demo model could not be prepared.", line)
+
+    # ---- building ------------------------------------------------------------------------
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.busy_bar = QProgressBar(self)
+        self.busy_bar.setRange(0, 0)
+        self.busy_bar.setMaximumWidth(120)
+        self.busy_bar.hide()
+        self.busy_label = QLabel(self)
+        self.device_label = QLabel("Detecting compute device…" if self._background else "Compute device not probed", self)
+        self.device_label.setToolTip("Help → Diagnostics shows versions, GPUs and the bitsandbytes backend.")
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        self.offline_label = QLabel("● Offline: no network use" if offline else "Network allowed", self)
+        self.offline_label.setToolTip("Whetstone never downloads models or data; everything comes from local folders.")
+        bar.addWidget(self.busy_bar)
+        bar.addWidget(self.busy_label)
+        bar.addPermanentWidget(self.device_label)
+        bar.addPermanentWidget(self.offline_label)
+
+    def _action(self, text: str, slot, shortcut=None, menu=None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        if tip:
+            action.setStatusTip(tip)
+        action.triggered.connect(lambda _checked=False: slot())
+        if menu is not None:
+            menu.addAction(action)
+        self.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        bar = self.menuBar()
+        file = bar.addMenu("&File")
+        self.new_action = self._action("&New project…", self.new_project, QKeySequence.StandardKey.New, file)
+        file.addSeparator()
+        self._action("Change &workspace folder…", self.change_workspace, None, file)
+        self._action("Show workspace in file manager", lambda: self.reveal(self.workspace_model.workspace.root), None, file)
+        file.addSeparator()
+        self._action("&Quit", self.close, QKeySequence.StandardKey.Quit, file)
+
+        project = bar.addMenu("&Project")
+        self.rename_action = self._action("&Rename…", self.rename_project, "F2", project)
+        self.duplicate_action = self._action("&Duplicate…", self.duplicate_project, "Ctrl+D", project)
+        self.delete_action = self._action("De&lete…", self.delete_project, QKeySequence.StandardKey.Delete, project)
+        project.addSeparator()
+        self.reveal_action = self._action("Show in file &manager", self.reveal_current, "Ctrl+Shift+R", project)
+        self._action("Re&fresh", self.workspace_model.refresh, QKeySequence.StandardKey.Refresh, project)
+
+        models = bar.addMenu("&Models")
+        self._action("Model &library…", self.open_library, "Ctrl+L", models)
+        self._action("&Add model folder…", lambda: self.open_library().add_button.click(), None, models)
+        self._action("&Import GGUF file…", lambda: self.open_library().gguf_button.click(), None, models)
+
+        view = bar.addMenu("&View")
+        for i, name in enumerate(("&Data", "&Train", "&Chat")):
+            self._action(name, lambda i=i: self.pages.setCurrentIndex(i), f"Ctrl+{i + 1}", view)
+        view.addSeparator()
+        themes = view.addMenu("T&heme")
+        group = QActionGroup(self)
+        for key, label in (("system", "Follow the &system"), ("light", "&Light"), ("dark", "&Dark")):
+            action = self._action(label, lambda k=key: self.set_theme(k), None, themes)
+            action.setCheckable(True)
+            action.setChecked(self.settings.theme == key)
+            group.addAction(action)
+
+        help_menu = bar.addMenu("&Help")
+        self._action("&Diagnostics…", self.show_diagnostics, "Ctrl+Shift+I", help_menu)
+        self._action("&About Whetstone", self.show_about, None, help_menu)
+
+        self.browser.set_actions(
+            [self.new_action, self.rename_action, self.duplicate_action, self.delete_action, self.reveal_action],
+            [self.reveal_action],
+        )
+        self._update_actions()
+
+    # ---- state ---------------------------------------------------------------------------
+    def _restore_state(self) -> None:
+        geometry, state, splitter, tab = self.settings.window_state()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+        if splitter is not None:
+            self.splitter.restoreState(splitter)
+        self.pages.setCurrentIndex(max(0, min(tab, self.pages.count() - 1)))
+
+    def save_state(self) -> None:
+        self.settings.save_window_state(self.saveGeometry(), self.saveState(), self.splitter.saveState(),
+                                        self.pages.currentIndex())
+        self.settings.current_project = str(self.current_project or "")
+        self.settings.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.save_state()
+        self.probe.stop()
+        if self._demo_process is not None:
+            self._demo_process.kill()  # the conversion starts over next time; nothing half-made is kept
+        self.tasks.wait(3000)
+        super().closeEvent(event)
+
+    def _update_title(self) -> None:
+        project = self.workspace_model.project(self.current_project)
+        self.setWindowTitle(f"{project.name} — Whetstone" if project else "Whetstone")
+
+    def _update_actions(self) -> None:
+        has = self.current_project is not None
+        for action in (self.rename_action, self.duplicate_action, self.delete_action):
+            action.setEnabled(has)
+
+    # ---- slots ---------------------------------------------------------------------------
+    def _on_project_selected(self, path) -> None:
+        self.current_project = path
+        self.pages.show_project(self.workspace_model.project(path))
+        self._update_title()
+        self._update_actions()
+
+    def _on_projects_changed(self, _projects: list) -> None:
+        self.pages.show_project(self.workspace_model.project(self.current_project))
+        self._update_title()
+
+    def _on_item_activated(self, kind: str, path) -> None:
+        if kind in ("dataset", "datasets"):
+            self.pages.setCurrentIndex(0)
+        elif kind in ("run", "runs", "checkpoint"):
+            self.pages.setCurrentIndex(1)
+        elif kind == "adapter":
+            self.pages.setCurrentIndex(2)
+
+    def _on_busy(self, text: str) -> None:
+        busy = bool(text) or self._demo_process is not None
+        self.busy_bar.setVisible(busy)
+        if not text and self._demo_process is not None:
+            text = "Preparing the demo model (once, about a minute)…"
+        self.busy_label.setText(text)
+
+    def _on_failed(self, message: str, hint: str = "") -> None:
+        self.statusBar().showMessage(message, 10000)
+        self.warn("Whetstone", message, hint)
+
+    def warn(self, title: str, message: str, hint: str = "") -> None:
+        """One place for error boxes (tests replace it)."""
+        QMessageBox.warning(self, title, f"{message}\n\n{hint}".strip())
+
+    def ask_text(self, title: str, label: str, text: str = "") -> str | None:
+        value, ok = QInputDialog.getText(self, title, label, QLineEdit.EchoMode.Normal, text)
+        return value.strip() if ok and value.strip() else None
+
+    def confirm(self, title: str, message: str, action: str) -> bool:
+        box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Cancel, self)
+        yes = box.addButton(action, QMessageBox.ButtonRole.DestructiveRole)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        return box.clickedButton() is yes
+
+    # ---- actions -------------------------------------------------------------------------
+    def new_project(self) -> None:
+        name = self.ask_text("New project", "Project name:")
+        if name:
+            self.workspace_model.create_project(name, on_done=self.browser.select_project)
+
+    def rename_project(self) -> None:
+        project = self.workspace_model.project(self.current_project)
+        if project is None:
+            return
+        name = self.ask_text("Rename project", "New name:", project.name)
+        if name and name != project.name:
+            self.workspace_model.rename_project(project.path, name)
+
+    def duplicate_project(self) -> None:
+        project = self.workspace_model.project(self.current_project)
+        if project is None:
+            return
+        name = self.ask_text("Duplicate project", "Name of the copy (datasets and settings are copied, runs are not):",
+                             f"{project.name} copy")
+        if name:
+            self.workspace_model.duplicate_project(project.path, name, on_done=self.browser.select_project)
+
+    def delete_project(self) -> None:
+        project = self.workspace_model.project(self.current_project)
+        if project is None:
+            return
+        runs = len(project.runs)
+        detail = f" and its {runs} run{'s' if runs != 1 else ''} (checkpoints and adapters)" if runs else ""
+        message = (f"Delete the project “{project.name}”{detail}?\n\n{project.path}\n\n"
+                   "Its folder is removed from disk. This cannot be undone.")
+        if self.confirm("Delete project", message, "Delete"):
+            self.workspace_model.delete_project(project.path)
+
+    def reveal_current(self) -> None:
+        kind, path = self.browser.current_item()
+        if path is not None:
+            self.reveal(path)
+
+    def reveal(self, path: Path) -> None:
+        path = Path(path)
+        folder = path if path.is_dir() else path.parent
+        if not folder.exists():
+            self.warn("Not found", f"{folder} no longer exists.")
+            return
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+    def change_workspace(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Workspace folder", str(self.workspace_model.workspace.root))
+        if not folder:
+            return
+        self.settings.workspace = folder
+        self.settings.sync()
+        note = ""
+        if "WHETSTONE_HOME" in self.workspace_why:
+            note = "\n\nWHETSTONE_HOME is set in the environment and still wins until it is unset."
+        QMessageBox.information(self, "Workspace folder", f"Whetstone will use {folder} from the next start.{note}")
+
+    def set_theme(self, key: str) -> None:
+        self.settings.theme = key
+        apply_theme(QApplication.instance(), key)
+
+    def open_library(self):
+        from app.model_library import ModelLibraryDialog
+        from engine.library import ModelLibrary
+
+        if self._library_dialog is None:
+            self._library_dialog = ModelLibraryDialog(ModelLibrary(self.workspace_model.workspace.root), self.tasks,
+                                                      parent=self)
+            self._library_dialog.modelChosen.connect(self.use_model)
+        else:
+            self._library_dialog.rescan()
+        self._library_dialog.use_button.setEnabled(self.current_project is not None)
+        self._library_dialog.show()
+        self._library_dialog.raise_()
+        return self._library_dialog
+
+    def use_model(self, info) -> None:
+        """Set the chosen library model as the current project's base model."""
+        from engine.workspace import load_project_config, save_project_config
+
+        path = self.current_project
+        if path is None:
+            self.warn("No project", "Select a project first, then choose its model.")
+            return
+
+        def change(_p, _c):
+            config = load_project_config(path)
+            config = config.with_overrides({"model.path": str(info.path),
+                                            "model.trust_remote_code": bool(info.needs_remote_code)})
+            save_project_config(path, config)
+
+        self.tasks.run(change, lambda _r: self.workspace_model.refresh(), self._on_failed, name="set model")
+        self.statusBar().showMessage(f"{info.name} is now the base model of this project.", 6000)
+
+    def show_diagnostics(self) -> DiagnosticsDialog:
+        dialog = DiagnosticsDialog(self.probe, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
+    def show_about(self) -> None:
+        from importlib.metadata import version
+
+        root = self.workspace_model.workspace.root
+        QMessageBox.about(self, "About Whetstone", (
+            f"<b>Whetstone {version('whetstone')}</b><br>Fine-tune open LLMs with QLoRA on your own machine, offline."
+            f"<br><br>Workspace: {html.escape(str(root))}<br>({html.escape(self.workspace_why)})"))

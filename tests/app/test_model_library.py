@@ -1,0 +1,160 @@
+"""The model library dialog: adding good and broken folders, the remote-code consent gate,
+GGUF import in a child process, and choosing a project's base model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from PySide6.QtWidgets import QMessageBox
+
+import app.model_library as model_library
+from app.model_library import ModelLibraryDialog
+from app.tasks import TaskRunner
+
+
+@pytest.fixture
+def warnings(monkeypatch) -> list[str]:
+    seen: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _parent, title, text, *a: seen.append(f"{title}: {text}"))
+    return seen
+
+
+@pytest.fixture
+def open_dialog(qtbot, home):
+    from engine.library import ModelLibrary
+
+    def make():
+        runner = TaskRunner()
+        dialog = ModelLibraryDialog(ModelLibrary(home), runner)
+        dialog._runner = runner  # keep it alive with the dialog
+        qtbot.addWidget(dialog)
+        qtbot.waitUntil(lambda: dialog.scans >= 1, timeout=10000)
+        return dialog
+
+    return make
+
+
+def rescanned(qtbot, dialog, before: int, timeout: int = 10000) -> None:
+    qtbot.waitUntil(lambda: dialog.scans > before and not dialog.is_busy(), timeout=timeout)
+
+
+def row_text(dialog) -> list[str]:
+    index = dialog.table.currentIndex()
+    model = dialog.table.model()
+    return [model.index(index.row(), c).data() for c in range(model.columnCount())]
+
+
+def test_the_demo_model_is_listed_before_it_is_prepared(open_dialog):
+    dialog = open_dialog()
+    first = dialog.table_model.info(0)
+    assert first.source == "demo" and first.problem and not first.usable
+    assert not dialog.use_button.isEnabled()
+
+
+def test_a_good_folder_is_added_with_its_facts(open_dialog, qtbot, tiny_model_dir, warnings):
+    dialog = open_dialog()
+    before = dialog.scans
+    dialog.add_folder(tiny_model_dir)
+    rescanned(qtbot, dialog, before)
+    info = dialog.current()
+    assert info.path == tiny_model_dir.resolve() and info.usable and info.source == "added"
+    name, source, arch, params, context, template, memory, status = row_text(dialog)
+    assert (source, template, status) == ("added", "yes", "ready")
+    assert arch == "LlamaForCausalLM" and params != "?" and memory.endswith("GiB") and context != "?"
+    assert dialog.use_button.isEnabled() and warnings == []
+    # It stays in the library for the next start; "Remove from list" forgets it without deleting files.
+    again = open_dialog()
+    assert again.select_path(tiny_model_dir)
+    before = again.scans
+    again.remove_button.click()
+    rescanned(qtbot, again, before)
+    assert again.table_model.row_of(tiny_model_dir.resolve()) == -1
+    assert (tiny_model_dir / "config.json").is_file()
+
+
+def test_a_broken_folder_is_refused_with_the_reason(open_dialog, qtbot, tmp_path, warnings):
+    dialog = open_dialog()
+    broken = tmp_path / "not-a-model"
+    broken.mkdir()
+    (broken / "notes.txt").write_text("hello")
+    dialog.add_folder(broken)
+    qtbot.waitUntil(lambda: bool(warnings) and not dialog.is_busy(), timeout=10000)
+    assert "config.json" in warnings[0]
+    assert dialog.table_model.row_of(broken.resolve()) == -1
+
+
+def test_remote_code_models_are_disabled_until_the_user_consents(open_dialog, qtbot, tiny_model_dir, tmp_path,
+                                                                  monkeypatch, warnings):
+    custom = tmp_path / "custom-model"
+    shutil.copytree(tiny_model_dir, custom)
+    config = json.loads((custom / "config.json").read_text())
+    config.update(model_type="totally_custom", auto_map={"AutoModelForCausalLM": "modeling_custom.CustomModel"})
+    (custom / "config.json").write_text(json.dumps(config))
+    answers = [False]
+    asked = []
+    monkeypatch.setattr(model_library, "ask_remote_code_consent",
+                        lambda _parent, info: asked.append(info.name) or answers.pop(0))
+
+    dialog = open_dialog()
+    before = dialog.scans
+    dialog.add_folder(custom)
+    rescanned(qtbot, dialog, before)
+    info = dialog.current()
+    assert asked == ["custom-model"]
+    assert info.needs_remote_code and not info.remote_code_allowed and not info.usable
+    assert not dialog.use_button.isEnabled() and dialog.consent_button.isEnabled()
+    assert "consent" in row_text(dialog)[-1]
+
+    answers.append(True)
+    before = dialog.scans
+    dialog.consent_button.click()
+    rescanned(qtbot, dialog, before)
+    info = dialog.current()
+    assert info.remote_code_allowed and info.usable and dialog.use_button.isEnabled()
+
+
+def test_a_file_that_is_not_gguf_is_refused(open_dialog, qtbot, tmp_path, home, warnings):
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"this is not a gguf file" * 10)
+    dialog = open_dialog()
+    dialog.import_gguf(fake)
+    qtbot.waitUntil(lambda: bool(warnings), timeout=60000)
+    assert "GGUF" in warnings[0]
+    assert not (home / "models" / "model").exists()
+
+
+@pytest.mark.slow
+def test_a_gguf_file_is_converted_into_a_usable_model(open_dialog, qtbot, warnings):
+    from engine.demo import demo_gguf_path
+
+    dialog = open_dialog()
+    progress = []
+    process = dialog.import_gguf(demo_gguf_path(), name="smol-from-gguf")
+    process.message.connect(lambda m: progress.append(m))
+    before = dialog.scans
+    rescanned(qtbot, dialog, before, timeout=300000)
+    assert warnings == []
+    info = dialog.current()
+    assert info.name == "smol-from-gguf" and info.source == "imported" and info.usable
+    assert info.has_chat_template and info.parameters and info.parameters > 100_000_000
+    assert any("progress" in m for m in progress) and any("done" in m for m in progress)
+
+
+def test_choosing_a_model_sets_the_projects_base_model(make_window, qtbot, tiny_model_dir):
+    from engine.library import ModelLibrary
+    from engine.workspace import load_project_config
+
+    window = make_window()
+    qtbot.waitUntil(lambda: window.current_project is not None, timeout=10000)
+    ModelLibrary(window.workspace_model.workspace.root).add_folder(tiny_model_dir)
+    dialog = window.open_library()
+    qtbot.waitUntil(lambda: dialog.scans >= 1 and not dialog.is_busy(), timeout=10000)
+    assert dialog.select_path(tiny_model_dir)
+    dialog.use_button.click()
+    qtbot.waitUntil(lambda: window.tasks.active() == 0, timeout=10000)
+    config = load_project_config(window.current_project)
+    assert config.model.path == str(tiny_model_dir.resolve())
+    qtbot.waitUntil(lambda: "tiny" in window.pages.pages[0].body.text() or str(tiny_model_dir.name) in
+                    window.pages.pages[0].body.text(), timeout=10000)
