@@ -42,7 +42,7 @@ class DeviceProbe(QObject):
 
     def stop(self) -> None:
         if self._process is not None:
-            self._process.kill()
+            self._process.stop_now()
 
     def is_running(self) -> bool:
         return self._process is not None and self._process.is_running()

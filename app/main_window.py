@@ -53,6 +53,7 @@ class MainWindow(QMainWindow):
         self._demo_process: EngineProcess | None = None
         self._library_dialog = None
         self.current_project: Path | None = None
+        self._opened_one = False
 
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(self.browser)
@@ -210,8 +211,10 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_state()
         self.probe.stop()
+        if self._library_dialog is not None:
+            self._library_dialog.shutdown()
         if self._demo_process is not None:
-            self._demo_process.kill()  # the conversion starts over next time; nothing half-made is kept
+            self._demo_process.stop_now()  # the conversion starts over next time; nothing half-made is kept
         self.tasks.wait(3000)
         super().closeEvent(event)
 
@@ -231,7 +234,14 @@ class MainWindow(QMainWindow):
         self._update_title()
         self._update_actions()
 
-    def _on_projects_changed(self, _projects: list) -> None:
+    def _on_projects_changed(self, projects: list) -> None:
+        if self.current_project is None and projects and not self._opened_one:
+            # Nothing saved or pending: open a project rather than an empty window (the demo, if there).
+            from engine.workspace import DEMO_PROJECT
+
+            demo = next((p for p in projects if p.name == DEMO_PROJECT), projects[0])
+            self.browser.select_project(demo.path)
+        self._opened_one = True
         self.pages.show_project(self.workspace_model.project(self.current_project))
         self._update_title()
 

@@ -219,6 +219,13 @@ class ModelLibraryDialog(QDialog):
         if self._import is not None:
             self._import.kill()
 
+    def shutdown(self) -> None:
+        """The app is closing: stop a conversion now (it removes its staging folder on SIGTERM)."""
+        if self._scan is not None:
+            self._scan.cancel()
+        if self._import is not None:
+            self._import.stop_now()
+
     # ---- adding --------------------------------------------------------------------------
     def _on_add(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Add a model folder (the one with config.json)")

@@ -152,6 +152,15 @@ class EngineProcess(QObject):
         self._proc.terminate()
         QTimer.singleShot(grace_ms, self._force_kill)
 
+    def stop_now(self, wait_ms: int = 2000) -> None:
+        """For shutdown: SIGTERM, a short wait for the engine to clean up, then SIGKILL."""
+        if self._proc.state() == QProcess.ProcessState.NotRunning:
+            return
+        self._proc.terminate()
+        if not self._proc.waitForFinished(wait_ms):
+            self._proc.kill()
+            self._proc.waitForFinished(1000)
+
     def _force_kill(self) -> None:
         if self._proc.state() != QProcess.ProcessState.NotRunning:
             self._proc.kill()

@@ -65,6 +65,8 @@ def format_gib(n: int | None) -> str:
     if n is None:
         return "?"
     gib = n / 2**30
+    if gib < 0.01:
+        return f"{n / 2**20:.1f} MiB"
     return f"{gib:.2f} GiB" if gib < 1 else f"{gib:.1f} GiB"
 
 

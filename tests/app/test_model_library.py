@@ -62,7 +62,7 @@ def test_a_good_folder_is_added_with_its_facts(open_dialog, qtbot, tiny_model_di
     assert info.path == tiny_model_dir.resolve() and info.usable and info.source == "added"
     name, source, arch, params, context, template, memory, status = row_text(dialog)
     assert (source, template, status) == ("added", "yes", "ready")
-    assert arch == "LlamaForCausalLM" and params != "?" and memory.endswith("GiB") and context != "?"
+    assert arch == "LlamaForCausalLM" and params != "?" and memory.endswith(("GiB", "MiB")) and context != "?"
     assert dialog.use_button.isEnabled() and warnings == []
     # It stays in the library for the next start; "Remove from list" forgets it without deleting files.
     again = open_dialog()
@@ -126,20 +126,32 @@ def test_a_file_that_is_not_gguf_is_refused(open_dialog, qtbot, tmp_path, home, 
 
 
 @pytest.mark.slow
-def test_a_gguf_file_is_converted_into_a_usable_model(open_dialog, qtbot, warnings):
+def test_a_gguf_file_is_converted_into_a_usable_model(open_dialog, qtbot, home, warnings):
+    """The one real conversion in the suite: the GUI runs `models import-gguf --progress-json`."""
     from engine.demo import demo_gguf_path
 
     dialog = open_dialog()
     progress = []
     process = dialog.import_gguf(demo_gguf_path(), name="smol-from-gguf")
-    process.message.connect(lambda m: progress.append(m))
+    process.message.connect(progress.append)
+    shown = []
+    dialog.progress.valueChanged.connect(shown.append)
     before = dialog.scans
     rescanned(qtbot, dialog, before, timeout=300000)
     assert warnings == []
     info = dialog.current()
     assert info.name == "smol-from-gguf" and info.source == "imported" and info.usable
-    assert info.has_chat_template and info.parameters and info.parameters > 100_000_000
-    assert any("progress" in m for m in progress) and any("done" in m for m in progress)
+    assert info.has_chat_template and 130e6 < info.parameters < 140e6 and info.context_length == 8192
+    fractions = [m["progress"] for m in progress if "progress" in m]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0 and len(fractions) >= 6
+    assert progress[-1] == {"done": str(home / "models" / "smol-from-gguf")}
+    assert max(shown) == 100  # the progress bar followed the engine
+    assert sorted(p.name for p in (home / "models").iterdir()) == ["smol-from-gguf"]  # no staging left behind
+
+    # The same name again is refused before any work, with the engine's reason.
+    dialog.import_gguf(demo_gguf_path(), name="smol-from-gguf")
+    qtbot.waitUntil(lambda: bool(warnings), timeout=60000)
+    assert "already exists" in warnings[0] and "another name" in warnings[0]
 
 
 def test_choosing_a_model_sets_the_projects_base_model(make_window, qtbot, tiny_model_dir):
