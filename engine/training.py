@@ -18,7 +18,7 @@ from engine.errors import ConfigError, UserError
 from engine.events import EventLog, read_events
 from engine.fsutil import atomic_write_text, replace_dir
 from engine.models import inspect_model_folder, load_model, load_tokenizer, pick_device
-from engine.runs import remove_pid_file, write_pid_file
+from engine.runs import engine_alive, remove_pid_file, write_pid_file
 
 CONFIG_NAME = "config.toml"
 EVENTS_NAME = "events.jsonl"
@@ -50,6 +50,9 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
     if resume:
         if not (run_dir / CONFIG_NAME).is_file():
             raise ConfigError(f"{run_dir} holds no run to resume ({CONFIG_NAME} is missing).", "Start a new run without --resume.")
+        if engine_alive(run_dir):  # two engines writing one run folder would corrupt it
+            raise ConfigError(f"{run_dir} is being trained right now by another engine process.",
+                              "Wait for it to finish, or stop it first (a STOP file in the run folder).")
         return
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise ConfigError(

@@ -430,3 +430,17 @@ def test_events_in_another_json_layout_are_still_read(tmp_path):
     (run_dir / "events.jsonl").write_text("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in compact))
     summary = summarize_run(run_dir)
     assert (summary.state, summary.step, summary.started) == ("stopped", 3, 1.0)
+
+
+def test_resume_is_refused_while_the_runs_engine_is_alive(tmp_path):
+    from engine.errors import ConfigError
+    from engine.training import check_run_dir
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.toml").write_text("")
+    runs.write_pid_file(run_dir)  # this test process plays the engine that is still training
+    with pytest.raises(ConfigError, match="another engine process"):
+        check_run_dir(run_dir, resume=True)
+    runs.remove_pid_file(run_dir)
+    check_run_dir(run_dir, resume=True)  # once it has ended, resuming is fine
