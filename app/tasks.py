@@ -64,6 +64,10 @@ class Task(QObject):
             self.was_cancelled.emit()
         except UserError as exc:
             self.failed.emit(exc.message, exc.hint)
+        except OSError as exc:  # a folder gone, not writable, or a full disk: the user can act on it
+            where = f" {exc.filename}" if exc.filename else ""
+            self.failed.emit(f"Cannot use{where}: {exc.strerror or exc}.",
+                             "Check that the folder exists, that you may write to it and that the disk is not full.")
         except Exception as exc:  # a bug: report it, keep the app alive
             if type(exc).__name__ == "Cancelled":  # the engine's own Cancelled types
                 self.was_cancelled.emit()

@@ -70,8 +70,8 @@ class WorkspaceModel(QObject):
         self._debounce.start()
 
     def _watch(self, projects: list) -> None:
-        self.workspace.projects_dir.mkdir(parents=True, exist_ok=True)
-        wanted = {str(self.workspace.projects_dir)}
+        # The root too: it sees projects/ appear when another program makes the first project.
+        wanted = {str(self.workspace.root), str(self.workspace.projects_dir)}
         for project in projects:
             wanted.add(str(project.path))
             for sub in ("datasets", "runs", "exports"):

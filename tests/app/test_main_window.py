@@ -165,3 +165,12 @@ def test_tree_items_carry_their_kind_and_path(make_window):
     dataset = model.index(0, 0, model.index(0, 0, project))
     assert dataset.data(KIND_ROLE) == "dataset" and dataset.data(PATH_ROLE).is_file()
     assert model.index(0, 0).data(Qt.ItemDataRole.ToolTipRole)
+
+
+def test_an_unusable_workspace_folder_gives_a_message_not_a_crash(make_window, home, dialogs, qtbot):
+    home.parent.mkdir(parents=True, exist_ok=True)
+    home.write_text("a file where the workspace folder should be")
+    window = make_window(wait=False)
+    qtbot.waitUntil(lambda: bool(dialogs.warnings) and window.tasks.active() == 0, timeout=10000)
+    assert dialogs.warnings[0].startswith("Cannot use") and "write to it" in dialogs.warnings[0]
+    assert window.workspace_model.projects == [] and window.current_project is None
