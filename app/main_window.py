@@ -70,6 +70,7 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self.browser.projectSelected.connect(self._on_project_selected)
         self.browser.itemActivated.connect(self._on_item_activated)
+        self.browser.tree.selectionModel().currentChanged.connect(self._on_item_changed)
         self.workspace_model.changed.connect(self._on_projects_changed)
         self.workspace_model.failed.connect(self._on_failed)
         self.workspace_model.busy.connect(self._on_busy)
@@ -160,6 +161,8 @@ class MainWindow(QMainWindow):
         self.rename_action = self._action("&Rename…", self.rename_project, "F2", project)
         self.duplicate_action = self._action("&Duplicate…", self.duplicate_project, "Ctrl+D", project)
         self.delete_action = self._action("De&lete…", self.delete_project, QKeySequence.StandardKey.Delete, project)
+        self.export_action = self._action("E&xport run…", self.export_current, "Ctrl+E", project,
+                                          "Write a merged model or a GGUF file (+ Ollama Modelfile) and check it")
         project.addSeparator()
         self.reveal_action = self._action("Show in file &manager", self.reveal_current, "Ctrl+Shift+R", project)
         self._action("Re&fresh", self.workspace_model.refresh, QKeySequence.StandardKey.Refresh, project)
@@ -187,7 +190,7 @@ class MainWindow(QMainWindow):
 
         self.browser.set_actions(
             [self.new_action, self.rename_action, self.duplicate_action, self.delete_action, self.reveal_action],
-            [self.reveal_action],
+            [self.export_action, self.reveal_action],
         )
         self._update_actions()
 
@@ -226,8 +229,12 @@ class MainWindow(QMainWindow):
         has = self.current_project is not None
         for action in (self.rename_action, self.duplicate_action, self.delete_action):
             action.setEnabled(has)
+        self.export_action.setEnabled(self.export_source() is not None)
 
     # ---- slots ---------------------------------------------------------------------------
+    def _on_item_changed(self, *_args) -> None:
+        self._update_actions()
+
     def _on_project_selected(self, path) -> None:
         self.current_project = path
         self.pages.show_project(self.workspace_model.project(path))
@@ -373,6 +380,28 @@ class MainWindow(QMainWindow):
 
         self.tasks.run(change, lambda _r: self.workspace_model.refresh(), self._on_failed, name="set model")
         self.statusBar().showMessage(f"{info.name} is now the base model of this project.", 6000)
+
+    def export_source(self) -> Path | None:
+        """The run, adapter or checkpoint selected in the browser that can be exported."""
+        kind, path = self.browser.current_item()
+        if kind == "run":
+            project = self.workspace_model.project(self.current_project)
+            run = next((r for r in project.runs if r.path == path), None) if project else None
+            return path if run is not None and (run.adapter or run.checkpoints) else None
+        return path if kind in ("adapter", "checkpoint") else None
+
+    def export_current(self):
+        from app.export_dialog import ExportDialog
+
+        source = self.export_source()
+        if source is None or self.current_project is None:
+            self.warn("Nothing to export", "Select a run that has an adapter or a checkpoint.")
+            return None
+        dialog = ExportDialog(self.current_project, source, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.exported.connect(lambda _path: self.workspace_model.refresh())
+        dialog.show()
+        return dialog
 
     def show_diagnostics(self) -> DiagnosticsDialog:
         dialog = DiagnosticsDialog(self.probe, self)

@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 
 import engine  # noqa: F401  (offline environment first)
-from engine import cli_models, cli_workspace
+from engine import cli_export, cli_models, cli_workspace
 from engine.config import RunConfig, load_config
 from engine.errors import UserError
 from engine.fsutil import whetstone_home
@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-steps", type=int, default=60)
 
     cli_models.add_parser(sub)
+    cli_export.add_parser(sub)
     cli_workspace.add_parsers(sub)
     return parser
 
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(args.output) if getattr(args, "output", None) else None
     try:
         handler = {"train": cmd_train, "generate": cmd_generate, "demo-model": cmd_demo_model, "demo": cmd_demo,
-                   "data": cmd_data, "models": cli_models.run, "diagnostics": cli_workspace.run,
+                   "data": cmd_data, "models": cli_models.run, "export": cli_export.run, "diagnostics": cli_workspace.run,
                    "project": cli_workspace.run}
         return handler[args.command](args)
     except UserError as exc:
@@ -128,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # Commands that never load a model: they skip importing transformers (~2 s) just to quiet it.
+# (`export` loads models, so it is deliberately not listed.)
 LIGHT_COMMANDS = ("project", "diagnostics", "models")
 
 

@@ -26,6 +26,25 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return tiny_model.build(tmp_path_factory.mktemp("tiny-model"))
 
 
+@pytest.fixture(scope="session")
+def short_run(tiny_model_dir, tmp_path_factory) -> Path:
+    """One short real QLoRA run of the tiny model (checkpoints at steps 4 and 8, adapter), made once.
+
+    Shared read-only by the export tests (engine and app); copy it before changing anything.
+    """
+    sys.path.insert(0, str(Path(__file__).parent / "engine"))
+    from helpers import tiny_config
+
+    from engine.training import train
+
+    tmp = tmp_path_factory.mktemp("short-run")
+    data = write_jsonl(tmp / "facts.jsonl", tiny_model.fact_rows())
+    config = tiny_config(tiny_model_dir, data, training__max_steps=8, training__save_every=4,
+                         data__validation_ratio=0.0, lora__dropout=0.0)
+    assert train(config, tmp / "run").state == "done"
+    return tmp / "run"
+
+
 @pytest.fixture
 def facts_file(tmp_path) -> Path:
     return write_jsonl(tmp_path / "facts.jsonl", tiny_model.fact_rows())

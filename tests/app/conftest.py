@@ -72,3 +72,15 @@ def make_window(qtbot, home, settings, dialogs, monkeypatch):
     yield make
     for window in windows:
         window.tasks.wait(5000)
+
+
+@pytest.fixture
+def project_with_run(home, short_run) -> Path:
+    """A project in the test workspace holding a copy of the short run under runs/run-1."""
+    import shutil
+
+    from engine.workspace import Workspace
+
+    project = Workspace(home).create_project("Exporting")
+    shutil.copytree(short_run, project / "runs" / "run-1")
+    return project

@@ -1,0 +1,232 @@
+"""The after-export check: does the exported model answer like base + adapter did?
+
+Reference: the base in 16-bit (fp32 on CPU) with the adapter applied by peft, not merged —
+what the user chatted with, minus the 4-bit rounding. The export is read back by an
+independent reader (plain transformers for a merged folder; transformers' GGUF dequantizer
+for a .gguf, plus llama-cpp-python when it is installed), prompts are rendered through the
+exported chat template, and both models decode greedily. Logits are compared teacher-forced
+on the reference continuation, so one near-tie flip does not hide everything after it.
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from engine.export.merge import ExportSource, load_reference
+
+DEFAULT_PROMPTS = ("Hello! Who are you?", "Give me three tips for writing clear emails.")
+
+# Tolerances on the largest absolute next-token logit difference (real models' logits span ~±30):
+# - merged fp32 (CPU): W x + s·B(A x) and (W + s·BA) x differ only by float32 summation order, ~1e-5
+#   per layer; 1e-2 leaves room for deep models and still fails on any real weight change.
+# - merged bf16 (CUDA): each merged weight is rounded once more to bf16 (relative 2^-9), which moves
+#   logits by a few tenths on 1-8B models; 1.0 passes that and fails a lost adapter or a broken tensor.
+# - gguf f32/f16/bf16: one more 16-bit rounding of every weight; same scale as bf16 merging -> 1.0.
+# - gguf q8_0: 8-bit blocks (relative error ~1/256 per weight) -> about twice the 16-bit drift -> 2.0.
+# - smaller gguf quants (q6_k ... q4_0) drift further; 4.0 still catches a wrong template or tensor.
+# top-1 agreement (teacher-forced): exact for fp32; 16-bit/quantized exports may flip a near-tie.
+TOLERANCES = {"merged-fp32": (1e-2, 1.0), "merged-16": (1.0, 0.9), "gguf-16": (1.0, 0.9),
+              "gguf-q8_0": (2.0, 0.85), "gguf-other": (4.0, 0.75)}
+
+
+@dataclass(frozen=True)
+class PromptAgreement:
+    prompt: str
+    reference_text: str
+    exported_text: str
+    same_text: bool
+    max_abs_logit_diff: float
+    top1_agreement: float  # fraction of positions whose argmax agrees (teacher-forced on the reference)
+    passed: bool = True
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    kind: str  # "merged" | "gguf"
+    prompts: tuple[PromptAgreement, ...]
+    tolerance: float
+    passed: bool
+    min_top1: float = 1.0
+
+    def summary_lines(self) -> list[str]:
+        lines = []
+        for p in self.prompts:
+            mark = "ok  " if p.passed else "FAIL"
+            lines.append(f"{mark} {p.prompt[:40]!r}: max logit diff {p.max_abs_logit_diff:.2e}, top-1 agreement "
+                         f"{p.top1_agreement:.0%}, {'same text' if p.same_text else 'text differs'}")
+            if not p.same_text:
+                lines.append(f"     reference: {p.reference_text[:60]!r}")
+                lines.append(f"     exported : {p.exported_text[:60]!r}")
+        verdict = "passed" if self.passed else "FAILED"
+        lines.append(f"Export check ({self.kind}) {verdict}: {sum(p.passed for p in self.prompts)}/{len(self.prompts)} "
+                     f"prompts within logit tolerance {self.tolerance:g} and top-1 agreement >= {self.min_top1:.0%}.")
+        return lines
+
+    def as_dict(self) -> dict:
+        raw = asdict(self)
+        for p in raw["prompts"]:  # NaN (not measured, llama.cpp rows) is not valid JSON
+            for key in ("max_abs_logit_diff", "top1_agreement"):
+                p[key] = None if p[key] != p[key] else p[key]
+        return raw
+
+
+def default_prompts() -> list[str]:
+    from engine.demo import DEMO_PROMPTS
+
+    return [*DEMO_PROMPTS, *DEFAULT_PROMPTS]
+
+
+def check_export(source: ExportSource, *, merged_dir: Path | None = None, gguf_file: Path | None = None,
+                 prompts: list[str] | None = None, max_new_tokens: int = 24) -> CheckReport:
+    """Compare the export with base + adapter on a few chat prompts; see the module docstring."""
+    import torch
+
+    if (merged_dir is None) == (gguf_file is None):
+        raise ValueError("pass exactly one of merged_dir and gguf_file")
+    prompts = list(prompts) if prompts else default_prompts()
+
+    # One model in memory at a time: the reference's answers and logits first, then the export.
+    model, tokenizer = load_reference(source)
+    dtype = next(model.parameters()).dtype
+    ref = []
+    for prompt in prompts:
+        ids = _prompt_ids(tokenizer, tokenizer.chat_template, prompt)
+        new = _greedy(model, tokenizer, ids, max_new_tokens)
+        full = torch.cat([ids, new])
+        ref.append((ids, new, full, _logits(model, full, len(ids))))
+    ref_texts = [tokenizer.decode(r[1], skip_special_tokens=True) for r in ref]
+    del model
+    gc.collect()
+
+    if merged_dir is not None:
+        kind, key = "merged", "merged-fp32" if dtype == torch.float32 else "merged-16"
+        exported, exp_tok, template = _load_merged(Path(merged_dir), dtype)
+    else:
+        kind, key = "gguf", _gguf_key(Path(gguf_file))
+        exported, exp_tok, template = _load_gguf(Path(gguf_file))
+    tolerance, min_top1 = TOLERANCES[key]
+
+    results = []
+    for prompt, (ids, _new, full, ref_logits), ref_text in zip(prompts, ref, ref_texts, strict=True):
+        exp_ids = _prompt_ids(exp_tok, template, prompt)
+        exp_text = exp_tok.decode(_greedy(exported, exp_tok, exp_ids, max_new_tokens), skip_special_tokens=True)
+        exp_logits = _logits(exported, full, len(ids))
+        vocab = min(ref_logits.shape[-1], exp_logits.shape[-1])  # a GGUF may pad the vocabulary
+        a, b = ref_logits[:, :vocab], exp_logits[:, :vocab]
+        diff = float((a - b).abs().max())
+        top1 = float((a.argmax(-1) == b.argmax(-1)).float().mean())
+        same = exp_text == ref_text
+        # Merged fp32 must reproduce the text exactly; quantized exports may legitimately drift on ties.
+        ok = diff <= tolerance and top1 >= min_top1 and (same or key != "merged-fp32")
+        results.append(PromptAgreement(prompt, ref_text, exp_text, same, diff, top1, ok))
+    del exported
+    gc.collect()
+    results += _llama_cpp_results(gguf_file, prompts, ref_texts, max_new_tokens) if gguf_file else []
+    return CheckReport(kind, tuple(results), tolerance, all(r.passed for r in results), min_top1)
+
+
+def _prompt_ids(tokenizer, template: str | None, prompt: str):
+    """Render a user turn exactly as engine.inference.stream_chat does."""
+    messages = [{"role": "user", "content": prompt}]
+    if template:
+        text = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
+                                             add_generation_prompt=True)
+    else:
+        text = prompt
+    return tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"][0]
+
+
+def _greedy(model, tokenizer, ids, max_new_tokens: int):
+    import torch
+
+    from engine.models import end_of_turn_ids
+
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        out = model.generate(input_ids=ids[None].to(device), attention_mask=torch.ones_like(ids[None]).to(device),
+                             max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
+                             eos_token_id=end_of_turn_ids(tokenizer, model),
+                             pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None
+                             else tokenizer.eos_token_id)
+    return out[0, len(ids):].cpu()
+
+
+def _logits(model, full, prompt_len: int):
+    """Next-token logits (float32, CPU) at every position that predicts a continuation token."""
+    import torch
+
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        logits = model(input_ids=full[None].to(device)).logits[0]
+    return logits[prompt_len - 1: len(full) - 1].float().cpu() if len(full) > prompt_len \
+        else logits[prompt_len - 1:].float().cpu()
+
+
+def _load_merged(folder: Path, dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine.models import pick_device
+
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, device_map={"": pick_device()},
+                                                 local_files_only=True, use_safetensors=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    return model, tokenizer, tokenizer.chat_template
+
+
+def _gguf_metadata(path: Path) -> dict:
+    try:
+        from gguf import GGUFReader
+
+        reader = GGUFReader(str(path))
+        out = {}
+        for key in ("general.file_type", "tokenizer.chat_template"):
+            field = reader.get_field(key)
+            if field is not None:
+                out[key] = field.contents()
+        return out
+    except Exception:  # metadata is an aid for the verdict, never a reason to crash the check
+        return {}
+
+
+def _gguf_key(path: Path) -> str:
+    file_type = _gguf_metadata(path).get("general.file_type")
+    # llama.cpp's LlamaFileType: 0 ALL_F32, 1 MOSTLY_F16, 32 MOSTLY_BF16, 7 MOSTLY_Q8_0.
+    return {0: "gguf-16", 1: "gguf-16", 32: "gguf-16", 7: "gguf-q8_0"}.get(file_type, "gguf-other")
+
+
+def _load_gguf(path: Path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine.models import pick_device
+
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32,
+                                                 device_map={"": pick_device()}, local_files_only=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
+    # llama.cpp and Ollama read the template from the GGUF metadata: test exactly that copy.
+    template = _gguf_metadata(path).get("tokenizer.chat_template") or tokenizer.chat_template
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer, template
+
+
+def _llama_cpp_results(gguf_file: Path, prompts, ref_texts, max_new_tokens: int) -> list[PromptAgreement]:
+    """Optional second reader: llama.cpp itself (text only). Skipped when llama-cpp-python is absent."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return []
+    llm = Llama(model_path=str(gguf_file), verbose=False, n_ctx=512)
+    out = []
+    for prompt, ref_text in zip(prompts, ref_texts, strict=True):
+        reply = llm.create_chat_completion([{"role": "user", "content": prompt}], temperature=0.0, top_k=1,
+                                           max_tokens=max_new_tokens)
+        text = reply["choices"][0]["message"]["content"] or ""
+        # Informational: llama.cpp's sampler and kernels differ, so only a reply that shares nothing fails.
+        same = text.strip() == ref_text.strip()
+        shared = bool(ref_text.strip()) and text.strip()[:8] == ref_text.strip()[:8]
+        out.append(PromptAgreement(f"[llama.cpp] {prompt}", ref_text, text, same, float("nan"), float("nan"),
+                                   same or shared or not ref_text.strip()))
+    return out

@@ -1,0 +1,205 @@
+"""Merging a LoRA adapter into its base model: a plain 16-bit Hugging Face folder.
+
+The base is loaded dequantized (bf16 on CUDA, fp32 on CPU) — merging into 4-bit weights
+would round the LoRA delta away. The folder is written into a staging folder next to the
+target and moved into place at the end, so a kill or a cancel never leaves a folder that
+looks like a finished export.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from engine import checkpoints
+from engine.config import ModelConfig, QuantizationConfig, RunConfig, load_config
+from engine.errors import ConfigError, ModelError, UserError
+from engine.fsutil import replace_dir
+
+Progress = Callable[[float, str], None]
+Cancel = Callable[[], bool]
+
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+@dataclass(frozen=True)
+class ExportSource:
+    base_model: Path
+    adapter_dir: Path
+    run_dir: Path | None
+    config: RunConfig | None
+
+    def model_config(self) -> ModelConfig:
+        """The base's ModelConfig (the run's consent flags kept, the path resolved)."""
+        cfg = self.config.model if self.config else ModelConfig()
+        return replace(cfg, path=str(self.base_model))
+
+
+def resolve_export_source(path: str | Path) -> ExportSource:
+    """A run folder, an adapter folder or a checkpoint folder -> base model + adapter (+ run)."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_dir():
+        raise ModelError(f"{path} does not exist or is not a folder.",
+                         "Pass a run folder, its adapter/ folder, or a checkpoint folder.")
+    run_dir = None
+    if (path / "config.toml").is_file() and not (path / "adapter_config.json").is_file():
+        run_dir = path
+        adapter = path / "adapter"
+        if not (adapter / "adapter_config.json").is_file():
+            # A stopped run has no final adapter; its last complete checkpoint is the best it has.
+            adapter = checkpoints.latest_complete(path)
+            if adapter is None or not (adapter / "adapter_config.json").is_file():
+                raise ModelError(f"The run {path} has no adapter and no complete checkpoint yet.",
+                                 "Let it train until a checkpoint is saved, or resume it first.")
+    elif (path / "adapter_config.json").is_file():
+        adapter = path
+        if path.parent.name == checkpoints.checkpoints_dir(Path()).name:
+            if not checkpoints.is_complete(path):
+                raise ModelError(f"The checkpoint {path} is incomplete (its save was interrupted).",
+                                 "Pick a complete checkpoint, or the run folder.")
+            run_dir = path.parent.parent
+        elif (path.parent / "config.toml").is_file():
+            run_dir = path.parent
+        if run_dir is not None and not (run_dir / "config.toml").is_file():
+            run_dir = None
+    else:
+        raise ModelError(f"{path} is not a run, adapter or checkpoint folder (no adapter_config.json or config.toml).",
+                         "Pass a run folder, its adapter/ folder, or a checkpoint folder.")
+
+    config = load_config(run_dir / "config.toml") if run_dir else None
+    base = config.model.path if config and config.model.path else _adapter_base(adapter)
+    base_path = Path(base).expanduser()
+    if not base_path.is_dir():
+        raise ModelError(f"The base model {base} of {path} is not a local folder.",
+                         "Models are never downloaded: copy the base model folder back to that place.")
+    return ExportSource(base_path.resolve(), adapter, run_dir, config)
+
+
+def _adapter_base(adapter: Path) -> str:
+    try:
+        base = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ModelError(f"{adapter / 'adapter_config.json'} cannot be read: {exc}.", "The adapter looks damaged.") from None
+    if not base:
+        raise ModelError(f"{adapter} does not name its base model.", "Export the run folder, whose config names it.")
+    return str(base)
+
+
+def load_reference(source: ExportSource, device: str | None = None):
+    """Base in 16-bit (fp32 on CPU) + the adapter applied by peft, not merged: (model, tokenizer)."""
+    from peft import PeftModel
+
+    from engine.models import load_model, load_tokenizer
+
+    cfg = source.model_config()
+    tokenizer = load_tokenizer(cfg)
+    base = load_model(cfg, QuantizationConfig(load_in_4bit=False, compute_dtype="auto"), device)
+    model = PeftModel.from_pretrained(base, str(source.adapter_dir))
+    model.eval()
+    return model, tokenizer
+
+
+def estimate_merged_bytes(base_model: Path, bytes_per_param: int) -> int:
+    """Size of the merged safetensors: parameter count from the headers x the output dtype."""
+    total = 0
+    for file in sorted(Path(base_model).glob("*.safetensors")):
+        try:
+            with open(file, "rb") as handle:
+                (length,) = struct.unpack("<Q", handle.read(8))
+                header = json.loads(handle.read(length))
+            for name, info in header.items():
+                if name == "__metadata__":
+                    continue
+                count = 1
+                for dim in info["shape"]:
+                    count *= dim
+                total += count * (bytes_per_param if info["dtype"] in ("F32", "F16", "BF16", "F64")
+                                  else _DTYPE_BYTES.get(info["dtype"], 4))
+        except (OSError, ValueError, KeyError, struct.error):
+            total += file.stat().st_size * 2  # unreadable header: assume 16-bit source widened to fp32
+    return total + 32 * 1024 * 1024  # tokenizer, configs, and safetensors headers
+
+
+def check_free_space(folder: Path, needed: int, what: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise UserError(f"Not enough disk space for {what} in {folder}: about {needed / 2**30:.2f} GiB needed, "
+                        f"{free / 2**30:.2f} GiB free.", "Free some space or pick another output folder.", kind="io")
+
+
+def check_output_dir(out_dir: Path) -> None:
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ConfigError(f"Output {out_dir} already exists and is not empty.",
+                          "Choose a new folder; an export never overwrites files.")
+
+
+def merge_adapter(source: ExportSource, out_dir: str | Path, *, progress: Progress | None = None,
+                  cancel: Cancel | None = None) -> Path:
+    """Write base + adapter merged as a 16-bit Hugging Face folder at `out_dir`; return it."""
+    from engine.data.stats import Cancelled
+    from engine.models import pick_device, resolve_compute_dtype
+
+    out_dir = Path(out_dir).expanduser().resolve()
+    check_output_dir(out_dir)
+    device = pick_device()
+    dtype = resolve_compute_dtype("auto", device)
+    check_free_space(out_dir.parent, estimate_merged_bytes(source.base_model, dtype.itemsize), "the merged model")
+    staging = out_dir.with_name(f".{out_dir.name}.partial")
+
+    def step(fraction: float, message: str) -> None:
+        if cancel is not None and cancel():
+            raise Cancelled()
+        if progress is not None:
+            progress(fraction, message)
+
+    shutil.rmtree(staging, ignore_errors=True)  # left by a killed export: never complete
+    try:
+        step(0.0, f"Loading {source.base_model.name} in {str(dtype).replace('torch.', '')}")
+        model, tokenizer = load_reference(source, device)
+        step(0.4, "Merging the adapter into the weights")
+        merged = model.merge_and_unload()
+        _set_generation_config(merged, tokenizer)
+        step(0.5, "Writing safetensors")
+        staging.mkdir(parents=True)
+        merged.save_pretrained(str(staging))
+        del model, merged
+        step(0.9, "Writing the tokenizer and chat template")
+        _save_tokenizer(source, tokenizer, staging)
+        step(0.97, "Finishing")
+        replace_dir(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if progress is not None:
+        progress(1.0, f"Merged model written to {out_dir}")
+    return out_dir
+
+
+def _set_generation_config(model, tokenizer) -> None:
+    from engine.models import end_of_turn_ids
+
+    # Llama-3-style models end a turn with a token that is not eos: list every one, or chat never stops.
+    gen = model.generation_config
+    gen.eos_token_id = end_of_turn_ids(tokenizer, model)
+    if gen.pad_token_id is None and tokenizer.pad_token_id is not None:
+        gen.pad_token_id = tokenizer.pad_token_id
+
+
+def _save_tokenizer(source: ExportSource, loaded, staging: Path) -> None:
+    """The base's tokenizer files as they are (chat template included), not our pad-patched copy."""
+    from transformers import AutoTokenizer
+
+    cfg = source.model_config()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(source.base_model), trust_remote_code=cfg.trust_remote_code,
+                                                  local_files_only=True)
+    except Exception:  # the engine already loaded it once; fall back to that copy
+        tokenizer = loaded
+    if not tokenizer.chat_template and loaded.chat_template:
+        tokenizer.chat_template = loaded.chat_template
+    tokenizer.save_pretrained(str(staging))
