@@ -204,3 +204,20 @@ def test_demo_model_q8_0_answers_like_the_source(tmp_path):
         want = source.generate(ids, max_new_tokens=16, do_sample=False)
         got = exported.generate(ids, max_new_tokens=16, do_sample=False)
         assert tokenizer.decode(got[0, ids.shape[1]:]) == tokenizer.decode(want[0, ids.shape[1]:])
+
+
+def test_q4_0_reads_back_with_4_bit_rounding_error_only(tiny_model_dir, source, tmp_path):
+    """q4_0 is lossy by design: each weight tensor comes back within 4-bit rounding error."""
+    model, _ = source
+    write_gguf(tiny_model_dir, tmp_path / "tiny-q4_0.gguf", "q4_0")
+    back, tokenizer = _load(tmp_path, "tiny-q4_0.gguf")
+    ours = dict(back.named_parameters())
+    checked = 0
+    for name, param in model.named_parameters():
+        if param.ndim == 2 and name in ours:
+            error = ((ours[name] - param).norm() / param.norm()).item()
+            assert error < 0.15, (name, error)  # measured ~0.09 for q4_0 (32 weights per 4-bit block)
+            checked += 1
+    assert checked >= 7  # every projection of a layer, at least
+    ids = tokenizer(_prompts(tokenizer)[0], return_tensors="pt").input_ids
+    assert back.generate(ids, max_new_tokens=4, do_sample=False).shape[1] > ids.shape[1]

@@ -200,3 +200,19 @@ def test_cli_export_gguf_f16_passes_the_check_and_removes_its_temporary_merge(ru
     assert all(p["top1_agreement"] == 1.0 for p in check["prompts"])
     assert lines[-1] == {"done": str(out)}
     assert [p.name for p in tmp_path.iterdir()] == ["model.gguf"]
+
+
+def test_a_disk_without_room_is_refused_before_anything_is_written(run_dir, tmp_path, capsys, monkeypatch):
+    import shutil as shutil_module
+    from collections import namedtuple
+
+    from engine.cli import main
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda _path: usage(10**12, 10**12 - 1000, 1000))
+    for argv in (["export", str(run_dir), "--merged", str(tmp_path / "merged")],
+                 ["export", str(run_dir), "--gguf", str(tmp_path / "model.gguf"), "--quant", "q8_0"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: Not enough disk space") and len(err.strip().splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == []
