@@ -174,3 +174,30 @@ def test_an_unusable_workspace_folder_gives_a_message_not_a_crash(make_window, h
     qtbot.waitUntil(lambda: bool(dialogs.warnings) and window.tasks.active() == 0, timeout=10000)
     assert dialogs.warnings[0].startswith("Cannot use") and "write to it" in dialogs.warnings[0]
     assert window.workspace_model.projects == [] and window.current_project is None
+
+
+def test_reveal_opens_the_folder_of_the_selected_item(make_window, monkeypatch):
+    import app.main_window as main_window
+
+    opened = []
+    monkeypatch.setattr(main_window.QDesktopServices, "openUrl", lambda url: opened.append(url.toLocalFile()))
+    window = make_window()
+    window.browser.tree.expandAll()
+    dataset = next(window.workspace_model.projects[0].path.glob("datasets/*.jsonl"))
+    window.browser.tree.setCurrentIndex(window.browser._find(str(dataset)).index())
+    window.reveal_current()
+    assert opened == [str(dataset.parent)]
+
+
+def test_diagnostics_are_collected_in_a_child_process_and_copied(make_window, qtbot):
+    from PySide6.QtGui import QGuiApplication
+
+    window = make_window()
+    dialog = window.show_diagnostics()
+    qtbot.waitUntil(lambda: dialog.copy_button.isEnabled(), timeout=120000)
+    text = dialog.report_text()
+    for key in ("torch_version", "cuda_available", "bitsandbytes_backend", "transformers_version", "peft_version"):
+        assert key in text
+    assert window.probe.device_summary() in ("CPU (no CUDA GPU)",) or "GiB free" in window.probe.device_summary()
+    dialog.copy_button.click()
+    assert QGuiApplication.clipboard().text() == text
