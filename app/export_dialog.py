@@ -102,8 +102,12 @@ class ExportDialog(QDialog):
         self.status = QLabel(self)
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.table = QTableWidget(0, 4, self)
-        self.table.setHorizontalHeaderLabels(["Prompt", "Same answer", "Top-1 agreement", "Max logit diff"])
+        self.table = QTableWidget(0, 5, self)
+        self.table.setHorizontalHeaderLabels(["Prompt", "Same answer", "Top-1 agreement", "Max logit diff",
+                                              "Writer diff"])
+        self.table.horizontalHeaderItem(4).setToolTip(
+            "Quantized GGUF: the largest logit difference from the run with its weights rounded exactly as the "
+            "file stores them. This decides the check; the other columns show what the rounding itself costs.")
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().hide()
@@ -224,8 +228,10 @@ class ExportDialog(QDialog):
         prompts = report.get("prompts", [])
         self.table.setRowCount(len(prompts))
         for row, p in enumerate(prompts):
+            writer = p.get("writer_max_abs_logit_diff")
             cells = (p.get("prompt", ""), "yes" if p.get("same_text") else "no",
-                     f"{float(p.get('top1_agreement', 0)):.0%}", f"{float(p.get('max_abs_logit_diff', 0)):.4f}")
+                     f"{float(p.get('top1_agreement') or 0):.0%}", f"{float(p.get('max_abs_logit_diff') or 0):.4f}",
+                     "—" if writer is None else f"{float(writer):.1e}")
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if col == 0:

@@ -137,13 +137,16 @@ def _check(args: argparse.Namespace, source, out: Path, progress, emit, extra: l
     for line in report.summary_lines():  # stdout is JSON-only with --progress-json
         print(line, file=sys.stderr if args.progress_json else sys.stdout, flush=True)
     if not report.passed:
-        worst = max(report.prompts, key=lambda p: p.max_abs_logit_diff if p.max_abs_logit_diff == p.max_abs_logit_diff
-                    else 0.0)
+        from engine.export.check import WRITER_TOLERANCE
+
+        writer = any(p.writer_max_abs_logit_diff is not None for p in report.prompts)
+        diffs = [p.writer_max_abs_logit_diff if writer else p.max_abs_logit_diff for p in report.prompts]
+        worst = max((d for d in diffs if d is not None and d == d), default=0.0)  # NaN: not measured
         files = ", ".join(str(p) for p in [out, *extra])
         raise UserError(
             f"export check failed: {sum(not p.passed for p in report.prompts)} of {len(report.prompts)} prompts "
-            f"disagree with base + adapter (worst max logit diff {worst.max_abs_logit_diff:.3g}, tolerance "
-            f"{report.tolerance:g}).",
+            f"disagree with base + adapter (worst max logit diff {worst:.3g}, tolerance "
+            f"{WRITER_TOLERANCE[0] if writer else report.tolerance:g}).",
             f"The exported files are kept for inspection: {files}.", kind="model")
 
 

@@ -137,6 +137,48 @@ def _plan(model_dir: Path, config: dict[str, Any], quant: str) -> list[_Tensor]:
     return plan
 
 
+def quant_of_file_type(file_type: int | None) -> str | None:
+    """The QUANT_TYPES name for a GGUF's general.file_type (None for types we do not write)."""
+    import gguf
+
+    names = {gguf.LlamaFileType.ALL_F32: "f32", gguf.LlamaFileType.MOSTLY_F16: "f16",
+             gguf.LlamaFileType.MOSTLY_Q8_0: "q8_0", gguf.LlamaFileType.MOSTLY_Q4_0: "q4_0"}
+    return next((name for ftype, name in names.items() if int(ftype) == file_type), None)
+
+
+def round_like_gguf(model, quant: str) -> int:
+    """Round a merged model's weights in place exactly as write_gguf stores them; returns how many.
+
+    The after-export check compares a quantized GGUF with this model: what it then measures is
+    the writer (names, layouts, tokenizer), not the rounding the user chose, reported apart.
+    """
+    import gguf
+    import numpy as np
+    import torch
+    from gguf import GGMLQuantizationType as T
+    from gguf import quants
+
+    config = model.config.to_dict()
+    arch_name, _permute = _ARCHS[config["architectures"][0]]
+    arch = next(key for key, value in gguf.MODEL_ARCH_NAMES.items() if value == arch_name)
+    names = gguf.get_tensor_name_map(arch, int(config["num_hidden_layers"]))
+    rounded = 0
+    with torch.no_grad():
+        for hf_name, param in model.named_parameters():  # a tied head is listed once, as the embeddings
+            name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+            qtype = _pick_type(name or hf_name, tuple(param.shape), quant)
+            data = param.detach().float().cpu().numpy()
+            if qtype == T.F16:
+                back = data.astype(np.float16).astype(np.float32)
+            elif qtype in (T.Q8_0, T.Q4_0):
+                back = quants.dequantize(quants.quantize(data, qtype), qtype).reshape(data.shape)
+            else:
+                continue
+            param.copy_(torch.from_numpy(back).to(device=param.device, dtype=param.dtype))
+            rounded += 1
+    return rounded
+
+
 def _nbytes(shape: tuple[int, ...], qtype) -> int:
     from gguf import GGML_QUANT_SIZES
 

@@ -216,3 +216,23 @@ def test_a_disk_without_room_is_refused_before_anything_is_written(run_dir, tmp_
         err = capsys.readouterr().err
         assert err.startswith("error: Not enough disk space") and len(err.strip().splitlines()) == 1, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_quantized_gguf_is_judged_against_the_same_rounding_and_a_writer_bug_fails(run_dir, merged_dir, tmp_path,
+                                                                                      monkeypatch):
+    from engine.export import gguf_write
+    from engine.export.check import WRITER_TOLERANCE, check_export
+
+    source = resolve_export_source(run_dir)
+    good = gguf_write.write_gguf(merged_dir, tmp_path / "good.gguf", "q4_0")
+    report = check_export(source, gguf_file=good, max_new_tokens=8)
+    assert report.passed, report.summary_lines()
+    assert all(p.writer_max_abs_logit_diff < 1e-3 for p in report.prompts)  # only float summation order differs
+    assert any("vs the same rounding" in line for line in report.summary_lines())
+
+    # A writer bug (q/k rows left in Hugging Face order instead of llama.cpp's rotary layout) must fail.
+    monkeypatch.setattr(gguf_write, "_permute", lambda weights, heads: weights)
+    bad = gguf_write.write_gguf(merged_dir, tmp_path / "bad.gguf", "q4_0")
+    report = check_export(source, gguf_file=bad, max_new_tokens=8)
+    assert not report.passed
+    assert max(p.writer_max_abs_logit_diff for p in report.prompts) > WRITER_TOLERANCE[0]
