@@ -68,6 +68,7 @@ class ExportDialog(QDialog):
         self.result: dict | None = None
         self.error = ""
         self._verdict = ""
+        self._warning = ""
         available = quant_types or tuple(q for q, _ in QUANT_CHOICES)
 
         self.merged_radio = QRadioButton("Merged model folder (Hugging Face safetensors, 16-bit)", self)
@@ -175,7 +176,7 @@ class ExportDialog(QDialog):
             self._show_status("Choose where to write the export.", error=True)
             return None
         Path(self.output.text()).parent.mkdir(parents=True, exist_ok=True)
-        self.result, self.error, self._verdict = None, "", ""
+        self.result, self.error, self._verdict, self._warning = None, "", "", ""
         self.table.setRowCount(0)
         self._process = EngineProcess(self.command(), self)
         self._process.message.connect(self._on_message)
@@ -214,7 +215,8 @@ class ExportDialog(QDialog):
         if code == 0 and self.result:
             self.progress.setValue(100)
             verdict = f" The check {self._verdict}." if self._verdict else " Not checked."
-            self._show_status(f"Exported to {self.result['done']}.{verdict}", ok=True)
+            self._show_status(f"Exported to {self.result['done']}.{verdict} {self._warning}".strip(), ok=True,
+                              warn=bool(self._warning))
             self._on_format_changed()  # a fresh name, so "Export" again never collides with this one
             self.exported.emit(str(self.result["done"]))
         elif code in (-1, 3) and not line.startswith("error"):
@@ -240,10 +242,14 @@ class ExportDialog(QDialog):
         same = sum(1 for p in prompts if p.get("same_text"))
         self._verdict = (f"{'passed' if report.get('passed') else 'FAILED'}: {len(prompts)} prompts compared with "
                          f"the run's base + adapter, {same} with the same answer")
-        self._show_status(f"Check {self._verdict}.", ok=bool(report.get("passed")), error=not report.get("passed"))
+        changed = int(report.get("rounding_changed_answers") or 0)
+        self._warning = (f"The file is right, but its rounding changes {changed} of {len(prompts)} answers of the "
+                         "run; a larger type (q8_0, f16) keeps more of them." if changed and report.get("passed") else "")
+        self._show_status(f"Check {self._verdict}. {self._warning}".strip(), ok=bool(report.get("passed")),
+                          error=not report.get("passed"), warn=bool(self._warning))
 
-    def _show_status(self, text: str, ok: bool = False, error: bool = False) -> None:
-        color = "#1e8449" if ok else ("#c0392b" if error else "")
+    def _show_status(self, text: str, ok: bool = False, error: bool = False, warn: bool = False) -> None:
+        color = "#b9770e" if warn else "#1e8449" if ok else ("#c0392b" if error else "")
         self.status.setText(f"<span style='color:{color}'>{html.escape(text)}</span>" if color else html.escape(text))
 
     def done(self, result: int) -> None:  # closing the dialog cancels a running export

@@ -73,13 +73,21 @@ class CheckReport:
             lines.append(f"Export check ({self.kind}) {verdict}: {passed} prompts give base + adapter's logits, with the "
                          f"weights rounded as the file stores them, within {WRITER_TOLERANCE[0]:g} and top-1 agreement "
                          f">= {WRITER_TOLERANCE[1]:.0%}.")
+            if self.rounding_changed_answers():
+                lines.append(f"Warning: the file is right, but its rounding changes {self.rounding_changed_answers()} of "
+                             f"{len(self.prompts)} answers of the run; a larger type (q8_0, f16) keeps more of them.")
         else:
             lines.append(f"Export check ({self.kind}) {verdict}: {passed} prompts within logit tolerance "
                          f"{self.tolerance:g} and top-1 agreement >= {self.min_top1:.0%}.")
         return lines
 
+    def rounding_changed_answers(self) -> int:
+        """Quantized GGUF: how many greedy answers the chosen rounding changed (a warning, not a failure)."""
+        return sum(1 for p in self.prompts if p.writer_max_abs_logit_diff is not None and not p.same_text)
+
     def as_dict(self) -> dict:
         raw = asdict(self)
+        raw["rounding_changed_answers"] = self.rounding_changed_answers()
         for p in raw["prompts"]:  # NaN (not measured, llama.cpp rows) is not valid JSON
             for key in ("max_abs_logit_diff", "top1_agreement"):
                 p[key] = None if p[key] != p[key] else p[key]

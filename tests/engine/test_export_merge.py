@@ -229,6 +229,9 @@ def test_a_quantized_gguf_is_judged_against_the_same_rounding_and_a_writer_bug_f
     assert report.passed, report.summary_lines()
     assert all(p.writer_max_abs_logit_diff < 1e-3 for p in report.prompts)  # only float summation order differs
     assert any("vs the same rounding" in line for line in report.summary_lines())
+    changed = sum(not p.same_text for p in report.prompts)  # what 4-bit rounding costs is reported, loudly
+    assert report.as_dict()["rounding_changed_answers"] == changed
+    assert any(line.startswith("Warning: the file is right") for line in report.summary_lines()) == (changed > 0)
 
     # A writer bug (q/k rows left in Hugging Face order instead of llama.cpp's rotary layout) must fail.
     monkeypatch.setattr(gguf_write, "_permute", lambda weights, heads: weights)
