@@ -306,5 +306,6 @@ def test_models_cli_add_list_allow_remove(home, model_copy, capsys):
     assert "not a folder added" in capsys.readouterr().err
 
 
-# The real conversion of the demo GGUF through `models import-gguf --progress-json` (about a
-# minute) is tested once, end to end from the GUI: tests/app/test_model_library.py.
+# `models import-gguf --progress-json` is tested end to end from the GUI on a GGUF of the tiny
+# model (tests/app/test_model_library.py); the shipped demo GGUF, written by llama.cpp's own
+# converter, goes through the same conversion in tests/engine/test_demo_model.py.
