@@ -243,8 +243,10 @@ class ExportDialog(QDialog):
         self._verdict = (f"{'passed' if report.get('passed') else 'FAILED'}: {len(prompts)} prompts compared with "
                          f"the run's base + adapter, {same} with the same answer")
         changed = int(report.get("rounding_changed_answers") or 0)
-        self._warning = (f"The file is right, but its rounding changes {changed} of {len(prompts)} answers of the "
-                         "run; a larger type (q8_0, f16) keeps more of them." if changed and report.get("passed") else "")
+        judged = sum(1 for p in prompts if p.get("writer_max_abs_logit_diff") is not None)
+        self._warning = (f"The file is right, but its rounding changes {changed} of {judged} answers of the run; "
+                         "a larger type keeps more of them (f16 keeps them all)." if changed and report.get("passed")
+                         else "")
         self._show_status(f"Check {self._verdict}. {self._warning}".strip(), ok=bool(report.get("passed")),
                           error=not report.get("passed"), warn=bool(self._warning))
 
