@@ -69,8 +69,23 @@ def main(argv: list[str] | None = None) -> int:
 
         first_paint = FirstPaint(window)
         window.installEventFilter(first_paint)
+    _close_on_signals(window)
     window.show()
     return app.exec()
+
+
+def _close_on_signals(window) -> None:
+    """Ctrl+C or SIGTERM closes the window the normal way, so engine children are stopped too."""
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_args: window.close())
+    # Python runs signal handlers only between bytecodes; a slow no-op timer gives it the chance.
+    timer = QTimer(window, interval=250)
+    timer.timeout.connect(lambda: None)
+    timer.start()
 
 
 if __name__ == "__main__":

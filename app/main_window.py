@@ -34,6 +34,8 @@ from app.tasks import EngineProcess, TaskRunner
 from app.theme import apply_theme
 from app.workspace_model import WorkspaceModel
 
+PREPARING_DEMO = "Preparing the demo model (once, about a minute)…"
+
 
 class MainWindow(QMainWindow):
     def __init__(self, settings: AppSettings, workspace_root: Path, workspace_why: str = "",
@@ -54,6 +56,7 @@ class MainWindow(QMainWindow):
         self._library_dialog = None
         self.current_project: Path | None = None
         self._opened_one = False
+        self._demo_tried = False
 
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(self.browser)
@@ -86,25 +89,26 @@ class MainWindow(QMainWindow):
 
         def opened(demo_path) -> None:
             self.browser.select_project(demo_path or saved or None)
-            self.workspace_model.refresh()
-            if self._background:
-                self.prepare_demo_model()
+            self.workspace_model.refresh()  # its result calls prepare_demo_model when a project needs it
 
         self.tasks.run(lambda _p, _c: self.workspace_model.workspace.first_start(), opened,
                        self._on_failed, name="first start")
         if self._background:
             self.probe.start()
 
-    def prepare_demo_model(self) -> None:
+    def prepare_demo_model(self, projects: list) -> None:
         """Convert the demo model from its GGUF file once, in a child process, if a project uses it."""
-        from engine.demo import demo_model_dir
+        from engine.demo import demo_model_dir, demo_model_ready
 
         target = demo_model_dir()
-        if (target / "config.json").is_file() or self._demo_process is not None:
-            return
+        if self._demo_tried or demo_model_ready(target):
+            return  # once per session: a failed conversion is reported once, not on every rescan
+        if not any(p.model and Path(p.model) == target for p in projects):
+            return  # nobody needs it: no minute of CPU and no 270 MB on disk
+        self._demo_tried = True
         self._demo_process = EngineProcess(["demo-model"], self)
         self._demo_process.ended.connect(self._on_demo_model_ready)
-        self._on_busy("Preparing the demo model (once, about a minute)…")
+        self._on_busy(PREPARING_DEMO)
         self._demo_process.start()
 
     def _on_demo_model_ready(self, code: int, line: str) -> None:
@@ -249,6 +253,8 @@ class MainWindow(QMainWindow):
             demo = next((p for p in projects if p.name == DEMO_PROJECT), projects[0])
             self.browser.select_project(demo.path)
         self._opened_one = True
+        if self._background:
+            self.prepare_demo_model(projects)
         self.pages.show_project(self.workspace_model.project(self.current_project))
         self._update_title()
 
@@ -264,7 +270,7 @@ class MainWindow(QMainWindow):
         busy = bool(text) or self._demo_process is not None
         self.busy_bar.setVisible(busy)
         if not text and self._demo_process is not None:
-            text = "Preparing the demo model (once, about a minute)…"
+            text = PREPARING_DEMO
         self.busy_label.setText(text)
 
     def _on_failed(self, message: str, hint: str = "") -> None:

@@ -19,6 +19,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.fsutil import format_size
+
 KIND_ROLE = Qt.ItemDataRole.UserRole + 1
 PATH_ROLE = Qt.ItemDataRole.UserRole + 2
 PROJECT_ROLE = Qt.ItemDataRole.UserRole + 3
@@ -27,15 +29,6 @@ STATE_LABELS = {
     "running": "running", "done": "done", "stopped": "stopped", "failed": "failed",
     "interrupted": "interrupted", "new": "not started",
 }
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"
 
 
 def short_date(epoch: float | None) -> str:
@@ -165,7 +158,7 @@ class ProjectBrowser(QWidget):
             item = QStandardItem(style.standardIcon(QStyle.StandardPixmap.SP_FileIcon), ds.name)
             self._tag(item, "dataset", ds.path, project.path)
             default = project.dataset and Path(project.dataset).name == ds.name
-            datasets[0].appendRow([item, self._detail(human_size(ds.size_bytes) + (" · used for training" if default else ""))])
+            datasets[0].appendRow([item, self._detail(format_size(ds.size_bytes) + (" · used for training" if default else ""))])
         runs = self._group("Runs", "runs", project, len(project.runs))
         for run in project.runs:
             item = QStandardItem(self._run_icon(run.state), run.name)

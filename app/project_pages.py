@@ -12,7 +12,8 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
-from app.project_browser import human_size, run_details
+from app.project_browser import run_details
+from engine.fsutil import format_size
 
 PAGES = (
     ("Data", "The rows the model will learn from.",
@@ -64,7 +65,7 @@ class ProjectPage(QWidget):
             for ds in project.datasets:
                 label = "Training data" if ds.name == chosen else ""
                 rows.append(f"<tr><td><b>{label}</b></td><td>{esc(ds.name)} "
-                            f"<span style='color:gray'>({human_size(ds.size_bytes)})</span></td></tr>")
+                            f"<span style='color:gray'>({format_size(ds.size_bytes)})</span></td></tr>")
             if not project.datasets:
                 rows.append("<tr><td><b>Training data</b></td><td><i>none yet: copy a file into the "
                             "project's datasets folder</i></td></tr>")

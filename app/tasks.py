@@ -24,11 +24,9 @@ from PySide6.QtCore import (
     Signal,
 )
 
+from engine.errors import Cancelled, UserError  # a task function raises Cancelled to stop
+
 log = logging.getLogger(__name__)
-
-
-class Cancelled(Exception):
-    """Raised inside a task function when the user cancelled it."""
 
 
 class Task(QObject):
@@ -56,8 +54,6 @@ class Task(QObject):
         return self._cancel.is_set()
 
     def run(self) -> None:  # runs on a pool thread
-        from engine.errors import UserError
-
         try:
             result = self._fn(lambda done, total, msg="": self.progress.emit(done, total, msg), self.is_cancelled)
         except Cancelled:
@@ -69,9 +65,6 @@ class Task(QObject):
             self.failed.emit(f"Cannot use{where}: {exc.strerror or exc}.",
                              "Check that the folder exists, that you may write to it and that the disk is not full.")
         except Exception as exc:  # a bug: report it, keep the app alive
-            if type(exc).__name__ == "Cancelled":  # the engine's own Cancelled types
-                self.was_cancelled.emit()
-                return
             log.error("task %s failed:\n%s", self.name, traceback.format_exc())
             self.failed.emit(f"{type(exc).__name__}: {exc}", "This is a bug in Whetstone; Help → Diagnostics has the details to report.")
         else:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
+from engine.fsutil import format_size
 
 COMMANDS = ("diagnostics", "project")
 
@@ -57,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
             print(_project_line(project))
         return 0
     if args.project_command == "create":
+        if args.model and not Path(args.model).expanduser().is_dir():  # a typo fails now, not at the first run
+            from engine.errors import ModelError
+
+            raise ModelError(f"Model folder {args.model} does not exist.", "Check the path; models are never downloaded.")
         print(workspace.create_project(args.name, model=args.model, dataset=Path(args.data) if args.data else None))
         return 0
     if args.project_command == "show":
@@ -105,17 +110,9 @@ def _describe(project) -> str:
         lines.append(f"Problem: {project.problem}")
     lines += [f"Model: {project.model or '(none)'}", f"Dataset: {project.dataset or '(none)'}"]
     lines.append(f"Datasets ({len(project.datasets)}):")
-    lines += [f"  {d.name}  {_size(d.size_bytes)}" for d in project.datasets]
+    lines += [f"  {d.name}  {format_size(d.size_bytes)}" for d in project.datasets]
     lines.append(f"Runs ({len(project.runs)}):")
     lines += [_run_line(r) for r in project.runs]
     lines.append(f"Exports ({len(project.exports)}):")
     lines += [f"  {e.name}" for e in project.exports]
     return "\n".join(lines)
-
-
-def _size(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"

@@ -20,6 +20,10 @@ class UserError(Exception):
         return " ".join(f"{self.message} {self.hint}".split())  # the CLI promises exactly one line
 
 
+class Cancelled(Exception):
+    """The user cancelled long work (a scan, an import, an export); whatever it made is removed."""
+
+
 class ConfigError(UserError):
     """A config value is outside what is allowed; the message names field, value and range."""
 

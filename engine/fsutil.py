@@ -20,6 +20,16 @@ def whetstone_home() -> Path:
     return Path(override) if override else Path(platformdirs.user_data_dir("whetstone", False))
 
 
+def format_size(n: int) -> str:
+    """A file size for people: 512 bytes, 7.8 KiB, 1.2 GiB."""
+    size = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{n} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
 def fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)

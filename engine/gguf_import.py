@@ -16,8 +16,7 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.data.stats import Cancelled
-from engine.errors import ModelError
+from engine.errors import Cancelled, ModelError
 from engine.fsutil import replace_dir, whetstone_home
 from engine.model_types import gguf_architecture_supported, gguf_architectures
 
@@ -134,7 +133,7 @@ def import_gguf(gguf_file: str | Path, *, home: Path | None = None, name: str | 
     """Convert `gguf_file` into home/models/<name or file stem>; return that folder.
 
     `progress(fraction, message)` is called at coarse phases; `cancel()` is checked between
-    them and raises Cancelled (from engine.data.stats) after removing the staging folder.
+    them and raises engine.errors.Cancelled after removing the staging folder.
     ModelError for a bad file, an unsupported architecture or an existing target.
     """
     report = progress or (lambda _fraction, _message: None)

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import tomli_w
 
-from engine.data.stats import Cancelled
 from engine.demo import DEMO_NAME, demo_gguf_path, demo_model_dir, demo_model_ready
-from engine.errors import ModelError
+from engine.errors import Cancelled, ModelError
 from engine.fsutil import atomic_write_text, whetstone_home
 from engine.gguf_import import import_gguf
 from engine.model_info import ModelInfo, describe_model, hf_repo_id

@@ -23,7 +23,7 @@ from engine.checkpoints import complete_checkpoints
 from engine.events import read_events
 from engine.fsutil import atomic_write_text
 
-# The same names as engine.training, which is too heavy to import here.
+# The run folder's file names; engine.training (heavy to import) takes them from here.
 CONFIG_NAME = "config.toml"
 EVENTS_NAME = "events.jsonl"
 ADAPTER_NAME = "adapter"

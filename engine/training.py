@@ -18,11 +18,15 @@ from engine.errors import ConfigError, UserError
 from engine.events import EventLog, read_events
 from engine.fsutil import atomic_write_text, replace_dir
 from engine.models import inspect_model_folder, load_model, load_tokenizer, pick_device
-from engine.runs import engine_alive, remove_pid_file, write_pid_file
+from engine.runs import (
+    ADAPTER_NAME,
+    CONFIG_NAME,
+    EVENTS_NAME,
+    engine_alive,
+    remove_pid_file,
+    write_pid_file,
+)
 
-CONFIG_NAME = "config.toml"
-EVENTS_NAME = "events.jsonl"
-ADAPTER_NAME = "adapter"
 STOP_FILE = "STOP"
 
 

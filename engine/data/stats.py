@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from engine.data.rendering import Rendered, build_rendered, render_text
+from engine.errors import Cancelled
 from engine.fsutil import atomic_write_text, whetstone_home
 
 STATS_VERSION = 1
@@ -30,10 +31,6 @@ HISTOGRAM_BINS = 20
 
 Progress = Callable[[int, int | None], None]
 OnRow = Callable[[int, Rendered | None, str | None], None]
-
-
-class Cancelled(Exception):
-    """Raised between batches when the caller's cancel event is set; nothing is cached."""
 
 
 @dataclass

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.data.stats import Cancelled
-from engine.errors import ConfigError, ModelError
+from engine.errors import Cancelled, ConfigError, ModelError
 from engine.fsutil import fsync_dir
 from engine.model_info import read_safetensors_header, weight_files
 

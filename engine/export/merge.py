@@ -43,7 +43,7 @@ def resolve_export_source(path: str | Path) -> ExportSource:
     """A run folder, an adapter folder or a checkpoint folder -> base model + adapter (+ run)."""
     path = Path(path).expanduser().resolve()
     if not path.is_dir():
-        raise ModelError(f"{path} does not exist or is not a folder.",
+        raise ModelError(f"{path} is a file, not a folder." if path.exists() else f"{path} does not exist.",
                          "Pass a run folder, its adapter/ folder, or a checkpoint folder.")
     run_dir = None
     if (path / "config.toml").is_file() and not (path / "adapter_config.json").is_file():
@@ -141,7 +141,7 @@ def check_output_dir(out_dir: Path) -> None:
 def merge_adapter(source: ExportSource, out_dir: str | Path, *, progress: Progress | None = None,
                   cancel: Cancel | None = None) -> Path:
     """Write base + adapter merged as a 16-bit Hugging Face folder at `out_dir`; return it."""
-    from engine.data.stats import Cancelled
+    from engine.errors import Cancelled
     from engine.models import pick_device, resolve_compute_dtype
 
     out_dir = Path(out_dir).expanduser().resolve()

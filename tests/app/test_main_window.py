@@ -201,3 +201,19 @@ def test_diagnostics_are_collected_in_a_child_process_and_copied(make_window, qt
     assert window.probe.device_summary() in ("CPU (no CUDA GPU)",) or "GiB free" in window.probe.device_summary()
     dialog.copy_button.click()
     assert QGuiApplication.clipboard().text() == text
+
+
+def test_the_demo_model_is_prepared_only_when_a_project_uses_it(make_window, qtbot, home):
+    window = make_window()
+    demo = window.workspace_model.projects[0]
+    other = [p for p in window.workspace_model.projects if p.path != demo.path]
+    window.prepare_demo_model(other)  # no project needs it: nothing starts
+    assert window._demo_process is None
+    window.prepare_demo_model([demo])
+    assert window._demo_process is not None and window.busy_label.text().startswith("Preparing the demo model")
+    process = window._demo_process
+    window.prepare_demo_model([demo])  # once per session, not once per rescan
+    assert window._demo_process is process
+    process.stop_now()
+    qtbot.waitUntil(lambda: window._demo_process is None, timeout=10000)
+    assert not (home / "models" / "SmolLM2-135M-Instruct" / "config.json").exists()  # a stop keeps nothing

@@ -106,6 +106,9 @@ def test_project_commands(home, tmp_path, capsys):
         cli_workspace.run(parse("project", "create", "bot"))
     with pytest.raises(UserError, match="does not exist"):
         cli_workspace.run(parse("project", "show", str(tmp_path / "nope")))
+    with pytest.raises(UserError, match="Model folder .* does not exist"):  # a typo, refused before any folder is made
+        cli_workspace.run(parse("project", "create", "Typo", "--model", str(tmp_path / "no-such-model")))
+    assert not (home / "projects" / "typo").exists()
 
 
 def test_bad_project_flags_are_one_error_line(capsys):
