@@ -10,6 +10,7 @@ on the reference continuation, so one near-tie flip does not hide everything aft
 
 from __future__ import annotations
 
+import functools
 import gc
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -225,10 +226,20 @@ def _load_merged(folder: Path, dtype):
 
 
 def _gguf_metadata(path: Path) -> dict:
+    """The two keys the check needs; read once per file version (GGUFReader parses the whole vocabulary)."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return {}
+    return _gguf_metadata_cached(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _gguf_metadata_cached(path: str, _mtime_ns: int, _size: int) -> dict:
     try:
         from gguf import GGUFReader
 
-        reader = GGUFReader(str(path))
+        reader = GGUFReader(path)
         out = {}
         for key in ("general.file_type", "tokenizer.chat_template"):
             field = reader.get_field(key)
