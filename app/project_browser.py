@@ -26,7 +26,7 @@ PATH_ROLE = Qt.ItemDataRole.UserRole + 2
 PROJECT_ROLE = Qt.ItemDataRole.UserRole + 3
 
 STATE_LABELS = {
-    "running": "running", "done": "done", "stopped": "stopped", "failed": "failed",
+    "running": "running", "done": "done", "stopped": "stopped", "paused": "paused", "failed": "failed",
     "interrupted": "interrupted", "new": "not started",
 }
 
@@ -192,7 +192,8 @@ class ProjectBrowser(QWidget):
     def _run_icon(self, state: str):
         pixmap = {
             "running": QStyle.StandardPixmap.SP_MediaPlay, "done": QStyle.StandardPixmap.SP_DialogApplyButton,
-            "failed": QStyle.StandardPixmap.SP_MessageBoxCritical, "stopped": QStyle.StandardPixmap.SP_MediaPause,
+            "failed": QStyle.StandardPixmap.SP_MessageBoxCritical, "stopped": QStyle.StandardPixmap.SP_MediaStop,
+            "paused": QStyle.StandardPixmap.SP_MediaPause,
             "interrupted": QStyle.StandardPixmap.SP_MessageBoxWarning,
         }.get(state, QStyle.StandardPixmap.SP_FileIcon)
         return self.style().standardIcon(pixmap)

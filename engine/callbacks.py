@@ -52,6 +52,14 @@ class StopRequest:
     def requested(self) -> bool:
         return self.signalled or self.stop_file.exists()
 
+    @property
+    def pause(self) -> bool:
+        """A pause is a stop meant to be resumed (the GUI's Pause button writes "pause")."""
+        try:
+            return not self.signalled and self.stop_file.read_text(encoding="utf-8").strip() == "pause"
+        except OSError:
+            return False
+
 
 class EngineCallback(TrainerCallback):
     def __init__(self, log: EventLog, run_dir: Path, device: str, keep: int, stop: StopRequest) -> None:
@@ -94,6 +102,8 @@ class EngineCallback(TrainerCallback):
             self._last_time, self._last_tokens = now, tokens
 
     def on_step_end(self, args, state, control, **kwargs):
+        if state.max_steps and state.global_step >= state.max_steps:
+            control.should_save = True  # a finished run keeps its last step resumable: "train further"
         if self.stop.requested and not self.stopped:
             self.stopped = True
             control.should_save = True

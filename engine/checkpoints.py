@@ -68,3 +68,16 @@ def prune(run_dir: Path, keep: int) -> None:
         # Remove the marker first: a kill mid-delete must not leave a "complete" half folder.
         (path / MARKER).unlink(missing_ok=True)
         shutil.rmtree(path, ignore_errors=True)
+
+
+def discard_after(run_dir: Path, step: int) -> list[int]:
+    """Delete the checkpoints after `step` (a resume from an earlier one starts a new branch).
+
+    The Trainer would write its new checkpoint-N into the old folder, so a kill mid-save
+    would leave the old branch's marker on a half-new folder.
+    """
+    later = [(s, path) for s, path in _all(run_dir) if s > step]
+    for _s, path in later:
+        (path / MARKER).unlink(missing_ok=True)
+        shutil.rmtree(path, ignore_errors=True)
+    return [s for s, _path in later]

@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--format", help="row shape: auto, messages, sharegpt, alpaca, prompt_completion, text")
     train.add_argument("--output", required=True, help="run folder to create (or to resume with --resume)")
     train.add_argument("--config", help="TOML config file; flags override it")
+    train.add_argument("--project", help="Whetstone project folder: use its settings (project.toml); flags override them")
     train.add_argument("--max-steps", type=int)
     train.add_argument("--epochs", type=float)
     train.add_argument("--learning-rate", type=float)
@@ -64,7 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-every", type=int)
     train.add_argument("--save-every", type=int)
     train.add_argument("--seed", type=int)
-    train.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from the last complete checkpoint (with a larger --max-steps: train a finished run further)")
+    train.add_argument("--resume-from", type=int, metavar="STEP",
+                       help="with --resume: continue from the complete checkpoint of this step; later ones are removed")
     train.add_argument("--quiet", action="store_true", help="print only the final line")
 
     gen = sub.add_parser("generate", help="reply to a prompt (chat template applied, greedy)")
@@ -154,6 +158,10 @@ def resolve_train_config(args: argparse.Namespace) -> RunConfig:
     run_dir = Path(args.output)
     if args.config:
         config = load_config(args.config)
+    elif args.project:
+        from engine.workspace import load_project_config
+
+        config = load_project_config(args.project)
     elif args.resume and (run_dir / "config.toml").is_file():
         config = load_config(run_dir / "config.toml")
     else:
@@ -199,7 +207,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from engine.training import train
 
     config = resolve_train_config(args)
-    result = train(config, args.output, resume=args.resume, echo=None if args.quiet else print_event)
+    if args.resume_from is not None and not args.resume:
+        raise UserError("--resume-from needs --resume.", "Add --resume.")
+    result = train(config, args.output, resume=args.resume, echo=None if args.quiet else print_event,
+                   resume_step=args.resume_from)
     if result.state == "stopped":
         print(f"Stopped at step {result.step}; resume with: whetstone-engine train --output {args.output} --resume")
         return EXIT_STOPPED

@@ -268,3 +268,53 @@ def load_config(path: str | Path) -> RunConfig:
 
 def config_to_toml(config: RunConfig) -> str:
     return tomli_w.dumps(config.to_dict())
+
+
+_HELP: dict[str, str] | None = None
+
+
+def field_help() -> dict[str, str]:
+    """Each setting's docstring, by dotted name ("training.batch_size"), for tooltips and --help.
+
+    The docstrings under the fields are the one description of each setting; they are read
+    from this module's source (a frozen app without sources gets empty help, not an error).
+    """
+    global _HELP
+    if _HELP is None:
+        import ast
+        import inspect
+        import sys
+
+        groups = {cls.__name__: name for name, cls in _GROUPS.items()}
+        found: dict[str, str] = {}
+        try:
+            tree = ast.parse(inspect.getsource(sys.modules[__name__]))
+        except (OSError, TypeError):
+            tree = ast.Module(body=[], type_ignores=[])
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and node.name in groups:
+                body = node.body
+                for first, second in zip(body, body[1:], strict=False):
+                    if (isinstance(first, ast.AnnAssign) and isinstance(first.target, ast.Name)
+                            and isinstance(second, ast.Expr) and isinstance(second.value, ast.Constant)
+                            and isinstance(second.value.value, str)):
+                        found[f"{groups[node.name]}.{first.target.id}"] = second.value.value.strip()
+        _HELP = found
+    return _HELP
+
+
+def field_errors(raw: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Every invalid setting of a config dict, by dotted name, with the engine's own message.
+
+    RunConfig.from_dict stops at the first problem; a settings form needs all of them, so each
+    field is validated on its own against the defaults of its group.
+    """
+    errors: dict[str, str] = {}
+    for name in _GROUPS:
+        values = raw.get(name, {})
+        for key, value in (values.items() if isinstance(values, dict) else ()):
+            try:
+                RunConfig.from_dict({name: {key: value}})
+            except ConfigError as exc:
+                errors[f"{name}.{key}"] = exc.message
+    return errors

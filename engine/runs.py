@@ -28,6 +28,7 @@ CONFIG_NAME = "config.toml"
 EVENTS_NAME = "events.jsonl"
 ADAPTER_NAME = "adapter"
 PID_NAME = "engine.pid"
+OUTPUT_LOG_NAME = "engine-output.log"  # the engine's stdout/stderr when the GUI launched it
 ACTIVE = ("loading", "training", "saving")
 FINAL = ("done", "stopped", "failed")
 
@@ -36,7 +37,7 @@ FINAL = ("done", "stopped", "failed")
 class RunSummary:
     name: str
     path: Path
-    state: str  # running, done, stopped, failed, interrupted or new
+    state: str  # running, done, stopped, paused, failed, interrupted or new
     last_loss: float | None
     step: int | None
     max_steps: int | None
@@ -180,7 +181,7 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
     status, metrics = events["status"], events["metrics"]
     last_state = (status or {}).get("state")
     if last_state in FINAL:
-        state = last_state
+        state = "paused" if last_state == "stopped" and (status or {}).get("paused") else last_state
     elif engine_alive(run_dir):
         state = "running"
     else:

@@ -22,6 +22,7 @@ from engine.runs import (
     ADAPTER_NAME,
     CONFIG_NAME,
     EVENTS_NAME,
+    OUTPUT_LOG_NAME,
     engine_alive,
     remove_pid_file,
     write_pid_file,
@@ -58,7 +59,8 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
             raise ConfigError(f"{run_dir} is being trained right now by another engine process.",
                               "Wait for it to finish, or stop it first (a STOP file in the run folder).")
         return
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    # The GUI creates the folder with the engine's output log in it before the engine starts.
+    if run_dir.exists() and (not run_dir.is_dir() or any(p.name != OUTPUT_LOG_NAME for p in run_dir.iterdir())):
         raise ConfigError(
             f"Output folder {run_dir} already exists and is not empty.",
             "Choose a new folder, or add --resume to continue the run in it.",
@@ -76,10 +78,16 @@ def oom_error(config: RunConfig) -> UserError:
     return UserError("Out of memory while training.", "Try: " + "; ".join(steps) + ".", kind="oom")
 
 
-def train(config: RunConfig, run_dir: str | Path, resume: bool = False, echo=None) -> RunResult:
-    """Run (or resume) training into `run_dir`. Raises UserError for anything the user can fix."""
+def train(config: RunConfig, run_dir: str | Path, resume: bool = False, echo=None,
+          resume_step: int | None = None) -> RunResult:
+    """Run (or resume) training into `run_dir`. Raises UserError for anything the user can fix.
+
+    `resume` continues from the latest complete checkpoint, or from `resume_step`'s; a larger
+    training.max_steps than the run had trains a finished run further.
+    """
     run_dir = Path(run_dir).resolve()
     check_run_dir(run_dir, resume)
+    start = resume_point(run_dir, config, resume_step) if resume else None
     config = config.with_overrides({"model.path": str(Path(config.model.path).expanduser().resolve())})
     inspect_model_folder(config.model)
 
@@ -95,7 +103,7 @@ def train(config: RunConfig, run_dir: str | Path, resume: bool = False, echo=Non
         remove_pid_file(run_dir)
         raise
     try:
-        return _train(config, run_dir, resume, log, read)
+        return _train(config, run_dir, resume, start, log, read)
     except KeyboardInterrupt:
         log.status("stopped", message="Interrupted twice; no checkpoint was written for the last steps.")
         raise
@@ -129,18 +137,39 @@ def as_user_error(exc: BaseException, config: RunConfig, run_dir: Path) -> UserE
     return None
 
 
-def _train(config: RunConfig, run_dir: Path, resume: bool, log: EventLog, read) -> RunResult:
+def resume_point(run_dir: Path, config: RunConfig, step: int | None) -> tuple[int, Path] | None:
+    """The complete checkpoint a resume starts from (checked before anything is written)."""
+    done = checkpoints.complete_checkpoints(run_dir)
+    if step is not None:
+        chosen = [(s, p) for s, p in done if s == step]
+        if not chosen:
+            steps = ", ".join(str(s) for s, _ in done) or "none"
+            raise ConfigError(f"{run_dir} has no complete checkpoint at step {step} (complete: {steps}).",
+                              "Pick one of the complete checkpoints.")
+        point = chosen[0]
+    else:
+        point = done[-1] if done else None
+    max_steps = config.training.max_steps
+    if point and max_steps and point[0] >= max_steps:
+        raise ConfigError(f"The run is already at step {point[0]} and training.max_steps = {max_steps}.",
+                          "To train further, set training.max_steps above the step the run has reached.")
+    return point
+
+
+def _train(config: RunConfig, run_dir: Path, resume: bool, start: tuple[int, Path] | None, log: EventLog,
+           read) -> RunResult:
     from engine.callbacks import StopRequest
 
     stop = StopRequest(run_dir / STOP_FILE)
     stop.install_signal_handlers()
     try:
-        return _train_with_stop(config, run_dir, resume, log, stop, read)
+        return _train_with_stop(config, run_dir, resume, start, log, stop, read)
     finally:
         stop.restore_signal_handlers()
 
 
-def _train_with_stop(config: RunConfig, run_dir: Path, resume: bool, log: EventLog, stop, read) -> RunResult:
+def _train_with_stop(config: RunConfig, run_dir: Path, resume: bool, start, log: EventLog, stop,
+                     read) -> RunResult:
     from engine.callbacks import EngineCallback
 
     log.status("loading")
@@ -162,15 +191,18 @@ def _train_with_stop(config: RunConfig, run_dir: Path, resume: bool, log: EventL
         )
 
     resume_from = None
-    if resume:
+    if start is not None:
         removed = checkpoints.remove_incomplete(run_dir)
         if removed:
             log.warning(f"Removed {len(removed)} incomplete checkpoint(s) left by an interrupted save.")
-        latest = checkpoints.latest_complete(run_dir)
-        if latest is None:
-            log.warning("No complete checkpoint to resume from: starting from step 0.")
-        resume_from = str(latest) if latest else None
-
+        later = checkpoints.discard_after(run_dir, start[0])
+        if later:  # the run branches from an earlier step; later checkpoints belong to the old branch
+            log.warning(f"Resuming from step {start[0]}: removed the later checkpoint(s) at step "
+                        f"{', '.join(str(s) for s in later)}.")
+        resume_from = str(start[1])
+    elif resume:
+        checkpoints.remove_incomplete(run_dir)
+        log.warning("No complete checkpoint to resume from: starting from step 0.")
     if stop.requested:
         log.status("stopped", step=0, message="Stopped before training started.")
         return RunResult("stopped", 0, None)
@@ -197,7 +229,8 @@ def _train_with_stop(config: RunConfig, run_dir: Path, resume: bool, log: EventL
     step = trainer.state.global_step
 
     if callback.stopped:
-        log.status("stopped", step=step, checkpoint=str(checkpoints.latest_complete(run_dir) or ""))
+        log.status("stopped", step=step, checkpoint=str(checkpoints.latest_complete(run_dir) or ""),
+                   paused=stop.pause)
         return RunResult("stopped", step, None)
 
     if data.validation and (not t.eval_every or step % t.eval_every):
@@ -299,9 +332,9 @@ def run_state(run_dir: str | Path) -> str | None:
     return states[-1] if states else None
 
 
-def request_stop(run_dir: str | Path) -> None:
-    """Ask a running engine to checkpoint and stop (what the GUI's Stop button does)."""
-    atomic_write_text(Path(run_dir) / STOP_FILE, "stop\n")
+def request_stop(run_dir: str | Path, pause: bool = False) -> None:
+    """Ask a running engine to checkpoint and stop; a pause is a stop shown as "paused"."""
+    atomic_write_text(Path(run_dir) / STOP_FILE, "pause\n" if pause else "stop\n")
 
 
 __all__ = ["train", "run_state", "request_stop", "RunResult"]

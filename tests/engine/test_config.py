@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from engine.config import RunConfig, config_to_toml, load_config
@@ -60,3 +62,40 @@ def test_invalid_toml_and_missing_file(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_every_setting_has_help_text_from_its_docstring():
+    from engine.config import _GROUPS, field_help
+
+    help_texts = field_help()
+    for group, cls in _GROUPS.items():
+        for f in dataclasses.fields(cls):
+            assert help_texts.get(f"{group}.{f.name}"), f"{group}.{f.name} has no docstring"
+    assert "memory" in help_texts["training.batch_size"]
+
+
+def test_field_errors_names_every_invalid_setting_with_the_engines_message():
+    from engine.config import field_errors
+
+    raw = RunConfig().to_dict()
+    raw["training"]["batch_size"] = 0
+    raw["lora"]["rank"] = "x"
+    raw["data"]["max_length"] = 4
+    errors = field_errors(raw)
+    assert set(errors) == {"training.batch_size", "lora.rank", "data.max_length"}
+    assert "from 1 to 4096" in errors["training.batch_size"]
+    assert field_errors(RunConfig().to_dict()) == {}
+
+
+def test_presets_are_valid_partial_configs_that_keep_the_users_model_and_data():
+    from engine.presets import list_presets
+
+    presets = list_presets()
+    assert [p.name for p in presets] == ["Quick test", "Balanced", "Quality"]
+    mine = RunConfig().with_overrides({"model.path": "/models/x", "data.path": "/data/y.jsonl"})
+    for preset in presets:
+        applied = preset.apply(mine)
+        assert applied.model.path == "/models/x" and applied.data.path == "/data/y.jsonl"
+        assert preset.matches(applied) and preset.description
+    assert presets[0].apply(mine).training.max_steps == 30
+    assert presets[2].apply(mine).lora.rank > presets[1].apply(mine).lora.rank
