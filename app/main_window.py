@@ -27,11 +27,14 @@ from PySide6.QtWidgets import (
 )
 
 from app.diagnostics_dialog import DeviceProbe, DiagnosticsDialog
+from app.notify import Notifier
 from app.project_browser import ProjectBrowser
 from app.project_pages import ProjectPages
+from app.run_manager import RunManager
 from app.settings import AppSettings
 from app.tasks import EngineProcess, TaskRunner
 from app.theme import apply_theme
+from app.train_page import TrainPage
 from app.workspace_model import WorkspaceModel
 
 PREPARING_DEMO = "Preparing the demo model (once, about a minute)…"
@@ -49,7 +52,10 @@ class MainWindow(QMainWindow):
         self.tasks = TaskRunner(self)
         self.workspace_model = WorkspaceModel(Workspace(workspace_root), self.tasks, self)
         self.browser = ProjectBrowser(self.workspace_model, self)
-        self.pages = ProjectPages(self)
+        self.runs = RunManager(self)
+        self.notifier = Notifier(self)
+        self.train_page = TrainPage(self.runs, self.tasks, self)
+        self.pages = ProjectPages(self.train_page, self)
         self.probe = DeviceProbe(self)
         self._background = background
         self._demo_process: EngineProcess | None = None
@@ -77,7 +83,11 @@ class MainWindow(QMainWindow):
         self.workspace_model.changed.connect(self._on_projects_changed)
         self.workspace_model.failed.connect(self._on_failed)
         self.workspace_model.busy.connect(self._on_busy)
-        self.probe.ready.connect(lambda _r: self.device_label.setText(self.probe.device_summary()))
+        self.probe.ready.connect(self._on_device_report)
+        self.train_page.openLibrary.connect(self.open_library)
+        self.train_page.failed.connect(self._on_failed)
+        self.runs.finished.connect(self._on_run_finished)
+        self.runs.started.connect(lambda _run: self.workspace_model.refresh())
         self._restore_state()
         self._update_title()
         QTimer.singleShot(0, self._start)
@@ -93,6 +103,7 @@ class MainWindow(QMainWindow):
 
         self.tasks.run(lambda _p, _c: self.workspace_model.workspace.first_start(), opened,
                        self._on_failed, name="first start")
+        self.scan_models()
         if self._background:
             self.probe.start()
 
@@ -215,7 +226,31 @@ class MainWindow(QMainWindow):
         self.settings.current_project = str(self.current_project or "")
         self.settings.sync()
 
+    def ask_about_running(self, count: int) -> str:
+        """Closing during a run: "stop", "leave" (it goes on; the next start re-attaches) or "cancel"."""
+        box = QMessageBox(QMessageBox.Icon.Question, "A run is training",
+                          f"{count} run{'s are' if count != 1 else ' is'} still training.\n\n"
+                          "Leave it running: training goes on without the window, and Whetstone shows it "
+                          "again when you reopen it.\nStop: it saves a checkpoint and ends; you can resume later.",
+                          QMessageBox.StandardButton.Cancel, self)
+        leave = box.addButton("Leave it running", QMessageBox.ButtonRole.AcceptRole)
+        stop = box.addButton("Stop the run", QMessageBox.ButtonRole.DestructiveRole)
+        box.setDefaultButton(leave)
+        box.exec()
+        return {leave: "leave", stop: "stop"}.get(box.clickedButton(), "cancel")
+
     def closeEvent(self, event: QCloseEvent) -> None:
+        running = self.runs.active()
+        if running:
+            answer = self.ask_about_running(len(running))
+            if answer == "cancel":
+                event.ignore()
+                return
+            if answer == "stop":
+                for run_dir in running:
+                    self.runs.stop(run_dir)  # the engine checkpoints and exits on its own
+        self.runs.shutdown()
+        self.train_page.shutdown()
         self.save_state()
         self.probe.stop()
         if self._library_dialog is not None:
@@ -245,7 +280,35 @@ class MainWindow(QMainWindow):
         self._update_title()
         self._update_actions()
 
+    def _on_device_report(self, report: dict) -> None:
+        self.device_label.setText(self.probe.device_summary())
+        self.train_page.setup.set_device_report(report)
+
+    def scan_models(self) -> None:
+        """The model library's models for the run setup (a scan reads headers: off the UI thread)."""
+        from engine.library import ModelLibrary
+
+        library = ModelLibrary(self.workspace_model.workspace.root)
+        self.tasks.run(lambda _p, cancelled: library.scan(cancel=cancelled), self.train_page.setup.set_models,
+                       name="model scan")
+
+    def _on_run_finished(self, run_dir: Path, state: str, message: str) -> None:
+        self.workspace_model.refresh()
+        if state == "refused":
+            return  # the Train tab says why; nothing ran
+        name = Path(run_dir).name
+        titles = {"done": f"Run {name} finished", "paused": f"Run {name} paused", "stopped": f"Run {name} stopped"}
+        self.notifier.notify(titles.get(state, f"Run {name} failed"), message, ok=state in titles)
+
+    def _reattach_runs(self, projects: list) -> None:
+        """Follow runs whose engine outlived an earlier window (their folder says "running")."""
+        for project in projects:
+            for run in project.runs:
+                if run.state == "running" and not self.runs.is_active(run.path):
+                    self.runs.attach(run.path)
+
     def _on_projects_changed(self, projects: list) -> None:
+        self._reattach_runs(projects)
         if self.current_project is None and projects and not self._opened_one:
             # Nothing saved or pending: open a project rather than an empty window (the demo, if there).
             from engine.workspace import DEMO_PROJECT
@@ -362,6 +425,7 @@ class MainWindow(QMainWindow):
             self._library_dialog = ModelLibraryDialog(ModelLibrary(self.workspace_model.workspace.root), self.tasks,
                                                       parent=self)
             self._library_dialog.modelChosen.connect(self.use_model)
+            self._library_dialog.finished.connect(lambda _r: self.scan_models())
         else:
             self._library_dialog.rescan()
         self._library_dialog.use_button.setEnabled(self.current_project is not None)
@@ -384,7 +448,11 @@ class MainWindow(QMainWindow):
                                             "model.trust_remote_code": bool(info.needs_remote_code)})
             save_project_config(path, config)
 
-        self.tasks.run(change, lambda _r: self.workspace_model.refresh(), self._on_failed, name="set model")
+        def changed(_result) -> None:
+            self.train_page.setup.choose_model(str(info.path))
+            self.workspace_model.refresh()
+
+        self.tasks.run(change, changed, self._on_failed, name="set model")
         self.statusBar().showMessage(f"{info.name} is now the base model of this project.", 6000)
 
     def export_source(self) -> Path | None:

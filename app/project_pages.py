@@ -1,7 +1,7 @@
 """The central area: Data, Train and Chat tabs for the selected project.
 
-Until the dataset editor, the training view and the chat pane plug in here, each tab
-shows what the project holds for that step, so the demo project is readable end to end.
+Train is the real training view (app.train_page). Until the dataset editor and the chat
+pane plug in here, their tabs show what the project holds for that step.
 """
 
 from __future__ import annotations
@@ -12,14 +12,11 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
-from app.project_browser import run_details
 from engine.fsutil import format_size
 
 PAGES = (
     ("Data", "The rows the model will learn from.",
      "The dataset editor (view, fix and shape rows; see exactly what gets trained) comes in the next version."),
-    ("Train", "QLoRA runs of this project: a 4-bit base with LoRA adapters.",
-     "Starting, watching and resuming runs from here comes in the next version."),
     ("Chat", "Talk to the base model and to your tuned adapters side by side.",
      "The chat pane comes in the next version."),
 )
@@ -69,11 +66,6 @@ class ProjectPage(QWidget):
             if not project.datasets:
                 rows.append("<tr><td><b>Training data</b></td><td><i>none yet: copy a file into the "
                             "project's datasets folder</i></td></tr>")
-        elif self.title == "Train":
-            if not project.runs:
-                rows.append("<tr><td><b>Runs</b></td><td>none yet</td></tr>")
-            for run in project.runs:
-                rows.append(f"<tr><td><b>{esc(run.name)}</b></td><td>{esc(run_details(run))}</td></tr>")
         else:
             adapters = [r for r in project.runs if r.adapter]
             names = ", ".join(esc(r.name) for r in adapters) or "none yet (train a run first)"
@@ -92,10 +84,12 @@ class ProjectPage(QWidget):
 
 
 class ProjectPages(QTabWidget):
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, train_page: QWidget, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setDocumentMode(True)
         self.pages = [ProjectPage(*spec, parent=self) for spec in PAGES]
+        self.train = train_page
+        self.pages.insert(1, train_page)
         for page in self.pages:
             self.addTab(page, page.title)
 

@@ -41,6 +41,17 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     _check(value in choices, name, value, "one of " + ", ".join(choices))
 
 
+DATA_FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text")
+# Settings with a fixed set of values (the GUI offers them in a list).
+CHOICES = {
+    "quantization.quant_type": ("nf4", "fp4"),
+    "quantization.compute_dtype": ("auto", "bf16", "fp16", "fp32"),
+    "data.format": DATA_FORMATS,
+    "data.text_mode": ("blank_lines", "file"),
+    "training.lr_scheduler": ("cosine", "linear", "constant"),
+}
+
+
 @dataclass
 class ModelConfig:
     path: str = ""
@@ -69,9 +80,9 @@ class QuantizationConfig:
 
     def __post_init__(self) -> None:
         _check(isinstance(self.load_in_4bit, bool), "quantization.load_in_4bit", self.load_in_4bit, "true or false")
-        _check_choice("quantization.quant_type", self.quant_type, ("nf4", "fp4"))
+        _check_choice("quantization.quant_type", self.quant_type, CHOICES["quantization.quant_type"])
         _check(isinstance(self.double_quant, bool), "quantization.double_quant", self.double_quant, "true or false")
-        _check_choice("quantization.compute_dtype", self.compute_dtype, ("auto", "bf16", "fp16", "fp32"))
+        _check_choice("quantization.compute_dtype", self.compute_dtype, CHOICES["quantization.compute_dtype"])
 
 
 @dataclass
@@ -101,7 +112,6 @@ class LoraConfig:
         _check(isinstance(self.use_dora, bool), "lora.use_dora", self.use_dora, "true or false")
 
 
-DATA_FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text")
 DATA_FIELDS = ("messages", "conversations", "instruction", "input", "output", "system", "prompt", "completion", "text")
 
 
@@ -131,7 +141,7 @@ class DataConfig:
             k in DATA_FIELDS and isinstance(v, str) and v for k, v in self.columns.items()
         )
         _check(ok, "data.columns", self.columns, "a table of standard field -> your column name, fields: " + ", ".join(DATA_FIELDS))
-        _check_choice("data.text_mode", self.text_mode, ("blank_lines", "file"))
+        _check_choice("data.text_mode", self.text_mode, CHOICES["data.text_mode"])
         _check_int("data.max_length", self.max_length, 8, 1_048_576)
         _check(isinstance(self.validation_path, str), "data.validation_path", self.validation_path, "a file path")
         _check_float("data.validation_ratio", self.validation_ratio, 0.0, 0.5)
@@ -177,7 +187,7 @@ class TrainingConfig:
         _check_float("training.epochs", self.epochs, 0.0, 1000.0, low_open=True)
         _check_int("training.max_steps", self.max_steps, 0)
         _check_float("training.learning_rate", self.learning_rate, 0.0, 1.0, low_open=True)
-        _check_choice("training.lr_scheduler", self.lr_scheduler, ("cosine", "linear", "constant"))
+        _check_choice("training.lr_scheduler", self.lr_scheduler, CHOICES["training.lr_scheduler"])
         _check_float("training.warmup_ratio", self.warmup_ratio, 0.0, 0.5)
         _check_float("training.weight_decay", self.weight_decay, 0.0, 1.0)
         _check_int("training.batch_size", self.batch_size, 1, 4096)

@@ -28,7 +28,8 @@ CONFIG_NAME = "config.toml"
 EVENTS_NAME = "events.jsonl"
 ADAPTER_NAME = "adapter"
 PID_NAME = "engine.pid"
-OUTPUT_LOG_NAME = "engine-output.log"  # the engine's stdout/stderr when the GUI launched it
+OUTPUT_LOG_NAME = "engine-output.log"
+STOP_NAME = "STOP"  # its presence asks the engine to checkpoint and stop; "pause" inside makes it a pause  # the engine's stdout/stderr when the GUI launched it
 ACTIVE = ("loading", "training", "saving")
 FINAL = ("done", "stopped", "failed")
 
@@ -46,6 +47,11 @@ class RunSummary:
     checkpoints: tuple[tuple[int, Path], ...]  # complete ones only
     adapter: Path | None
     message: str | None  # the last error message, if the run failed
+
+
+def request_stop(run_dir: str | Path, pause: bool = False) -> None:
+    """Ask a running engine to checkpoint and stop; a pause is a stop shown as "paused"."""
+    atomic_write_text(Path(run_dir) / STOP_NAME, "pause\n" if pause else "stop\n")
 
 
 def write_pid_file(run_dir: str | Path) -> None:

@@ -23,12 +23,14 @@ from engine.runs import (
     CONFIG_NAME,
     EVENTS_NAME,
     OUTPUT_LOG_NAME,
+    STOP_NAME,
     engine_alive,
     remove_pid_file,
+    request_stop,
     write_pid_file,
 )
 
-STOP_FILE = "STOP"
+STOP_FILE = STOP_NAME
 
 
 @dataclass
@@ -330,11 +332,6 @@ def run_state(run_dir: str | Path) -> str | None:
     """The last status a run wrote (loading, training, saving, done, stopped, failed), if any."""
     states = [e.get("state") for e in read_events(Path(run_dir) / EVENTS_NAME) if e.get("type") == "status"]
     return states[-1] if states else None
-
-
-def request_stop(run_dir: str | Path, pause: bool = False) -> None:
-    """Ask a running engine to checkpoint and stop; a pause is a stop shown as "paused"."""
-    atomic_write_text(Path(run_dir) / STOP_FILE, "pause\n" if pause else "stop\n")
 
 
 __all__ = ["train", "run_state", "request_stop", "RunResult"]

@@ -1,0 +1,157 @@
+"""Every run setting as an editor, with the engine's help as tooltip and its validation in place.
+
+The form is generated from engine.config: labels from field names, tooltips from the
+field docstrings (`field_help`), lists from `CHOICES`, and errors from `field_errors`, so
+the GUI never carries a second copy of what a setting means or allows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QLabel,
+    QLineEdit,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.config import _GROUPS, CHOICES, field_errors, field_help
+
+# What the form shows, by group; paths, columns and consent are set elsewhere (model, data pickers).
+SHOWN = {
+    "lora": ("rank", "alpha", "dropout", "target_modules", "use_rslora", "use_dora"),
+    "training": ("max_steps", "epochs", "batch_size", "gradient_accumulation", "learning_rate", "lr_scheduler",
+                 "warmup_ratio", "weight_decay", "max_grad_norm", "gradient_checkpointing", "group_by_length",
+                 "padding_free", "eval_every", "save_every", "keep_checkpoints", "seed"),
+    "data": ("format", "max_length", "text_mode", "seed"),
+    "quantization": ("load_in_4bit", "quant_type", "double_quant", "compute_dtype"),
+}
+TITLES = {"lora": "LoRA adapter", "training": "Training", "data": "Data", "quantization": "4-bit base model"}
+ERROR_STYLE = "border: 1px solid #d9534f;"
+
+
+def _label(name: str) -> str:
+    return name.replace("_", " ").capitalize().replace("Lora", "LoRA").replace("Lr ", "LR ")
+
+
+def _field_types() -> dict[str, type]:
+    return {f"{g}.{f.name}": type(getattr(cls(), f.name)) for g, cls in _GROUPS.items() for f in dataclasses.fields(cls)}
+
+
+def parse(text: str, kind: type) -> Any:
+    """Text → the setting's type; what does not parse is passed on as text for the engine to refuse."""
+    text = text.strip()
+    if kind is list:
+        return [part.strip() for part in text.split(",") if part.strip()]
+    for convert in ((int,) if kind is int else (float,) if kind is float else ()):
+        try:
+            return convert(text)
+        except ValueError:
+            return text
+    return text
+
+
+def show(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+class SettingsForm(QWidget):
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._types = _field_types()
+        self.editors: dict[str, QWidget] = {}
+        self.error_labels: dict[str, QLabel] = {}
+        help_texts = field_help()
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 0, 0, 0)
+        for i, (group, names) in enumerate(SHOWN.items()):
+            box = QGroupBox(TITLES[group], self)
+            form = QFormLayout(box)
+            form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+            for name in names:
+                dotted = f"{group}.{name}"
+                editor = self._editor(dotted)
+                tip = help_texts.get(dotted, "")
+                editor.setToolTip(tip)
+                error = QLabel(self)
+                error.setStyleSheet("color: #d9534f;")
+                error.setWordWrap(True)
+                error.hide()
+                cell = QWidget(self)
+                column = QVBoxLayout(cell)
+                column.setContentsMargins(0, 0, 0, 0)
+                column.setSpacing(1)
+                column.addWidget(editor)
+                column.addWidget(error)
+                label = QLabel(_label(name), self)
+                label.setToolTip(tip)
+                form.addRow(label, cell)
+                self.editors[dotted], self.error_labels[dotted] = editor, error
+            # Training is the long group: it gets the right column to itself.
+            grid.addWidget(box, *((0, 1, 3, 1) if group == "training" else (i if i < 1 else i - 1, 0)))
+        grid.setColumnStretch(0, 1)
+        grid.setColumnStretch(1, 1)
+
+    def _editor(self, dotted: str) -> QWidget:
+        kind = self._types[dotted]
+        if kind is bool:
+            editor = QCheckBox(self)
+            editor.toggled.connect(self.changed)
+        elif dotted in CHOICES:
+            editor = QComboBox(self)
+            editor.addItems(list(CHOICES[dotted]))
+            editor.currentIndexChanged.connect(self.changed)
+        else:
+            editor = QLineEdit(self)
+            editor.textEdited.connect(self.changed)
+        return editor
+
+    # ---- values --------------------------------------------------------------------------
+    def set_values(self, raw: dict[str, dict[str, Any]]) -> None:
+        for dotted, editor in self.editors.items():
+            group, name = dotted.split(".", 1)
+            value = raw[group][name]
+            editor.blockSignals(True)
+            if isinstance(editor, QCheckBox):
+                editor.setChecked(bool(value))
+            elif isinstance(editor, QComboBox):
+                editor.setCurrentIndex(max(0, editor.findText(str(value))))
+            else:
+                editor.setText(show(value))
+            editor.blockSignals(False)
+        self.show_errors(field_errors(self.values_into(raw)))
+
+    def values_into(self, raw: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """A copy of `raw` with the form's values in it."""
+        out = {group: dict(values) for group, values in raw.items()}
+        for dotted, editor in self.editors.items():
+            group, name = dotted.split(".", 1)
+            if isinstance(editor, QCheckBox):
+                out[group][name] = editor.isChecked()
+            elif isinstance(editor, QComboBox):
+                out[group][name] = editor.currentText()
+            else:
+                out[group][name] = parse(editor.text(), self._types[dotted])
+        return out
+
+    def show_errors(self, errors: dict[str, str]) -> None:
+        for dotted, editor in self.editors.items():
+            message = errors.get(dotted, "")
+            label = self.error_labels[dotted]
+            label.setText(message)
+            label.setVisible(bool(message))
+            editor.setStyleSheet(ERROR_STYLE if message else "")

@@ -1,0 +1,116 @@
+"""The Train tab on the tiny model: a real engine process, followed through its run folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+from helpers import tiny_config  # noqa: E402
+
+from engine.runs import summarize_run  # noqa: E402
+from engine.workspace import Workspace, save_project_config  # noqa: E402
+
+
+@pytest.fixture
+def training_project(home, tiny_model_dir, facts_file) -> Path:
+    """A project with the tiny model and the facts data, set up for a long run (stopped by the tests)."""
+    project = Workspace(home).create_project("Training")
+    data = project / "datasets" / "facts.jsonl"
+    shutil.copy(facts_file, data)
+    config = tiny_config(tiny_model_dir, data, training__max_steps=100000, training__save_every=100000,
+                         training__batch_size=2)
+    save_project_config(project, config)
+    return project
+
+
+def open_train_tab(make_window, project):
+    window = make_window()
+    window.browser.select_project(project)
+    window.pages.setCurrentWidget(window.train_page)
+    return window, window.train_page
+
+
+def loss_steps(page):
+    return list(page.monitor.plots.curve_data("loss")[0])
+
+
+def wait_state(qtbot, page, state, timeout=120000):
+    qtbot.waitUntil(lambda: page.monitor.state == state, timeout=timeout)
+
+
+def test_setup_flags_invalid_settings_in_place_with_the_engines_message(make_window, training_project, qtbot):
+    window, page = open_train_tab(make_window, training_project)
+    setup = page.setup
+    qtbot.waitUntil(lambda: setup.project is not None and setup.start_button.isEnabled(), timeout=10000)
+    batch = setup.form.editors["training.batch_size"]
+    batch.setText("0")
+    batch.textEdited.emit("0")
+    assert "training.batch_size = 0 is not allowed" in setup.form.error_labels["training.batch_size"].text()
+    assert not setup.start_button.isEnabled() and "1 setting to fix" in setup.top_errors.text()
+    batch.setText("2")
+    batch.textEdited.emit("2")
+    assert setup.start_button.isEnabled() and setup.form.error_labels["training.batch_size"].isHidden()
+    assert "Sequences per step" in batch.toolTip()  # the engine's docstring is the tooltip
+    setup.preset.setCurrentIndex(1)
+    setup.preset.activated.emit(1)  # "Quick test"
+    assert setup.config().training.max_steps == 30 and setup.config().data.path.endswith("facts.jsonl")
+
+
+def test_a_run_streams_survives_a_closed_window_pauses_resumes_and_reports_a_kill(
+        make_window, training_project, qtbot, monkeypatch):
+    from app.main_window import MainWindow
+
+    window, page = open_train_tab(make_window, training_project)
+    qtbot.waitUntil(lambda: page.setup.start_button.isEnabled(), timeout=10000)
+    page.setup.start_button.click()
+    qtbot.waitUntil(lambda: len(window.runs.active()) == 1, timeout=10000)
+    run_dir = window.runs.active()[0]
+    assert page.monitor.run_dir == run_dir and page.stack.currentWidget() is page.monitor
+    qtbot.waitUntil(lambda: len(loss_steps(page)) >= 2, timeout=120000)  # live points reach the plot
+    assert page.monitor.state == "training"
+
+    # Close the window and leave the run going: the engine lives on without the GUI.
+    monkeypatch.setattr(MainWindow, "ask_about_running", lambda self, n: "leave")
+    window.close()
+    reached = summarize_run(run_dir).step or 0
+    qtbot.waitUntil(lambda: (summarize_run(run_dir).step or 0) > reached + 1, timeout=60000)
+    assert summarize_run(run_dir).state == "running"
+
+    # A new window re-attaches and shows the whole history.
+    window, page = open_train_tab(make_window, training_project)
+    qtbot.waitUntil(lambda: run_dir in window.runs.active(), timeout=10000)
+    page.select_run(run_dir)
+    qtbot.waitUntil(lambda: len(loss_steps(page)) >= reached + 2, timeout=30000)
+    assert loss_steps(page)[:3] == [1, 2, 3]
+
+    # Pause: a checkpoint, shown as paused, and a notification.
+    with qtbot.waitSignal(window.runs.finished, timeout=120000) as ended:
+        page.monitor.pause_button.click()
+    assert ended.args[1] == "paused"
+    wait_state(qtbot, page, "paused")
+    assert "checkpoint is saved" in page.monitor.message.text()
+    assert window.notifier.last[0].endswith("paused")
+    paused_at = summarize_run(run_dir).checkpoints[-1][0]
+    assert page.monitor.resume_button.isEnabled()
+
+    # Resume: the curve goes on from the checkpoint, one point per step.
+    page.monitor.resume_button.click()
+    qtbot.waitUntil(lambda: max(loss_steps(page)) >= paused_at + 2, timeout=120000)
+    steps = loss_steps(page)
+    assert steps == list(range(1, len(steps) + 1))
+
+    # Kill the engine: the UI says the run was interrupted, never "done".
+    pid = int(__import__("json").loads((run_dir / "engine.pid").read_text())["pid"])
+    with qtbot.waitSignal(window.runs.finished, timeout=30000) as ended:
+        os.kill(pid, signal.SIGKILL)
+    assert ended.args[1] == "interrupted"
+    wait_state(qtbot, page, "interrupted")
+    assert "killed or crashed" in page.monitor.message.text()
+    assert window.notifier.last[2] is False
+    assert summarize_run(run_dir).state == "interrupted"
