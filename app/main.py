@@ -75,13 +75,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _close_on_signals(window) -> None:
-    """Ctrl+C or SIGTERM closes the window the normal way, so engine children are stopped too."""
+    """Ctrl+C or SIGTERM closes the window the normal way; training runs go on (nobody is there to ask)."""
     import signal
 
     from PySide6.QtCore import QTimer
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_args: window.close())
+        signal.signal(sig, lambda *_args: window.close_leaving_runs())
     # Python runs signal handlers only between bytecodes; a slow no-op timer gives it the chance.
     timer = QTimer(window, interval=250)
     timer.timeout.connect(lambda: None)

@@ -239,9 +239,14 @@ class MainWindow(QMainWindow):
         box.exec()
         return {leave: "leave", stop: "stop"}.get(box.clickedButton(), "cancel")
 
+    def close_leaving_runs(self) -> None:
+        """Close without asking (a signal, a logout): runs go on and are re-attached next time."""
+        self._leave_runs = True
+        self.close()
+
     def closeEvent(self, event: QCloseEvent) -> None:
         running = self.runs.active()
-        if running:
+        if running and not getattr(self, "_leave_runs", False):
             answer = self.ask_about_running(len(running))
             if answer == "cancel":
                 event.ignore()

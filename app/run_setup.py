@@ -140,6 +140,7 @@ class RunSetup(QWidget):
             return
         self._fill_data_lists(project)
         if same:
+            self._estimate_timer.start()  # e.g. the demo model just became ready
             return
         from engine.workspace import load_project_config
 
@@ -279,11 +280,22 @@ class RunSetup(QWidget):
         if config is None or not config.model.path:
             self.estimate_label.setText("<i>The estimate appears when the settings are valid.</i>")
             return
+        from engine.errors import UserError
         from engine.memory_estimate import estimate_training_memory, suggestions
+        from engine.models import check_model_folder
 
+        try:  # the engine's own check of the folder (milliseconds): Start waits for a usable model
+            check_model_folder(config.model.path, config.model.allow_pickle_weights)
+        except UserError as exc:
+            self.errors["model.path"] = exc.one_line()
+            self.top_errors.setText(f"Base model: {exc.one_line()}")
+            self.start_button.setEnabled(False)
+            self.fit_button.setEnabled(False)
+            self.estimate_label.setText("<i>No estimate without a usable base model.</i>")
+            return
         try:
             estimate = estimate_training_memory(config.model.path, config)
-        except Exception as exc:  # a model folder that cannot be read: say so here, the engine refuses it too
+        except Exception as exc:  # an unusual model the arithmetic cannot read; the engine may still train it
             self.estimate_label.setText(f"<i>No estimate: {html.escape(str(exc))}</i>")
             return
         rows = "".join(f"<tr><td>{html.escape(p.name)}</td><td align='right'>{format_size(p.bytes)}</td></tr>"

@@ -38,8 +38,12 @@ TITLES = {"lora": "LoRA adapter", "training": "Training", "data": "Data", "quant
 ERROR_STYLE = "border: 1px solid #d9534f;"
 
 
+LABELS = {"use_rslora": "Use rsLoRA", "use_dora": "Use DoRA", "load_in_4bit": "Load in 4-bit", "lr_scheduler": "LR schedule",
+          "max_grad_norm": "Max gradient norm"}
+
+
 def _label(name: str) -> str:
-    return name.replace("_", " ").capitalize().replace("Lora", "LoRA").replace("Lr ", "LR ")
+    return LABELS.get(name) or name.replace("_", " ").capitalize()
 
 
 def _field_types() -> dict[str, type]:
