@@ -42,6 +42,8 @@ ACTIVE = ("starting", "loading", "training", "saving", "running")
 def log_line(event: dict) -> str | None:
     """A human line for the log pane; metrics go to the plots instead."""
     kind = event.get("type")
+    if kind == "metrics":
+        return None  # by far the most common event: decided before any formatting
     stamp = time.strftime("%H:%M:%S", time.localtime(event.get("time") or 0))
     if kind == "status":
         extra = f" — {event['message']}" if event.get("message") else ""
@@ -187,13 +189,14 @@ class RunMonitor(QWidget):
     def _on_events(self, events: list) -> None:
         self.plots.add_events(events)
         lines = []
-        for event in events:
+        metrics = [e for e in events if e.get("type") == "metrics"]
+        for event in metrics[-self._recent.maxlen:]:  # only the latest ones matter for progress and ETA
+            self.step = int(event.get("step") or self.step)
+            self.max_steps = int(event.get("max_steps") or self.max_steps)
+            self._recent.append((float(event.get("time") or 0), self.step))
+        for event in events if len(metrics) < len(events) else ():
             kind = event.get("type")
-            if kind == "metrics":
-                self.step = int(event.get("step") or self.step)
-                self.max_steps = int(event.get("max_steps") or self.max_steps)
-                self._recent.append((float(event.get("time") or 0), self.step))
-            elif kind == "status":
+            if kind == "status":
                 if event.get("max_steps"):
                     self.max_steps = int(event["max_steps"])
                 if event.get("state") == "training":

@@ -22,6 +22,7 @@ from engine.run_tail import EventTail
 from engine.runs import EVENTS_NAME, OUTPUT_LOG_NAME, engine_alive
 
 BATCH_SECONDS = 0.1  # at most ten UI updates a second, however fast the engine logs
+HISTORY_CHUNK = 2000  # events per signal while catching up on a long history: each UI slice stays short
 LIVENESS_SECONDS = 1.0
 FINAL = ("done", "stopped", "failed")
 
@@ -85,7 +86,7 @@ class RunWatcher(QObject):
     itself (a view of a run; the RunManager's watcher decides how a run ended).
     """
 
-    events = Signal(list)
+    events = Signal(object)  # a list of event dicts (Signal(list) converts through QVariantList and mishandles None)
     ended = Signal(str, str)
 
     def __init__(self, run_dir: Path, process: subprocess.Popen | None = None, judge: bool = True,
@@ -121,12 +122,13 @@ class RunWatcher(QObject):
         next_liveness = 0.0
         alive = True
         while not self._quit.is_set():
-            batch = tail.read_new()
+            batch = tail.read_new(max_bytes=1 << 20)
             if batch:
                 statuses = [e for e in batch if e.get("type") == "status"]
                 if statuses:
                     self.last_status = statuses[-1]
-                self.events.emit(batch)
+                for start in range(0, len(batch), HISTORY_CHUNK):
+                    self.events.emit(batch[start:start + HISTORY_CHUNK])
                 if not tail.at_end():
                     continue  # a long history: hand it over in parts without waiting
             now = time.monotonic()

@@ -116,6 +116,19 @@ def resolve_compute_dtype(name: str, device: str):
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
 
 
+def mixed_precision_dtype(quant: QuantizationConfig, device: str):
+    """The autocast dtype of a training step on CUDA (bf16/fp16), or None for plain fp32.
+
+    Decided from the configured compute dtype, not from the model: peft's k-bit preparation
+    upcasts a 4-bit model's embeddings, norms and head to fp32, so its dtype says fp32 even
+    though QLoRA is meant to run its matmuls, attention and logits in 16 bits.
+    """
+    import torch
+
+    dtype = resolve_compute_dtype(quant.compute_dtype, device)
+    return dtype if device == "cuda" and dtype in (torch.bfloat16, torch.float16) else None
+
+
 def load_tokenizer(cfg: ModelConfig):
     from transformers import AutoTokenizer
 

@@ -17,7 +17,13 @@ from engine.data.prepare import PadCollator, PaddingFreeCollator, prepare_data, 
 from engine.errors import ConfigError, UserError
 from engine.events import EventLog, read_events
 from engine.fsutil import atomic_write_text, replace_dir
-from engine.models import inspect_model_folder, load_model, load_tokenizer, pick_device
+from engine.models import (
+    inspect_model_folder,
+    load_model,
+    load_tokenizer,
+    mixed_precision_dtype,
+    pick_device,
+)
 from engine.runs import (
     ADAPTER_NAME,
     CONFIG_NAME,
@@ -284,7 +290,7 @@ def _build_trainer(config: RunConfig, run_dir: Path, model, tokenizer, data, dev
 
     t = config.training
     has_eval = bool(data.validation) and t.eval_every > 0
-    dtype = model.dtype if not hasattr(model, "get_base_model") else model.get_base_model().dtype
+    amp = mixed_precision_dtype(config.quantization, device)
     args = TrainingArguments(
         output_dir=str(checkpoints.checkpoints_dir(run_dir)),
         per_device_train_batch_size=t.batch_size,
@@ -309,8 +315,8 @@ def _build_trainer(config: RunConfig, run_dir: Path, model, tokenizer, data, dev
         include_num_input_tokens_seen="non_padding",
         seed=t.seed,
         data_seed=t.seed,
-        bf16=device == "cuda" and dtype == torch.bfloat16,
-        fp16=device == "cuda" and dtype == torch.float16,
+        bf16=amp == torch.bfloat16,
+        fp16=amp == torch.float16,
         use_cpu=device == "cpu",
         report_to="none",
         disable_tqdm=True,
