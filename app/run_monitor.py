@@ -145,8 +145,9 @@ class RunMonitor(QWidget):
             self._recent.clear()
             self.step, self.max_steps = summary.step or 0, summary.max_steps or 0
             self.title.setText(summary.name)
-            self._watcher = RunWatcher(summary.path, judge=False, parent=self)
-            self._watcher.events.connect(self._on_events)
+            watcher = RunWatcher(summary.path, judge=False, paced=True, parent=self)
+            watcher.events.connect(lambda events, w=watcher: self._on_events(events, w))
+            self._watcher = watcher
             self._watcher.start()
         self.update_summary(summary, active)
 
@@ -177,7 +178,7 @@ class RunMonitor(QWidget):
 
     def _stop_watching(self) -> None:
         if self._watcher is not None:
-            self._watcher.events.disconnect(self._on_events)
+            self._watcher.events.disconnect()
             self._watcher.stop()
             self._watcher.deleteLater()
             self._watcher = None
@@ -186,7 +187,10 @@ class RunMonitor(QWidget):
         self._stop_watching()
 
     # ---- events ----------------------------------------------------------------------------
-    def _on_events(self, events: list) -> None:
+    def _on_events(self, events: list, watcher: RunWatcher | None = None) -> None:
+        if watcher is not self._watcher:
+            return  # queued before the monitor switched to another run
+        watcher.consumed()
         self.plots.add_events(events)
         lines = []
         metrics = [e for e in events if e.get("type") == "metrics"]

@@ -90,9 +90,15 @@ class RunWatcher(QObject):
     ended = Signal(str, str)
 
     def __init__(self, run_dir: Path, process: subprocess.Popen | None = None, judge: bool = True,
-                 from_end: bool = False, parent: QObject | None = None) -> None:
-        """`from_end`: skip the history (a supervisor only needs what the engine writes from now on)."""
+                 from_end: bool = False, paced: bool = False, parent: QObject | None = None) -> None:
+        """`from_end`: skip the history (a supervisor only needs what the engine writes from now on).
+
+        `paced`: at most two batches wait for the UI, which calls `consumed()` after each. Without
+        it a 100k-event history would sit in Qt's queue as Python dicts, and one full garbage
+        collection over them stalled the UI for over a second.
+        """
         super().__init__(parent)
+        self._credit = threading.Semaphore(2) if paced else None
         self.run_dir = Path(run_dir)
         self.process = process
         self.judge = judge
@@ -112,6 +118,17 @@ class RunWatcher(QObject):
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(wait)
 
+    def consumed(self) -> None:
+        """The UI handled one batch (paced watchers only)."""
+        if self._credit is not None:
+            self._credit.release()
+
+    def _wait_for_credit(self) -> bool:
+        while self._credit is not None and not self._credit.acquire(timeout=BATCH_SECONDS):
+            if self._quit.is_set():
+                return False
+        return True
+
     def _engine_alive(self) -> bool:
         if self.process is not None:
             return self.process.poll() is None
@@ -128,6 +145,8 @@ class RunWatcher(QObject):
                 if statuses:
                     self.last_status = statuses[-1]
                 for start in range(0, len(batch), HISTORY_CHUNK):
+                    if not self._wait_for_credit():
+                        return
                     self.events.emit(batch[start:start + HISTORY_CHUNK])
                 if not tail.at_end():
                     continue  # a long history: hand it over in parts without waiting
