@@ -76,6 +76,7 @@ class RunMonitor(QWidget):
         self.run_dir: Path | None = None
         self.state = "new"
         self.step, self.max_steps = 0, 0
+        self.checkpoints: list[int] = []
         self._watcher: RunWatcher | None = None
         self._recent: deque[tuple[float, int]] = deque(maxlen=30)
 
@@ -133,6 +134,7 @@ class RunMonitor(QWidget):
         self.pause_button.clicked.connect(lambda: self._request_stop(True))
         self.resume_button.clicked.connect(self._on_resume)
         self.further_button.clicked.connect(self._on_further)
+        self.checkpoint.currentIndexChanged.connect(lambda _i: self._refresh())
 
     # ---- which run ---------------------------------------------------------------------------
     def show_run(self, summary, active: bool) -> None:
@@ -231,13 +233,13 @@ class RunMonitor(QWidget):
         left = self.seconds_left() if self.state in ACTIVE else None
         self.eta.setText(f"about {format_duration(left)} left" if left is not None else "")
         active = self.state in ACTIVE
-        has_checkpoint = bool(getattr(self, "checkpoints", []))
+        has_checkpoint = bool(self.checkpoints)
         self.stop_button.setEnabled(active)
         self.pause_button.setEnabled(active)
         self.checkpoint.setEnabled(not active and has_checkpoint)
         # A finished run resumes only from an earlier checkpoint (a new branch); its latest one trains further.
-        branches = len(getattr(self, "checkpoints", [])) > 1
-        self.resume_button.setEnabled(not active and has_checkpoint and (self.state != "done" or branches))
+        earlier = self.checkpoints and self.checkpoint.currentData() not in (None, self.checkpoints[-1])
+        self.resume_button.setEnabled(not active and has_checkpoint and (self.state != "done" or bool(earlier)))
         self.further_button.setEnabled(not active and self.state == "done" and has_checkpoint)
         self.more_steps.setEnabled(self.further_button.isEnabled())
 
@@ -252,7 +254,7 @@ class RunMonitor(QWidget):
     def _on_resume(self) -> None:
         if self.run_dir is not None:
             step = self.checkpoint.currentData()
-            latest = self.checkpoints[-1] if getattr(self, "checkpoints", []) else None
+            latest = self.checkpoints[-1] if self.checkpoints else None
             self.resumeRequested.emit(self.run_dir, None if step == latest else step)
 
     def _on_further(self) -> None:

@@ -233,6 +233,9 @@ class RunPlots(QWidget):
         # Memory is read against zero ("how much of my GPU"): a fill level makes the autorange
         # include 0. No brush: filling the area would cost ~20 ms a paint at 100k points.
         self._curves["peak_memory_mb"].setFillLevel(0)
+        # The same for the learning rate: a constant schedule would otherwise be centred in a
+        # ±0.5 range whose ticks all read "0".
+        self._curves["learning_rate"].setFillLevel(0)
 
     def _apply_palette(self) -> None:
         """Background and text from the widget palette, so both themes read well."""
