@@ -114,3 +114,41 @@ def test_a_run_streams_survives_a_closed_window_pauses_resumes_and_reports_a_kil
     assert "killed or crashed" in page.monitor.message.text()
     assert window.notifier.last[2] is False
     assert summarize_run(run_dir).state == "interrupted"
+
+
+def test_check_fit_runs_real_steps_in_an_engine_process_and_shows_the_result(make_window, training_project, qtbot):
+    window, page = open_train_tab(make_window, training_project)
+    setup = page.setup
+    qtbot.waitUntil(lambda: "Estimated GPU memory" in setup.estimate_label.text(), timeout=10000)  # arithmetic only
+    assert "LoRA adapter" in setup.estimate_label.text()
+    setup.fit_button.click()
+    qtbot.waitUntil(lambda: setup._fit is None and bool(setup.fit_label.text()), timeout=120000)
+    text = setup.fit_label.text()
+    assert "Fits" in text and "tokens/s" in text and "Process peak (RAM)" in text, text
+    assert setup.fit_button.isEnabled()
+
+
+def test_train_further_and_compare_from_the_runs_list(make_window, training_project, short_run, qtbot):
+    for name in ("run-1", "run-2"):
+        shutil.copytree(short_run, training_project / "runs" / name)
+    window, page = open_train_tab(make_window, training_project)
+    qtbot.waitUntil(lambda: page.runs_list.count() == 3, timeout=10000)
+    page.select_run(training_project / "runs" / "run-1")
+    monitor = page.monitor
+    qtbot.waitUntil(lambda: len(loss_steps(page)) == 8, timeout=10000)
+    assert monitor.state == "done" and monitor.further_button.isEnabled()
+    assert not monitor.resume_button.isEnabled()  # from the latest checkpoint a finished run trains further
+
+    page.runs_list.selectAll()
+    dialog = page.compare_selected()
+    qtbot.waitUntil(lambda: not dialog.is_loading(), timeout=10000)
+    assert sorted(dialog.curve_names()) == ["run-1", "run-2"]
+    dialog.close()
+
+    page.select_run(training_project / "runs" / "run-1")
+    monitor.more_steps.setValue(3)
+    with qtbot.waitSignal(window.runs.finished, timeout=120000) as ended:
+        monitor.further_button.click()
+    assert ended.args[1] == "done"
+    qtbot.waitUntil(lambda: max(loss_steps(page)) == 11, timeout=10000)
+    assert loss_steps(page) == list(range(1, 12))  # the curve went on from step 8
