@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
-    QSlider,
     QSplitter,
     QStackedWidget,
     QTableWidget,
@@ -34,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.run_plots import style_legend, style_plot
+from app.run_plots import SmoothingControl, style_legend, style_plot
 from app.tasks import TaskRunner
 from app.theme import muted
 from engine.errors import UserError
@@ -111,11 +110,7 @@ class CompareRunsDialog(QDialog):
         return self._diff_note.text() if self._diff_stack.currentWidget() is self._diff_note else ""
 
     def set_smoothing(self, weight: float) -> None:
-        self._smoothing = min(max(float(weight), 0.0), 0.999)
-        self._slider.blockSignals(True)
-        self._slider.setValue(round(self._smoothing * 100))
-        self._slider.blockSignals(False)
-        self._smoothing_label.setText(f"{self._smoothing:.2f}")
+        self._smoothing = self._smoothing_control.set_value(weight)
         for index in self._histories:
             self._draw(index)
 
@@ -133,18 +128,13 @@ class CompareRunsDialog(QDialog):
             item.setToolTip(str(self.run_dirs[index]))
             self._list.addItem(item)
         self._list.itemChanged.connect(self._on_item_changed)
-        self._slider = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=99, value=90)
-        self._slider.valueChanged.connect(lambda v: self.set_smoothing(v / 100))
-        self._smoothing_label = QLabel("0.90")
-        smoothing = QHBoxLayout()
-        smoothing.addWidget(QLabel("Smoothing"))
-        smoothing.addWidget(self._slider, 1)
-        smoothing.addWidget(self._smoothing_label)
+        self._smoothing_control = SmoothingControl(self._smoothing)
+        self._smoothing_control.changed.connect(self.set_smoothing)
         self._note = QLabel("Solid: training loss (smoothed)\nDashed: eval loss")
         side = QVBoxLayout()
         side.addWidget(QLabel("Runs"))
         side.addWidget(self._list, 1)
-        side.addLayout(smoothing)
+        side.addWidget(self._smoothing_control)
         side.addWidget(self._note)
 
         self._plot = pg.PlotWidget()

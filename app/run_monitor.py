@@ -26,8 +26,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.run_plots import RunPlots
-from app.run_setup import format_duration
 from app.run_supervisor import RunWatcher
+from engine.fsutil import format_duration
 
 STATE_TEXT = {
     "starting": ("Starting the engine…", "#5b8def"), "loading": ("Loading the model and data…", "#5b8def"),

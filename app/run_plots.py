@@ -14,7 +14,7 @@ from collections import deque
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, Qt, QTimer
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
@@ -62,6 +62,34 @@ class TimedCanvas(pg.GraphicsLayoutWidget):
         start = time.perf_counter()
         super().paintEvent(event)
         self.paint_ms = (time.perf_counter() - start) * 1000
+
+
+class SmoothingControl(QWidget):
+    """"Smoothing [slider] 0.60": the loss EMA weight, 0 (raw) to 0.99; shared by plots and compare."""
+
+    changed = Signal(float)
+
+    def __init__(self, weight: float, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.slider = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=99)
+        self.slider.setToolTip("Exponential moving average of the training loss (0: raw values)")
+        self.label = QLabel()
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(QLabel("Smoothing"))
+        row.addWidget(self.slider, 1)
+        row.addWidget(self.label)
+        self.set_value(weight)
+        self.slider.valueChanged.connect(lambda v: self.changed.emit(self.set_value(v / 100)))
+
+    def set_value(self, weight: float) -> float:
+        """Show `weight` (clamped) without emitting; returns the clamped value."""
+        weight = min(max(float(weight), 0.0), 0.999)
+        self.slider.blockSignals(True)
+        self.slider.setValue(round(weight * 100))
+        self.slider.blockSignals(False)
+        self.label.setText(f"{weight:.2f}")
+        return weight
 
 
 class ScientificAxis(pg.AxisItem):
@@ -142,11 +170,7 @@ class RunPlots(QWidget):
 
     def set_smoothing(self, weight: float) -> None:
         """Smoothing weight of the loss curve, 0 (raw) to 0.999; only that curve is recomputed."""
-        self._smoothing = min(max(float(weight), 0.0), 0.999)
-        self._slider.blockSignals(True)
-        self._slider.setValue(round(self._smoothing * 100))
-        self._slider.blockSignals(False)
-        self._smoothing_label.setText(f"{self._smoothing:.2f}")
+        self._smoothing = self._smoothing_control.set_value(weight)
         self._dirty.add("loss_smoothed")
         self._schedule_redraw()
 
@@ -167,17 +191,13 @@ class RunPlots(QWidget):
     # ---- building -------------------------------------------------------------------------
 
     def _build(self) -> None:
-        self._slider = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=99, value=60)
-        self._slider.setFixedWidth(160)
-        self._slider.setToolTip("Exponential moving average of the training loss (0: raw values)")
-        self._slider.valueChanged.connect(lambda v: self.set_smoothing(v / 100))
-        self._smoothing_label = QLabel("0.60")
+        self._smoothing_control = SmoothingControl(self._smoothing)
+        self._smoothing_control.slider.setFixedWidth(160)
+        self._smoothing_control.changed.connect(self.set_smoothing)
         top = QHBoxLayout()
         top.setContentsMargins(8, 4, 8, 0)
         top.addStretch(1)
-        top.addWidget(QLabel("Smoothing"))
-        top.addWidget(self._slider)
-        top.addWidget(self._smoothing_label)
+        top.addWidget(self._smoothing_control)
 
         self._canvas = TimedCanvas()
         self._canvas.ci.setContentsMargins(4, 4, 4, 4)

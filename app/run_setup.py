@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 from app.settings_form import SettingsForm, parse
 from app.tasks import EngineProcess, TaskRunner
 from engine.config import RunConfig, config_to_toml, field_errors
-from engine.fsutil import format_size
+from engine.fsutil import format_duration, format_size
 
 NO_VALIDATION, HOLD_OUT = "No validation", "Hold out a share of the training rows"
 CUSTOM = "Custom"
@@ -361,11 +361,3 @@ def fit_report_html(report: dict) -> str:
     tips = "".join(f"<li>{html.escape(t)}</li>" for t in report.get("suggestions") or [])
     return "<br>".join(lines) + (f"<ul style='margin:0'>{tips}</ul>" if tips else "")
 
-
-def format_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 90:
-        return f"{seconds} s"
-    if seconds < 5400:
-        return f"{seconds // 60} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"

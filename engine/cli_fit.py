@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 
 from engine.errors import ConfigError, UserError
-from engine.fsutil import format_size
+from engine.fsutil import format_duration, format_size
 
 
 def add_parser(sub) -> None:
@@ -119,7 +119,7 @@ def _fit(args: argparse.Namespace, config) -> int:
           f"({format_size(report.estimate.tensor_bytes)} in tensors)")
     if report.seconds_per_step:
         print(f"  {report.seconds_per_step:.2f} s per step, {report.tokens_per_second:.0f} tokens/s; "
-              f"{report.total_steps} steps take about {_duration(report.eta_seconds or 0)}")
+              f"{report.total_steps} steps take about {format_duration(report.eta_seconds or 0)}")
     for tip in report.suggestions:
         print(f"  try: {tip}")
     return 0
@@ -130,15 +130,6 @@ def _print_parts(estimate) -> None:
     for part in estimate.parts:
         print(f"{part.name.ljust(width)}  {format_size(part.bytes):>10}  {part.detail}")
     print(f"{'Total'.ljust(width)}  {format_size(estimate.total_bytes):>10}")
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 90:
-        return f"{seconds} s"
-    if seconds < 5400:
-        return f"{seconds // 60} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def _interrupt(_signum, _frame) -> None:

@@ -30,6 +30,16 @@ def format_size(n: int) -> str:
     return f"{size:.1f} GiB"
 
 
+def format_duration(seconds: float) -> str:
+    """A duration for people: 45 s, 12 min, 3 h 05 min."""
+    seconds = int(round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
 def fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import ModelError
 from engine.fsutil import format_size
-from engine.model_info import read_safetensors_header, weight_files
+from engine.model_info import read_checked_header, weight_files
 
 if TYPE_CHECKING:
     from engine.config import RunConfig
@@ -146,12 +146,7 @@ def _read_shapes(folder: Path, config_file: Path, files: list[Path]) -> ModelSha
 
     linears, other_2d, other, has_lm_head = [], [], 0, False
     for file in files:
-        try:
-            header = read_safetensors_header(file)
-        except (OSError, ValueError, AttributeError) as exc:
-            raise ModelError(f"{file.name} in {folder} is damaged: {exc}.",
-                             "Copy the file again; it may be an incomplete download.") from None
-        for name, entry in header.items():
+        for name, entry in read_checked_header(file, folder).items():
             shape = entry["shape"]
             count = math.prod(shape)
             has_lm_head = has_lm_head or name.startswith("lm_head.")

@@ -202,6 +202,15 @@ def read_safetensors_header(file: Path) -> dict[str, dict[str, Any]]:
     return header
 
 
+def read_checked_header(file: Path, folder: Path) -> dict[str, dict[str, Any]]:
+    """A weight file's header, or a ModelError that tells the user the file is damaged."""
+    try:
+        return read_safetensors_header(file)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ModelError(f"{file.name} in {folder} is damaged: {exc}.",
+                         "Copy the file again; it may be an incomplete download.") from None
+
+
 def weight_stats(folder: Path) -> tuple[int, int] | None:
     """(parameter count, estimated weight memory in bytes when loaded 4-bit NF4), or None without safetensors.
 
@@ -215,12 +224,7 @@ def weight_stats(folder: Path) -> tuple[int, int] | None:
         return None
     parameters, memory = 0, 0.0
     for file in files:
-        try:
-            header = read_safetensors_header(file)
-        except (OSError, ValueError, AttributeError) as exc:
-            raise ModelError(f"{file.name} in {folder} is damaged: {exc}.",
-                             "Copy the file again; it may be an incomplete download.") from None
-        for name, entry in header.items():
+        for name, entry in read_checked_header(file, folder).items():
             count = 1
             for dim in entry["shape"]:
                 count *= dim

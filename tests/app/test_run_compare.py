@@ -92,6 +92,6 @@ def test_smoothing_changes_every_curve(qtbot, runner, tmp_path):
     dialog = open_dialog(qtbot, runner, [a, b])
     before = dialog._loss_curves[0].yData.copy()
     dialog.set_smoothing(0.0)
-    assert dialog._slider.value() == 0
+    assert dialog._smoothing_control.slider.value() == 0
     assert dialog._loss_curves[0].yData.tolist() == [2.0 / s for s in range(1, 51)]
     assert dialog._loss_curves[0].yData.tolist() != before.tolist()

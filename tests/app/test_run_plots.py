@@ -78,7 +78,7 @@ def test_smoothing_change_redraws_only_the_smoothed_curve(qtbot, plots):
     assert not np.allclose(new, old)
     assert {k: v for k, v in plots.draw_counts.items() if k != "loss_smoothed"} == {
         k: v for k, v in before.items() if k != "loss_smoothed"}
-    assert plots._slider.value() == 95 and plots.smoothing() == 0.95
+    assert plots._smoothing_control.slider.value() == 95 and plots.smoothing() == 0.95
 
 
 def test_a_resume_from_an_earlier_checkpoint_rewinds_the_curves(qtbot, plots):
