@@ -104,6 +104,7 @@ class MainWindow(QMainWindow):
         self.tasks.run(lambda _p, _c: self.workspace_model.workspace.first_start(), opened,
                        self._on_failed, name="first start")
         self.scan_models()
+        self.train_page.prewarm()
         if self._background:
             self.probe.start()
 

@@ -6,6 +6,7 @@ so the runs list is rebuilt from the workspace scan whenever a run folder change
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -23,7 +24,6 @@ from PySide6.QtWidgets import (
 
 from app.project_browser import run_details
 from app.run_manager import RunManager
-from app.run_monitor import RunMonitor
 from app.run_setup import RunSetup
 from app.tasks import TaskRunner
 
@@ -33,6 +33,7 @@ NEW_RUN = "＋  New run"
 class TrainPage(QWidget):
     openLibrary = Signal()
     failed = Signal(str, str)  # message, hint
+    _plotsImported = Signal()
 
     def __init__(self, manager: RunManager, tasks: TaskRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -48,9 +49,13 @@ class TrainPage(QWidget):
         self.empty = QLabel("No project selected. Pick one on the left, or create one with File → New project.", self)
         self.empty.setWordWrap(True)
         self.setup = RunSetup(tasks, self)
-        self.monitor = RunMonitor(self)
+        self.loading = QLabel("Loading the plots…", self)
+        self.loading.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._monitor = None  # built on first use: pyqtgraph takes ~0.8 s to import (see prewarm)
+        self._plots_imported = False
+        self._pending_run: Path | None = None
         self.stack = QStackedWidget(self)
-        for widget in (self.empty, self.setup, self.monitor):
+        for widget in (self.empty, self.setup, self.loading):
             self.stack.addWidget(widget)
 
         left = QWidget(self)
@@ -74,13 +79,45 @@ class TrainPage(QWidget):
         self.compare_button.clicked.connect(self.compare_selected)
         self.setup.startRequested.connect(self._on_start_requested)
         self.setup.openLibrary.connect(self.openLibrary)
-        self.monitor.stopRequested.connect(self.manager.stop)
-        self.monitor.resumeRequested.connect(lambda run, step: self._launch(self.manager.resume, run, step=step))
-        self.monitor.trainFurtherRequested.connect(
-            lambda run, steps: self._launch(self.manager.resume, run, max_steps=steps))
+        self._plotsImported.connect(self._on_plots_imported)
         self.manager.started.connect(self._on_run_started)
         self.manager.finished.connect(self._on_run_finished)
         self.show_project(None)
+
+    # ---- the monitor, built lazily ------------------------------------------------------------
+    def prewarm(self) -> None:
+        """Import the plotting code on a worker thread after the first paint, so neither the
+        window's appearance nor the first run shown waits for pyqtgraph on the UI thread."""
+
+        def load() -> None:
+            import app.run_monitor  # noqa: F401
+
+            self._plotsImported.emit()
+
+        threading.Thread(target=load, name="import plots", daemon=True).start()
+
+    @property
+    def monitor(self):
+        if self._monitor is None:
+            from app.run_monitor import RunMonitor
+
+            self._monitor = RunMonitor(self)
+            self.stack.addWidget(self._monitor)
+            self._monitor.stopRequested.connect(self.manager.stop)
+            self._monitor.resumeRequested.connect(
+                lambda run, step: self._launch(self.manager.resume, run, step=step))
+            self._monitor.trainFurtherRequested.connect(
+                lambda run, steps: self._launch(self.manager.resume, run, max_steps=steps))
+        return self._monitor
+
+    def _on_plots_imported(self) -> None:
+        self._plots_imported = True
+        pending, self._pending_run = self._pending_run, None
+        if pending is not None and self.current_run() == pending:
+            self._on_current_changed(self.runs_list.currentItem())
+
+    def _shows(self, run_dir) -> bool:
+        return self._monitor is not None and self._monitor.run_dir == Path(run_dir)
 
     # ---- project and runs -------------------------------------------------------------------
     def show_project(self, project) -> None:
@@ -131,6 +168,10 @@ class TrainPage(QWidget):
         summary = self.runs().get(run_dir) if run_dir else None
         if summary is None:
             self.stack.setCurrentWidget(self.setup)
+            return
+        if self._monitor is None and not self._plots_imported:
+            self._pending_run = summary.path  # shown when the plots are imported
+            self.stack.setCurrentWidget(self.loading)
             return
         self.monitor.show_run(summary, self.manager.is_active(summary.path))
         self.stack.setCurrentWidget(self.monitor)
@@ -205,12 +246,13 @@ class TrainPage(QWidget):
             self.failed.emit("The run did not start.", message)
             from engine.runs import summarize_run
 
-            if self.monitor.run_dir == Path(run_dir):
+            if self._shows(run_dir):
                 self.monitor.update_summary(summarize_run(run_dir), False)
             return
-        if self.monitor.run_dir == Path(run_dir):
+        if self._shows(run_dir):
             self.monitor.set_state(state, message)
 
     def shutdown(self) -> None:
-        self.monitor.shutdown()
+        if self._monitor is not None:
+            self._monitor.shutdown()
         self.setup.shutdown()
