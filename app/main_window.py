@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.data_page import DataPage
 from app.diagnostics_dialog import DeviceProbe, DiagnosticsDialog
 from app.notify import Notifier
 from app.project_browser import ProjectBrowser
@@ -55,7 +56,8 @@ class MainWindow(QMainWindow):
         self.runs = RunManager(self)
         self.notifier = Notifier(self)
         self.train_page = TrainPage(self.runs, self.tasks, self)
-        self.pages = ProjectPages(self.train_page, self)
+        self.data_page = DataPage(self)
+        self.pages = ProjectPages(self.data_page, self.train_page, self)
         self.probe = DeviceProbe(self)
         self._background = background
         self._demo_process: EngineProcess | None = None
@@ -86,6 +88,8 @@ class MainWindow(QMainWindow):
         self.probe.ready.connect(self._on_device_report)
         self.train_page.openLibrary.connect(self.open_library)
         self.train_page.failed.connect(self._on_failed)
+        self.data_page.failed.connect(self._on_failed)
+        self.data_page.status.connect(lambda text: self.statusBar().showMessage(text, 10000))
         self.runs.finished.connect(self._on_run_finished)
         self.runs.started.connect(lambda _run: self.workspace_model.refresh())
         self._restore_state()
@@ -177,6 +181,10 @@ class MainWindow(QMainWindow):
         self.rename_action = self._action("&Rename…", self.rename_project, "F2", project)
         self.duplicate_action = self._action("&Duplicate…", self.duplicate_project, "Ctrl+D", project)
         self.delete_action = self._action("De&lete…", self.delete_project, QKeySequence.StandardKey.Delete, project)
+        # Del deletes a project only from the project browser: in the Data tab it deletes rows.
+        self.removeAction(self.delete_action)
+        self.browser.addAction(self.delete_action)
+        self.delete_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.export_action = self._action("E&xport run…", self.export_current, "Ctrl+E", project,
                                           "Write a merged model or a GGUF file (+ Ollama Modelfile) and check it")
         project.addSeparator()
@@ -246,6 +254,9 @@ class MainWindow(QMainWindow):
         self.close()
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        if not self.data_page.close_document():
+            event.ignore()
+            return
         running = self.runs.active()
         if running and not getattr(self, "_leave_runs", False):
             answer = self.ask_about_running(len(running))
@@ -257,6 +268,7 @@ class MainWindow(QMainWindow):
                     self.runs.stop(run_dir)  # the engine checkpoints and exits on its own
         self.runs.shutdown()
         self.train_page.shutdown()
+        self.data_page.shutdown()
         self.save_state()
         self.probe.stop()
         if self._library_dialog is not None:

@@ -1,7 +1,7 @@
 """The central area: Data, Train and Chat tabs for the selected project.
 
-Train is the real training view (app.train_page). Until the dataset editor and the chat
-pane plug in here, their tabs show what the project holds for that step.
+Data is the dataset editor (app.data_page), Train the training view (app.train_page). Until
+the chat pane plugs in here, its tab shows what the project holds for that step.
 """
 
 from __future__ import annotations
@@ -12,11 +12,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
-from engine.fsutil import format_size
-
 PAGES = (
-    ("Data", "The rows the model will learn from.",
-     "The dataset editor (view, fix and shape rows; see exactly what gets trained) comes in the next version."),
     ("Chat", "Talk to the base model and to your tuned adapters side by side.",
      "The chat pane comes in the next version."),
 )
@@ -57,19 +53,9 @@ class ProjectPage(QWidget):
         esc = html.escape
         rows = [f"<tr><td><b>Project</b></td><td>{esc(project.name)}</td></tr>",
                 f"<tr><td><b>Base model</b></td><td>{self._model(project)}</td></tr>"]
-        if self.title == "Data":
-            chosen = Path(project.dataset).name if project.dataset else None
-            for ds in project.datasets:
-                label = "Training data" if ds.name == chosen else ""
-                rows.append(f"<tr><td><b>{label}</b></td><td>{esc(ds.name)} "
-                            f"<span style='color:gray'>({format_size(ds.size_bytes)})</span></td></tr>")
-            if not project.datasets:
-                rows.append("<tr><td><b>Training data</b></td><td><i>none yet: copy a file into the "
-                            "project's datasets folder</i></td></tr>")
-        else:
-            adapters = [r for r in project.runs if r.adapter]
-            names = ", ".join(esc(r.name) for r in adapters) or "none yet (train a run first)"
-            rows.append(f"<tr><td><b>Tuned adapters</b></td><td>{names}</td></tr>")
+        adapters = [r for r in project.runs if r.adapter]
+        names = ", ".join(esc(r.name) for r in adapters) or "none yet (train a run first)"
+        rows.append(f"<tr><td><b>Tuned adapters</b></td><td>{names}</td></tr>")
         return "<table cellspacing='6'>" + "".join(rows) + "</table>"
 
     @staticmethod
@@ -84,12 +70,11 @@ class ProjectPage(QWidget):
 
 
 class ProjectPages(QTabWidget):
-    def __init__(self, train_page: QWidget, parent: QWidget | None = None) -> None:
+    def __init__(self, data_page: QWidget, train_page: QWidget, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setDocumentMode(True)
-        self.pages = [ProjectPage(*spec, parent=self) for spec in PAGES]
-        self.train = train_page
-        self.pages.insert(1, train_page)
+        self.data, self.train = data_page, train_page
+        self.pages = [data_page, train_page, *(ProjectPage(*spec, parent=self) for spec in PAGES)]
         for page in self.pages:
             self.addTab(page, page.title)
 

@@ -18,6 +18,8 @@ FILE_KINDS = ("jsonl", "json", "csv", "tsv", "parquet", "text", "arrow")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
              ".parquet": "parquet", ".txt": "text", ".md": "text", ".text": "text"}
 _CHUNK = 20_000
+JSON_BLOCK = 32 << 20
+"""Bytes per pyarrow JSON block: bigger blocks parse a large file about twice as fast as the 1 MiB default."""
 
 
 @dataclass
@@ -115,7 +117,7 @@ def _read_jsonl_arrow(path: Path) -> RawFile | None:
     if lines is None:
         return None
     try:
-        table = pajson.read_json(path)
+        table = pajson.read_json(path, read_options=pajson.ReadOptions(block_size=JSON_BLOCK))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
         return None
     n = table.num_rows
@@ -133,24 +135,34 @@ def _count_lines_if_all_objects(path: Path) -> int | None:
     """Number of lines if every line starts with "{" (so none is blank), else None.
 
     pyarrow 26 crashes (SIGSEGV) on a file that is just `null`, so only files whose every line
-    opens an object are handed to it. Byte counts keep this at disk speed.
+    opens an object are handed to it. numpy over a memory map keeps this at disk speed.
     """
-    lines, carry = 0, b""
+    import mmap
+
     with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 22):
-            data = carry + chunk
-            cut = data.rfind(b"\n") + 1
-            complete, carry = data[:cut], data[cut:]
-            if complete:
-                count = complete.count(b"\n")
-                if complete[:1] != b"{" or complete.count(b"\n{") != count - 1:
-                    return None
-                lines += count
-    if carry:
-        if carry[:1] != b"{":
+        try:
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # an empty file cannot be mapped
             return None
-        lines += 1
-    return lines
+    with mapped:
+        return _lines_if_all_objects(mapped)
+
+
+def _lines_if_all_objects(mapped) -> int | None:
+    import numpy as np
+
+    # numpy views pin the map, so they live only inside this function.
+    data = np.frombuffer(mapped, dtype=np.uint8)
+    if data[0] != ord("{"):
+        return None
+    lines, step = 0, 1 << 26
+    for start in range(0, len(data), step):
+        newlines = np.flatnonzero(data[start:start + step] == ord("\n")) + start
+        following = newlines[newlines + 1 < len(data)] + 1
+        if not (data[following] == ord("{")).all():
+            return None
+        lines += len(newlines)
+    return lines if data[-1] == ord("\n") else lines + 1
 
 
 def _read_jsonl_lines(path: Path) -> RawFile:

@@ -142,3 +142,13 @@ def _raw_text(get: dict[str, Any]):
 
 NORMALISERS = {"messages": _messages, "sharegpt": _sharegpt, "alpaca": _alpaca,
                "prompt_completion": _prompt_completion, "text": _raw_text}
+
+
+def blank_record(shape: Shape) -> dict[str, Any]:
+    """A new, empty row of this shape (for "Add row"): a user turn and a reply to fill in."""
+    name = lambda field: shape.columns.get(field, field)  # noqa: E731 - local shorthand
+    if shape.name == "messages":
+        return {name("messages"): [{"role": "user", "content": ""}, {"role": "assistant", "content": ""}]}
+    if shape.name == "sharegpt":
+        return {name("conversations"): [{"from": "human", "value": ""}, {"from": "gpt", "value": ""}]}
+    return {name(field): "" for field in REQUIRED[shape.name] + (("input",) if shape.name == "alpaca" else ())}

@@ -1,0 +1,84 @@
+"""Data files inside a project: import copies, the kept original, where edits are saved.
+
+The user's own files are never edited: importing copies them into `datasets/`, and the first
+save of an edited dataset keeps the file as it was imported under `datasets/.originals/`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from engine.errors import DataError
+from engine.fsutil import fsync_dir
+
+EDITABLE_SUFFIXES = (".jsonl", ".ndjson", ".parquet")
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    target = folder / name
+    stem, suffix = Path(name).stem, Path(name).suffix
+    n = 2
+    while target.exists():
+        target = folder / f"{stem} ({n}){suffix}"
+        n += 1
+    return target
+
+
+def import_dataset(project_dir: str | Path, source: str | Path) -> Path:
+    """Copy a data file (or a datasets.save_to_disk folder) into the project's datasets/."""
+    from engine.data.files import file_kind
+
+    source = Path(source).expanduser()
+    if not source.exists():
+        raise DataError(f"{source} does not exist.", "Pick the file again.")
+    file_kind(source)  # refuses what the data layer cannot read, with the reason
+    folder = Path(project_dir) / "datasets"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = _free_name(folder, source.name)
+    staging = folder / f".{target.name}.importing"
+    try:
+        if source.is_dir():
+            shutil.copytree(source, staging, copy_function=shutil.copyfile)
+        else:
+            shutil.copyfile(source, staging)
+        staging.replace(target)
+    except BaseException:
+        if staging.is_dir():
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            staging.unlink(missing_ok=True)
+        raise
+    fsync_dir(folder)
+    return target
+
+
+def original_path(data_path: str | Path) -> Path:
+    data_path = Path(data_path)
+    return data_path.parent / ".originals" / data_path.name
+
+
+def keep_original(data_path: str | Path) -> Path | None:
+    """Before a dataset is first overwritten, keep it as imported; returns where (None if kept already)."""
+    data_path = Path(data_path)
+    kept = original_path(data_path)
+    if kept.exists() or not data_path.exists():
+        return None
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    staging = kept.with_name(f".{kept.name}.tmp")
+    if data_path.is_dir():
+        shutil.copytree(data_path, staging, copy_function=shutil.copyfile)
+    else:
+        shutil.copyfile(data_path, staging)
+    staging.replace(kept)
+    fsync_dir(kept.parent)
+    return kept
+
+
+def save_target(data_path: str | Path) -> Path:
+    """Where edits of a dataset are saved: itself for JSONL/Parquet, else a new .jsonl beside it."""
+    data_path = Path(data_path)
+    if data_path.is_file() and data_path.suffix.lower() in EDITABLE_SUFFIXES:
+        return data_path
+    name = data_path.name if data_path.is_dir() else data_path.stem
+    return _free_name(data_path.parent, f"{name}.jsonl")

@@ -1,0 +1,199 @@
+"""What is wrong with each row of a dataset being edited, and the fixes that are obvious.
+
+The checks are the data layer's own: `Shape.normalise` (the reader's row checks), the same
+duplicate key as `read_data`, and, with the project's tokenizer, `iter_rendered`/`render_row`
+(the trainer's rendering: unrenderable rows, rows with nothing to train, truncation). On top
+of those, text with surrounding whitespace is flagged, since it is trained as it stands.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.data.reading import duplicate_key
+from engine.data.rendering import Rendered, render_row
+from engine.data.row_store import BROKEN, RowStore
+from engine.data.shapes import FIELDS, RowProblem, Shape
+from engine.errors import Cancelled
+
+KIND_LABELS = {
+    "invalid_json": "line is not valid JSON",
+    "wrong_type": "wrong type",
+    "unknown_role": "unknown role",
+    "empty_assistant": "empty reply",
+    "empty_text": "empty text",
+    "not_ending_with_assistant": "does not end with a reply",
+    "duplicate": "duplicate",
+    "surrounding_whitespace": "surrounding whitespace",
+    "unrenderable": "chat template refuses it",
+    "no_trainable_tokens": "nothing to train",
+    "truncated": "truncated",
+}
+# kind -> (fix, button label): the fixes whose effect is obvious. Each drops or trims rows.
+FIXES = {
+    "surrounding_whitespace": ("trim", "Trim whitespace"),
+    "duplicate": ("drop", "Drop duplicates (keeps the first)"),
+    "empty_assistant": ("drop", "Drop empty rows"),
+    "empty_text": ("drop", "Drop empty rows"),
+    "invalid_json": ("drop", "Drop broken lines"),
+}
+_CONVERSATION_KEYS = {"messages": "content", "sharegpt": "value"}
+
+
+@dataclass
+class RowIssue:
+    kind: str
+    message: str
+    severity: str = "error"
+    """error: the trainer skips the row; warning: it is trained as it stands."""
+
+
+@dataclass
+class Review:
+    issues: dict[int, list[RowIssue]] = field(default_factory=dict)
+    """Row id -> its issues (rows without issues are absent)."""
+    lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """Token length by row id (-1: not rendered); empty without a tokenizer."""
+    max_length: int = 0
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for issues in self.issues.values():
+            for issue in issues:
+                out[issue.kind] = out.get(issue.kind, 0) + 1
+        return out
+
+
+def _text_fields(record: dict[str, Any], shape: Shape) -> list[tuple[list | dict, Any, str]]:
+    """(container, key, label) of every text the shape trains on, for whitespace checks and trims."""
+    found = []
+    if shape.name in _CONVERSATION_KEYS:
+        turns = record.get(shape.columns.get(shape.name, shape.name) if shape.name == "messages"
+                           else shape.columns.get("conversations", "conversations"))
+        content = _CONVERSATION_KEYS[shape.name]
+        if isinstance(turns, list):
+            for i, turn in enumerate(turns, start=1):
+                if isinstance(turn, dict) and isinstance(turn.get(content), str):
+                    found.append((turn, content, f"turn {i}"))
+        return found
+    for name in FIELDS[shape.name]:
+        column = shape.columns.get(name, name)
+        if isinstance(record.get(column), str):
+            found.append((record, column, name))
+    return found
+
+
+def has_surrounding_whitespace(record: dict[str, Any], shape: Shape) -> list[str]:
+    return [label for holder, key, label in _text_fields(record, shape)
+            if holder[key] and holder[key] != holder[key].strip()]
+
+
+def trimmed(record: dict[str, Any], shape: Shape) -> dict[str, Any]:
+    """A copy of the row with the whitespace around every trained text removed."""
+    import copy
+
+    out = copy.deepcopy(record)
+    for holder, key, _label in _text_fields(out, shape):
+        holder[key] = holder[key].strip()
+    return out
+
+
+def check_row(record: dict[str, Any], shape: Shape) -> tuple[Any, list[RowIssue]]:
+    """The normalised row (None when unusable) and its issues, without the tokenizer."""
+    if BROKEN in record:
+        return None, [RowIssue("invalid_json", "this line is not a valid JSON object")]
+    try:
+        normalised = shape.normalise(record)
+    except RowProblem as exc:
+        return None, [RowIssue(exc.kind, str(exc))]
+    spaced = has_surrounding_whitespace(record, shape)
+    issues = [RowIssue("surrounding_whitespace", "whitespace around the text of " + ", ".join(spaced[:3]),
+                       "warning")] if spaced else []
+    return normalised, issues
+
+
+def rendered_issues(rendered: Rendered | ValueError, max_length: int) -> list[RowIssue]:
+    """The trainer's verdict on a rendered row (as in engine.data.check)."""
+    if isinstance(rendered, ValueError):
+        return [RowIssue("unrenderable", str(rendered))]
+    if rendered.trained_tokens == 0:
+        return [RowIssue("no_trainable_tokens", "no trainable tokens after masking"
+                         + (" and truncation" if rendered.truncated_tokens else ""))]
+    if rendered.truncated_tokens:
+        return [RowIssue("truncated", f"longer than the max length {max_length}: "
+                         f"{rendered.truncated_tokens} tokens will be cut", "warning")]
+    return []
+
+
+def review_row(record: dict[str, Any], shape: Shape, tokenizer=None, max_length: int = 1024
+               ) -> tuple[list[RowIssue], Rendered | ValueError | None]:
+    """One row's issues (duplicates aside) and its rendering, e.g. right after it was edited."""
+    normalised, issues = check_row(record, shape)
+    rendered = None
+    if normalised is not None and tokenizer is not None:
+        try:
+            rendered = render_row(tokenizer, normalised, max_length)
+        except ValueError as exc:
+            rendered = exc
+        issues += rendered_issues(rendered, max_length)
+    return issues, rendered
+
+
+def review_store(store: RowStore, shape: Shape, tokenizer=None, max_length: int = 1024,
+                 progress: Callable[[int, int], None] | None = None,
+                 cancel: threading.Event | Callable[[], bool] | None = None, batch: int = 2000) -> Review:
+    """Check every row; with a tokenizer, also render them all and record their token lengths."""
+    from engine.data.stats import iter_rendered
+
+    cancelled = cancel.is_set if isinstance(cancel, threading.Event) else cancel
+    review = Review(max_length=max_length)
+    lengths = np.full(store._next_id, -1, dtype=np.int64)
+    seen: dict[bytes, int] = {}
+    total, done = len(store), 0
+    pending: list[tuple[int, Any]] = []
+
+    def add(row_id: int, issue: RowIssue) -> None:
+        review.issues.setdefault(row_id, []).append(issue)
+
+    def render_pending() -> None:
+        if tokenizer is None or not pending:
+            pending.clear()
+            return
+        with closing(iter_rendered(tokenizer, [row for _i, row in pending], max_length, batch)) as batches:
+            results = [r for part in batches for r in part]
+        for (row_id, _row), rendered in zip(pending, results, strict=True):
+            if not isinstance(rendered, ValueError):
+                lengths[row_id] = len(rendered.input_ids) + rendered.truncated_tokens
+            for issue in rendered_issues(rendered, max_length):
+                add(row_id, issue)
+        pending.clear()
+
+    for position, (row_id, record) in enumerate(store.iter_records(batch)):
+        normalised, issues = check_row(record, shape)
+        for issue in issues:
+            add(row_id, issue)
+        if normalised is not None:
+            key = duplicate_key(normalised)
+            first = seen.setdefault(key, position)
+            if first != position:
+                add(row_id, RowIssue("duplicate", f"exact duplicate of row {first + 1}", "warning"))
+            pending.append((row_id, normalised))
+        done += 1
+        if done % batch == 0:
+            render_pending()
+            if cancelled is not None and cancelled():
+                raise Cancelled()
+            if progress is not None:
+                progress(done, total)
+    render_pending()
+    if progress is not None:
+        progress(done, total)
+    if tokenizer is not None:
+        review.lengths = lengths
+    return review
