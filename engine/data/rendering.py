@@ -23,6 +23,8 @@ class Rendered:
     spans: list[tuple[int, int]] = field(default_factory=list)
     """Character spans of `text` that are trained (assistant turns with their end-of-turn)."""
     truncated_tokens: int = 0
+    offsets: list[tuple[int, int]] = field(default_factory=list)
+    """Character (start, end) in `text` of every token before truncation: one more per truncated token."""
 
     @property
     def trained_tokens(self) -> int:
@@ -90,6 +92,7 @@ def render_text(tokenizer, row: list[dict[str, str]] | dict[str, Any]) -> tuple[
 def build_rendered(text: str, spans: list[tuple[int, int]], ids: list[int], offsets, max_length: int) -> Rendered:
     """Labels from token offsets: a token is trained when it overlaps a trained span."""
     ids = list(ids)
+    offsets = list(map(tuple, offsets))  # the tokenizer gives tuples already; this is a cheap copy
     starts = [a for a, _b in spans]  # spans are sorted and disjoint
     ends = [b for _a, b in spans]
     labels = []
@@ -99,7 +102,8 @@ def build_rendered(text: str, spans: list[tuple[int, int]], ids: list[int], offs
     truncated = max(0, len(ids) - max_length)
     if truncated:
         ids, labels = ids[:max_length], labels[:max_length]
-    return Rendered(text=text, input_ids=ids, labels=labels, spans=spans, truncated_tokens=truncated)
+    return Rendered(text=text, input_ids=ids, labels=labels, spans=spans, truncated_tokens=truncated,
+                    offsets=offsets)
 
 
 def render_row(tokenizer, row: list[dict[str, str]] | dict[str, Any], max_length: int) -> Rendered:
