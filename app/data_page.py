@@ -431,14 +431,7 @@ class DataPage(QWidget):
         if document is None:
             return
         store = document.store
-        entries = []
-        for row_id, issues in document.review.issues.items():
-            try:
-                position = store.position(row_id)
-            except KeyError:
-                continue  # a deleted row
-            entries += [(position, row_id, i.kind, i.message, i.severity) for i in issues]
-        entries.sort(key=lambda e: e[0])
+        entries = [(p, i, x.kind, x.message, x.severity) for p, i, x in document.issue_entries()]
         counts: dict[str, int] = {}
         for e in entries:
             counts[e[2]] = counts.get(e[2], 0) + 1

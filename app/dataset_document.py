@@ -82,7 +82,7 @@ class DatasetDocument(QObject):
         self.max_length = 1024
         self._ops: list[dict[str, Any]] = []
         self._recovered = False
-        self.undo.cleanChanged.connect(lambda _clean: self.dirty_changed.emit(self.is_dirty()))
+        self.undo.cleanChanged.connect(self._on_clean_changed)
 
     @classmethod
     def open(cls, path: str | Path, fmt: str = "auto", columns: dict[str, str] | None = None) -> DatasetDocument:
@@ -90,12 +90,31 @@ class DatasetDocument(QObject):
         store, shape = open_store(path, fmt, columns)
         return cls(Path(path), store, shape)
 
+    def _on_clean_changed(self, _clean: bool) -> None:
+        self.dirty_changed.emit(self.is_dirty())
+
     # -- state -------------------------------------------------------------------------------
     def is_dirty(self) -> bool:
         return self._recovered or not self.undo.isClean()
 
     def issues_of(self, row_id: int) -> list[RowIssue]:
         return self.review.issues.get(row_id, [])
+
+    def issue_entries(self) -> list[tuple[int, int, RowIssue]]:
+        """(position, row id, issue) of the rows there now (deleted rows keep theirs for undo)."""
+        entries = []
+        for row_id, issues in self.review.issues.items():
+            if self._present(row_id):
+                position = self.store.position(row_id)
+                entries += [(position, row_id, issue) for issue in issues]
+        entries.sort(key=lambda e: e[0])
+        return entries
+
+    def issue_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for _p, _i, issue in self.issue_entries():
+            counts[issue.kind] = counts.get(issue.kind, 0) + 1
+        return counts
 
     # -- recovery ----------------------------------------------------------------------------
     def pending_edits(self):
