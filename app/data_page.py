@@ -11,14 +11,13 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
-    QFileDialog,
-    QMessageBox,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
+from app.data_files import DatasetFileActions
 from app.data_toolbar import DataToolbar
 from app.dataset_document import DatasetDocument
 from app.dataset_filter import RowFilter, lengths_of, visible_rows
@@ -34,7 +33,7 @@ from engine.data.row_store import open_store
 from engine.data.shapes import blank_record
 
 
-class DataPage(QWidget):
+class DataPage(DatasetFileActions, QWidget):
     failed = Signal(str, str)  # message, hint
     status = Signal(str)
 
@@ -53,6 +52,7 @@ class DataPage(QWidget):
         self._review_task: Task | None = None
         self._search_task: Task | None = None
         self._tokenizer_for: str | None = None
+        self._tokenizer_state = ""  # "", "loading", "ready" or "failed", for the model in _tokenizer_for
         self._histogram = None
 
         self.toolbar = DataToolbar(self)
@@ -122,6 +122,8 @@ class DataPage(QWidget):
         same = project is not None and self.project is not None and project.path == self.project.path
         if not same and self.document is not None and not self.close_document(can_cancel=False):
             return
+        if self.document is not None and not self.document.path.exists() and not self.document.is_dirty():
+            self.close_document()  # deleted outside the app; with unsaved edits, Save writes it back
         self.project = project
         usable = project is not None and not project.problem
         datasets = list(project.datasets) if usable else []
@@ -164,8 +166,15 @@ class DataPage(QWidget):
         if model != self._tokenizer_for:
             self._tokenizer_for = model
             self.tokenizer = None
-            if model:
-                self._load_tokenizer(model)
+            self._tokenizer_state = ""
+            if self.document is not None:
+                self._ensure_tokenizer()
+
+    def _ensure_tokenizer(self) -> None:
+        """Load the project model's tokenizer once a dataset is open (transformers is a heavy import)."""
+        if self._tokenizer_for and not self._tokenizer_state:
+            self._tokenizer_state = "loading"
+            self._load_tokenizer(self._tokenizer_for)
 
     def _load_tokenizer(self, model: str) -> None:
         from engine.config import ModelConfig
@@ -178,14 +187,20 @@ class DataPage(QWidget):
         def done(result) -> None:
             if result[0] != self._tokenizer_for:
                 return  # the project's model changed meanwhile
-            self.tokenizer = result[1]
+            self.tokenizer, self._tokenizer_state = result[1], "ready"
             if self.document is not None:
                 self.document.tokenizer, self.document.max_length = self.tokenizer, self.max_length
                 self._start_review()
                 self._show_trained()
 
         def failed(message: str, hint: str) -> None:
-            self.trained.show_message(f"The base model's tokenizer cannot be loaded: {message} {hint}")
+            if model != self._tokenizer_for:
+                return
+            self._tokenizer_state = "failed"
+            self.trained.show_message(f"The base model's tokenizer cannot be loaded: {message} {hint}\n\n"
+                                      "Problems are still checked; token lengths and the trained text need it.")
+            if self.document is not None:
+                self._start_review()
 
         self.trained.show_message("Loading the base model's tokenizer…")
         self.tasks.run(load, done, failed, name="tokenizer")
@@ -216,11 +231,17 @@ class DataPage(QWidget):
         self._open_task = None
         document = DatasetDocument(path, store, shape, self)
         document.tokenizer, document.max_length = self.tokenizer, self.max_length
-        pending = document.pending_edits()
-        if pending is not None and self.ask_recover(path.name, pending.describe()):
-            document.recover(pending)
-        else:
-            document.start_journal()
+        try:
+            pending = document.pending_edits()
+            if pending is not None and self.ask_recover(path.name, pending.describe()):
+                document.recover(pending)
+            else:
+                document.start_journal()
+        except OSError as exc:  # the file or project vanished meanwhile, or the folder is read-only
+            document.deleteLater()
+            self.view.show_message(f"{path.name} cannot be edited: {exc.strerror or exc}.\n"
+                                   "Check that the file still exists and that its folder is writable.")
+            return
         self._attach(document)
 
     def _attach(self, document: DatasetDocument) -> None:
@@ -237,7 +258,9 @@ class DataPage(QWidget):
         self._text_mask = None
         self._apply_filter()
         self._on_issues_changed()
-        self._start_review()
+        self._ensure_tokenizer()
+        if self._tokenizer_state != "loading":
+            self._start_review()  # else the tokenizer's arrival starts it: one pass, lengths included
         self.view.select_first()
 
     def _set_document_widgets_enabled(self, enabled: bool) -> None:
@@ -278,43 +301,6 @@ class DataPage(QWidget):
             self.toolbar.select_dataset(self.document.path)
             return
         self.open_dataset(path)
-
-    # ---- dialogs (tests replace these) --------------------------------------------------------
-    def ask_recover(self, name: str, what: str) -> bool:
-        box = QMessageBox(QMessageBox.Icon.Question, "Recover unsaved edits",
-                          f"{name} has {what} from a session that ended without saving.\n\n"
-                          "Recover them, or discard them and open the file as it was last saved?",
-                          QMessageBox.StandardButton.Discard, self)
-        recover = box.addButton("Recover", QMessageBox.ButtonRole.AcceptRole)
-        box.setDefaultButton(recover)
-        box.exec()
-        return box.clickedButton() is recover
-
-    def ask_unsaved(self, name: str, can_cancel: bool) -> str:
-        buttons = QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
-        if can_cancel:
-            buttons |= QMessageBox.StandardButton.Cancel
-        box = QMessageBox(QMessageBox.Icon.Warning, "Unsaved edits", f"{name} has unsaved edits.", buttons, self)
-        if not can_cancel:
-            later = box.addButton("Keep for later", QMessageBox.ButtonRole.RejectRole)
-            box.setInformativeText("Keep for later: the edits stay in the autosave journal and are offered "
-                                   "when you open the dataset again.")
-        box.exec()
-        clicked = box.clickedButton()
-        if not can_cancel and clicked is later:
-            return "later"
-        return {QMessageBox.StandardButton.Save: "save", QMessageBox.StandardButton.Discard: "discard"}.get(
-            box.standardButton(clicked), "cancel")
-
-    def choose_import_file(self) -> str:
-        path, _f = QFileDialog.getOpenFileName(self, "Import a data file", str(Path.home()),
-                                               "Data files (*.jsonl *.ndjson *.json *.csv *.tsv *.parquet *.txt *.md);;All files (*)")
-        return path
-
-    def choose_export_file(self, suggested: str) -> str:
-        path, _f = QFileDialog.getSaveFileName(self, "Export the dataset", suggested,
-                                               "JSON Lines (*.jsonl);;Parquet (*.parquet)")
-        return path
 
     # ---- selection and editing -------------------------------------------------------------------
     def select_row(self, row_id: int) -> None:
@@ -538,89 +524,6 @@ class DataPage(QWidget):
             self.view.select_first()
         else:
             self._on_current_row(None)
-
-    # ---- save, import, export -------------------------------------------------------------------------
-    def save(self, wait: bool = False) -> bool:
-        """Save on a worker thread; `wait` blocks until written (closing the window or the dataset)."""
-        document = self.document
-        if document is None:
-            return True
-        self.editor.commit()
-        snapshot, ops = document.snapshot()
-        target = document.save_target()
-        task = Task(lambda progress, cancelled: DatasetDocument.write(snapshot, target, progress, cancelled), "save")
-        outcome: dict = {}
-        task.progress.connect(self.toolbar.show_progress)
-        task.finished.connect(lambda kept: self._on_saved(document, target, ops, kept, outcome))
-        task.failed.connect(lambda m, h: self._on_save_failed(m, h, outcome))
-        if wait:
-            task.run()  # direct: the window is closing, its event loop may not run again
-            return outcome.get("ok", False)
-        self.tasks.start(task)
-        return True
-
-    def _on_saved(self, document: DatasetDocument, target: Path, ops: int, kept, outcome: dict) -> None:
-        outcome["ok"] = True
-        self.toolbar.show_progress(0, 0, "")
-        renamed = target != document.path
-        document.saved(target, ops)
-        note = f" The file as imported is kept in {kept.parent}." if kept else ""
-        if renamed:
-            note += f" Saved as {target.name}: edits are kept as JSON Lines."
-            self._point_project_at(target)
-        self.status.emit(f"Saved {target.name}.{note}")
-        self.toolbar.update_state()
-
-    def _on_save_failed(self, message: str, hint: str, outcome: dict) -> None:
-        outcome["ok"] = False
-        self.toolbar.show_progress(0, 0, "")
-        self.failed.emit(f"The dataset was not saved: {message}", f"{hint} Your edits are kept in the autosave journal.")
-
-    def _point_project_at(self, target: Path) -> None:
-        """After saving a CSV/JSON/text dataset as JSONL, train on the saved file."""
-        from engine.workspace import load_project_config, save_project_config
-
-        if self.project is None or self._configured_data() is None:
-            return
-        config = load_project_config(self.project.path)
-        if Path(config.data.path).resolve() == self.document.path.resolve():
-            return
-        config.data.path = str(target)
-        save_project_config(self.project.path, config)
-
-    def import_file(self) -> None:
-        from engine.data.project_files import import_dataset
-
-        if self.project is None:
-            return
-        source = self.choose_import_file()
-        if not source:
-            return
-        project_dir = self.project.path
-        self.tasks.run(lambda _p, _c: import_dataset(project_dir, source), self._on_imported,
-                       lambda m, h: self.failed.emit(m, h), name="import")
-
-    def _on_imported(self, path: Path) -> None:
-        self.status.emit(f"Imported {path.name} (a copy; your file is untouched).")
-        self.toolbar.add_dataset(path)
-        self._on_dataset_chosen(path)
-
-    def export_file(self) -> None:
-        from engine.data.row_store import save_store
-
-        document = self.document
-        if document is None:
-            return
-        target = self.choose_export_file(str(Path.home() / f"{document.path.stem}.jsonl"))
-        if not target:
-            return
-        snapshot, _ops = document.snapshot()
-        task = Task(lambda progress, cancelled: save_store(snapshot, Path(target), progress, cancelled), "export")
-        task.progress.connect(self.toolbar.show_progress)
-        task.finished.connect(lambda _r: (self.toolbar.show_progress(0, 0, ""),
-                                          self.status.emit(f"Exported {len(snapshot)} rows to {target}.")))
-        task.failed.connect(lambda m, h: (self.toolbar.show_progress(0, 0, ""), self.failed.emit(m, h)))
-        self.tasks.start(task)
 
     def shutdown(self) -> None:
         if self.document is not None:

@@ -102,13 +102,14 @@ class DatasetDocument(QObject):
 
     def issue_entries(self) -> list[tuple[int, int, RowIssue]]:
         """(position, row id, issue) of the rows there now (deleted rows keep theirs for undo)."""
-        entries = []
-        for row_id, issues in self.review.issues.items():
-            if self._present(row_id):
-                position = self.store.position(row_id)
-                entries += [(position, row_id, issue) for issue in issues]
-        entries.sort(key=lambda e: e[0])
-        return entries
+        import numpy as np
+
+        ids = np.fromiter(self.review.issues, dtype=np.int64, count=len(self.review.issues))
+        positions = self.store.positions_of(ids)
+        keep = np.flatnonzero(positions >= 0)
+        keep = keep[np.argsort(positions[keep], kind="stable")]
+        issues = self.review.issues
+        return [(int(positions[k]), int(ids[k]), issue) for k in keep.tolist() for issue in issues[int(ids[k])]]
 
     def issue_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

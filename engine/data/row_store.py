@@ -119,14 +119,26 @@ class RowStore:
             return None
         return int(self.line_numbers[row_id])
 
-    def position(self, row_id: int) -> int:
-        """Where a row is now (0-based); raises KeyError for a deleted row."""
+    def _position_index(self) -> np.ndarray:
         if self._positions is None:
             self._positions = np.full(self._next_id, -1, dtype=np.int64)
             self._positions[self.order] = np.arange(len(self.order))
-        if row_id >= len(self._positions) or self._positions[row_id] < 0:
+        return self._positions
+
+    def position(self, row_id: int) -> int:
+        """Where a row is now (0-based); raises KeyError for a deleted row."""
+        index = self._position_index()
+        if row_id >= len(index) or index[row_id] < 0:
             raise KeyError(row_id)
-        return int(self._positions[row_id])
+        return int(index[row_id])
+
+    def positions_of(self, ids: np.ndarray) -> np.ndarray:
+        """Positions of many rows at once; -1 for deleted ones."""
+        index = self._position_index()
+        out = np.full(len(ids), -1, dtype=np.int64)
+        known = ids < len(index)
+        out[known] = index[ids[known]]
+        return out
 
     def is_edited(self, row_id: int) -> bool:
         return row_id in self.overrides or row_id >= self.base_rows
