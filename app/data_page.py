@@ -211,6 +211,7 @@ class DataPage(DatasetFileActions, QWidget):
         fmt, columns = getattr(self, "_fmt", "auto"), getattr(self, "_columns", {})
         if self.project is not None and Path(path) != self._configured_data():
             fmt, columns = "auto", {}  # the project's format settings describe its training file only
+        self.toolbar.select_dataset(Path(path))
         self.view.show_message(f"Opening {Path(path).name}…")
         task = Task(lambda _p, _c: open_store(path, fmt, columns), "open dataset")
         task.finished.connect(lambda result, p=Path(path), t=task: self._on_opened(t, p, *result))
@@ -388,7 +389,7 @@ class DataPage(DatasetFileActions, QWidget):
     def _on_fix(self, kinds: list) -> None:
         if self.document is not None:
             fixed = self.document.apply_fix(kinds)
-            self.status.emit(f"Fixed {fixed} rows. Undo (Ctrl+Z) takes it back.")
+            self.status.emit(f"Fixed {fixed} row{'s' if fixed != 1 else ''}. Undo (Ctrl+Z) takes it back.")
 
     def _on_rows_changed(self, ids: list) -> None:
         if self.table_model is not None:

@@ -61,6 +61,7 @@ class DataToolbar(QWidget):
         self.problem.setToolTip("Show only rows with a problem")
         self.problem.currentIndexChanged.connect(self._emit_filter)
         self.min_tokens, self.max_tokens = QSpinBox(self), QSpinBox(self)
+        self.max_tokens.setSpecialValueText("any")
         for box, tip in ((self.min_tokens, "At least this many tokens"), (self.max_tokens, "At most (0: any)")):
             box.setRange(0, 10_000_000)
             box.setToolTip(tip)
@@ -108,32 +109,49 @@ class DataToolbar(QWidget):
         return button
 
     def set_actions(self, actions: list[QAction]) -> None:
-        self._undo_slot = QHBoxLayout()
-        self._tool_button(actions[0])  # Save
-        self.actions_row.addLayout(self._undo_slot)
+        """Save, then Undo/Redo (following the open document's stack), then the row actions."""
+        self._tool_button(actions[0])
+        page = self.parentWidget()
+        self.undo_action = self._stack_action(page, "Undo", QKeySequence.StandardKey.Undo)
+        self.redo_action = self._stack_action(page, "Redo", QKeySequence.StandardKey.Redo)
         for action in actions[1:]:
             self._tool_button(action)
-        self._undo_buttons: list[QToolButton] = []
+
+    def _stack_action(self, page: QWidget, name: str, keys) -> QAction:
+        # Our own action with a fixed label: QUndoStack's actions rename themselves after every edit.
+        action = QAction(name, page)
+        action.setShortcut(QKeySequence(keys))
+        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        action.setEnabled(False)
+        action.triggered.connect(lambda _c=False: self.document and getattr(self.document.undo, name.lower())())
+        page.addAction(action)
+        self._tool_button(action)
+        return action
 
     def set_document(self, document) -> None:
+        if self.document is not None:
+            stack = self.document.undo
+            for signal in (stack.canUndoChanged, stack.canRedoChanged, stack.indexChanged):
+                try:
+                    signal.disconnect(self._on_stack_changed)
+                except (RuntimeError, TypeError):  # the document is already gone
+                    pass
         self.document = document
-        for button in self._undo_buttons:
-            button.deleteLater()
-        self._undo_buttons = []
         if document is not None:
-            page = self.parentWidget()
-            for make, keys in ((document.undo.createUndoAction, QKeySequence.StandardKey.Undo),
-                               (document.undo.createRedoAction, QKeySequence.StandardKey.Redo)):
-                action = make(page, "Undo" if keys == QKeySequence.StandardKey.Undo else "Redo")
-                action.setShortcut(QKeySequence(keys))
-                action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-                page.addAction(action)
-                button = QToolButton(self)
-                button.setDefaultAction(action)
-                self._undo_slot.addWidget(button)
-                self._undo_buttons.append(button)
+            document.undo.canUndoChanged.connect(self._on_stack_changed)
+            document.undo.canRedoChanged.connect(self._on_stack_changed)
+            document.undo.indexChanged.connect(self._on_stack_changed)
+        self._on_stack_changed()
         self.export_button.setEnabled(document is not None)
         self.update_state()
+
+    def _on_stack_changed(self, *_args) -> None:
+        stack = self.document.undo if self.document is not None else None
+        for action, can, text in ((self.undo_action, stack and stack.canUndo(), stack and stack.undoText()),
+                                  (self.redo_action, stack and stack.canRedo(), stack and stack.redoText())):
+            action.setEnabled(bool(can))
+            keys = action.shortcut().toString()
+            action.setToolTip(f"{action.text()} {text} ({keys})" if text else f"{action.text()} ({keys})")
 
     def update_state(self) -> None:
         document = self.document

@@ -157,7 +157,7 @@ class DatasetDocument(QObject):
 
     def apply_fix(self, kinds: list[str]) -> int:
         """The one-click fix for every row with an issue of these kinds (sharing one fix): one undo step."""
-        fix, label = FIXES[kinds[0]]
+        fix, label, _tip = FIXES[kinds[0]]
         wanted = set(kinds)
         ids = [i for i, issues in self.review.issues.items()
                if any(x.kind in wanted for x in issues) and self._present(i)]
@@ -165,9 +165,9 @@ class DatasetDocument(QObject):
             return 0
         ids.sort(key=self.store.position)
         if fix == "trim":
-            self.set_records(ids, [trimmed(self.store.record(i), self.shape) for i in ids], f"{label} ({len(ids)} rows)")
+            self.set_records(ids, [trimmed(self.store.record(i), self.shape) for i in ids], f"{label} ({len(ids)} row{'s' if len(ids) != 1 else ''})")
         else:
-            self.delete_rows(ids, f"{label} ({len(ids)} rows)")
+            self.delete_rows(ids, f"{label} ({len(ids)} row{'s' if len(ids) != 1 else ''})")
         return len(ids)
 
     def _present(self, row_id: int) -> bool:

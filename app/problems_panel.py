@@ -65,6 +65,7 @@ class ProblemsPanel(QWidget):
         self.model = _ProblemsModel(self)
         self.kind = QComboBox(self)
         self.kind.setToolTip("Show one kind of problem")
+        self.kind.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.kind.currentIndexChanged.connect(self._on_kind_changed)
         self.summary = QLabel(self)
         self.fixes = QHBoxLayout()
@@ -113,22 +114,24 @@ class ProblemsPanel(QWidget):
 
     def _fill_fixes(self, counts: dict[str, int]) -> None:
         for button in self._buttons:
+            self.fixes.removeWidget(button)
+            button.hide()
             button.deleteLater()
         self._buttons = []
         shown: set[str] = set()
-        for kind, (_fix, label) in FIXES.items():
+        for kind, (_fix, label, tip) in FIXES.items():
             if counts.get(kind) and label not in shown:
                 shown.add(label)
-                n = sum(counts.get(k, 0) for k, (_f, other) in FIXES.items() if other == label)
-                button = QPushButton(f"{label}: {n}", self)
-                button.setToolTip("Applies to every row with this problem; Undo (Ctrl+Z) takes it back.")
+                n = sum(counts.get(k, 0) for k, (_f, other, _t) in FIXES.items() if other == label)
+                button = QPushButton(f"{label} ({n})", self)
+                button.setToolTip(f"{tip}. Applies to every row with this problem; Undo (Ctrl+Z) takes it back.")
                 button.clicked.connect(lambda _c=False, k=kind: self._on_fix(k))
                 self.fixes.addWidget(button)
                 self._buttons.append(button)
 
     def _on_fix(self, kind: str) -> None:
         label = FIXES[kind][1]  # one button may stand for several kinds (empty reply, empty text)
-        self.fix_requested.emit([k for k, (_f, other) in FIXES.items() if other == label])
+        self.fix_requested.emit([k for k, (_f, other, _t) in FIXES.items() if other == label])
 
     def _on_kind_changed(self, _index: int = 0) -> None:
         kind = self.kind.currentData()

@@ -35,13 +35,13 @@ KIND_LABELS = {
     "no_trainable_tokens": "nothing to train",
     "truncated": "truncated",
 }
-# kind -> (fix, button label): the fixes whose effect is obvious. Each drops or trims rows.
+# kind -> (fix, button label, what it does): the fixes whose effect is obvious. Each drops or trims rows.
 FIXES = {
-    "surrounding_whitespace": ("trim", "Trim whitespace"),
-    "duplicate": ("drop", "Drop duplicates (keeps the first)"),
-    "empty_assistant": ("drop", "Drop empty rows"),
-    "empty_text": ("drop", "Drop empty rows"),
-    "invalid_json": ("drop", "Drop broken lines"),
+    "surrounding_whitespace": ("trim", "Trim whitespace", "Removes spaces and newlines around every trained text"),
+    "duplicate": ("drop", "Drop duplicates", "Deletes exact copies of earlier rows; the first one stays"),
+    "empty_assistant": ("drop", "Drop empty rows", "Deletes rows with an empty reply or empty text"),
+    "empty_text": ("drop", "Drop empty rows", "Deletes rows with an empty reply or empty text"),
+    "invalid_json": ("drop", "Drop broken lines", "Deletes lines that are not valid JSON"),
 }
 _CONVERSATION_KEYS = {"messages": "content", "sharegpt": "value"}
 

@@ -85,8 +85,10 @@ def test_edit_undo_redo_save_round_trip(open_page, qtbot):
     assert page.table_model.data(page.table_model.index(1, 3)) == "4"
     assert read_pending(data).ops[-1]["records"][0]["messages"][1]["content"] == "4"  # journaled at once
 
-    document.undo.undo()
+    assert page.toolbar.undo_action.isEnabled() and "Edit row 2" in page.toolbar.undo_action.toolTip()
+    page.toolbar.undo_action.trigger()
     assert document.store.record(1) == ROWS[1] and not document.is_dirty()
+    assert not page.toolbar.undo_action.isEnabled() and page.toolbar.redo_action.isEnabled()
     assert page.editor.record() == ROWS[1]  # the editor follows undo
     document.undo.redo()
     assert document.store.record(1)["messages"][1]["content"] == "4"
