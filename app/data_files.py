@@ -54,6 +54,26 @@ class DatasetFileActions:
         return path
 
     # ---- save, import, export -------------------------------------------------------------------------
+    def ask_save_before_training(self, name: str) -> str:
+        box = QMessageBox(QMessageBox.Icon.Question, "Unsaved dataset edits",
+                          f"{name} has edits that are not saved. The run trains on the file as saved.",
+                          QMessageBox.StandardButton.Cancel, self)
+        save = box.addButton("Save and start", QMessageBox.ButtonRole.AcceptRole)
+        anyway = box.addButton("Start without them", QMessageBox.ButtonRole.DestructiveRole)
+        box.setDefaultButton(save)
+        box.exec()
+        return {save: "save", anyway: "start"}.get(box.clickedButton(), "cancel")
+
+    def ready_for_training(self, data_path: Path) -> bool:
+        """Before a run starts on `data_path`: offer to save unsaved edits of that file."""
+        document = self.document
+        if document is None or not document.is_dirty() or not data_path.name:
+            return True
+        if data_path.resolve() != document.path.resolve():
+            return True
+        answer = self.ask_save_before_training(document.path.name)
+        return answer == "start" or (answer == "save" and self.save(wait=True))
+
     def save(self, wait: bool = False) -> bool:
         """Save on a worker thread; `wait` blocks until written (closing the window or the dataset)."""
         document = self.document

@@ -295,6 +295,10 @@ class DataPage(DatasetFileActions, QWidget):
         self._set_document_widgets_enabled(False)
         return True
 
+    def choose_dataset(self, path: Path) -> None:
+        """Open another dataset of the project (asks about unsaved edits first)."""
+        self._on_dataset_chosen(path)
+
     def _on_dataset_chosen(self, path: Path) -> None:
         if self.document is not None and self.document.path == path:
             return

@@ -64,6 +64,8 @@ class DatasetTableModel(QAbstractTableModel):
         column = self.headers[index.column()]
         if role == Qt.ItemDataRole.DisplayRole:
             return self._text(row_id, column)
+        if role == Qt.ItemDataRole.EditRole:
+            return self._edit_text(row_id, column)
         if role == Qt.ItemDataRole.ForegroundRole and column == "Problem":
             issues = self.document.issues_of(row_id)
             if issues:
@@ -78,6 +80,67 @@ class DatasetTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.TextAlignmentRole and column in ("Row", "Turns", "Tokens"):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
+
+    # -- editing in place: the text columns of simple shapes, and the first prompt / last reply --
+    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
+        flags = super().flags(index)
+        if index.isValid():
+            text = self._edit_text(int(self.view[index.row()]), self.headers[index.column()])
+            if text is not None and "\n" not in text:  # multi-line text is edited in the row editor
+                flags |= Qt.ItemFlag.ItemIsEditable
+        return flags
+
+    def _field_path(self, row_id: int, column: str) -> tuple | None:
+        """(container key path) of the text a column shows, when the row has it as text."""
+        shape, record = self.document.shape, self.document.store.peek(row_id)
+        if BROKEN in record:
+            return None
+        if shape.name in _ROLE_KEY:
+            if column not in ("First prompt", "Last reply"):
+                return None
+            role_key, content_key = _ROLE_KEY[shape.name]
+            field = "messages" if shape.name == "messages" else "conversations"
+            key = shape.columns.get(field, field)
+            turns = record.get(key)
+            if not isinstance(turns, list):
+                return None
+            wanted = ("user", "human") if column == "First prompt" else ("assistant", "gpt", "model", "bot")
+            hits = [i for i, t in enumerate(turns) if isinstance(t, dict) and str(t.get(role_key, "")).lower() in wanted]
+            if not hits or not isinstance(turns[hits[0 if column == "First prompt" else -1]].get(content_key), str):
+                return None
+            return (key, hits[0 if column == "First prompt" else -1], content_key)
+        for title, field in _FIELD_COLUMNS[shape.name]:
+            key = shape.columns.get(field, field)
+            if title == column and isinstance(record.get(key, ""), str):
+                return (key,)
+        return None
+
+    def setData(self, index: QModelIndex | QPersistentModelIndex, value, role: int = Qt.ItemDataRole.EditRole) -> bool:  # noqa: N802
+        if role != Qt.ItemDataRole.EditRole or not index.isValid():
+            return False
+        row_id = int(self.view[index.row()])
+        path = self._field_path(row_id, self.headers[index.column()])
+        if path is None:
+            return False
+        record = self.document.store.record(row_id)
+        holder = record
+        for key in path[:-1]:
+            holder = holder[key]
+        if holder.get(path[-1]) == value:
+            return False
+        holder[path[-1]] = value
+        position = self.document.store.position(row_id)
+        self.document.set_records([row_id], [record], f"Edit row {position + 1}")
+        return True
+
+    def _edit_text(self, row_id: int, column: str) -> str | None:
+        path = self._field_path(row_id, column)
+        if path is None:
+            return None
+        value = self.document.store.peek(row_id)
+        for key in path:
+            value = value[key] if not isinstance(value, dict) or key in value else ""
+        return value
 
     # -- cells ------------------------------------------------------------------------------------
     def _text(self, row_id: int, column: str) -> str:

@@ -20,6 +20,7 @@ class DatasetView(QStackedWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setWordWrap(False)
         self.table.setAlternatingRowColors(True)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked | QAbstractItemView.EditTrigger.SelectedClicked)
         header = self.table.verticalHeader()
         header.hide()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)  # no per-row measuring: a million rows scroll freely

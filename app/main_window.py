@@ -89,6 +89,7 @@ class MainWindow(QMainWindow):
         self.train_page.openLibrary.connect(self.open_library)
         self.train_page.failed.connect(self._on_failed)
         self.data_page.failed.connect(self._on_failed)
+        self.train_page.before_start = self.data_page.ready_for_training
         self.data_page.status.connect(lambda text: self.statusBar().showMessage(text, 10000))
         self.runs.finished.connect(self._on_run_finished)
         self.runs.started.connect(lambda _run: self.workspace_model.refresh())
@@ -342,6 +343,8 @@ class MainWindow(QMainWindow):
     def _on_item_activated(self, kind: str, path) -> None:
         if kind in ("dataset", "datasets"):
             self.pages.setCurrentIndex(0)
+            if kind == "dataset" and path is not None:
+                self.data_page.choose_dataset(Path(path))
         elif kind in ("run", "runs", "checkpoint"):
             self.pages.setCurrentIndex(1)
         elif kind == "adapter":

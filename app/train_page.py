@@ -41,6 +41,8 @@ class TrainPage(QWidget):
         self.manager = manager
         self.tasks = tasks
         self.project = None
+        self.before_start = None
+        """Called with the training data file before a run starts; False keeps it from starting."""
         self.runs_list = QListWidget(self)
         self.runs_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.runs_list.setToolTip("Select several runs (Ctrl/Shift) and press Compare to overlay their curves.")
@@ -200,6 +202,8 @@ class TrainPage(QWidget):
         from engine.workspace import save_project_config
 
         project = self.project.path
+        if self.before_start is not None and not self.before_start(Path(config.data.path or "")):
+            return
 
         def save(_progress, _cancelled):
             save_project_config(project, config)

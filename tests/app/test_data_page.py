@@ -93,6 +93,13 @@ def test_edit_undo_redo_save_round_trip(open_page, qtbot):
     document.undo.redo()
     assert document.store.record(1)["messages"][1]["content"] == "4"
 
+    model = page.table_model  # a one-line cell is edited in place, as one undo step
+    assert model.flags(model.index(2, 2)) & Qt.ItemFlag.ItemIsEditable
+    assert model.setData(model.index(2, 2), "Colour of the sea?")
+    assert document.store.record(2) == chat("Colour of the sea?", "Blue.") and document.undo.count() == 2
+    document.undo.undo()
+    assert document.store.record(2) == ROWS[2]
+
     page.delete_action.trigger()  # deletes the selected row 2 (position 1)
     assert len(document.store) == 2
     page.view.select_id(0)
@@ -271,3 +278,15 @@ def test_unreadable_dataset_says_why(qtbot, home):
     qtbot.waitUntil(lambda: "empty" in page.view.message.text(), timeout=15000)
     assert page.document is None and page.view.currentWidget() is page.view.message
     assert Qt.AlignmentFlag.AlignCenter & page.view.message.alignment()
+
+
+def test_starting_a_run_offers_to_save_the_edits_it_would_miss(open_page, qtbot, tmp_path):
+    page, data = open_page()
+    page.view.select_id(0)
+    edit_current(page, qtbot, "Lyon?")
+    assert page.ready_for_training(tmp_path / "other.jsonl")  # another file: nothing to ask
+    page.ask_save_before_training = lambda name: "cancel"
+    assert not page.ready_for_training(data) and file_rows(data) == ROWS
+    page.ask_save_before_training = lambda name: "save"
+    assert page.ready_for_training(data)
+    assert file_rows(data)[0] == chat("What is the capital of France?", "Lyon?") and not page.document.is_dirty()
