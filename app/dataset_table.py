@@ -44,6 +44,13 @@ class DatasetTableModel(QAbstractTableModel):
             self.headers = ["Row", *(title for title, _f in _FIELD_COLUMNS[shape.name]), "Tokens", "Problem"]
         self._italic = QFont()
         self._italic.setItalic(True)
+        self._right = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        roles = Qt.ItemDataRole
+        self._roles = {roles.DisplayRole: self._text, roles.EditRole: self._edit_text,
+                       roles.ForegroundRole: self._foreground, roles.FontRole: self._font,
+                       roles.ToolTipRole: self._tooltip, roles.TextAlignmentRole: self._alignment}
+        self._roles.update({int(role): handler for role, handler in list(self._roles.items())})
+        self._editable = {"First prompt", "Last reply"} | {t for cols in _FIELD_COLUMNS.values() for t, _f in cols}
 
     # -- Qt model API -------------------------------------------------------------------------
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
@@ -58,36 +65,39 @@ class DatasetTableModel(QAbstractTableModel):
         return None
 
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
-        if not index.isValid():
+        # Called ~1000 times per paint: one dict lookup sends each role to its handler, or to None.
+        handler = self._roles.get(role)
+        if handler is None or not index.isValid():
             return None
-        row_id = int(self.view[index.row()])
-        column = self.headers[index.column()]
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self._text(row_id, column)
-        if role == Qt.ItemDataRole.EditRole:
-            return self._edit_text(row_id, column)
-        if role == Qt.ItemDataRole.ForegroundRole and column == "Problem":
+        return handler(int(self.view[index.row()]), self.headers[index.column()])
+
+    def _foreground(self, row_id: int, column: str):
+        if column == "Problem":
             issues = self.document.issues_of(row_id)
             if issues:
                 return QBrush(_ERROR if any(i.severity == "error" for i in issues) else _WARNING)
-        if role == Qt.ItemDataRole.FontRole and column == "Row" and self.document.store.is_edited(row_id):
-            return self._italic
-        if role == Qt.ItemDataRole.ToolTipRole:
-            if column == "Problem":
-                return "\n".join(i.message for i in self.document.issues_of(row_id)) or None
-            if column == "Row" and self.document.store.is_edited(row_id):
-                return "Edited since the last save"
-        if role == Qt.ItemDataRole.TextAlignmentRole and column in ("Row", "Turns", "Tokens"):
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
+
+    def _font(self, row_id: int, column: str):
+        return self._italic if column == "Row" and self.document.store.is_edited(row_id) else None
+
+    def _tooltip(self, row_id: int, column: str):
+        if column == "Problem":
+            return "\n".join(i.message for i in self.document.issues_of(row_id)) or None
+        if column == "Row" and self.document.store.is_edited(row_id):
+            return "Edited since the last save"
+        return None
+
+    def _alignment(self, _row_id: int, column: str):
+        return self._right if column in ("Row", "Turns", "Tokens") else None
 
     # -- editing in place: the text columns of simple shapes, and the first prompt / last reply --
     def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
+        # Cheap on purpose (asked for every cell on every paint); the view's delegate declines to
+        # edit a cell whose text is missing or spans lines (that is the row editor's job).
         flags = super().flags(index)
-        if index.isValid():
-            text = self._edit_text(int(self.view[index.row()]), self.headers[index.column()])
-            if text is not None and "\n" not in text:  # multi-line text is edited in the row editor
-                flags |= Qt.ItemFlag.ItemIsEditable
+        if index.isValid() and self.headers[index.column()] in self._editable:
+            flags |= Qt.ItemFlag.ItemIsEditable
         return flags
 
     def _field_path(self, row_id: int, column: str) -> tuple | None:

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt, Signal
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QStackedWidget, QTableView
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QStackedWidget, QStyledItemDelegate, QTableView
 
 from app.dataset_table import DatasetTableModel
 
 _WIDTHS = {"Row": 72, "Turns": 50, "Tokens": 64, "Problem": 170}
+
+
+class _OneLineDelegate(QStyledItemDelegate):
+    """Edits a cell in place only when its text is one line (the row editor takes the rest)."""
+
+    def createEditor(self, parent, option, index):  # noqa: N802 - Qt's name
+        text = index.data(Qt.ItemDataRole.EditRole)
+        if not isinstance(text, str) or "\n" in text:
+            return None
+        return super().createEditor(parent, option, index)
 
 
 class DatasetView(QStackedWidget):
@@ -20,6 +30,7 @@ class DatasetView(QStackedWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setWordWrap(False)
         self.table.setAlternatingRowColors(True)
+        self.table.setItemDelegate(_OneLineDelegate(self.table))
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked | QAbstractItemView.EditTrigger.SelectedClicked)
         header = self.table.verticalHeader()
         header.hide()

@@ -95,6 +95,9 @@ def test_edit_undo_redo_save_round_trip(open_page, qtbot):
 
     model = page.table_model  # a one-line cell is edited in place, as one undo step
     assert model.flags(model.index(2, 2)) & Qt.ItemFlag.ItemIsEditable
+    page.view.table.edit(model.index(2, 2))  # the delegate opens a line editor on a one-line cell
+    assert page.view.table.state() == page.view.table.State.EditingState
+    page.view.table.closePersistentEditor(model.index(2, 2))
     assert model.setData(model.index(2, 2), "Colour of the sea?")
     assert document.store.record(2) == chat("Colour of the sea?", "Blue.") and document.undo.count() == 2
     document.undo.undo()
