@@ -21,13 +21,14 @@ from app.data_files import DatasetFileActions
 from app.data_toolbar import DataToolbar
 from app.dataset_document import DatasetDocument
 from app.dataset_filter import RowFilter, lengths_of, visible_rows
+from app.dataset_review import ReviewRunner
 from app.dataset_table import DatasetTableModel
 from app.dataset_view import DatasetView
 from app.problems_panel import ProblemsPanel
 from app.row_editor import RowEditor
 from app.tasks import Task, TaskRunner
 from app.trained_view import TrainedView
-from engine.data.review import review_row, review_store
+from engine.data.review import review_row
 from engine.data.row_search import matching_rows
 from engine.data.row_store import open_store
 from engine.data.shapes import blank_record
@@ -49,7 +50,7 @@ class DataPage(DatasetFileActions, QWidget):
         self.filter = RowFilter()
         self._text_mask = None
         self._open_task: Task | None = None
-        self._review_task: Task | None = None
+        self.reviewer = ReviewRunner(self.tasks, self)
         self._search_task: Task | None = None
         self._tokenizer_for: str | None = None
         self._tokenizer_state = ""  # "", "loading", "ready" or "failed", for the model in _tokenizer_for
@@ -91,6 +92,9 @@ class DataPage(DatasetFileActions, QWidget):
         self._review_timer = QTimer(self, singleShot=True, interval=800)
         self._review_timer.timeout.connect(self._start_review)
         self._build_actions()
+        self.reviewer.progress.connect(self.toolbar.show_progress)
+        self.reviewer.finished.connect(self._on_reviewed)
+        self.reviewer.failed.connect(self._on_review_failed)
         self.toolbar.dataset_chosen.connect(self._on_dataset_chosen)
         self.toolbar.filter_changed.connect(self._on_filter_changed)
         self.toolbar.import_clicked.connect(self.import_file)
@@ -283,9 +287,9 @@ class DataPage(DatasetFileActions, QWidget):
                 return False
             if answer == "discard":
                 document.discard_changes()
-        for task in (self._review_task, self._search_task):
-            if task is not None:
-                task.cancel()
+        self.reviewer.cancel()
+        if self._search_task is not None:
+            self._search_task.cancel()
         document.close()
         self.document = None
         self.table_model = None
@@ -428,7 +432,7 @@ class DataPage(DatasetFileActions, QWidget):
             counts[e[2]] = counts.get(e[2], 0) + 1
         for problem in store.file_problems:  # records of other file kinds that could not be kept
             entries.append((-1, -1, problem.kind, f"{problem.where()}: {problem.message} (not loaded)", "error"))
-        self.problems.set_problems(entries, counts, reviewing=self._review_task is not None)
+        self.problems.set_problems(entries, counts, reviewing=self.reviewing())
         self.bottom.setTabText(0, f"Problems ({len(entries)})" if entries else "Problems")
         self.toolbar.set_problem_kinds(counts)
         if self.table_model is not None:
@@ -440,30 +444,20 @@ class DataPage(DatasetFileActions, QWidget):
         document = self.document
         if document is None:
             return
-        if self._review_task is not None:
-            self._review_task.cancel()
-        snapshot, _ops = document.snapshot()
-        shape, tokenizer, max_length = document.shape, self.tokenizer, self.max_length
-        task = Task(lambda progress, cancelled: review_store(
-            snapshot, shape, tokenizer, max_length, lambda d, t: progress(d, t, "Checking rows"), cancelled),
-            "review dataset")
-        task.progress.connect(self.toolbar.show_progress)
-        task.finished.connect(lambda review, t=task, d=document: self._on_reviewed(t, d, review))
-        task.failed.connect(lambda m, h, t=task: self._on_review_failed(t, m, h))
-        task.was_cancelled.connect(lambda t=task: self._review_task is t and self.toolbar.show_progress(0, 0, ""))
-        self._review_task = self.tasks.start(task)
+        model = self._tokenizer_for if self._tokenizer_state == "ready" else None
+        self.reviewer.start(document, self.tokenizer, model, self.max_length)
         document.review_stale = False
 
-    def _on_review_failed(self, task: Task, message: str, hint: str) -> None:
-        if task is self._review_task:
-            self._review_task = None
-            self.toolbar.show_progress(0, 0, "")
-            self.failed.emit(message, hint)
+    def reviewing(self) -> bool:
+        return self.reviewer.running()
 
-    def _on_reviewed(self, task: Task, document: DatasetDocument, review) -> None:
-        if task is not self._review_task or document is not self.document:
+    def _on_review_failed(self, message: str, hint: str) -> None:
+        self.toolbar.show_progress(0, 0, "")
+        self.failed.emit(message, hint)
+
+    def _on_reviewed(self, document: DatasetDocument, review) -> None:
+        if document is not self.document:
             return
-        self._review_task = None
         self.toolbar.show_progress(0, 0, "")
         document.set_review(review)
         self._update_histogram()

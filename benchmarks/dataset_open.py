@@ -6,6 +6,8 @@ Each measurement runs in a fresh child process (so peak memory is its own):
 - editor: `open_store` (the Arrow row store), then the Data tab's table model and view shown
   offscreen; time to the first painted table, resident and peak memory, then 300 jumps to
   random rows, each painted synchronously (median and worst paint), and memory after them;
+- page: the real Data tab opening it in a project, with the UI thread's longest stall while it
+  opens, while the background review runs (up to 30 s of it), during an edit and a search;
 - baseline: what an editor holding every row as a Python object does, `json.loads` per line.
 The generated file is cached under .cache/bench/.
 """
@@ -59,9 +61,8 @@ def editor(path: Path) -> dict:
     from app.dataset_document import DatasetDocument
     from app.dataset_table import DatasetTableModel
     from app.dataset_view import DatasetView
-    from engine.data.row_store import open_store
-
     from engine.data.files import _count_lines_if_all_objects
+    from engine.data.row_store import open_store
 
     base = rss_mib()
     start = time.perf_counter()
@@ -114,6 +115,62 @@ def editor(path: Path) -> dict:
             "paint_median_ms": paints[len(paints) // 2] * 1000, "paint_max_ms": paints[-1] * 1000}
 
 
+def page(path: Path) -> dict:
+    """The real Data tab on a project holding the file: the UI thread's longest stall meanwhile."""
+    import tempfile
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    home = Path(tempfile.mkdtemp(prefix="whetstone-bench-"))
+    os.environ["WHETSTONE_HOME"] = str(home)
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication([])
+    from app.data_page import DataPage
+    from app.stall_monitor import StallMonitor
+    from engine.workspace import Workspace
+
+    workspace = Workspace(home)
+    project = workspace.create_project("Bench")
+    (project / "datasets" / path.name).symlink_to(path.resolve())
+    data_page = DataPage()
+    data_page.resize(1300, 850)
+    data_page.show()
+    monitor = StallMonitor()
+    monitor.start()
+
+    def wait(condition, seconds: float) -> float:
+        start = time.perf_counter()
+        while not condition() and time.perf_counter() - start < seconds:
+            app.processEvents()
+            time.sleep(0.002)
+        return time.perf_counter() - start
+
+    start = time.perf_counter()
+    data_page.show_project(workspace.summarize(project))
+    wait(lambda: data_page.table_model is not None and data_page.view.model.rowCount() > 0, 60)
+    shown, open_stall = time.perf_counter() - start, monitor.max_stall_ms
+    monitor.reset()
+    review = wait(lambda: not data_page.reviewing(), 30)  # the background review, up to 30 s of it
+    review_stall = monitor.max_stall_ms
+    monitor.reset()
+    data_page.view.select_id(500_000)
+    record = data_page.document.store.record(500_000)
+    record["messages"][-1]["content"] = "an edit"
+    t = time.perf_counter()
+    data_page.document.set_records([500_000], [record], "edit")
+    edit = time.perf_counter() - t
+    data_page.toolbar.find.setText("river mountain")
+    t = time.perf_counter()
+    wait(lambda: data_page._text_mask is not None, 30)
+    search = time.perf_counter() - t
+    wait(lambda: False, 0.3)
+    after_stall = monitor.max_stall_ms
+    data_page.document.discard_changes()
+    return {"shown_s": shown, "open_stall_ms": open_stall, "review_s": review, "review_done": not data_page.reviewing(),
+            "review_stall_ms": review_stall, "edit_ms": edit * 1000, "search_s": search,
+            "edit_search_stall_ms": after_stall, "shown_rows": data_page.view.model.rowCount()}
+
+
 def baseline(path: Path) -> dict:
     base = rss_mib()
     start = time.perf_counter()
@@ -133,11 +190,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--file", type=Path)
     parser.add_argument("--no-baseline", action="store_true")
-    parser.add_argument("--child", choices=("editor", "baseline"))
+    parser.add_argument("--child", choices=("editor", "page", "baseline"))
     args = parser.parse_args()
     if args.child:
         sys.path.insert(0, str(REPO))
-        print(json.dumps((editor if args.child == "editor" else baseline)(args.file)))
+        print(json.dumps({"editor": editor, "page": page, "baseline": baseline}[args.child](args.file)))
         return
     path = args.file or REPO / ".cache" / "bench" / f"chat-{args.rows}.jsonl"
     if not path.exists():
@@ -154,6 +211,12 @@ def main() -> None:
     print(f"  scrolling (300 random jumps + 100 pages): paint median {e['paint_median_ms']:.1f} ms, "
           f"worst {e['paint_max_ms']:.1f} ms (a plain 400-row QStandardItemModel in the same view: "
           f"{e['plain_paint_median_ms']:.1f} ms); memory after {e['rss_after_scroll_mib']:.0f} MiB")
+    p = child("page", path)
+    print(f"Data tab: table shown {p['shown_s']:.2f} s after choosing the project, longest UI stall meanwhile "
+          f"{p['open_stall_ms']:.0f} ms; background review {'done in' if p['review_done'] else 'still running after'} "
+          f"{p['review_s']:.1f} s, longest stall {p['review_stall_ms']:.0f} ms; an edit {p['edit_ms']:.1f} ms; "
+          f"search of every row {p['search_s']:.2f} s ({p['shown_rows']:,} rows match); longest stall over edit and "
+          f"search {p['edit_search_stall_ms']:.0f} ms")
     if not args.no_baseline:
         b = child("baseline", path)
         print(f"baseline (json.loads every line into Python objects): {b['open_s']:.2f} s, "

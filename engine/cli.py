@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--text-mode", default="blank_lines", choices=("blank_lines", "file"))
     check.add_argument("--json", action="store_true", help="print one JSON object")
 
+    job = data.add_parser("review-job", help="(used by the app) review the rows handed over in a job folder")
+    job.add_argument("folder")
+
     sub.add_parser("demo-model", help="print the demo model folder, converting it on first use")
 
     demo = sub.add_parser("demo", help="fine-tune the demo model on the demo data and compare answers")
@@ -235,6 +238,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_data(args: argparse.Namespace) -> int:
     import json
+
+    if args.data_command == "review-job":
+        from engine.data.review_job import run_job
+
+        def progress(done: int, total: int) -> None:
+            print(json.dumps({"type": "progress", "done": done, "total": total}), flush=True)
+
+        run_job(Path(args.folder), progress)
+        return EXIT_DONE
 
     from engine.config import DataConfig
     from engine.data.check import check_data

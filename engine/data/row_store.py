@@ -38,6 +38,8 @@ class RowStore:
         self.base_rows = len(line_numbers) if line_numbers is not None else table.num_rows + len(broken)
         self.line_numbers = line_numbers
         """Per base id, the record's 1-based line in the file (line-based files only)."""
+        self.options: dict[str, Any] = {"fmt": "auto", "columns": {}, "text_mode": "blank_lines"}
+        """How the file was opened (shape choice, column mapping), to open it the same way again."""
         self.file_problems = list(file_problems or [])
         """Problems that are about records the store could not keep (non-JSONL files)."""
         self._broken = broken
@@ -222,6 +224,7 @@ def open_store(path: str | Path, fmt: str = "auto", columns: dict[str, str] | No
     """
     path = Path(path).expanduser()
     store = _open_clean_jsonl(path) or _open_raw(path, text_mode)
+    store.options = {"fmt": fmt, "columns": dict(columns or {}), "text_mode": text_mode}
     try:
         shape = detect_shape(store.columns(), fmt, columns)
     except DataError as exc:

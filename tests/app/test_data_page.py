@@ -53,7 +53,7 @@ def open_page(qtbot, home):
         page.resize(1200, 800)
         page.show()
         page.show_project(workspace.summarize(project))
-        qtbot.waitUntil(lambda: page.document is not None and page._review_task is None, timeout=15000)
+        qtbot.waitUntil(lambda: page.document is not None and not page.reviewing(), timeout=15000)
         pages.append(page)
         return page, data
 
@@ -207,7 +207,7 @@ def test_what_gets_trained_is_the_trainers_label_mask(open_page, qtbot, tiny_mod
     from engine.data.rendering import IGNORE_INDEX, render_row
 
     page, data = open_page(model=str(tiny_model_dir))
-    qtbot.waitUntil(lambda: page.tokenizer is not None and page._review_task is None
+    qtbot.waitUntil(lambda: page.tokenizer is not None and not page.reviewing()
                     and len(page.document.review.lengths) > 0, timeout=30000)
     page.view.select_id(2)
     qtbot.waitUntil(lambda: page.trained.trained_char_ranges() != [], timeout=5000)
@@ -293,3 +293,26 @@ def test_starting_a_run_offers_to_save_the_edits_it_would_miss(open_page, qtbot,
     page.ask_save_before_training = lambda name: "save"
     assert page.ready_for_training(data)
     assert file_rows(data)[0] == chat("What is the capital of France?", "Lyon?") and not page.document.is_dirty()
+
+
+def test_a_big_dataset_is_reviewed_in_a_child_process_with_the_same_result(open_page, qtbot, monkeypatch,
+                                                                           tiny_model_dir):
+    from app.dataset_review import ReviewRunner
+
+    rows = [chat(f"q{i}", " padded " if i == 1 else ("" if i == 2 else f"a{i}")) for i in range(6)] + [chat("q0", "a0")]
+    page, _data = open_page(rows, extra_lines=["{broken"], model=str(tiny_model_dir))
+    qtbot.waitUntil(lambda: page.tokenizer is not None and not page.reviewing(), timeout=30000)
+    page.view.select_id(3)
+    edit_current(page, qtbot, "edited  ")  # an unsaved edit the child must see
+    page.document.delete_rows([4], "delete")
+    page._start_review()
+    qtbot.waitUntil(lambda: not page.reviewing(), timeout=30000)
+    in_thread = (page.document.issue_counts(), page.document.review.lengths.copy())
+    monkeypatch.setattr(ReviewRunner, "rows_in_process", 0)
+    page._start_review()
+    assert page.reviewer._process is not None
+    qtbot.waitUntil(lambda: not page.reviewing(), timeout=60000)
+    assert page.document.issue_counts() == in_thread[0]
+    assert in_thread[0]["surrounding_whitespace"] == 2 and in_thread[0]["invalid_json"] == 1
+    assert (page.document.review.lengths == in_thread[1]).all() and (in_thread[1][[0, 1, 3]] > 0).all()
+    assert in_thread[1][2] == -1  # an empty reply is not rendered
