@@ -7,7 +7,7 @@ Each measurement runs in a fresh child process (so peak memory is its own):
   offscreen; time to the first painted table, resident and peak memory, then 300 jumps to
   random rows, each painted synchronously (median and worst paint), and memory after them;
 - page: the real Data tab opening it in a project, with the UI thread's longest stall while it
-  opens, while the background review runs (up to 30 s of it), during an edit and a search;
+  opens, while the background review runs (--review-seconds of it), during an edit and a search;
 - baseline: what an editor holding every row as a Python object does, `json.loads` per line.
 The generated file is cached under .cache/bench/.
 """
@@ -115,7 +115,7 @@ def editor(path: Path) -> dict:
             "paint_median_ms": paints[len(paints) // 2] * 1000, "paint_max_ms": paints[-1] * 1000}
 
 
-def page(path: Path) -> dict:
+def page(path: Path, review_seconds: float = 30) -> dict:
     """The real Data tab on a project holding the file: the UI thread's longest stall meanwhile."""
     import tempfile
 
@@ -150,7 +150,7 @@ def page(path: Path) -> dict:
     wait(lambda: data_page.table_model is not None and data_page.view.model.rowCount() > 0, 60)
     shown, open_stall = time.perf_counter() - start, monitor.max_stall_ms
     monitor.reset()
-    review = wait(lambda: not data_page.reviewing(), 30)  # the background review, up to 30 s of it
+    review = wait(lambda: not data_page.reviewing(), review_seconds)  # the background review
     review_stall = monitor.max_stall_ms
     monitor.reset()
     data_page.view.select_id(500_000)
@@ -179,8 +179,8 @@ def baseline(path: Path) -> dict:
     return {"rows": len(rows), "open_s": time.perf_counter() - start, "rss_before_mib": base, "peak_mib": peak_mib()}
 
 
-def child(kind: str, path: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", kind, "--file", str(path)], cwd=REPO,
+def child(kind: str, path: Path, *extra: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", kind, "--file", str(path), *extra], cwd=REPO,
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -190,11 +190,16 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--file", type=Path)
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--review-seconds", type=float, default=30,
+                        help="how long to let the Data tab's background review run (default 30)")
     parser.add_argument("--child", choices=("editor", "page", "baseline"))
     args = parser.parse_args()
     if args.child:
         sys.path.insert(0, str(REPO))
-        print(json.dumps({"editor": editor, "page": page, "baseline": baseline}[args.child](args.file)))
+        if args.child == "page":
+            print(json.dumps(page(args.file, args.review_seconds)))
+        else:
+            print(json.dumps({"editor": editor, "baseline": baseline}[args.child](args.file)))
         return
     path = args.file or REPO / ".cache" / "bench" / f"chat-{args.rows}.jsonl"
     if not path.exists():
@@ -211,7 +216,7 @@ def main() -> None:
     print(f"  scrolling (300 random jumps + 100 pages): paint median {e['paint_median_ms']:.1f} ms, "
           f"worst {e['paint_max_ms']:.1f} ms (a plain 400-row QStandardItemModel in the same view: "
           f"{e['plain_paint_median_ms']:.1f} ms); memory after {e['rss_after_scroll_mib']:.0f} MiB")
-    p = child("page", path)
+    p = child("page", path, "--review-seconds", str(args.review_seconds))
     print(f"Data tab: table shown {p['shown_s']:.2f} s after choosing the project, longest UI stall meanwhile "
           f"{p['open_stall_ms']:.0f} ms; background review {'done in' if p['review_done'] else 'still running after'} "
           f"{p['review_s']:.1f} s, longest stall {p['review_stall_ms']:.0f} ms; an edit {p['edit_ms']:.1f} ms; "

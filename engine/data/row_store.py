@@ -247,6 +247,8 @@ def _open_clean_jsonl(path: Path) -> RowStore | None:
         return None
     if table.num_rows != lines:
         return None
+    # The parser's scratch blocks stay in the allocator's pools (about 1.5x the file) unless released.
+    pa.default_memory_pool().release_unused()
     return RowStore(path, "jsonl", table, {}, np.arange(1, lines + 1, dtype=np.int64))
 
 
