@@ -525,6 +525,7 @@ class DataPage(DatasetFileActions, QWidget):
             self._on_current_row(None)
 
     def shutdown(self) -> None:
+        self.reviewer.cancel()
         if self.document is not None:
             self.document.close()
         self.tasks.wait(3000)

@@ -270,4 +270,8 @@ class DatasetDocument(QObject):
         self.journal.discard()
 
     def close(self) -> None:
-        self.journal.close()
+        """Stop journaling; a journal with nothing unsaved in it is removed."""
+        if self.is_dirty():
+            self.journal.close()  # kept: the next open offers to recover it
+        else:
+            self.journal.discard()
