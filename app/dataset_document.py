@@ -247,8 +247,14 @@ class DatasetDocument(QObject):
     @staticmethod
     def write(snapshot: RowStore, target: Path, progress=None, cancelled=None) -> Path | None:
         """Worker side of a save: keep the original import once, then write atomically."""
-        kept = keep_original(target) if target.exists() else None
-        save_store(snapshot, target, progress, cancelled)
+        from engine.errors import DataError
+
+        try:
+            kept = keep_original(target) if target.exists() else None
+            save_store(snapshot, target, progress, cancelled)
+        except OSError as exc:  # a full disk, a read-only folder: the old file is still intact
+            raise DataError(f"{target.name} could not be written ({exc.strerror or exc}); the file on disk is "
+                            "unchanged.", "Free some disk space or make the folder writable, then save again.") from None
         return kept
 
     def saved(self, target: Path, ops_in_snapshot: int) -> None:

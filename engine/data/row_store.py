@@ -312,6 +312,12 @@ def save_store(store: RowStore, path: str | Path, progress=None, cancelled=None)
         if any(BROKEN in r for r in records):
             raise DataError("Some rows are lines that are not valid JSON; Parquet cannot hold them.",
                             "Fix or drop the broken lines first (Problems panel), or export as JSONL.")
-        write_parquet(path, records)
+        import pyarrow as pa
+
+        try:
+            write_parquet(path, records)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise DataError(f"The rows do not fit one Parquet table: {str(exc).splitlines()[0]}",
+                            "Give every row the same field types, or save as JSON Lines (Export…).") from None
     else:
         raise DataError(f"Cannot save data as {suffix or 'a file without a suffix'}.", "Use .jsonl or .parquet.")

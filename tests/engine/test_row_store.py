@@ -77,6 +77,10 @@ def test_edits_by_position_and_undo_by_ids(clean_file, tmp_path):
     save_store(store, tmp_path / "out.parquet")
     reopened, _ = open_store(tmp_path / "out.parquet")
     assert contents(reopened) == contents(store)
+    reopened.set_record(0, {"messages": "not a list"})  # types Parquet cannot put in one column
+    with pytest.raises(DataError, match="one Parquet table"):
+        save_store(reopened, tmp_path / "out.parquet")
+    assert contents(open_store(tmp_path / "out.parquet")[0]) == contents(store)  # the old file is intact
 
 
 def test_many_inserts_at_once_keep_order(clean_file):
