@@ -180,3 +180,22 @@ def test_blank_records_match_their_shape(tmp_path):
     for columns in (["messages"], ["conversations"], ["instruction", "output"], ["prompt", "completion"], ["text"]):
         shape = detect_shape(columns)
         assert set(columns) <= set(blank_record(shape))
+
+
+def test_every_kind_the_data_layer_reads_opens_for_editing(tmp_path):
+    import datasets
+
+    rows = [{"prompt": "p1", "completion": "c1"}, {"prompt": "p2", "completion": "c2"}]
+    (tmp_path / "a.json").write_text(json.dumps(rows))
+    (tmp_path / "b.tsv").write_text("prompt\tcompletion\np1\tc1\np2\tc2\n")
+    (tmp_path / "c.txt").write_text("first document\n\nsecond document\n")
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "d"))
+    for name, shape_name in (("a.json", "prompt_completion"), ("b.tsv", "prompt_completion"), ("c.txt", "text"),
+                             ("d", "prompt_completion")):
+        store, shape = open_store(tmp_path / name)
+        assert shape.name == shape_name and len(store) == 2, name
+        target = save_target(tmp_path / name)
+        assert target.suffix == ".jsonl" and not target.exists()
+        save_store(store, target)
+        assert [json.loads(line) for line in target.read_text().splitlines()] == contents(store)
+    assert contents(open_store(tmp_path / "c.txt")[0]) == [{"text": "first document"}, {"text": "second document"}]
