@@ -10,7 +10,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from app.dataset_document import DatasetDocument
-from app.tasks import Task
+from app.tasks import Task, while_alive
 
 
 class DatasetFileActions:
@@ -88,8 +88,8 @@ class DatasetFileActions:
         task = Task(lambda progress, cancelled: DatasetDocument.write(snapshot, target, progress, cancelled), "save")
         outcome: dict = {}
         task.progress.connect(self.toolbar.show_progress)
-        task.finished.connect(lambda kept: self._on_saved(document, target, ops, kept, outcome))
-        task.failed.connect(lambda m, h: self._on_save_failed(m, h, outcome))
+        task.finished.connect(while_alive(self, lambda kept: self._on_saved(document, target, ops, kept, outcome)))
+        task.failed.connect(while_alive(self, lambda m, h: self._on_save_failed(m, h, outcome)))
         if wait:
             task.run()  # direct: the window is closing, its event loop may not run again
             return outcome.get("ok", False)
@@ -138,8 +138,8 @@ class DatasetFileActions:
         if not source:
             return
         project_dir = self.project.path
-        self.tasks.run(lambda _p, _c: import_dataset(project_dir, source), self._on_imported,
-                       lambda m, h: self.failed.emit(m, h), name="import")
+        self.tasks.run(lambda _p, _c: import_dataset(project_dir, source), while_alive(self, self._on_imported),
+                       while_alive(self, lambda m, h: self.failed.emit(m, h)), name="import")
 
     def _on_imported(self, path: Path) -> None:
         self.status.emit(f"Imported {path.name} (a copy; your file is untouched).")
@@ -158,8 +158,8 @@ class DatasetFileActions:
         snapshot, _ops = document.snapshot()
         task = Task(lambda progress, cancelled: save_store(snapshot, Path(target), progress, cancelled), "export")
         task.progress.connect(self.toolbar.show_progress)
-        task.finished.connect(lambda _r: (self.toolbar.show_progress(0, 0, ""),
-                                          self.status.emit(f"Exported {len(snapshot)} rows to {target}.")))
-        task.failed.connect(lambda m, h: (self.toolbar.show_progress(0, 0, ""), self.failed.emit(m, h)))
+        task.finished.connect(while_alive(self, lambda _r: (self.toolbar.show_progress(0, 0, ""), self.status.emit(
+            f"Exported {len(snapshot)} rows to {target}."))))
+        task.failed.connect(while_alive(self, lambda m, h: (self.toolbar.show_progress(0, 0, ""), self.failed.emit(m, h))))
         self.tasks.start(task)
 

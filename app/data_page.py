@@ -26,7 +26,7 @@ from app.dataset_table import DatasetTableModel
 from app.dataset_view import DatasetView
 from app.problems_panel import ProblemsPanel
 from app.row_editor import RowEditor
-from app.tasks import Task, TaskRunner
+from app.tasks import Task, TaskRunner, while_alive
 from app.trained_view import TrainedView
 from engine.data.review import review_row
 from engine.data.row_search import matching_rows
@@ -207,7 +207,7 @@ class DataPage(DatasetFileActions, QWidget):
                 self._start_review()
 
         self.trained.show_message("Loading the base model's tokenizer…")
-        self.tasks.run(load, done, failed, name="tokenizer")
+        self.tasks.run(load, while_alive(self, done), while_alive(self, failed), name="tokenizer")
 
     def open_dataset(self, path: Path) -> None:
         if self._open_task is not None:
@@ -218,8 +218,8 @@ class DataPage(DatasetFileActions, QWidget):
         self.toolbar.select_dataset(Path(path))
         self.view.show_message(f"Opening {Path(path).name}…")
         task = Task(lambda _p, _c: open_store(path, fmt, columns), "open dataset")
-        task.finished.connect(lambda result, p=Path(path), t=task: self._on_opened(t, p, *result))
-        task.failed.connect(lambda m, h, t=task: self._on_open_failed(t, m, h))
+        task.finished.connect(while_alive(self, lambda result, p=Path(path), t=task: self._on_opened(t, p, *result)))
+        task.failed.connect(while_alive(self, lambda m, h, t=task: self._on_open_failed(t, m, h)))
         self._open_task = self.tasks.start(task)
 
     def _configured_data(self) -> Path | None:
@@ -496,7 +496,7 @@ class DataPage(DatasetFileActions, QWidget):
             self._search_task.cancel()
         snapshot, _ops = document.snapshot()
         task = Task(lambda _p, _c: matching_rows(snapshot, needle), "search")
-        task.finished.connect(lambda mask, t=task: self._on_searched(t, needle, mask))
+        task.finished.connect(while_alive(self, lambda mask, t=task: self._on_searched(t, needle, mask)))
         self._search_task = self.tasks.start(task)
         self.toolbar.show_progress(0, 0, "Searching…")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from app.tasks import EngineProcess, Task, TaskRunner
+from app.tasks import EngineProcess, Task, TaskRunner, while_alive
 from engine.data.review import review_store
 
 
@@ -50,8 +50,8 @@ class ReviewRunner(QObject):
             snapshot, shape, tokenizer, max_length, lambda d, t: progress(d, t, "Checking rows"), cancelled),
             "review dataset")
         task.progress.connect(self.progress)
-        task.finished.connect(lambda review, t=task: self._done(t, document, review))
-        task.failed.connect(lambda m, h, t=task: self._fail(t, m, h))
+        task.finished.connect(while_alive(self, lambda review, t=task: self._done(t, document, review)))
+        task.failed.connect(while_alive(self, lambda m, h, t=task: self._fail(t, m, h)))
         self._task = self.tasks.start(task)
 
     def _start_process(self, document, snapshot, model: str | None, max_length: int) -> None:
@@ -83,8 +83,8 @@ class ReviewRunner(QObject):
         from engine.data.review_job import read_result
 
         task = Task(lambda _p, _c: read_result(folder, max_length), "read review")
-        task.finished.connect(lambda review, t=task: (self._remove(folder), self._done(t, document, review)))
-        task.failed.connect(lambda m, h, t=task: (self._remove(folder), self._fail(t, m, h)))
+        task.finished.connect(while_alive(self, lambda review, t=task: (self._remove(folder), self._done(t, document, review))))
+        task.failed.connect(while_alive(self, lambda m, h, t=task: (self._remove(folder), self._fail(t, m, h))))
         self._task = self.tasks.start(task)
 
     def _done(self, task: Task, document, review) -> None:

@@ -29,6 +29,17 @@ from engine.errors import Cancelled, UserError  # a task function raises Cancell
 log = logging.getLogger(__name__)
 
 
+def while_alive(owner: QObject, fn: Callable[..., Any]) -> Callable[..., None]:
+    """`fn` as a slot that does nothing once `owner` is deleted: a task may end after its page closed."""
+    import shiboken6
+
+    def call(*args: Any) -> None:
+        if shiboken6.isValid(owner):
+            fn(*args)
+
+    return call
+
+
 class Task(QObject):
     """One function run in the thread pool; `fn(progress, cancelled)` returns the result.
 
