@@ -146,6 +146,31 @@ class DatasetFileActions:
         self.toolbar.add_dataset(path)
         self._on_dataset_chosen(path)
 
+    def add_chat_row(self, path: Path, messages: list[dict]) -> None:
+        """A chat becomes a row at the end of a dataset: through the editor (undoable) when it is open."""
+        from engine.data.project_files import append_records
+        from engine.data.shapes import detect_shape, record_for_shape
+
+        document = self.document
+        if document is not None and document.path == Path(path):
+            record = record_for_shape(messages, document.shape)
+            document.insert_records([len(document.store)], [record], "Add row from chat")
+            self.status.emit(f"Added a row to {path.name} (open in the Data tab, not saved yet).")
+            return
+
+        def add(_progress, _cancelled) -> Path:
+            if Path(path).exists():
+                from engine.data.row_store import open_store
+
+                shape = open_store(path)[1]
+            else:
+                shape = detect_shape(["messages"])
+            append_records(path, [record_for_shape(messages, shape)])
+            return Path(path)
+
+        self.tasks.run(add, while_alive(self, lambda p: self.status.emit(f"Added a row to {p.name}.")),
+                       while_alive(self, lambda m, h: self.failed.emit(m, h)), name="add chat row")
+
     def export_file(self) -> None:
         from engine.data.row_store import save_store
 

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.chat_page import ChatPage
 from app.data_page import DataPage
 from app.diagnostics_dialog import DeviceProbe, DiagnosticsDialog
 from app.notify import Notifier
@@ -57,7 +58,8 @@ class MainWindow(QMainWindow):
         self.notifier = Notifier(self)
         self.train_page = TrainPage(self.runs, self.tasks, self)
         self.data_page = DataPage(self)
-        self.pages = ProjectPages(self.data_page, self.train_page, self)
+        self.chat_page = ChatPage(self)
+        self.pages = ProjectPages(self.data_page, self.train_page, self.chat_page, self)
         self.probe = DeviceProbe(self)
         self._background = background
         self._demo_process: EngineProcess | None = None
@@ -90,6 +92,9 @@ class MainWindow(QMainWindow):
         self.train_page.failed.connect(self._on_failed)
         self.data_page.failed.connect(self._on_failed)
         self.train_page.before_start = self.data_page.ready_for_training
+        self.chat_page.row_sink = self.data_page.add_chat_row
+        self.chat_page.failed.connect(self._on_failed)
+        self.chat_page.status.connect(lambda text: self.statusBar().showMessage(text, 10000))
         self.data_page.status.connect(lambda text: self.statusBar().showMessage(text, 10000))
         self.runs.finished.connect(self._on_run_finished)
         self.runs.started.connect(lambda _run: self.workspace_model.refresh())
@@ -270,6 +275,7 @@ class MainWindow(QMainWindow):
         self.runs.shutdown()
         self.train_page.shutdown()
         self.data_page.shutdown()
+        self.chat_page.shutdown()
         self.save_state()
         self.probe.stop()
         if self._library_dialog is not None:

@@ -113,6 +113,8 @@ class Conversation:
     title: str = ""
     created: str = ""
     updated: str = ""
+    compare: dict[str, Any] | None = None
+    """In compare mode, the other side: {"adapter": path or None (the base model), "messages": [...]}."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,8 @@ def save_conversation(project_dir: str | Path, conv: Conversation) -> Path:
     """Write `conv` to PROJECT/chats/<id>.json (atomically); fills id/created/title/updated."""
     project_dir = Path(project_dir)
     _check_messages(conv.messages)
+    if conv.compare is not None:
+        _check_messages(conv.compare.get("messages"))
     folder = project_dir / CHATS
     if not conv.id:
         conv.id = new_conversation_id()
@@ -156,6 +160,9 @@ def save_conversation(project_dir: str | Path, conv: Conversation) -> Path:
         "settings": conv.settings.to_dict(),
         "messages": conv.messages,
     }
+    if conv.compare is not None:
+        data["compare"] = {"adapter": _relative_inside(project_dir, conv.compare.get("adapter")),
+                           "messages": conv.compare["messages"]}
     path = folder / f"{conv.id}.json"
     atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
     return path
@@ -176,6 +183,12 @@ def _read_conversation(project_dir: Path, path: Path) -> Conversation:
     try:
         settings = GenerationSettings.from_dict(data.get("settings", {}))
         messages = _check_messages(data.get("messages"))
+        compare = data.get("compare")
+        if compare is not None:
+            if not isinstance(compare, dict):
+                raise DataError("its compare side is not an object")
+            compare = {"adapter": _absolute(project_dir, compare.get("adapter") or None),
+                       "messages": _check_messages(compare.get("messages"))}
     except UserError as exc:
         raise DataError(f"{path.name}: {exc.message}") from None
     return Conversation(
@@ -187,6 +200,7 @@ def _read_conversation(project_dir: Path, path: Path) -> Conversation:
         title=str(data.get("title") or ""),
         created=str(data.get("created") or ""),
         updated=str(data.get("updated") or ""),
+        compare=compare,
     )
 
 

@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 
 import engine  # noqa: F401  (offline environment first)
-from engine import cli_export, cli_fit, cli_models, cli_workspace
+from engine import chat_server, cli_export, cli_fit, cli_models, cli_workspace
 from engine.config import RunConfig, load_config
 from engine.errors import UserError
 from engine.fsutil import whetstone_home
@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_models.add_parser(sub)
     cli_export.add_parser(sub)
     cli_fit.add_parser(sub)
+    chat_server.add_parser(sub)
     cli_workspace.add_parsers(sub)
     return parser
 
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(args.output) if getattr(args, "output", None) else None
     try:
         handler = {"train": cmd_train, "generate": cmd_generate, "demo-model": cmd_demo_model, "demo": cmd_demo,
-                   "data": cmd_data, "models": cli_models.run, "fit-check": cli_fit.run, "export": cli_export.run, "diagnostics": cli_workspace.run,
+                   "data": cmd_data, "models": cli_models.run, "fit-check": cli_fit.run, "chat-server": chat_server.run, "export": cli_export.run, "diagnostics": cli_workspace.run,
                    "project": cli_workspace.run}
         return handler[args.command](args)
     except UserError as exc:

@@ -45,6 +45,38 @@ def short_run(tiny_model_dir, tmp_path_factory) -> Path:
     return tmp / "run"
 
 
+@pytest.fixture(scope="session")
+def trained_run(tiny_model_dir, tmp_path_factory):
+    """One full run of ~200 steps with every socket connection forbidden: (result, run dir, attempts).
+
+    Long enough that the tuned tiny model answers the trained facts; shared read-only.
+    """
+    sys.path.insert(0, str(Path(__file__).parent / "engine"))
+    from helpers import tiny_config
+
+    from engine.training import train
+
+    tmp = tmp_path_factory.mktemp("trained")
+    data = write_jsonl(tmp / "facts.jsonl", tiny_model.fact_rows())
+    attempts = []
+    real_connect = socket.socket.connect
+
+    def refuse(self, address, *args, **kwargs):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            attempts.append(address)
+            raise AssertionError(f"network connection attempted to {address!r}")
+        return real_connect(self, address, *args, **kwargs)
+
+    socket.socket.connect = refuse
+    try:
+        config = tiny_config(tiny_model_dir, data, training__max_steps=200, training__save_every=100,
+                             data__validation_ratio=0.0, lora__dropout=0.0)
+        result = train(config, tmp / "run")
+    finally:
+        socket.socket.connect = real_connect
+    return result, tmp / "run", attempts
+
+
 @pytest.fixture
 def facts_file(tmp_path) -> Path:
     return write_jsonl(tmp_path / "facts.jsonl", tiny_model.fact_rows())

@@ -82,3 +82,28 @@ def save_target(data_path: str | Path) -> Path:
         return data_path
     name = data_path.name if data_path.is_dir() else data_path.stem
     return _free_name(data_path.parent, f"{name}.jsonl")
+
+
+def append_records(data_path: str | Path, records: list[dict]) -> None:
+    """Add rows at the end of a JSONL or Parquet dataset, atomically (a new file if it does not exist)."""
+    import json
+
+    from engine.fsutil import atomic_write_bytes
+
+    data_path = Path(data_path)
+    suffix = data_path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        old = data_path.read_bytes() if data_path.exists() else b""
+        if old and not old.endswith(b"\n"):
+            old += b"\n"
+        new = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+        atomic_write_bytes(data_path, old + new)
+    elif suffix == ".parquet":
+        from engine.data.row_store import open_store, save_store
+
+        store, _shape = open_store(data_path)
+        store.insert(list(range(len(store), len(store) + len(records))), records)
+        save_store(store, data_path)
+    else:
+        raise DataError(f"Rows can only be added to JSON Lines or Parquet datasets, not {data_path.name}.",
+                        "Open it in the Data tab and save it (it becomes JSON Lines), or pick another dataset.")

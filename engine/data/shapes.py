@@ -152,3 +152,27 @@ def blank_record(shape: Shape) -> dict[str, Any]:
     if shape.name == "sharegpt":
         return {name("conversations"): [{"from": "human", "value": ""}, {"from": "gpt", "value": ""}]}
     return {name(field): "" for field in REQUIRED[shape.name] + (("input",) if shape.name == "alpaca" else ())}
+
+
+def record_for_shape(messages: list[dict[str, str]], shape: Shape) -> dict[str, Any]:
+    """A chat (system/user/assistant messages) as a record of a dataset with this shape."""
+    name = lambda field: shape.columns.get(field, field)  # noqa: E731 - local shorthand
+    if shape.name == "messages":
+        return {name("messages"): [{"role": m["role"], "content": m["content"]} for m in messages]}
+    if shape.name == "sharegpt":
+        back = {"system": "system", "user": "human", "assistant": "gpt"}
+        return {name("conversations"): [{"from": back[m["role"]], "value": m["content"]} for m in messages]}
+    if shape.name == "text":
+        raise DataError("This dataset holds plain text (continued pre-training), not conversations.",
+                        "Add the chat to a dataset of conversations, or create a new one.")
+    system = [m["content"] for m in messages if m["role"] == "system"]
+    turns = [m for m in messages if m["role"] != "system"]
+    if len(turns) != 2 or turns[0]["role"] != "user" or turns[1]["role"] != "assistant":
+        raise DataError(f"This dataset holds single exchanges ({shape.name.replace('_', '/')}), and this chat has "
+                        f"{len(turns)} turns.", "Add it to a dataset of conversations, or create a new one.")
+    if shape.name == "prompt_completion":
+        return {name("prompt"): turns[0]["content"], name("completion"): turns[1]["content"]}
+    record = {name("instruction"): turns[0]["content"], name("input"): "", name("output"): turns[1]["content"]}
+    if system:
+        record[name("system")] = system[0]
+    return record

@@ -46,7 +46,7 @@ def test_first_start_opens_the_demo_project_with_its_data_and_model(make_window,
     assert "whetstone_facts.jsonl" in rows and "used for training" in rows
     assert demo.model and demo.model.endswith("SmolLM2-135M-Instruct")
     assert window.data_page.toolbar.current_dataset().name == "whetstone_facts.jsonl"
-    assert "SmolLM2-135M-Instruct" in window.pages.pages[2].body.text()
+    assert "SmolLM2-135M-Instruct" in window.chat_page.model_label.text()
     # A second start of the same workspace does not add another demo project.
     window.close()
     again = make_window()
@@ -111,7 +111,7 @@ def test_the_browser_follows_changes_made_outside_the_app(make_window, qtbot, ho
     shutil.rmtree(made)
     wait_for(qtbot, window, lambda: "Made in a terminal" not in project_names(window))
     assert window.current_project is None
-    assert "No project selected" in window.pages.pages[2].body.text()
+    assert "No project selected" in window.chat_page.model_label.text()
 
 
 def test_a_broken_project_file_is_listed_with_the_reason_and_can_be_deleted(make_window, qtbot, home, dialogs):
@@ -123,7 +123,7 @@ def test_a_broken_project_file_is_listed_with_the_reason_and_can_be_deleted(make
     summary = next(p for p in window.workspace_model.projects if p.path == broken)
     assert summary.problem
     window.browser.select_project(broken)
-    assert "cannot be opened" in window.pages.pages[2].body.text()
+    assert "cannot be opened" in window.chat_page.model_label.text()
     window.delete_project()
     wait_for(qtbot, window, lambda: len(window.workspace_model.projects) == 1)
     assert not broken.exists()

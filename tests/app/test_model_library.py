@@ -171,5 +171,5 @@ def test_choosing_a_model_sets_the_projects_base_model(make_window, qtbot, tiny_
     qtbot.waitUntil(lambda: window.tasks.active() == 0, timeout=10000)
     config = load_project_config(window.current_project)
     assert config.model.path == str(tiny_model_dir.resolve())
-    qtbot.waitUntil(lambda: "tiny" in window.pages.pages[2].body.text() or str(tiny_model_dir.name) in
-                    window.pages.pages[2].body.text(), timeout=10000)
+    qtbot.waitUntil(lambda: "tiny" in window.chat_page.model_label.text() or str(tiny_model_dir.name) in
+                    window.chat_page.model_label.text(), timeout=10000)

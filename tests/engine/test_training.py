@@ -16,34 +16,6 @@ from engine.inference import GenerationSettings, generate_text, load_for_chat
 from engine.training import request_stop, train
 
 
-@pytest.fixture(scope="module")
-def trained_run(tiny_model_dir, tmp_path_factory):
-    """One full run of ~200 steps with every socket connection forbidden."""
-    import socket
-
-    tmp = tmp_path_factory.mktemp("trained")
-    from tiny_model import fact_rows, write_jsonl
-
-    data = write_jsonl(tmp / "facts.jsonl", fact_rows())
-    attempts = []
-    real_connect = socket.socket.connect
-
-    def refuse(self, address, *args, **kwargs):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            attempts.append(address)
-            raise AssertionError(f"network connection attempted to {address!r}")
-        return real_connect(self, address, *args, **kwargs)
-
-    socket.socket.connect = refuse
-    try:
-        config = tiny_config(tiny_model_dir, data, training__max_steps=200, training__save_every=100,
-                             data__validation_ratio=0.0, lora__dropout=0.0)
-        result = train(config, tmp / "run")
-    finally:
-        socket.socket.connect = real_connect
-    return result, tmp / "run", attempts
-
-
 def test_no_network_connection_is_attempted_during_a_run(trained_run):
     _result, _run_dir, attempts = trained_run
     assert attempts == []
