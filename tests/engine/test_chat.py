@@ -442,3 +442,19 @@ def test_cancel_does_not_wait_for_a_slow_forward_pass_to_finish(chat_model, monk
     assert time.perf_counter() - cancelled_at < 0.2
     assert stream.stats.stop_reason == "cancelled" and stream.stats.new_tokens < 50
     assert text == stream.text
+
+
+def test_a_compare_conversation_keeps_its_other_side(tmp_path):
+    project = tmp_path / "proj"
+    side_b = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Base says hi."}]
+    conv = Conversation(model="/models/base", adapter=str(project / "runs" / "r1" / "adapter"),
+                        messages=[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Tuned."}],
+                        compare={"adapter": None, "messages": side_b})
+    chat_store.save_conversation(project, conv)
+    loaded = chat_store.load_conversation(project, conv.id)
+    assert loaded.compare == {"adapter": None, "messages": side_b}
+    path = project / "chats" / f"{conv.id}.json"
+    data = json.loads(path.read_text())
+    data["compare"] = "oops"
+    path.write_text(json.dumps(data))
+    assert chat_store.list_conversations(project)[0].problem  # listed with its problem, not a crash

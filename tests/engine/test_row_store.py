@@ -199,3 +199,37 @@ def test_every_kind_the_data_layer_reads_opens_for_editing(tmp_path):
         save_store(store, target)
         assert [json.loads(line) for line in target.read_text().splitlines()] == contents(store)
     assert contents(open_store(tmp_path / "c.txt")[0]) == [{"text": "first document"}, {"text": "second document"}]
+
+
+def test_a_chat_becomes_a_record_of_the_datasets_shape_and_is_appended(tmp_path):
+    from engine.data.project_files import append_records
+    from engine.data.shapes import detect_shape, record_for_shape
+
+    chat_messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"},
+                     {"role": "assistant", "content": "Hello."}]
+    assert record_for_shape(chat_messages, detect_shape(["messages"])) == {"messages": chat_messages}
+    assert record_for_shape(chat_messages, detect_shape(["conversations"]))["conversations"][1] == {
+        "from": "human", "value": "Hi?"}
+    assert record_for_shape(chat_messages, detect_shape(["question", "answer"], "prompt_completion",
+                                                        {"prompt": "question", "completion": "answer"})) == {
+        "question": "Hi?", "answer": "Hello."}
+    alpaca = record_for_shape(chat_messages, detect_shape(["instruction", "output"]))
+    assert alpaca == {"instruction": "Hi?", "input": "", "output": "Hello.", "system": "Be brief."}
+    with pytest.raises(DataError, match="single exchanges"):
+        record_for_shape(chat_messages + chat_messages[1:], detect_shape(["prompt", "completion"]))
+    with pytest.raises(DataError, match="plain text"):
+        record_for_shape(chat_messages, detect_shape(["text"]))
+
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text(json.dumps(chat("a", "b")))  # no newline at the end
+    append_records(jsonl, [chat("c", "d")])
+    assert [json.loads(line) for line in jsonl.read_text().splitlines()] == [chat("a", "b"), chat("c", "d")]
+    store, _shape = open_store(jsonl)
+    save_store(store, tmp_path / "rows.parquet")
+    append_records(tmp_path / "rows.parquet", [chat("e", "f")])
+    assert contents(open_store(tmp_path / "rows.parquet")[0])[-1] == chat("e", "f")
+    append_records(tmp_path / "new.jsonl", [chat("g", "h")])
+    assert json.loads((tmp_path / "new.jsonl").read_text()) == chat("g", "h")
+    (tmp_path / "rows.csv").write_text("prompt,completion\na,b\n")
+    with pytest.raises(DataError, match="JSON Lines or Parquet"):
+        append_records(tmp_path / "rows.csv", [chat("g", "h")])
