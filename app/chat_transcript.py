@@ -177,6 +177,7 @@ class _MessageView(QFrame):
         self.edit_row.addWidget(self.cancel_button)
         self.edit_row.addWidget(self.save_button)
         self.stats_label = QLabel(objectName="stats")
+        self.stats_label.setWordWrap(True)  # unwrapped, its width would push the message past a narrow column
         self.stats_label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         small = self.stats_label.font()
         small.setPointSizeF(max(6.0, small.pointSizeF() * 0.85))

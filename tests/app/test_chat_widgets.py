@@ -242,3 +242,19 @@ def test_scroll_follows_the_bottom_unless_the_user_scrolled_up(transcript, qtbot
     transcript.end_reply("done\n\n" * 80, {"stop_reason": "end_of_turn"})
     qtbot.waitUntil(lambda: bar.value() == bar.maximum(), timeout=2000)
     assert transcript._views[-1].role_label.text() == "Model"
+
+
+def test_messages_fit_a_narrow_column(qtbot):
+    from app.chat_transcript import ChatTranscript
+
+    transcript = ChatTranscript("Tuned")
+    qtbot.addWidget(transcript)
+    transcript.resize(150, 500)
+    transcript.show()
+    long_reply = "Whetstone is a desktop app that fine-tunes open language models with QLoRA on your own GPU."
+    transcript.set_messages([{"role": "user", "content": "What is Whetstone?"},
+                             {"role": "assistant", "content": long_reply,
+                              "stats": {"time_to_first_token_s": 0.87, "tokens_per_second": 2.8, "new_tokens": 28,
+                                        "stop_reason": "end_of_turn"}}])
+    qtbot.waitUntil(lambda: transcript.scroll.widget().width() > 0)
+    assert transcript.scroll.widget().width() <= transcript.scroll.viewport().width()
