@@ -365,7 +365,8 @@ class ChatPage(QWidget):
 
     def choose_dataset_for_row(self, messages: list[dict]) -> Path | None:
         """Ask which dataset gets the row (tests replace this)."""
-        datasets = [d.path for d in self.project.datasets]
+        training = Path(self.project.dataset) if self.project.dataset else None
+        datasets = sorted((d.path for d in self.project.datasets), key=lambda path: path != training)  # training data first
         dialog = AddToDatasetDialog(messages, datasets, self.project.path / "datasets", self)
         return dialog.chosen() if dialog.exec() else None
 

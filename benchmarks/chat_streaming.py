@@ -14,6 +14,9 @@ Paths, alternated after one warm-up each:
                  check and queue, read by the calling thread
   direct/thread  model.generate with no streamer, called on a fresh worker thread (the same
                  threading as ours: the fair baseline for the per-token overhead)
+  app (server)   what the Chat tab does: a `whetstone-engine chat-server` child process with the
+                 same model, a generate request written to its stdin, timed until its `done`
+                 line arrives (skipped with --no-4bit: the server always loads 4-bit)
   direct/main    with --main-thread: model.generate called on the main thread (what a plain
                  script does; on a busy 2-core machine torch's 2-thread CPU kernels were much
                  slower and erratic there, so it is not the default baseline)
@@ -32,6 +35,46 @@ import threading
 import time
 
 DEFAULT_PROMPT = "Explain in a few sentences what a whetstone is and how to use one."
+
+
+class ChatServer:
+    """The Chat tab's engine process, driven over stdin/stdout JSON lines like app.chat_client."""
+
+    def __init__(self, model: str, adapter: str | None) -> None:
+        import json
+        import subprocess
+        from pathlib import Path
+
+        self._json = json
+        repo = Path(__file__).resolve().parents[1]
+        self.proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "chat-server"], cwd=repo, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=1)
+        self._send({"op": "load", "model": model, "adapter": adapter, "device": "auto"})
+        event = self._until("loaded", "error")
+        if event["type"] != "loaded":
+            raise SystemExit(f"chat server: {event}")
+
+    def _send(self, request: dict) -> None:
+        self.proc.stdin.write(self._json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+
+    def _until(self, *types: str) -> dict:
+        for line in self.proc.stdout:
+            event = self._json.loads(line)
+            if event.get("type") in types:
+                return event
+        raise SystemExit("the chat server ended")
+
+    def reply(self, messages: list[dict], settings: dict) -> tuple[str, dict]:
+        self._send({"op": "generate", "id": "bench", "messages": messages, "settings": settings})
+        event = self._until("done", "error")
+        if event["type"] != "done":
+            raise SystemExit(f"chat server: {event}")
+        return event["text"], event["stats"]
+
+    def close(self) -> None:
+        self._send({"op": "quit"})
+        self.proc.wait(timeout=30)
 
 
 def main() -> None:
@@ -105,7 +148,16 @@ def main() -> None:
         worker.join()
         return result[0]
 
+    server = None if args.no_4bit else ChatServer(args.model, args.adapter)
+
+    def app_server() -> int:
+        text, stats = server.reply(messages, settings.to_dict())
+        texts["app"] = text
+        return stats["new_tokens"]
+
     paths = {"ours": ours, "direct/thread": direct_thread}
+    if server is not None:
+        paths["app (server)"] = app_server
     if args.main_thread:
         paths["direct/main"] = direct
     seconds: dict[str, list[float]] = {name: [] for name in paths}
@@ -135,8 +187,14 @@ def main() -> None:
     for name, median in medians.items():
         spread = f"{min(seconds[name]):.3f}-{max(seconds[name]):.3f}"
         print(f"  {name:14s} median {median:7.3f} s  ({spread})  {n / median:7.1f} tokens/s")
-    for base in [name for name in paths if name != "ours"]:
+    for base in [name for name in paths if name not in ("ours", "app (server)")]:
         print(f"overhead of ours vs {base}: {100 * (medians['ours'] / medians[base] - 1):+.1f} %")
+        if server is not None:
+            print(f"overhead of the app's path (server process) vs {base}: "
+                  f"{100 * (medians['app (server)'] / medians[base] - 1):+.1f} %")
+    if server is not None:
+        print(f"server text same as ours: {'yes' if texts['app'] == texts['ours'] else 'NO'}")
+        server.close()
     print(
         f"our time to first token: median {statistics.median(ttfts) * 1000:.0f} ms "
         f"({min(ttfts) * 1000:.0f}-{max(ttfts) * 1000:.0f} ms)"
