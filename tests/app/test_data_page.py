@@ -316,3 +316,15 @@ def test_a_big_dataset_is_reviewed_in_a_child_process_with_the_same_result(open_
     assert in_thread[0]["surrounding_whitespace"] == 2 and in_thread[0]["invalid_json"] == 1
     assert (page.document.review.lengths == in_thread[1]).all() and (in_thread[1][[0, 1, 3]] > 0).all()
     assert in_thread[1][2] == -1  # an empty reply is not rendered
+
+
+def test_a_chat_row_for_the_open_dataset_goes_through_its_undo_stack(open_page, qtbot):
+    page, data = open_page()
+    messages = [{"role": "user", "content": "New question?"}, {"role": "assistant", "content": "New answer."}]
+    page.add_chat_row(data, messages)
+    document = page.document
+    assert len(document.store) == 4 and document.store.record(int(document.store.order[-1])) == {"messages": messages}
+    assert document.is_dirty() and file_rows(data) == ROWS  # in the editor, journaled, not yet saved
+    assert read_pending(data).ops[-1]["op"] == "insert"
+    document.undo.undo()
+    assert len(document.store) == 3
