@@ -67,7 +67,7 @@ def test_replies_stream_in_chunks_and_stop_ends_them_fast(chat_page, qtbot):
     assert side.transcript.messages()[-1]["stats"]["stop_reason"] == "cancelled"
 
 
-def test_compare_mode_sends_one_prompt_to_base_and_tuned(chat_page, qtbot):
+def test_compare_mode_and_prompt_sets_use_base_and_tuned(chat_page, qtbot):
     page = chat_page
     page.compare.setChecked(True)
     tuned, base = page.sides
@@ -84,6 +84,23 @@ def test_compare_mode_sends_one_prompt_to_base_and_tuned(chat_page, qtbot):
         == base.transcript.messages()[-2]
         == {"role": "user", "content": question}
     )
+
+    # A prompt set on the same two loaded models: replies in a grid, the base model first.
+    dialog = page.prompt_sets_dialog()
+    qtbot.addWidget(dialog)
+    dialog.name.setText("Facts")
+    dialog.prompts.setPlainText("\n".join(q for q, _a in FACTS))
+    dialog.run()
+    qtbot.waitUntil(lambda: not dialog.running(), timeout=120000)
+    for row, (_question, answer) in enumerate(FACTS):
+        assert dialog.reply_at(row, "run-1: final adapter") == answer
+        assert dialog.reply_at(row, "Base model (no adapter)") != answer
+    assert dialog.grid.horizontalHeaderItem(1).text() == "Base model (no adapter)"  # the base first
+    reopened = page.prompt_sets_dialog()  # saved with the project: set and replies come back
+    qtbot.addWidget(reopened)
+    reopened.sets.setCurrentRow(0)
+    assert reopened.prompts.toPlainText().splitlines() == [q for q, _a in FACTS]
+    assert reopened.reply_at(2, "run-1: final adapter") == FACTS[2][1]
 
 
 def test_conversations_are_saved_reopened_and_become_training_rows(chat_page, qtbot, home):
@@ -122,25 +139,3 @@ def test_conversations_are_saved_reopened_and_become_training_rows(chat_page, qt
     assert page.sides[0].transcript.messages()[1]["content"] == "Corrected."
     assert page.sides[0].adapter.currentText() == "run-1: final adapter"
     assert Workspace(home).summarize(project).datasets  # the new dataset is in the project
-
-
-def test_a_prompt_set_runs_on_base_and_tuned_and_fills_the_grid(chat_page, qtbot):
-    page = chat_page
-    page.compare.setChecked(True)
-    load(qtbot, page)
-    page.sampling.set_settings({"max_new_tokens": 12})
-    dialog = page.prompt_sets_dialog()
-    qtbot.addWidget(dialog)
-    dialog.name.setText("Facts")
-    dialog.prompts.setPlainText("\n".join(q for q, _a in FACTS))
-    dialog.run()
-    qtbot.waitUntil(lambda: not dialog.running(), timeout=120000)
-    for row, (_question, answer) in enumerate(FACTS):
-        assert dialog.reply_at(row, "run-1: final adapter") == answer
-        assert dialog.reply_at(row, "Base model (no adapter)") != answer
-    assert dialog.grid.horizontalHeaderItem(1).text() == "Base model (no adapter)"  # the base first
-    reopened = page.prompt_sets_dialog()  # saved with the project: set and replies come back
-    qtbot.addWidget(reopened)
-    reopened.sets.setCurrentRow(0)
-    assert reopened.prompts.toPlainText().splitlines() == [q for q, _a in FACTS]
-    assert reopened.reply_at(2, "run-1: final adapter") == FACTS[2][1]
