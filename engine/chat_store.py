@@ -27,7 +27,7 @@ from typing import Any
 import tomli_w
 
 from engine.errors import DataError, UserError
-from engine.fsutil import atomic_write_text
+from engine.fsutil import atomic_write_text, relative_inside
 from engine.inference import GenerationSettings
 
 CHATS = "chats"
@@ -54,15 +54,6 @@ def _checked_name(name: str, what: str) -> str:
     if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or ".." in name:
         raise DataError(f"{what} {name!r} is not a valid name.", "Use a name from the list.")
     return name
-
-
-def _relative_inside(project_dir: Path, value: str | None) -> str | None:
-    if not value or not Path(value).is_absolute():
-        return value
-    try:
-        return Path(value).resolve().relative_to(project_dir.resolve()).as_posix()
-    except ValueError:
-        return value
 
 
 def _absolute(project_dir: Path, value: str | None) -> str | None:
@@ -155,13 +146,13 @@ def save_conversation(project_dir: str | Path, conv: Conversation) -> Path:
         "title": conv.title,
         "created": conv.created,
         "updated": conv.updated,
-        "model": _relative_inside(project_dir, conv.model),
-        "adapter": _relative_inside(project_dir, conv.adapter),
+        "model": relative_inside(project_dir, conv.model),
+        "adapter": relative_inside(project_dir, conv.adapter),
         "settings": conv.settings.to_dict(),
         "messages": conv.messages,
     }
     if conv.compare is not None:
-        data["compare"] = {"adapter": _relative_inside(project_dir, conv.compare.get("adapter")),
+        data["compare"] = {"adapter": relative_inside(project_dir, conv.compare.get("adapter")),
                            "messages": conv.compare["messages"]}
     path = folder / f"{conv.id}.json"
     atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")

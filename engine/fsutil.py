@@ -40,6 +40,16 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+def relative_inside(folder: Path, value: str | None) -> str | None:
+    """`value` relative to `folder` when it is an absolute path inside it (so the folder can move)."""
+    if not value or not Path(value).is_absolute():
+        return value
+    try:
+        return Path(value).resolve().relative_to(folder.resolve()).as_posix()
+    except ValueError:
+        return value
+
+
 def fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)

@@ -30,7 +30,7 @@ import tomli_w
 
 from engine.config import RunConfig
 from engine.errors import DataError, UserError
-from engine.fsutil import atomic_write_text, whetstone_home
+from engine.fsutil import atomic_write_text, relative_inside, whetstone_home
 from engine.runs import RunSummary, engine_alive, summarize_run
 
 __all__ = ["Workspace", "ProjectSummary", "DatasetSummary", "RunSummary", "summarize_run",
@@ -106,19 +106,10 @@ def _config_from_raw(folder: Path, raw: dict[str, Any]) -> RunConfig:
     })
 
 
-def _relative_inside(folder: Path, value: str) -> str:
-    if not value or not Path(value).is_absolute():
-        return value
-    try:
-        return Path(value).resolve().relative_to(folder.resolve()).as_posix()
-    except ValueError:
-        return value
-
-
 def _write_project_file(folder: Path, meta: dict[str, Any], config: RunConfig) -> None:
     raw = config.to_dict()
     for key in ("path", "validation_path"):
-        raw["data"][key] = _relative_inside(folder, raw["data"][key])
+        raw["data"][key] = relative_inside(folder, raw["data"][key])
     atomic_write_text(folder / PROJECT_FILE, tomli_w.dumps({"project": meta, **raw}))
 
 
