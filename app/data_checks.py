@@ -34,8 +34,7 @@ class DatasetChecks:
         document = self.document
         if document is None:
             return
-        model = self._tokenizer_for if self._tokenizer_state == "ready" else None
-        self.reviewer.start(document, self.tokenizer, model, self.max_length)
+        self.reviewer.start(document, self.tokenizer, self._tokenizer_for, self.max_length)
         document.review_stale = False
 
     def reviewing(self) -> bool:

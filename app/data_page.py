@@ -66,6 +66,7 @@ class DataPage(DatasetFileActions, DatasetChecks, QWidget):
         self.side = QTabWidget(self)
         self.side.addTab(self.editor, "Row")
         self.side.addTab(self.trained, "What gets trained")
+        self.side.currentChanged.connect(lambda _i: self.side.currentWidget() is self.trained and self._show_trained())
         self.bottom = QTabWidget(self)
         self.bottom.addTab(self.problems, "Problems")
         self.lengths_tab = QWidget(self)
@@ -173,10 +174,17 @@ class DataPage(DatasetFileActions, DatasetChecks, QWidget):
             self.tokenizer = None
             self._tokenizer_state = ""
             if self.document is not None:
-                self._ensure_tokenizer()
+                self._start_review()
+                if self.side.currentWidget() is self.trained:
+                    self._ensure_tokenizer()
 
     def _ensure_tokenizer(self) -> None:
-        """Load the project model's tokenizer once a dataset is open (transformers is a heavy import)."""
+        """Load the project model's tokenizer, for "What gets trained" only.
+
+        transformers imports torch, whose libraries load while holding the GIL: about 0.5 s
+        without a UI frame (measured). So it happens when the user asks for that view, never at
+        start-up; the review loads its own tokenizer in a child process.
+        """
         if self._tokenizer_for and not self._tokenizer_state:
             self._tokenizer_state = "loading"
             self._load_tokenizer(self._tokenizer_for)
@@ -195,17 +203,13 @@ class DataPage(DatasetFileActions, DatasetChecks, QWidget):
             self.tokenizer, self._tokenizer_state = result[1], "ready"
             if self.document is not None:
                 self.document.tokenizer, self.document.max_length = self.tokenizer, self.max_length
-                self._start_review()
                 self._show_trained()
 
         def failed(message: str, hint: str) -> None:
             if model != self._tokenizer_for:
                 return
             self._tokenizer_state = "failed"
-            self.trained.show_message(f"The base model's tokenizer cannot be loaded: {message} {hint}\n\n"
-                                      "Problems are still checked; token lengths and the trained text need it.")
-            if self.document is not None:
-                self._start_review()
+            self.trained.show_message(f"The base model's tokenizer cannot be loaded: {message} {hint}")
 
         self.trained.show_message("Loading the base model's tokenizer…")
         self.tasks.run(load, while_alive(self, done), while_alive(self, failed), name="tokenizer")
@@ -264,9 +268,7 @@ class DataPage(DatasetFileActions, DatasetChecks, QWidget):
         self._text_mask = None
         self._apply_filter()
         self._on_issues_changed()
-        self._ensure_tokenizer()
-        if self._tokenizer_state != "loading":
-            self._start_review()  # else the tokenizer's arrival starts it: one pass, lengths included
+        self._start_review()
         self.view.select_first()
 
     def _set_document_widgets_enabled(self, enabled: bool) -> None:
@@ -345,6 +347,10 @@ class DataPage(DatasetFileActions, DatasetChecks, QWidget):
         if document is None or row_id is None:
             return
         if self.tokenizer is None:
+            if self._tokenizer_state == "failed":
+                return  # its message stays
+            if self.side.currentWidget() is self.trained:
+                self._ensure_tokenizer()
             self.trained.show_message("Loading the base model's tokenizer…" if self._tokenizer_for else
                                       "Choose a base model for this project (Train tab or Model library) "
                                       "to see what each row trains.")
@@ -400,7 +406,13 @@ class DataPage(DatasetFileActions, DatasetChecks, QWidget):
             fixed = self.document.apply_fix(kinds)
             self.status.emit(f"Fixed {fixed} row{'s' if fixed != 1 else ''}. Undo (Ctrl+Z) takes it back.")
 
+    def _token_checks_pending(self) -> None:
+        """Without the tokenizer here, edited rows get their token checks from a background review."""
+        if self.tokenizer is None and self._tokenizer_for and self.document is not None:
+            self.document.review_stale = True
+
     def _on_rows_changed(self, ids: list) -> None:
+        self._token_checks_pending()
         if self.table_model is not None:
             self.table_model.refresh_rows(ids)
         current = self._current_id()
@@ -414,6 +426,7 @@ class DataPage(DatasetFileActions, DatasetChecks, QWidget):
             self._review_timer.start()
 
     def _on_structure_changed(self) -> None:
+        self._token_checks_pending()
         current = self._current_id()
         self._apply_filter(keep=current)
         self.toolbar.update_state()

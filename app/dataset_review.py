@@ -23,7 +23,7 @@ class ReviewRunner(QObject):
     failed = Signal(str, str)
 
     rows_in_process = 20_000
-    """Up to this many rows, a thread (about a second of work); above, a child process."""
+    """Up to this many rows (with the tokenizer already loaded, or no model), a thread; else a child process."""
 
     def __init__(self, tasks: TaskRunner, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -39,10 +39,12 @@ class ReviewRunner(QObject):
         """Review a snapshot of the document's rows; a review already running is abandoned."""
         self.cancel()
         snapshot, _ops = document.snapshot()
-        if len(snapshot) <= self.rows_in_process or (model and tokenizer is None):
+        # A thread only when it is short and needs no tokenizer load: loading one imports torch,
+        # which holds the GIL for about 0.5 s; the child process loads its own.
+        if len(snapshot) <= self.rows_in_process and (model is None or tokenizer is not None):
             self._start_thread(document, snapshot, tokenizer, max_length)
         else:
-            self._start_process(document, snapshot, model if tokenizer is not None else None, max_length)
+            self._start_process(document, snapshot, model, max_length)
 
     def _start_thread(self, document, snapshot, tokenizer, max_length: int) -> None:
         shape = document.shape

@@ -207,6 +207,7 @@ def test_what_gets_trained_is_the_trainers_label_mask(open_page, qtbot, tiny_mod
     from engine.data.rendering import IGNORE_INDEX, render_row
 
     page, data = open_page(model=str(tiny_model_dir))
+    page.side.setCurrentWidget(page.trained)  # the view that loads the tokenizer in the app
     qtbot.waitUntil(lambda: page.tokenizer is not None and not page.reviewing()
                     and len(page.document.review.lengths) > 0, timeout=30000)
     page.view.select_id(2)
@@ -301,6 +302,7 @@ def test_a_big_dataset_is_reviewed_in_a_child_process_with_the_same_result(open_
 
     rows = [chat(f"q{i}", " padded " if i == 1 else ("" if i == 2 else f"a{i}")) for i in range(6)] + [chat("q0", "a0")]
     page, _data = open_page(rows, extra_lines=["{broken"], model=str(tiny_model_dir))
+    page.side.setCurrentWidget(page.trained)
     qtbot.waitUntil(lambda: page.tokenizer is not None and not page.reviewing(), timeout=30000)
     page.view.select_id(3)
     edit_current(page, qtbot, "edited  ")  # an unsaved edit the child must see
