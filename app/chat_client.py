@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import uuid
 from collections import deque
 from typing import Any
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
+
+from engine.launch import engine_command
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ class ChatClient(QObject):
         proc.finished.connect(self._on_finished)
         proc.errorOccurred.connect(self._on_process_error)
         self._proc = proc
-        proc.start(sys.executable, ["-m", "engine.cli", "chat-server"])
+        program, *argv = engine_command("chat-server")
+        proc.start(program, argv)
 
     def load(self, model: str, adapter: str | None = None, device: str = "auto") -> None:
         """Load `model` (+ adapter), replacing the loaded one; starts the server if needed."""
@@ -202,7 +204,7 @@ class ChatClient(QObject):
 
     def _on_process_error(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart:
-            self._finish(-1, f"The chat engine could not be started ({sys.executable}).")
+            self._finish(-1, f"The chat engine could not be started ({engine_command()[0]}).")
 
     def _finish(self, code: int, line: str) -> None:
         proc, self._proc = self._proc, None

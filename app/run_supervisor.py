@@ -18,6 +18,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from engine.events import read_events
+from engine.launch import engine_command
 from engine.run_tail import EventTail
 from engine.runs import EVENTS_NAME, OUTPUT_LOG_NAME, engine_alive
 
@@ -39,7 +40,7 @@ def launch_engine(run_dir: Path, args: list[str]) -> subprocess.Popen:
     with open(run_dir / OUTPUT_LOG_NAME, "ab") as log:
         log.write(f"--- {time.ctime()}: whetstone-engine {' '.join(args)}\n".encode())
         log.flush()
-        return subprocess.Popen([sys.executable, "-m", "engine.cli", *args], stdout=log, stderr=subprocess.STDOUT,
+        return subprocess.Popen(engine_command(*args), stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env, **kwargs)
 
 

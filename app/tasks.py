@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import threading
 import traceback
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from PySide6.QtCore import (
 )
 
 from engine.errors import Cancelled, UserError  # a task function raises Cancelled to stop
+from engine.launch import engine_command
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,8 @@ class EngineProcess(QObject):
         self._ended = False
 
     def start(self) -> None:
-        self._proc.start(sys.executable, ["-m", "engine.cli", *self.args])
+        program, *argv = engine_command(*self.args)
+        self._proc.start(program, argv)
 
     def kill(self, grace_ms: int = 5000) -> None:
         """Ask the engine to stop (SIGTERM: it cleans up after itself), then force it after `grace_ms`."""
@@ -213,7 +214,7 @@ class EngineProcess(QObject):
 
     def _on_error(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart:
-            self._end(-1, f"The engine could not be started ({sys.executable}).")
+            self._end(-1, f"The engine could not be started ({engine_command()[0]}).")
 
     def _end(self, code: int, line: str) -> None:
         if not self._ended:
