@@ -11,7 +11,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from engine import checkpoints
+from engine import checkpoints, distributed
+from engine.distributed import Ranks
 from engine.events import EventLog
 
 
@@ -62,8 +63,10 @@ class StopRequest:
 
 
 class EngineCallback(TrainerCallback):
-    def __init__(self, log: EventLog, run_dir: Path, device: str, keep: int, stop: StopRequest) -> None:
+    def __init__(self, log: EventLog, run_dir: Path, device: str, keep: int, stop: StopRequest,
+                 ranks: Ranks | None = None) -> None:
         self.log = log
+        self.ranks = ranks or Ranks()
         self.run_dir = run_dir
         self.device = device
         self.keep = keep
@@ -75,7 +78,8 @@ class EngineCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self._last_time = time.perf_counter()
         self._last_tokens = state.num_input_tokens_seen
-        self.log.status("training", step=state.global_step, max_steps=state.max_steps)
+        self.log.status("training", step=state.global_step, max_steps=state.max_steps,
+                        world_size=self.ranks.world_size)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
@@ -94,8 +98,9 @@ class EngineCallback(TrainerCallback):
                 loss=logs["loss"],
                 learning_rate=logs.get("learning_rate"),
                 grad_norm=logs.get("grad_norm"),
-                tokens=tokens,
+                tokens=tokens,  # summed over every rank by the Trainer, so the rate is the global one
                 tokens_per_second=(tokens - self._last_tokens) / elapsed,
+                world_size=self.ranks.world_size,
                 peak_memory_mb=round(peak_memory_mb(self.device), 1),
                 memory_kind="cuda_allocated" if self.device == "cuda" else "process_rss",
             )
@@ -104,12 +109,17 @@ class EngineCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.max_steps and state.global_step >= state.max_steps:
             control.should_save = True  # a finished run keeps its last step resumable: "train further"
-        if self.stop.requested and not self.stopped:
+        # All ranks must stop at the same step, or the next collective would wait forever.
+        if distributed.any_rank(self.stop.requested) and not self.stopped:
             self.stopped = True
             control.should_save = True
             control.should_training_stop = True
 
     def on_save(self, args, state, control, **kwargs):
+        # Every rank writes its own RNG state into the checkpoint: it is complete once all have.
+        distributed.barrier()
+        if not self.ranks.is_main:
+            return
         folder = checkpoints.checkpoints_dir(self.run_dir) / f"checkpoint-{state.global_step}"
         if folder.is_dir():
             checkpoints.mark_complete(folder, state.global_step)

@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 
 import engine  # noqa: F401  (offline environment first)
-from engine import chat_server, cli_export, cli_fit, cli_models, cli_workspace
+from engine import chat_server, cli_cluster, cli_export, cli_fit, cli_models, cli_workspace
 from engine.config import RunConfig, load_config
 from engine.errors import UserError
 from engine.fsutil import whetstone_home
@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_models.add_parser(sub)
     cli_export.add_parser(sub)
     cli_fit.add_parser(sub)
+    cli_cluster.add_parser(sub)
     chat_server.add_parser(sub)
     cli_workspace.add_parsers(sub)
     return parser
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(args.output) if getattr(args, "output", None) else None
     try:
         handler = {"train": cmd_train, "generate": cmd_generate, "demo-model": cmd_demo_model, "demo": cmd_demo,
-                   "data": cmd_data, "models": cli_models.run, "fit-check": cli_fit.run, "chat-server": chat_server.run, "export": cli_export.run, "diagnostics": cli_workspace.run,
+                   "data": cmd_data, "models": cli_models.run, "fit-check": cli_fit.run, "chat-server": chat_server.run, "cluster-bundle": cli_cluster.run, "export": cli_export.run, "diagnostics": cli_workspace.run,
                    "project": cli_workspace.run}
         return handler[args.command](args)
     except UserError as exc:
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # Commands that never load a model: they skip importing transformers (~2 s) just to quiet it.
 # (`export` loads models, so it is deliberately not listed.)
-LIGHT_COMMANDS = ("project", "diagnostics", "models")
+LIGHT_COMMANDS = ("project", "diagnostics", "models", "cluster-bundle")
 
 
 def _quiet_libraries(light: bool = False) -> None:
@@ -209,17 +210,24 @@ def print_event(event: dict) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from engine.distributed import ranks_from_env
     from engine.training import train
 
     config = resolve_train_config(args)
     if args.resume_from is not None and not args.resume:
         raise UserError("--resume-from needs --resume.", "Add --resume.")
-    result = train(config, args.output, resume=args.resume, echo=None if args.quiet else print_event,
-                   resume_step=args.resume_from)
+    ranks = ranks_from_env()
+    main_rank = ranks.is_main  # under torchrun, rank 0 speaks for all
+    result = train(config, args.output, resume=args.resume,
+                   echo=None if args.quiet or not main_rank else print_event, resume_step=args.resume_from)
     if result.state == "stopped":
-        print(f"Stopped at step {result.step}; resume with: whetstone-engine train --output {args.output} --resume")
-        return EXIT_STOPPED
-    print(f"Adapter written to {result.adapter}")
+        if main_rank:
+            print(f"Stopped at step {result.step}; resume with: whetstone-engine train --output {args.output} --resume")
+        # torchrun takes any other exit code for a crash and kills the other ranks mid-write; the
+        # run's events say "stopped", and the cluster bundle's scripts turn that back into exit 3.
+        return EXIT_DONE if ranks.distributed else EXIT_STOPPED
+    if main_rank:
+        print(f"Adapter written to {result.adapter}")
     return EXIT_DONE
 
 

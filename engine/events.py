@@ -25,21 +25,28 @@ def _clean(value: Any) -> Any:
 
 
 class EventLog:
-    """Appends events to a run's `events.jsonl`; optionally echoes them to a callback."""
+    """Appends events to a run's `events.jsonl`; optionally echoes them to a callback.
 
-    def __init__(self, path: str | Path, echo=None) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (kept open for the run)
+    With no path the events are made but not written: the log of a data-parallel rank other
+    than 0, which runs the same code as rank 0 but must not write the run folder.
+    """
+
+    def __init__(self, path: str | Path | None, echo=None) -> None:
+        self.path = Path(path) if path is not None else None
+        self._handle = None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (kept open for the run)
         self._echo = echo
 
     def emit(self, type_: str, durable: bool = False, **fields: Any) -> dict[str, Any]:
         event = {"type": type_, "time": round(time.time(), 3)}
         event.update({k: _clean(v) for k, v in fields.items()})
-        self._handle.write(json.dumps(event, ensure_ascii=False) + "\n")
-        self._handle.flush()
-        if durable:
-            os.fsync(self._handle.fileno())
+        if self._handle is not None:
+            self._handle.write(json.dumps(event, ensure_ascii=False) + "\n")
+            self._handle.flush()
+            if durable:
+                os.fsync(self._handle.fileno())
         if self._echo is not None:
             self._echo(event)
         return event
@@ -55,7 +62,8 @@ class EventLog:
         return self.emit("error", durable=True, kind=kind, message=message, hint=hint)
 
     def close(self) -> None:
-        self._handle.close()
+        if self._handle is not None:
+            self._handle.close()
 
 
 def read_events(path: str | Path) -> list[dict[str, Any]]:

@@ -155,7 +155,8 @@ def load_model(model_cfg: ModelConfig, quant_cfg: QuantizationConfig, device: st
     compute_dtype = resolve_compute_dtype(quant_cfg.compute_dtype, device)
     kwargs: dict[str, Any] = {
         "dtype": compute_dtype,
-        "device_map": {"": device},
+        # The current GPU: under torchrun each rank has set its own (device_map={"": local_rank}).
+        "device_map": {"": torch.cuda.current_device() if device == "cuda" else device},
         "trust_remote_code": model_cfg.trust_remote_code,
         "use_safetensors": True if not model_cfg.allow_pickle_weights else None,
         "local_files_only": True,

@@ -11,9 +11,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine import checkpoints
+from engine import checkpoints, distributed
 from engine.config import RunConfig, config_to_toml
 from engine.data.prepare import PadCollator, PaddingFreeCollator, prepare_data, read_config_data
+from engine.distributed import Ranks, ranks_from_env
 from engine.errors import ConfigError, UserError
 from engine.events import EventLog, read_events
 from engine.fsutil import atomic_write_text, replace_dir
@@ -94,6 +95,18 @@ def train(config: RunConfig, run_dir: str | Path, resume: bool = False, echo=Non
     training.max_steps than the run had trains a finished run further.
     """
     run_dir = Path(run_dir).resolve()
+    ranks = ranks_from_env()
+    if ranks.distributed:  # under torchrun / accelerate launch: join the other ranks first
+        distributed.start(ranks, pick_device())
+    try:
+        return _train_checked(config, run_dir, resume, echo, resume_step, ranks)
+    finally:
+        distributed.finish()
+
+
+def _train_checked(config: RunConfig, run_dir: Path, resume: bool, echo, resume_step: int | None,
+                   ranks: Ranks) -> RunResult:
+    # Every rank checks (they read the same files, so they agree); then only rank 0 writes.
     check_run_dir(run_dir, resume)
     start = resume_point(run_dir, config, resume_step) if resume else None
     config = config.with_overrides({"model.path": str(Path(config.model.path).expanduser().resolve())})
@@ -101,17 +114,21 @@ def train(config: RunConfig, run_dir: str | Path, resume: bool = False, echo=Non
 
     # Read and check the data before any folder is made or any model is loaded.
     read = read_config_data(config.data)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_pid_file(run_dir)  # lets a reader tell a live run from one that was killed mid-way
+    distributed.barrier()
+    if not ranks.is_main:
+        log = EventLog(None)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_pid_file(run_dir)  # lets a reader tell a live run from one that was killed mid-way
+        try:
+            atomic_write_text(run_dir / CONFIG_NAME, config_to_toml(config))
+            (run_dir / STOP_FILE).unlink(missing_ok=True)
+            log = EventLog(run_dir / EVENTS_NAME, echo=echo)
+        except BaseException:
+            remove_pid_file(run_dir)
+            raise
     try:
-        atomic_write_text(run_dir / CONFIG_NAME, config_to_toml(config))
-        (run_dir / STOP_FILE).unlink(missing_ok=True)
-        log = EventLog(run_dir / EVENTS_NAME, echo=echo)
-    except BaseException:
-        remove_pid_file(run_dir)
-        raise
-    try:
-        return _train(config, run_dir, resume, start, log, read)
+        return _train(config, run_dir, resume, start, log, read, ranks)
     except KeyboardInterrupt:
         log.status("stopped", message="Interrupted twice; no checkpoint was written for the last steps.")
         raise
@@ -128,7 +145,8 @@ def train(config: RunConfig, run_dir: str | Path, resume: bool = False, echo=Non
         raise err from None
     finally:
         log.close()
-        remove_pid_file(run_dir)
+        if ranks.is_main:
+            remove_pid_file(run_dir)
 
 
 def as_user_error(exc: BaseException, config: RunConfig, run_dir: Path) -> UserError | None:
@@ -165,19 +183,19 @@ def resume_point(run_dir: Path, config: RunConfig, step: int | None) -> tuple[in
 
 
 def _train(config: RunConfig, run_dir: Path, resume: bool, start: tuple[int, Path] | None, log: EventLog,
-           read) -> RunResult:
+           read, ranks: Ranks) -> RunResult:
     from engine.callbacks import StopRequest
 
     stop = StopRequest(run_dir / STOP_FILE)
     stop.install_signal_handlers()
     try:
-        return _train_with_stop(config, run_dir, resume, start, log, stop, read)
+        return _train_with_stop(config, run_dir, resume, start, log, stop, read, ranks)
     finally:
         stop.restore_signal_handlers()
 
 
 def _train_with_stop(config: RunConfig, run_dir: Path, resume: bool, start, log: EventLog, stop,
-                     read) -> RunResult:
+                     read, ranks: Ranks) -> RunResult:
     from engine.callbacks import EngineCallback
 
     log.status("loading")
@@ -198,20 +216,11 @@ def _train_with_stop(config: RunConfig, run_dir: Path, resume: bool, start, log:
             f"truncated ({report.truncated_tokens} tokens cut, up to {report.longest_truncated_by} in one row)."
         )
 
-    resume_from = None
-    if start is not None:
-        removed = checkpoints.remove_incomplete(run_dir)
-        if removed:
-            log.warning(f"Removed {len(removed)} incomplete checkpoint(s) left by an interrupted save.")
-        later = checkpoints.discard_after(run_dir, start[0])
-        if later:  # the run branches from an earlier step; later checkpoints belong to the old branch
-            log.warning(f"Resuming from step {start[0]}: removed the later checkpoint(s) at step "
-                        f"{', '.join(str(s) for s in later)}.")
-        resume_from = str(start[1])
-    elif resume:
-        checkpoints.remove_incomplete(run_dir)
-        log.warning("No complete checkpoint to resume from: starting from step 0.")
-    if stop.requested:
+    resume_from = str(start[1]) if start is not None else None
+    if ranks.is_main:
+        tidy_checkpoints_for_resume(run_dir, resume, start, log)
+    distributed.barrier()  # the other ranks read the checkpoint only once rank 0 has tidied
+    if distributed.any_rank(stop.requested):
         log.status("stopped", step=0, message="Stopped before training started.")
         return RunResult("stopped", 0, None)
 
@@ -225,12 +234,12 @@ def _train_with_stop(config: RunConfig, run_dir: Path, resume: bool, start, log:
         config = config.with_overrides({"training.padding_free": False})
     trainable, total = model.get_nb_trainable_parameters()
     log.emit("model", device=device, dtype=str(model.dtype).replace("torch.", ""), trainable_parameters=trainable,
-             total_parameters=total, load_in_4bit=config.quantization.load_in_4bit)
+             total_parameters=total, load_in_4bit=config.quantization.load_in_4bit, world_size=ranks.world_size)
 
     from transformers.trainer_callback import PrinterCallback
 
     trainer = _build_trainer(config, run_dir, model, tokenizer, data, device)
-    callback = EngineCallback(log, run_dir, device, t.keep_checkpoints, stop)
+    callback = EngineCallback(log, run_dir, device, t.keep_checkpoints, stop, ranks)
     trainer.add_callback(callback)
     trainer.remove_callback(PrinterCallback)  # our events are the output, not Trainer's dict prints
     trainer.train(resume_from_checkpoint=resume_from)
@@ -246,13 +255,30 @@ def _train_with_stop(config: RunConfig, run_dir: Path, resume: bool, start, log:
         log.emit("eval", step=step, epoch=trainer.state.epoch, eval_loss=metrics.get("eval_loss"))
     log.status("saving", step=step)
     adapter = run_dir / ADAPTER_NAME
-    staging = run_dir / f".{ADAPTER_NAME}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(str(staging))
-    tokenizer.save_pretrained(str(staging))
-    replace_dir(staging, adapter)
+    if ranks.is_main:  # every rank holds the same adapter; one writes it
+        staging = run_dir / f".{ADAPTER_NAME}.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        model.save_pretrained(str(staging))
+        tokenizer.save_pretrained(str(staging))
+        replace_dir(staging, adapter)
+    distributed.barrier()
     log.status("done", step=step, adapter=str(adapter))
     return RunResult("done", step, adapter)
+
+
+def tidy_checkpoints_for_resume(run_dir: Path, resume: bool, start: tuple[int, Path] | None, log: EventLog) -> None:
+    """Before a resume: drop half-written checkpoints, and later ones when branching from an earlier step."""
+    if start is not None:
+        removed = checkpoints.remove_incomplete(run_dir)
+        if removed:
+            log.warning(f"Removed {len(removed)} incomplete checkpoint(s) left by an interrupted save.")
+        later = checkpoints.discard_after(run_dir, start[0])
+        if later:  # the run branches from an earlier step; later checkpoints belong to the old branch
+            log.warning(f"Resuming from step {start[0]}: removed the later checkpoint(s) at step "
+                        f"{', '.join(str(s) for s in later)}.")
+    elif resume:
+        checkpoints.remove_incomplete(run_dir)
+        log.warning("No complete checkpoint to resume from: starting from step 0.")
 
 
 def packing_is_exact(model, rows, pad_token_id: int) -> bool:
@@ -312,6 +338,7 @@ def _build_trainer(config: RunConfig, run_dir: Path, model, tokenizer, data, dev
         save_strategy="steps",
         save_steps=t.save_every,
         save_total_limit=None,  # pruning is ours: it only ever deletes complete checkpoints
+        ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient; the search costs a pass
         include_num_input_tokens_seen="non_padding",
         seed=t.seed,
         data_seed=t.seed,
