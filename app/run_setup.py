@@ -110,8 +110,12 @@ class RunSetup(QWidget):
         middle.addWidget(fit_box)
         self.start_button = QPushButton("Start run", self)
         self.start_button.setDefault(True)
+        self.cluster_button = QPushButton("Train on a cluster…", self)
+        self.cluster_button.setToolTip("Write these settings, the data and torchrun / Slurm scripts into a folder, "
+                                       "to train on several GPUs or machines.")
         bottom = QHBoxLayout()
         bottom.addWidget(self.top_errors, 1)
+        bottom.addWidget(self.cluster_button)
         bottom.addWidget(self.start_button)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
@@ -129,6 +133,7 @@ class RunSetup(QWidget):
         library.clicked.connect(self.openLibrary)
         self.fit_button.clicked.connect(self.check_fit)
         self.start_button.clicked.connect(self._on_start)
+        self.cluster_button.clicked.connect(self.open_cluster_bundle)
 
     # ---- project ---------------------------------------------------------------------------
     def show_project(self, project) -> None:
@@ -249,6 +254,7 @@ class RunSetup(QWidget):
         summary = f"{count} setting{'s' if count != 1 else ''} to fix before starting. " if count else ""
         self.top_errors.setText(summary + " ".join(shown))
         self.start_button.setEnabled(not errors and self.project is not None)
+        self.cluster_button.setEnabled(not errors and self.project is not None)
         self.fit_button.setEnabled(not errors and self._fit is None)
         matching = [i for i, p in enumerate(self.presets, start=1) if p.matches(RunConfig.from_dict(raw))] \
             if not errors else []
@@ -273,6 +279,18 @@ class RunSetup(QWidget):
         if config is not None:
             self.base = config.to_dict()
             self.startRequested.emit(config)
+
+    def open_cluster_bundle(self):
+        """The "Train on a cluster" dialog for the settings as they are in the form (returned for tests)."""
+        from app.cluster_bundle_dialog import ClusterBundleDialog
+
+        config = self.config()
+        if config is None or self.project is None:
+            return None
+        dialog = ClusterBundleDialog(config, Path(self.project.path), Path(self.project.path).name, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
 
     # ---- memory ------------------------------------------------------------------------------
     def _update_estimate(self) -> None:

@@ -152,3 +152,27 @@ def test_train_further_and_compare_from_the_runs_list(make_window, training_proj
     assert ended.args[1] == "done"
     qtbot.waitUntil(lambda: max(loss_steps(page)) == 11, timeout=10000)
     assert loss_steps(page) == list(range(1, 12))  # the curve went on from step 8
+
+
+def test_train_on_a_cluster_writes_the_bundle_from_the_setup(make_window, training_project, qtbot):
+    import json
+
+    window, page = open_train_tab(make_window, training_project)
+    setup = page.setup
+    qtbot.waitUntil(lambda: setup.cluster_button.isEnabled(), timeout=10000)
+    dialog = setup.open_cluster_bundle()
+    assert Path(dialog.folder.text()) == training_project / "exports" / "cluster-training"
+    dialog.gpus.setValue(4)
+    assert "with 8 GPUs (2 × 4) each step trains 16 rows instead of 2" in dialog.batch_note.text()
+    dialog.write_button.click()
+    qtbot.waitUntil(lambda: dialog.show_button.isVisible(), timeout=60000)
+    bundle = training_project / "exports" / "cluster-training"
+    assert "launch-torchrun.sh" in dialog.status.text()
+    info = json.loads((bundle / "bundle.json").read_text())
+    assert info["name"] == "training" and (bundle / "data" / "facts.jsonl").is_file()
+    assert "#SBATCH --gpus-per-node=4" in (bundle / "slurm-job.sh").read_text()
+    assert 'RUN_DIR:-$BUNDLE/runs/training' in (bundle / "train-env.sh").read_text()
+
+    dialog.write_button.click()  # the folder is now taken: the engine's message, nothing overwritten
+    qtbot.waitUntil(lambda: "already exists and is not empty" in dialog.status.text(), timeout=60000)
+    assert dialog.write_button.isEnabled()
