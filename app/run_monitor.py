@@ -61,7 +61,9 @@ def log_line(event: dict) -> str | None:
         return (f"{stamp}  data: {event.get('train_rows')} training rows, {event.get('validation_rows')} validation "
                 f"rows, {event.get('trained_tokens')} trained tokens")
     if kind == "model":
-        return (f"{stamp}  model on {event.get('device')} ({event.get('dtype')}): "
+        world = event.get("world_size") or 1
+        ranks = f" × {world} processes (data-parallel; tokens/s is their sum)" if world > 1 else ""
+        return (f"{stamp}  model on {event.get('device')}{ranks} ({event.get('dtype')}): "
                 f"{event.get('trainable_parameters'):,} trainable of {event.get('total_parameters'):,} parameters")
     return None
 

@@ -45,3 +45,12 @@ def test_every_end_of_a_run_gets_a_state_and_a_message_and_only_done_is_done(tmp
     (tmp_path / OUTPUT_LOG_NAME).write_text("--- launch\nerror: training.max_steps = 4 is too few. Set more.\n")
     assert describe_end(tmp_path, None, 2) == ("refused", "training.max_steps = 4 is too few. Set more.")
     assert json.loads((tmp_path / "events.jsonl").read_text().splitlines()[-1])["state"] == "failed"
+
+
+def test_the_log_says_when_a_run_trains_on_several_processes():
+    from app.run_monitor import log_line
+
+    event = {"type": "model", "time": 0, "device": "cuda", "dtype": "bfloat16", "trainable_parameters": 10,
+             "total_parameters": 100}
+    assert "processes" not in log_line(event)
+    assert "model on cuda × 4 processes (data-parallel" in log_line(dict(event, world_size=4))
