@@ -92,6 +92,23 @@ def test_two_processes_train_like_one_with_the_same_global_batch(reference):
     assert tokens == single_tokens
 
 
+def test_accelerate_launch_runs_the_same_command(reference, tmp_path):
+    """`accelerate launch --multi_gpu` starts its ranks through torch's launcher; on a CPU they use gloo."""
+    single, _bundle = reference
+    accelerate = Path(sys.executable).with_name("accelerate")
+    run = tmp_path / "accelerate-run"
+    done = subprocess.run(
+        [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+         "-m", "engine.cli", "train", "--config", str(single / "config.toml"), "--output", str(run),
+         "--batch-size", "2", "--max-steps", "2"],
+        env=bundle_env(HOME=str(tmp_path)), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    two = losses(run)
+    assert sorted(two) == [1, 2] and two[1] == pytest.approx(losses(single)[1], rel=2e-3)
+    assert {e.get("world_size") for e in read_events(run / "events.jsonl") if e["type"] == "metrics"} == {2}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
