@@ -21,6 +21,21 @@ OFFLINE_ENV = {
 def force_offline() -> None:
     for key, value in OFFLINE_ENV.items():
         os.environ[key] = value
+    keep_caches_in_our_folder()
+
+
+def keep_caches_in_our_folder() -> None:
+    """Compiler caches go under Whetstone's data folder, not /tmp or ~/.triton.
+
+    Importing bitsandbytes imports torch.compile, whose inductor (and, on a GPU, Triton)
+    would otherwise write caches outside the folders a user knows are ours. A user's own
+    setting wins.
+    """
+    from engine.fsutil import whetstone_home
+
+    cache = whetstone_home() / "cache"
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "torchinductor"))
+    os.environ.setdefault("TRITON_CACHE_DIR", str(cache / "triton"))
 
 
 force_offline()
