@@ -22,11 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-after", type=float, default=5.0, help="seconds to measure stalls for (with --report-startup)")
     args = parser.parse_args(argv)
 
+    import importlib.resources
     import os
 
     if args.workspace:
         os.environ["WHETSTONE_HOME"] = os.path.abspath(args.workspace)
     from PySide6.QtCore import QCoreApplication, QEvent, QObject, QTimer
+    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
     import engine  # noqa: F401  (offline environment variables before anything else)
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     QCoreApplication.setOrganizationName("Whetstone")
     QCoreApplication.setApplicationName("Whetstone")
     app = QApplication(sys.argv[:1])
+    app.setWindowIcon(QIcon(str(importlib.resources.files("resources") / "icons/whetstone-256.png")))
     app.setStyle("Fusion")
     settings = AppSettings()
     apply_theme(app, settings.theme)
