@@ -145,22 +145,15 @@ class Smoke:
     def kill_leftovers(self, step: str) -> list[str]:
         """Kill every tagged process (TERM, then KILL); returns what was found."""
         found = self.tagged_processes()
-        for pid in found:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and self.tagged_processes():
-            time.sleep(0.1)
-        for pid in self.tagged_processes():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and self.tagged_processes():
-            time.sleep(0.1)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in self.tagged_processes():
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and self.tagged_processes():
+                time.sleep(0.1)
         still = self.tagged_processes()
         if still:
             self.fail(f"after {step}: processes survive SIGKILL: {still}")

@@ -62,6 +62,12 @@ q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_us
                        bnb_4bit_compute_dtype=torch.float32)
 base = AutoModelForCausalLM.from_pretrained({str(tiny_model_dir)!r}, quantization_config=q, dtype=torch.float32)
 model = PeftModel.from_pretrained(base, {str(run_dir / "adapter")!r}).eval()
+# On CPUs with AVX512-BF16, bitsandbytes would repack the weights for bf16 inference (DESIGN.md
+# hazard); the engine turns that off, so do the same here to compare fp32 with fp32.
+import bitsandbytes as bnb
+for module in model.modules():
+    if isinstance(module, bnb.nn.Linear4bit):
+        module.support_avx512bf16_for_cpu = False
 ids = torch.tensor([[1, 5, 9, 20, 33, 2]])
 with torch.no_grad():
     torch.save(model(input_ids=ids).logits, {str(out)!r})
