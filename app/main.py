@@ -32,9 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     import engine  # noqa: F401  (offline environment variables before anything else)
-    from app.settings import AppSettings, resolve_workspace
-    from app.stall_monitor import StallMonitor
-    from app.theme import apply_theme, follow_system
+    from app.infra.stall_monitor import StallMonitor
+    from app.shell.preferences import AppSettings, resolve_workspace
+    from app.widgets.theme import apply_theme, follow_system
 
     QCoreApplication.setOrganizationName("Whetstone")
     QCoreApplication.setApplicationName("Whetstone")
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     follow_system(app, lambda: settings.theme)
     root, why = resolve_workspace(settings)
 
-    from app.main_window import MainWindow
+    from app.shell.main_window import MainWindow
 
     window = MainWindow(settings, root, why)
 

@@ -74,10 +74,10 @@ def measure_scan(root: Path, n_models: int) -> dict:
     from PySide6.QtCore import QEventLoop
     from PySide6.QtWidgets import QApplication
 
-    from app.model_library import ModelLibraryDialog
-    from app.stall_monitor import StallMonitor
-    from app.tasks import TaskRunner
-    from engine.library import ModelLibrary
+    from app.infra.stall_monitor import StallMonitor
+    from app.infra.tasks import TaskRunner
+    from app.library.dialog import ModelLibraryDialog
+    from engine.models.library import ModelLibrary
 
     _app = QApplication.instance() or QApplication([])  # keep a reference for the whole measurement
     runner = TaskRunner()

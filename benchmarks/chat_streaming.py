@@ -1,4 +1,4 @@
-"""Overhead of the chat streaming path (`engine.inference.start_reply`) against `model.generate`.
+"""Overhead of the chat streaming path (`engine.chat.loading.start_reply`) against `model.generate`.
 
     .venv/bin/python benchmarks/chat_streaming.py [--model DIR] [--adapter DIR] [--no-4bit]
         [--max-new-tokens 32] [--repeats 5] [--main-thread] [--prompt TEXT]
@@ -38,7 +38,7 @@ DEFAULT_PROMPT = "Explain in a few sentences what a whetstone is and how to use 
 
 
 class ChatServer:
-    """The Chat tab's engine process, driven over stdin/stdout JSON lines like app.chat_client."""
+    """The Chat tab's engine process, driven over stdin/stdout JSON lines like app.chat.client."""
 
     def __init__(self, model: str, adapter: str | None) -> None:
         import json
@@ -47,7 +47,7 @@ class ChatServer:
 
         self._json = json
         repo = Path(__file__).resolve().parents[1]
-        self.proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "chat-server"], cwd=repo, text=True,
+        self.proc = subprocess.Popen([sys.executable, "-m", "engine.cli.main", "chat-server"], cwd=repo, text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=1)
         self._send({"op": "load", "model": model, "adapter": adapter, "device": "auto"})
         event = self._until("loaded", "error")
@@ -93,12 +93,12 @@ def main() -> None:
     args = parser.parse_args()
 
     import engine  # noqa: F401  (offline environment before transformers is imported)
+    from engine.chat.loading import GenerationSettings, load_for_chat, start_reply
     from engine.config import QuantizationConfig
-    from engine.inference import GenerationSettings, load_for_chat, start_reply
-    from engine.models import end_of_turn_ids
+    from engine.models.loading import end_of_turn_ids
 
     if args.model is None:
-        from engine.demo import ensure_demo_model
+        from engine.models.demo import ensure_demo_model
 
         args.model = str(ensure_demo_model(progress=lambda msg: print(msg, file=sys.stderr)))
     import torch

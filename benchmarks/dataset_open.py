@@ -58,9 +58,9 @@ def editor(path: Path) -> dict:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication([])
-    from app.dataset_document import DatasetDocument
-    from app.dataset_table import DatasetTableModel
-    from app.dataset_view import DatasetView
+    from app.data.document import DatasetDocument
+    from app.data.table_model import DatasetTableModel
+    from app.data.table_view import DatasetView
     from engine.data.files import _count_lines_if_all_objects
     from engine.data.row_store import open_store
 
@@ -125,8 +125,8 @@ def page(path: Path, review_seconds: float = 30) -> dict:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication([])
-    from app.data_page import DataPage
-    from app.stall_monitor import StallMonitor
+    from app.data.page import DataPage
+    from app.infra.stall_monitor import StallMonitor
     from engine.workspace import Workspace
 
     workspace = Workspace(home)

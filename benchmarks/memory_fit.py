@@ -1,6 +1,6 @@
 """Memory estimate vs measured peak, and throughput, over a grid of batch size × length × checkpointing.
 
-Every setting runs the real fit check (engine.fit_check) in its own process, so each peak is its
+Every setting runs the real fit check (engine.training.fit_check) in its own process, so each peak is its
 own, on rows long enough to fill max_length. Prints a table: the estimate (total, and tensors
 only = without the fixed CUDA context / Python process part), the measured peak, their ratio,
 seconds per step and tokens/s.
@@ -44,7 +44,7 @@ def make_dataset(path: Path, rows: int, words: int) -> Path:
 def child(spec: str) -> None:
     """Run one fit check and print its report as one JSON line (in a fresh process)."""
     from engine.config import RunConfig
-    from engine.fit_check import fit_check
+    from engine.training.fit_check import fit_check
 
     s = json.loads(spec)
     config = RunConfig().with_overrides({
@@ -82,7 +82,7 @@ def main() -> None:
     if args.model:
         model = str(Path(args.model).resolve())
     else:
-        from engine.demo import ensure_demo_model
+        from engine.models.demo import ensure_demo_model
 
         model = str(ensure_demo_model())
     batches = [int(b) for b in args.batch_sizes.split(",")]

@@ -9,7 +9,7 @@ events (with an eval every 200 steps):
               coalescing (what the timer saves)
   live        after a history of N steps is plotted, 10 new steps every 100 ms for 5 s (a
               supervisor's pace): the steady-state stall, first-paint warm-up excluded
-Stalls come from app.stall_monitor.StallMonitor (a 10 ms heartbeat on the UI thread);
+Stalls come from app.infra.stall_monitor.StallMonitor (a 10 ms heartbeat on the UI thread);
 "redraw" is the setData work of one coalesced redraw, "paint" one forced repaint of the
 plots at 100k points.
 Run: .venv/bin/python benchmarks/plots_100k.py [--steps 100000]
@@ -58,8 +58,8 @@ def pump_until(app, condition, timeout: float = 120.0) -> None:
 def measure(name: str, events: list[dict], batch: int | None, coalesce: bool = True) -> dict:
     from PySide6.QtWidgets import QApplication
 
-    from app.run_plots import RunPlots
-    from app.stall_monitor import StallMonitor
+    from app.infra.stall_monitor import StallMonitor
+    from app.train.plots import RunPlots
 
     app = QApplication.instance() or QApplication([])
 
@@ -106,8 +106,8 @@ def measure_live(history: list[dict], new: list[dict], seconds: float = 5.0) -> 
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from app.run_plots import RunPlots
-    from app.stall_monitor import StallMonitor
+    from app.infra.stall_monitor import StallMonitor
+    from app.train.plots import RunPlots
 
     app = QApplication.instance() or QApplication([])
     plots = RunPlots()

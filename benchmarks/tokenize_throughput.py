@@ -45,7 +45,7 @@ def main() -> None:
     from engine.data import stats as stats_module
 
     if args.model is None:
-        from engine.demo import ensure_demo_model
+        from engine.models.demo import ensure_demo_model
 
         args.model = str(ensure_demo_model())
     from transformers import AutoTokenizer

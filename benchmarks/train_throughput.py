@@ -48,8 +48,8 @@ def run_engine_padding_free(model: str, data: str, steps: int, out: Path) -> dic
 
 def run_engine(model: str, data: str, steps: int, out: Path, padding_free: bool = False) -> dict:
     from engine.config import RunConfig
-    from engine.events import read_events
-    from engine.training import train
+    from engine.runs.events import read_events
+    from engine.training.recipe import train
 
     s = SETTINGS
     config = RunConfig().with_overrides({
@@ -164,7 +164,7 @@ def main() -> None:
         return
 
     if args.model is None:
-        from engine.demo import ensure_demo_model
+        from engine.models.demo import ensure_demo_model
 
         args.model = str(ensure_demo_model())
     with tempfile.TemporaryDirectory() as tmp:

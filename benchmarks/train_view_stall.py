@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 WRITER = r"""
 import json, math, os, random, sys, time
-from engine.runs import write_pid_file
+from engine.runs.state import write_pid_file
 run_dir, start, rate, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 write_pid_file(run_dir)
 step, t0 = start, time.time()
@@ -62,9 +62,9 @@ def main() -> None:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from app.main_window import MainWindow
-    from app.settings import AppSettings
-    from app.stall_monitor import StallMonitor
+    from app.infra.stall_monitor import StallMonitor
+    from app.shell.main_window import MainWindow
+    from app.shell.preferences import AppSettings
     from engine.workspace import Workspace
 
     project = Workspace(home).create_project("Stall")

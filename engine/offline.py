@@ -31,7 +31,7 @@ def keep_caches_in_our_folder() -> None:
     would otherwise write caches outside the folders a user knows are ours. A user's own
     setting wins.
     """
-    from engine.fsutil import whetstone_home
+    from engine.util.files import whetstone_home
 
     cache = whetstone_home() / "cache"
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "torchinductor"))

@@ -4,7 +4,7 @@
 ROOT/workspace.toml             format version, created
 ROOT/projects/<slug>/project.toml  [project] name, created, description + the run settings
 ROOT/projects/<slug>/datasets/  copies of the user's files (the originals are never touched)
-ROOT/projects/<slug>/runs/      run folders (see engine.training)
+ROOT/projects/<slug>/runs/      run folders (see engine.training.recipe)
 ROOT/projects/<slug>/exports/
 ```
 
@@ -30,8 +30,8 @@ import tomli_w
 
 from engine.config import RunConfig
 from engine.errors import DataError, UserError
-from engine.fsutil import atomic_write_text, relative_inside, whetstone_home
-from engine.runs import RunSummary, engine_alive, summarize_run
+from engine.runs.state import RunSummary, engine_alive, summarize_run
+from engine.util.files import atomic_write_text, relative_inside, whetstone_home
 
 __all__ = ["Workspace", "ProjectSummary", "DatasetSummary", "RunSummary", "summarize_run",
            "load_project_config", "save_project_config", "DEMO_PROJECT"]
@@ -282,7 +282,7 @@ class Workspace:
             return None
         project = None
         if not _entries(self.projects_dir):  # projects but no workspace.toml: not a first start
-            from engine import demo
+            from engine.models import demo
 
             project = self.create_project(
                 DEMO_PROJECT, model=str(demo.demo_model_dir()), dataset=demo.demo_dataset_path(),

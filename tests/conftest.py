@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,9 +11,10 @@ REPO = Path(__file__).resolve().parents[1]
 # A test run never writes into the user's real data directory; the demo model is cached here.
 os.environ.setdefault("WHETSTONE_HOME", str(REPO / ".cache" / "test-home"))
 
-sys.path.insert(0, str(Path(__file__).parent))
-import tiny_model  # noqa: E402
-from tiny_model import write_jsonl  # noqa: E402
+from testkit import tiny_model  # noqa: E402
+from testkit.engine_helpers import tiny_config  # noqa: E402
+from testkit.network import refuse_network  # noqa: E402
+from testkit.tiny_model import write_jsonl  # noqa: E402
 
 import engine  # noqa: E402,F401  (offline environment before transformers is imported)
 
@@ -32,10 +31,7 @@ def short_run(tiny_model_dir, tmp_path_factory) -> Path:
 
     Shared read-only by the export tests (engine and app); copy it before changing anything.
     """
-    sys.path.insert(0, str(Path(__file__).parent / "engine"))
-    from helpers import tiny_config
-
-    from engine.training import train
+    from engine.training.recipe import train
 
     tmp = tmp_path_factory.mktemp("short-run")
     data = write_jsonl(tmp / "facts.jsonl", tiny_model.fact_rows())
@@ -51,29 +47,14 @@ def trained_run(tiny_model_dir, tmp_path_factory):
 
     Long enough that the tuned tiny model answers the trained facts; shared read-only.
     """
-    sys.path.insert(0, str(Path(__file__).parent / "engine"))
-    from helpers import tiny_config
-
-    from engine.training import train
+    from engine.training.recipe import train
 
     tmp = tmp_path_factory.mktemp("trained")
     data = write_jsonl(tmp / "facts.jsonl", tiny_model.fact_rows())
-    attempts = []
-    real_connect = socket.socket.connect
-
-    def refuse(self, address, *args, **kwargs):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            attempts.append(address)
-            raise AssertionError(f"network connection attempted to {address!r}")
-        return real_connect(self, address, *args, **kwargs)
-
-    socket.socket.connect = refuse
-    try:
+    with refuse_network() as attempts:
         config = tiny_config(tiny_model_dir, data, training__max_steps=200, training__save_every=100,
                              data__validation_ratio=0.0, lora__dropout=0.0)
         result = train(config, tmp / "run")
-    finally:
-        socket.socket.connect = real_connect
     return result, tmp / "run", attempts
 
 
@@ -83,29 +64,10 @@ def facts_file(tmp_path) -> Path:
 
 
 @pytest.fixture
-def no_network(monkeypatch):
-    """Fail the test if anything tries to open a network connection."""
-    attempts = []
-
-    def refuse(self, address, *args, **kwargs):
-        family = getattr(self, "family", None)
-        if family in (socket.AF_INET, socket.AF_INET6):
-            attempts.append(address)
-            raise AssertionError(f"network connection attempted to {address!r}")
-        return real_connect(self, address, *args, **kwargs)
-
-    real_connect = socket.socket.connect
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    real_create = socket.create_connection
-
-    def refuse_create(address, *args, **kwargs):
-        attempts.append(address)
-        raise AssertionError(f"network connection attempted to {address!r}")
-
-    monkeypatch.setattr(socket, "create_connection", refuse_create)
-    yield attempts
-    assert real_create  # keep a reference; monkeypatch restores it
+def no_network():
+    """Fail the test if anything tries to open a network connection (testkit.network)."""
+    with refuse_network() as attempts:
+        yield attempts
 
 
 def pytest_collection_modifyitems(config, items):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.fsutil import atomic_write_text, fsync_dir
+from engine.util.files import atomic_write_text, fsync_dir
 
 JOURNAL_VERSION = 1
 

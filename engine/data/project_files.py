@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from engine.errors import DataError
-from engine.fsutil import fsync_dir
+from engine.util.files import fsync_dir
 
 EDITABLE_SUFFIXES = (".jsonl", ".ndjson", ".parquet")
 
@@ -88,7 +88,7 @@ def append_records(data_path: str | Path, records: list[dict]) -> None:
     """Add rows at the end of a JSONL or Parquet dataset, atomically (a new file if it does not exist)."""
     import json
 
-    from engine.fsutil import atomic_write_bytes
+    from engine.util.files import atomic_write_bytes
 
     data_path = Path(data_path)
     suffix = data_path.suffix.lower()

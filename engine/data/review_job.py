@@ -18,7 +18,7 @@ import numpy as np
 from engine.data.review import Review, RowIssue, review_store
 from engine.data.row_store import RowStore, open_store
 from engine.errors import DataError
-from engine.fsutil import atomic_write_text
+from engine.util.files import atomic_write_text
 
 
 def write_state(store: RowStore, folder: Path, model: str | None = None, max_length: int = 1024) -> None:
@@ -55,7 +55,7 @@ def run_job(folder: Path, progress=None) -> Review:
     tokenizer = None
     if meta["model"]:
         from engine.config import ModelConfig
-        from engine.models import load_tokenizer
+        from engine.models.loading import load_tokenizer
 
         tokenizer = load_tokenizer(ModelConfig(path=meta["model"]))
     review = review_store(store, shape, tokenizer, meta["max_length"], progress)

@@ -290,7 +290,7 @@ def row_text(record: dict[str, Any]) -> str:
 def save_store(store: RowStore, path: str | Path, progress=None, cancelled=None) -> None:
     """Write every row to `path` (.jsonl or .parquet) atomically; broken lines are kept as they are."""
     from engine.errors import Cancelled
-    from engine.fsutil import atomic_write_bytes
+    from engine.util.files import atomic_write_bytes
 
     path = Path(path)
     suffix = path.suffix.lower()

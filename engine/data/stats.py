@@ -23,7 +23,7 @@ import numpy as np
 
 from engine.data.rendering import Rendered, build_rendered, render_text
 from engine.errors import Cancelled
-from engine.fsutil import atomic_write_text, whetstone_home
+from engine.util.files import atomic_write_text, whetstone_home
 
 STATS_VERSION = 1
 """Bump when the numbers a cache file holds would change for the same inputs."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import DataError
-from engine.fsutil import atomic_write_bytes
+from engine.util.files import atomic_write_bytes
 
 
 def to_record(row: Any) -> dict[str, Any]:

@@ -97,7 +97,7 @@ class CheckReport:
 
 
 def default_prompts() -> list[str]:
-    from engine.demo import DEMO_PROMPTS
+    from engine.models.demo import DEMO_PROMPTS
 
     return [*DEMO_PROMPTS, *DEFAULT_PROMPTS]
 
@@ -178,7 +178,7 @@ def _rounded_reference(model, tokenizer, gguf_file: Path, ref, max_new_tokens: i
 
 
 def _prompt_ids(tokenizer, template: str | None, prompt: str):
-    """Render a user turn exactly as engine.inference.stream_chat does."""
+    """Render a user turn exactly as engine.chat.loading.stream_chat does."""
     messages = [{"role": "user", "content": prompt}]
     if template:
         text = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
@@ -191,7 +191,7 @@ def _prompt_ids(tokenizer, template: str | None, prompt: str):
 def _greedy(model, tokenizer, ids, max_new_tokens: int):
     import torch
 
-    from engine.models import end_of_turn_ids
+    from engine.models.loading import end_of_turn_ids
 
     device = next(model.parameters()).device
     with torch.no_grad():
@@ -217,7 +217,7 @@ def _logits(model, full, prompt_len: int):
 def _load_merged(folder: Path, dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from engine.models import pick_device
+    from engine.models.loading import pick_device
 
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, device_map={"": pick_device()},
                                                  local_files_only=True, use_safetensors=True).eval()
@@ -260,7 +260,7 @@ def _load_gguf(path: Path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from engine.models import pick_device
+    from engine.models.loading import pick_device
 
     model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32,
                                                  device_map={"": pick_device()}, local_files_only=True).eval()

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import Cancelled, ConfigError, ModelError
-from engine.fsutil import fsync_dir
-from engine.model_info import read_safetensors_header, weight_files
+from engine.models.info import read_safetensors_header, weight_files
+from engine.util.files import fsync_dir
 
 QUANT_TYPES: tuple[str, ...] = ("f16", "q8_0", "q4_0", "f32")
 

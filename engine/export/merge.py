@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from engine import checkpoints
 from engine.config import ModelConfig, QuantizationConfig, RunConfig, load_config
 from engine.errors import ConfigError, ModelError, UserError
-from engine.fsutil import replace_dir
+from engine.runs import checkpoints
+from engine.util.files import replace_dir
 
 Progress = Callable[[float, str], None]
 Cancel = Callable[[], bool]
@@ -93,7 +93,7 @@ def load_reference(source: ExportSource, device: str | None = None):
     """Base in 16-bit (fp32 on CPU) + the adapter applied by peft, not merged: (model, tokenizer)."""
     from peft import PeftModel
 
-    from engine.models import load_model, load_tokenizer
+    from engine.models.loading import load_model, load_tokenizer
 
     cfg = source.model_config()
     tokenizer = load_tokenizer(cfg)
@@ -142,7 +142,7 @@ def merge_adapter(source: ExportSource, out_dir: str | Path, *, progress: Progre
                   cancel: Cancel | None = None) -> Path:
     """Write base + adapter merged as a 16-bit Hugging Face folder at `out_dir`; return it."""
     from engine.errors import Cancelled
-    from engine.models import pick_device, resolve_compute_dtype
+    from engine.models.loading import pick_device, resolve_compute_dtype
 
     out_dir = Path(out_dir).expanduser().resolve()
     check_output_dir(out_dir)
@@ -181,7 +181,7 @@ def merge_adapter(source: ExportSource, out_dir: str | Path, *, progress: Progre
 
 
 def _set_generation_config(model, tokenizer) -> None:
-    from engine.models import end_of_turn_ids
+    from engine.models.loading import end_of_turn_ids
 
     # Llama-3-style models end a turn with a token that is not eos: list every one, or chat never stops.
     gen = model.generation_config

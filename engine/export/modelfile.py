@@ -11,7 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from engine.errors import ModelError
-from engine.fsutil import atomic_write_text
+from engine.util.files import atomic_write_text
 
 # System messages are not rendered from .Messages: Ollama passes them as .System as well.
 CHATML = """{{- if .System }}<|im_start|>system
@@ -103,7 +103,7 @@ def write_modelfile(gguf_file: str | Path, model_dir: str | Path) -> Path:
     """Write <gguf folder>/Modelfile for `gguf_file`, from the tokenizer in `model_dir`."""
     from transformers import AutoTokenizer, GenerationConfig
 
-    from engine.models import end_of_turn_ids
+    from engine.models.loading import end_of_turn_ids
 
     gguf_file, model_dir = Path(gguf_file), Path(model_dir)
     try:

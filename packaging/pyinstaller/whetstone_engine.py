@@ -5,6 +5,6 @@ import sys
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()  # a no-op unless a library spawns workers on Windows/macOS
-    from engine.cli import main
+    from engine.cli.main import main
 
     sys.exit(main())

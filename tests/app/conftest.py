@@ -13,7 +13,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from PySide6.QtCore import QSettings  # noqa: E402
 
-from app.settings import AppSettings  # noqa: E402
+from app.shell.preferences import AppSettings  # noqa: E402
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def dialogs() -> Dialogs:
 @pytest.fixture
 def make_window(qtbot, home, settings, dialogs, monkeypatch):
     """Build a main window on the test workspace, wait for its first scan, answer its dialogs."""
-    from app.main_window import MainWindow
+    from app.shell.main_window import MainWindow
 
     monkeypatch.setattr(MainWindow, "warn", lambda self, *a: dialogs.warn(*a))
     monkeypatch.setattr(MainWindow, "ask_text", lambda self, *a: dialogs.ask_text(*a))

@@ -88,7 +88,7 @@ def test_field_errors_names_every_invalid_setting_with_the_engines_message():
 
 
 def test_presets_are_valid_partial_configs_that_keep_the_users_model_and_data():
-    from engine.presets import list_presets
+    from engine.training.presets import list_presets
 
     presets = list_presets()
     assert [p.name for p in presets] == ["Quick test", "Balanced", "Quality"]

@@ -13,10 +13,11 @@ import tomllib
 
 import pytest
 
-from engine import checkpoints, runs
 from engine.config import RunConfig
-from engine.demo import demo_model_dir
 from engine.errors import DataError, UserError
+from engine.models.demo import demo_model_dir
+from engine.runs import checkpoints
+from engine.runs import state as runs
 from engine.workspace import (
     DEMO_PROJECT,
     Workspace,
@@ -280,7 +281,7 @@ def write_run(run_dir, events, max_steps=100, tail=""):
     (run_dir / "config.toml").write_text(f"[training]\nmax_steps = {max_steps}\n", encoding="utf-8")
     with open(run_dir / "events.jsonl", "w", encoding="utf-8") as handle:
         for e in events:
-            handle.write(json.dumps(e) + "\n")  # the same layout as engine.events.EventLog
+            handle.write(json.dumps(e) + "\n")  # the same layout as engine.runs.events.EventLog
         handle.write(tail)
     return run_dir
 
@@ -403,9 +404,9 @@ def test_a_run_of_100k_steps_is_summarized_without_parsing_it(tmp_path, monkeypa
 
 @pytest.mark.slow
 def test_a_real_run_is_running_while_it_trains_and_done_after(tiny_model_dir, facts_file, tmp_path):
-    from helpers import tiny_config
+    from testkit.engine_helpers import tiny_config
 
-    from engine.training import train
+    from engine.training.recipe import train
 
     run_dir = tmp_path / "run"
     seen = []
@@ -434,7 +435,7 @@ def test_events_in_another_json_layout_are_still_read(tmp_path):
 
 def test_resume_is_refused_while_the_runs_engine_is_alive(tmp_path):
     from engine.errors import ConfigError
-    from engine.training import check_run_dir
+    from engine.training.recipe import check_run_dir
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()

@@ -1,0 +1,445 @@
+"""The Chat tab: talk to the project's base model with or without an adapter, or to two side by side.
+
+Each side is a chat-server engine process (app.chat.client): loading, generating and any
+out-of-memory crash stay out of the GUI. In compare mode one prompt goes to both sides with
+the same sampling settings and the same seed.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.chat.add_to_dataset import AddToDatasetDialog
+from app.chat.client import ChatClient
+from app.chat.composer import ChatComposer
+from app.chat.history import ChatHistory
+from app.chat.sampling_panel import SamplingPanel
+from app.chat.transcript import ChatTranscript
+from engine.chat.loading import GenerationSettings
+from engine.chat.store import Conversation, load_conversation, save_conversation
+from engine.errors import UserError
+from engine.util.files import format_size
+
+BASE_ONLY = "Base model (no adapter)"
+DEVICES = (("Auto (GPU if there is one)", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda"))
+
+
+def adapter_choices(project) -> list[tuple[str, str | None]]:
+    """(label, path) for the base model alone, then each run's final adapter and its checkpoints."""
+    choices: list[tuple[str, str | None]] = [(BASE_ONLY, None)]
+    for run in project.runs if project is not None else ():
+        if run.adapter:
+            choices.append((f"{run.name}: final adapter", str(run.adapter)))
+        for step, path in reversed(run.checkpoints):
+            choices.append((f"{run.name}: checkpoint step {step}", str(path)))
+    return choices
+
+
+class ChatSide(QWidget):
+    """One model: an adapter choice, its server process and its transcript."""
+
+    busy_changed = Signal()
+
+    def __init__(self, title: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.client = ChatClient(self)
+        self.adapter = QComboBox(self)
+        self.adapter.setToolTip("What to talk to: the base model alone, or with a run's adapter or checkpoint")
+        self.state = QLabel("Not loaded", self)
+        self.state.setWordWrap(True)
+        self.transcript = ChatTranscript(title, self)
+        self.reply_id: str | None = None
+        self.loaded_key: tuple | None = None
+        self.loading = False
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.adapter)
+        layout.addWidget(self.state)
+        layout.addWidget(self.transcript, 1)
+        self.client.loading.connect(self._on_loading)
+        self.client.loaded.connect(self._on_loaded)
+        self.client.unloaded.connect(self._on_unloaded)
+        self.client.chunk.connect(self._on_chunk)
+        self.client.done.connect(self._on_done)
+        self.client.error.connect(self._on_error)
+        self.client.ended.connect(self._on_ended)
+
+    def set_choices(self, choices: list[tuple[str, str | None]]) -> None:
+        chosen = self.adapter.currentData()
+        self.adapter.clear()
+        for label, path in choices:
+            self.adapter.addItem(label, path)
+        found = self.adapter.findData(chosen)
+        self.adapter.setCurrentIndex(max(found, 0))
+
+    def generating(self) -> bool:
+        return self.reply_id is not None
+
+    def ready(self) -> bool:
+        return self.loaded_key is not None and not self.loading
+
+    # ---- requests ------------------------------------------------------------------------
+    def load(self, model: str, device: str) -> None:
+        key = (model, self.adapter.currentData(), device)
+        if key == self.loaded_key or self.loading:
+            return
+        self.loading = True
+        self.state.setText("Starting the model process…")
+        self.client.load(model, key[1], device)
+        self._key = key
+        self.busy_changed.emit()
+
+    def unload(self) -> None:
+        if self.client.is_running():
+            self.client.unload()
+
+    def send(self, messages: list[dict], settings: dict) -> None:
+        self.transcript.begin_reply()
+        self.reply_id = self.client.generate(messages, settings)
+        self.busy_changed.emit()
+
+    def stop(self) -> None:
+        if self.reply_id is not None:
+            self.client.cancel(self.reply_id)
+
+    # ---- events from the server process --------------------------------------------------
+    def _on_loading(self, message: str) -> None:
+        self.state.setText(message)
+
+    def _on_loaded(self, info: dict) -> None:
+        self.loading = False
+        self.loaded_key = self._key
+        adapter = self.adapter.itemText(max(self.adapter.findData(self._key[1]), 0)) if info.get("adapter") else "no adapter"
+        memory = format_size(int(info.get("memory_bytes") or 0))
+        self.state.setText(f"Loaded: {Path(info['model']).name} + {adapter} · {info.get('device', '?')} · "
+                           f"{memory} · {info.get('seconds', 0):.1f} s to load")
+        self.busy_changed.emit()
+
+    def _on_unloaded(self) -> None:
+        self.loaded_key = None
+        self.state.setText("Unloaded: the model's memory is free.")
+        self.busy_changed.emit()
+
+    def _on_chunk(self, reply_id: str, text: str) -> None:
+        if reply_id == self.reply_id:
+            self.transcript.append_chunk(text)
+
+    def _on_done(self, reply_id: str, text: str, stats: dict) -> None:
+        if reply_id == self.reply_id:
+            self.reply_id = None
+            self.transcript.end_reply(text, stats)
+            self.busy_changed.emit()
+
+    def _on_error(self, what: str, kind: str, message: str, hint: str) -> None:
+        if what == self.reply_id:
+            self.reply_id = None
+            self.transcript.end_reply(f"*No reply: {message}*", {"stop_reason": "error"})
+        elif what == "load":
+            self.loading = False
+            self.loaded_key = None
+        self.state.setText(f"{message} {hint}".strip())
+        self.busy_changed.emit()
+
+    def _on_ended(self, code: int, line: str) -> None:
+        was_loaded = self.loaded_key is not None or self.loading
+        self.loading, self.loaded_key, self.reply_id = False, None, None
+        if was_loaded:
+            self.state.setText(f"The model process ended ({line or f'exit code {code}'}). Load it again to go on.")
+        self.busy_changed.emit()
+
+
+class ChatPage(QWidget):
+    failed = Signal(str, str)  # message, hint
+    status = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.title = "Chat"
+        self.project = None
+        self.conversation: Conversation | None = None
+        self._edited_side = 0
+        self.row_sink = None
+        """Called with (dataset path, messages) by "Add to dataset" (the Data tab's add_chat_row)."""
+        self.model_label = QLabel(self)
+        self.model_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.device = QComboBox(self)
+        for label, key in DEVICES:
+            self.device.addItem(label, key)
+        self.compare = QCheckBox("Compare side by side", self)
+        self.compare.setToolTip("Send each prompt to two models (e.g. base and tuned) with the same settings and seed")
+        self.load_button = QPushButton("Load", self)
+        self.unload_button = QPushButton("Unload", self)
+        self.unload_button.setToolTip("Free the memory the loaded models use")
+        self.add_button = QPushButton("Add to dataset…", self)
+        self.add_button.setToolTip("Turn the conversation (correct a reply first with its Edit button) into a "
+                                   "training row")
+        self.sets_button = QPushButton("Prompt sets…", self)
+        self.sets_button.setToolTip("Saved test prompts, run against the loaded models, replies side by side")
+        self.history = ChatHistory(self)
+        self.new_button = self.history.new_button
+        self.busy = QProgressBar(self)
+        self.busy.setRange(0, 0)
+        self.busy.setMaximumWidth(120)
+        self.busy.hide()
+        self.sides = [ChatSide("", self), ChatSide("", self)]
+        self.sampling = SamplingPanel(self)
+        self.composer = ChatComposer(self)
+
+        bar = QHBoxLayout()
+        bar.addWidget(self.model_label, 1)
+        bar.addWidget(self.device)
+        bar.addWidget(self.compare)
+        bar.addWidget(self.load_button)
+        bar.addWidget(self.unload_button)
+        bar.addWidget(self.add_button)
+        bar.addWidget(self.sets_button)
+        bar.addWidget(self.busy)
+        transcripts = self.transcripts = QSplitter(Qt.Orientation.Horizontal, self)
+        for side in self.sides:
+            transcripts.addWidget(side)
+        center = QWidget(self)
+        column = QVBoxLayout(center)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(transcripts, 1)
+        column.addWidget(self.composer)
+        body = QSplitter(Qt.Orientation.Horizontal, self)
+        body.addWidget(self.history)
+        body.addWidget(center)
+        body.addWidget(self.sampling)
+        body.setStretchFactor(1, 1)
+        body.setSizes([200, 800, 300])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 6, 8, 6)
+        layout.addLayout(bar)
+        layout.addWidget(body, 1)
+
+        self.load_button.clicked.connect(self.load)
+        self.unload_button.clicked.connect(self.unload)
+        self.history.new_requested.connect(self.new_chat)
+        self.history.chosen.connect(self.open_conversation)
+        self.add_button.clicked.connect(self.add_to_dataset)
+        self.sets_button.clicked.connect(self.open_prompt_sets)
+        self.compare.toggled.connect(self._on_compare_toggled)
+        self.composer.send.connect(self.send)
+        self.composer.stop.connect(self.stop)
+        for side in self.sides:
+            side.busy_changed.connect(self._update_state)
+            side.adapter.currentIndexChanged.connect(self._update_state)
+            side.client.done.connect(self._on_reply_done)
+            side.transcript.set_editable(True)
+            side.transcript.edited.connect(self._on_reply_edited)
+        self._on_compare_toggled(False)
+        self.show_project(None)
+
+    # ---- project ---------------------------------------------------------------------------
+    def show_project(self, project) -> None:
+        changed = (project.path if project else None) != (self.project.path if self.project else None)
+        self.project = project
+        if changed:
+            self.unload()
+            self.new_chat()
+            self.history.show_project(project.path if project is not None and not project.problem else None)
+        model = project.model if project is not None and not project.problem else None
+        if project is None:
+            text = "No project selected. Pick one on the left, or create one with File → New project."
+        elif project.problem:
+            text = f"{project.name} cannot be opened: {project.problem}"
+        elif model:
+            text = f"Base model: <b>{Path(model).name}</b>"
+        else:
+            text = "No base model: choose one in the Train tab or the Model library (Ctrl+L)."
+        self.model_label.setText(text)
+        choices = adapter_choices(project)
+        self.sides[0].set_choices(choices)
+        self.sides[1].set_choices(choices)
+        if changed and len(choices) > 1:
+            self.sides[0].adapter.setCurrentIndex(1)  # the newest run's adapter; the other side stays the base
+        self._update_state()
+
+    def _model(self) -> str | None:
+        project = self.project
+        return project.model if project is not None and not project.problem and project.model else None
+
+    def _active_sides(self) -> list[ChatSide]:
+        return self.sides if self.compare.isChecked() else self.sides[:1]
+
+    # ---- actions ---------------------------------------------------------------------------
+    def load(self) -> None:
+        model = self._model()
+        if model is None:
+            return
+        for side in self._active_sides():
+            side.load(model, self.device.currentData())
+        self._update_state()
+
+    def unload(self) -> None:
+        for side in self.sides:
+            side.unload()
+
+    def new_chat(self) -> None:
+        for side in self.sides:
+            side.stop()
+            side.transcript.set_messages([])
+        self.conversation = None
+        self.history.list.clearSelection()
+        self._update_state()
+
+    # ---- conversations ---------------------------------------------------------------------
+    def save_conversation(self) -> None:
+        """Saved after every finished reply and every correction: nothing typed here is lost."""
+        if self.project is None or self.project.problem or any(s.generating() for s in self.sides):
+            return
+        first, second = self.sides
+        if not first.transcript.messages():
+            return
+        settings = self.sampling.settings() or {}
+        conv = self.conversation or Conversation()
+        conv.model, conv.adapter = self._model() or "", first.adapter.currentData()
+        conv.settings = GenerationSettings.from_dict(settings)
+        conv.messages = first.transcript.messages()
+        conv.compare = ({"adapter": second.adapter.currentData(), "messages": second.transcript.messages()}
+                        if self.compare.isChecked() else None)
+        try:
+            save_conversation(self.project.path, conv)
+        except (UserError, OSError) as exc:
+            self.failed.emit(f"The conversation was not saved: {getattr(exc, 'message', exc)}",
+                             "Check that the project folder is writable and the disk not full.")
+            return
+        self.conversation = conv
+        self.history.refresh(select=conv.id)
+
+    def open_conversation(self, conv_id: str) -> None:
+        if self.project is None or any(s.generating() for s in self.sides):
+            return
+        try:
+            conv = load_conversation(self.project.path, conv_id)
+        except UserError as exc:
+            self.failed.emit(exc.message, exc.hint)
+            return
+        self.conversation = conv
+        self.compare.setChecked(conv.compare is not None)
+        self._choose_adapter(self.sides[0], conv.adapter)
+        self.sides[0].transcript.set_messages(conv.messages)
+        if conv.compare is not None:
+            self._choose_adapter(self.sides[1], conv.compare.get("adapter"))
+            self.sides[1].transcript.set_messages(conv.compare["messages"])
+        self.sampling.set_settings(conv.settings.to_dict())
+        self._update_state()
+
+    @staticmethod
+    def _choose_adapter(side: ChatSide, adapter: str | None) -> None:
+        found = side.adapter.findData(adapter)
+        if found >= 0:
+            side.adapter.setCurrentIndex(found)
+
+    def _on_reply_done(self, *_args) -> None:
+        self.save_conversation()
+
+    def _on_reply_edited(self, _index: int, _text: str) -> None:
+        # In compare mode the corrected side is the one to learn from.
+        self._edited_side = 1 if self.sender() is self.sides[1].transcript else 0
+        self.save_conversation()
+
+    def prompt_sets_dialog(self):
+        from app.chat.prompt_sets import PromptSetsDialog
+
+        return PromptSetsDialog(self, self)
+
+    def open_prompt_sets(self) -> None:
+        if self.project is not None and not self.project.problem:
+            self.prompt_sets_dialog().exec()
+
+    def choose_dataset_for_row(self, messages: list[dict]) -> Path | None:
+        """Ask which dataset gets the row (tests replace this)."""
+        training = Path(self.project.dataset) if self.project.dataset else None
+        datasets = sorted((d.path for d in self.project.datasets), key=lambda path: path != training)  # training data first
+        dialog = AddToDatasetDialog(messages, datasets, self.project.path / "datasets", self)
+        return dialog.chosen() if dialog.exec() else None
+
+    def add_to_dataset(self) -> None:
+        """The first side's conversation (in compare mode: the side last corrected) becomes a training row."""
+        from engine.chat.store import conversation_to_row
+
+        if self.project is None or self.row_sink is None:
+            return
+        side = self.sides[self._edited_side] if self.compare.isChecked() else self.sides[0]
+        system = self.sampling.system_prompt().strip()
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": m["role"], "content": m["content"]} for m in side.transcript.messages()]
+        try:
+            conversation_to_row(messages)
+        except UserError as exc:
+            self.failed.emit(exc.message, exc.hint)
+            return
+        target = self.choose_dataset_for_row(messages)
+        if target is not None:
+            self.row_sink(target, messages)
+
+    def send(self, text: str) -> None:
+        settings = self.sampling.settings()
+        sides = self._active_sides()
+        if settings is None or not all(side.ready() for side in sides):
+            return
+        if len(sides) > 1 and settings.get("temperature", 0) > 0 and settings.get("seed") is None:
+            settings["seed"] = random.randrange(2**31)  # one seed for both sides: a fair comparison
+        system = self.sampling.system_prompt().strip()
+        for side in sides:
+            history = [m for m in side.transcript.messages() if m["role"] in ("user", "assistant")]
+            messages = ([{"role": "system", "content": system}] if system else []) + [
+                {"role": m["role"], "content": m["content"]} for m in history] + [{"role": "user", "content": text}]
+            side.transcript.set_messages([*side.transcript.messages(), {"role": "user", "content": text}])
+            side.send(messages, settings)
+        self._update_state()
+
+    def stop(self) -> None:
+        for side in self.sides:
+            side.stop()
+
+    # ---- state ------------------------------------------------------------------------------
+    def _on_compare_toggled(self, on: bool) -> None:
+        self.sides[1].setVisible(on)
+        if on:
+            half = max(self.transcripts.width() // 2, 200)
+            self.transcripts.setSizes([half, half])
+        self._update_state()
+
+    def _update_state(self, *_args) -> None:
+        sides = self._active_sides()
+        generating = any(side.generating() for side in self.sides)
+        loading = any(side.loading for side in self.sides)
+        self.busy.setVisible(loading)
+        model = self._model()
+        self.load_button.setEnabled(model is not None and not loading and not generating)
+        self.unload_button.setEnabled(any(side.loaded_key for side in self.sides) and not generating)
+        self.composer.set_busy(generating)
+        self.sets_button.setEnabled(self.project is not None and not self.project.problem and not generating)
+        self.add_button.setEnabled(not generating and self.project is not None
+                                   and bool(self.sides[0].transcript.messages()))
+        if model is None:
+            reason = "Choose a base model first"
+        elif not all(side.ready() for side in sides):
+            reason = "Loading…" if loading else "Press Load to load the model" + ("s" if len(sides) > 1 else "")
+        else:
+            stale = [side for side in sides if side.loaded_key[1] != side.adapter.currentData()]
+            reason = "Press Load: the adapter choice changed" if stale else None
+        self.composer.set_enabled_reason(None if generating else reason)
+        for side in self.sides:
+            side.transcript.set_title(side.adapter.currentText())
+
+    def shutdown(self) -> None:
+        for side in self.sides:
+            side.client.stop(2000)

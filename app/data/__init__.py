@@ -1,0 +1,1 @@
+"""The Data tab: open a dataset, find and fix its problems, see what each row trains."""

@@ -1,0 +1,1 @@
+"""Exporting a run: merged folder or GGUF, checked after writing."""

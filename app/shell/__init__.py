@@ -1,0 +1,1 @@
+"""The window around the features: main window, project browser, workspace model, preferences, notifications."""

@@ -1,0 +1,24 @@
+"""The central area: the Data, Train and Chat tabs for the selected project.
+
+Data is the dataset editor (app.data.page), Train the training view (app.train.page), Chat the
+chat pane (app.chat.page). Each page takes the project summary in `show_project`.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QTabWidget, QWidget
+
+
+class ProjectPages(QTabWidget):
+    def __init__(self, data_page: QWidget, train_page: QWidget, chat_page: QWidget,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setDocumentMode(True)
+        self.data, self.train, self.chat = data_page, train_page, chat_page
+        self.pages = [data_page, train_page, chat_page]
+        for page in self.pages:
+            self.addTab(page, page.title)
+
+    def show_project(self, project) -> None:
+        for page in self.pages:
+            page.show_project(project)

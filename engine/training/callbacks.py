@@ -1,0 +1,128 @@
+"""Trainer callbacks: turn Trainer logs into engine events, mark checkpoints, honour stops."""
+
+from __future__ import annotations
+
+import resource
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from engine.runs import checkpoints
+from engine.runs.events import EventLog
+from engine.training import distributed
+from engine.training.distributed import Ranks
+
+
+def peak_memory_mb(device: str) -> float:
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss_kb / 1024 if sys.platform != "darwin" else rss_kb / 2**20
+
+
+class StopRequest:
+    """Set by SIGINT/SIGTERM or by a STOP file in the run folder; checked between steps."""
+
+    def __init__(self, stop_file: Path) -> None:
+        self.stop_file = stop_file
+        self.signalled = False
+
+    def install_signal_handlers(self) -> None:
+        """SIGINT/SIGTERM ask for a checkpoint and a clean stop (main thread only)."""
+
+        def handler(signum, _frame):
+            if self.signalled:  # a second signal means "now": give up on the checkpoint
+                raise KeyboardInterrupt
+            self.signalled = True
+
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, handler)
+
+    def restore_signal_handlers(self) -> None:
+        for sig, previous in getattr(self, "_previous", {}).items():
+            signal.signal(sig, previous)
+
+    @property
+    def requested(self) -> bool:
+        return self.signalled or self.stop_file.exists()
+
+    @property
+    def pause(self) -> bool:
+        """A pause is a stop meant to be resumed (the GUI's Pause button writes "pause")."""
+        try:
+            return not self.signalled and self.stop_file.read_text(encoding="utf-8").strip() == "pause"
+        except OSError:
+            return False
+
+
+class EngineCallback(TrainerCallback):
+    def __init__(self, log: EventLog, run_dir: Path, device: str, keep: int, stop: StopRequest,
+                 ranks: Ranks | None = None) -> None:
+        self.log = log
+        self.ranks = ranks or Ranks()
+        self.run_dir = run_dir
+        self.device = device
+        self.keep = keep
+        self.stop = stop
+        self.stopped = False
+        self._last_time = None
+        self._last_tokens = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._last_time = time.perf_counter()
+        self._last_tokens = state.num_input_tokens_seen
+        self.log.status("training", step=state.global_step, max_steps=state.max_steps,
+                        world_size=self.ranks.world_size)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "eval_loss" in logs:
+            self.log.emit("eval", step=state.global_step, epoch=state.epoch, eval_loss=logs["eval_loss"])
+            self._last_time = time.perf_counter()  # evaluation time is not training throughput
+        elif "loss" in logs:
+            now = time.perf_counter()
+            tokens = state.num_input_tokens_seen
+            elapsed = max(now - self._last_time, 1e-9)
+            self.log.emit(
+                "metrics",
+                step=state.global_step,
+                max_steps=state.max_steps,
+                epoch=state.epoch,
+                loss=logs["loss"],
+                learning_rate=logs.get("learning_rate"),
+                grad_norm=logs.get("grad_norm"),
+                tokens=tokens,  # summed over every rank by the Trainer, so the rate is the global one
+                tokens_per_second=(tokens - self._last_tokens) / elapsed,
+                world_size=self.ranks.world_size,
+                peak_memory_mb=round(peak_memory_mb(self.device), 1),
+                memory_kind="cuda_allocated" if self.device == "cuda" else "process_rss",
+            )
+            self._last_time, self._last_tokens = now, tokens
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.max_steps and state.global_step >= state.max_steps:
+            control.should_save = True  # a finished run keeps its last step resumable: "train further"
+        # All ranks must stop at the same step, or the next collective would wait forever.
+        if distributed.any_rank(self.stop.requested) and not self.stopped:
+            self.stopped = True
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_save(self, args, state, control, **kwargs):
+        # Every rank writes its own RNG state into the checkpoint: it is complete once all have.
+        distributed.barrier()
+        if not self.ranks.is_main:
+            return
+        folder = checkpoints.checkpoints_dir(self.run_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            checkpoints.mark_complete(folder, state.global_step)
+            checkpoints.prune(self.run_dir, self.keep)
+            self.log.emit("checkpoint", durable=True, step=state.global_step, path=str(folder))

@@ -1,0 +1,264 @@
+"""A folder a user carries to a cluster: the run's settings, a copy of its data, launch scripts.
+
+    OUT_DIR/config.toml          the run's settings (model and data are passed by the scripts)
+    OUT_DIR/data/...             copies of the training (and validation) data
+    OUT_DIR/model/               the base model, only when asked for (it can be gigabytes)
+    OUT_DIR/train-env.sh         shared by the scripts: checks, paths, the train command
+    OUT_DIR/launch-torchrun.sh   one machine, one process per GPU
+    OUT_DIR/slurm-job.sh         several machines under Slurm (sbatch), torchrun on each
+    OUT_DIR/README.md            how to use it
+    OUT_DIR/bundle.json          what is in it: source, Whetstone version, file sizes and sha256
+
+The scripts run `python -m torch.distributed.run ... -m engine.cli train`, the same engine
+as the app; rerunning a script continues the run from its last complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine import __version__
+from engine.config import RunConfig, config_to_toml
+from engine.errors import ConfigError
+from engine.util.files import atomic_write_text, format_size, replace_dir
+
+SCRIPTS = ("train-env.sh", "launch-torchrun.sh", "slurm-job.sh")
+
+
+@dataclass
+class ClusterBundle:
+    folder: Path
+    files: list[dict]
+    size: int
+
+
+def write_cluster_bundle(config: RunConfig, out_dir: str | Path, name: str, source: str, *,
+                         with_model: bool = False, nodes: int = 2, gpus_per_node: int = 8) -> ClusterBundle:
+    """Write the bundle into `out_dir` (new or empty); all or nothing (staged, then renamed)."""
+    out_dir = Path(out_dir).expanduser().resolve()
+    if nodes < 1 or gpus_per_node < 1:
+        raise ConfigError(f"nodes = {nodes}, gpus per node = {gpus_per_node}: both must be at least 1.")
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ConfigError(f"{out_dir} already exists and is not empty.", "Choose a new folder for the bundle.")
+    train_data = _existing(config.data.path, "data.path", "training data")
+    validation = _existing(config.data.validation_path, "data.validation_path", "validation data") \
+        if config.data.validation_path else None
+    model = Path(config.model.path).expanduser() if config.model.path else None
+    if with_model:
+        from engine.models.loading import inspect_model_folder
+
+        model = inspect_model_folder(config.model).path
+
+    staging = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        (staging / "data").mkdir()
+        data_name = _copy(train_data, staging / "data" / train_data.name)
+        validation_name = None
+        if validation is not None:
+            target = validation.name if validation.name != train_data.name else f"validation-{validation.name}"
+            validation_name = _copy(validation, staging / "data" / target)
+        if with_model:
+            shutil.copytree(model, staging / "model")
+        # Paths in the bundle's config are relative to the bundle; the scripts pass absolute ones.
+        bundled = config.with_overrides({
+            "data.path": f"data/{data_name}",
+            "data.validation_path": f"data/{validation_name}" if validation_name else "",
+            "model.path": "model" if with_model else str(model or ""),
+        })
+        _write(staging / "config.toml", config_to_toml(bundled))
+        values = {
+            "NAME": _safe_name(name), "MODEL": "" if with_model else str(model or ""),
+            "DATA": f"data/{data_name}", "VALIDATION": f"data/{validation_name}" if validation_name else "",
+            "NODES": str(nodes), "GPUS": str(gpus_per_node), "VERSION": __version__,
+        }
+        for script in SCRIPTS:
+            _write(staging / script, _fill(_TEMPLATES[script], values), mode=0o755)
+        _write(staging / "README.md", _fill(_README, values))
+        files = _manifest(staging)
+        size = sum(f["size"] for f in files)
+        _write(staging / "bundle.json", json.dumps({
+            "whetstone_version": __version__, "name": name, "source": source,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "model_included": with_model,
+            "base_model": str(config.model.path), "per_process_batch": config.training.batch_size,
+            "gradient_accumulation": config.training.gradient_accumulation, "files": files,
+        }, indent=2) + "\n")
+        replace_dir(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ClusterBundle(out_dir, files, size)
+
+
+def describe(bundle: ClusterBundle) -> str:
+    return (f"Cluster bundle written to {bundle.folder} ({len(bundle.files)} files, {format_size(bundle.size)}).\n"
+            f"One machine:  cd {bundle.folder} && ./launch-torchrun.sh\n"
+            f"Slurm:        cd {bundle.folder} && sbatch slurm-job.sh\n"
+            f"See {bundle.folder / 'README.md'}.")
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    atomic_write_text(path, text)
+    path.chmod(mode)  # readable by the cluster's other users and jobs, like a copied file
+
+
+def _existing(value: str, field: str, what: str) -> Path:
+    path = Path(value).expanduser() if value else None
+    if path is None or not path.exists():
+        raise ConfigError(f"The {what} ({field} = {value!r}) does not exist.", "Pick an existing data file first.")
+    return path.resolve()
+
+
+def _copy(source: Path, target: Path) -> str:
+    if source.is_dir():  # a datasets.save_to_disk folder
+        shutil.copytree(source, target)
+    else:
+        shutil.copy2(source, target)
+    return target.name
+
+
+def _safe_name(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-.")
+    return cleaned or "run"
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    # {{NAME}} placeholders: bash's own ${...} stays untouched.
+    for key, value in values.items():
+        template = template.replace("{{" + key + "}}", value)
+    return template
+
+
+def _manifest(folder: Path) -> list[dict]:
+    files = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                digest.update(block)
+        files.append({"path": path.relative_to(folder).as_posix(), "size": path.stat().st_size,
+                      "sha256": digest.hexdigest()})
+    return files
+
+
+_TRAIN_ENV = r"""# Sourced by launch-torchrun.sh and slurm-job.sh: paths, checks and the train command.
+# Environment you may set: PYTHON (a Python with Whetstone installed), MODEL (the base model
+# folder on this machine), RUN_DIR (where the run is written; on a shared filesystem for Slurm).
+BUNDLE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PYTHON="${PYTHON:-python3}"
+if [ -z "${MODEL:-}" ]; then
+    if [ -d "$BUNDLE/model" ]; then MODEL="$BUNDLE/model"; else MODEL="{{MODEL}}"; fi
+fi
+RUN_DIR="${RUN_DIR:-$BUNDLE/runs/{{NAME}}}"
+
+if ! "$PYTHON" -c "import engine.cli" 2>/dev/null; then
+    echo "error: $PYTHON cannot import Whetstone's engine. Install Whetstone {{VERSION}} (see README.md)," \
+         "or set PYTHON=/path/to/venv/bin/python." >&2
+    exit 2
+fi
+if [ ! -f "$MODEL/config.json" ]; then
+    echo "error: the base model folder '$MODEL' is missing here (no config.json)." \
+         "Copy the model to this machine and set MODEL=/path/to/model." >&2
+    exit 2
+fi
+
+TRAIN_ARGS=(train --config "$BUNDLE/config.toml" --model "$MODEL" --data "$BUNDLE/{{DATA}}" --output "$RUN_DIR")
+if [ -n "{{VALIDATION}}" ]; then TRAIN_ARGS+=(--validation-data "$BUNDLE/{{VALIDATION}}"); fi
+# Running a script again continues the run from its last complete checkpoint.
+if [ -f "$RUN_DIR/config.toml" ]; then TRAIN_ARGS+=(--resume); fi
+
+# After torchrun: exit like `whetstone-engine train` (0 done, 3 stopped with a checkpoint). Under
+# torchrun a stopped rank exits 0, since torchrun would call any other code a crash.
+finish() {
+    local code=$1 state
+    state=$("$PYTHON" -c 'import sys; from engine.training.recipe import run_state; print(run_state(sys.argv[1]) or "")' "$RUN_DIR")
+    if [ "$code" = 0 ] && [ "$state" = stopped ]; then
+        echo "Stopped with a checkpoint; run this script again to continue."
+        exit 3
+    fi
+    exit "$code"
+}
+"""
+
+_LAUNCH = r"""#!/usr/bin/env bash
+# Train on the GPUs of this machine: one process per GPU, data-parallel QLoRA.
+#   ./launch-torchrun.sh [more `whetstone-engine train` flags, e.g. --max-steps 2000]
+# NPROC sets the number of processes (default: one per GPU that nvidia-smi lists).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/train-env.sh"
+if [ -z "${NPROC:-}" ]; then
+    NPROC=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+    [ "${NPROC:-0}" -ge 1 ] || NPROC=1
+fi
+echo "Training {{NAME}} with $NPROC process(es) into $RUN_DIR"
+code=0
+"$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" \
+    -m engine.cli "${TRAIN_ARGS[@]}" "$@" || code=$?
+finish "$code"
+"""
+
+_SLURM = r"""#!/usr/bin/env bash
+# Train on several machines under Slurm: submit from the bundle folder with `sbatch slurm-job.sh`.
+# One task per node runs torchrun, which starts one process per GPU; they meet at the first node.
+# The bundle folder (and RUN_DIR) must be on a filesystem every node sees.
+#SBATCH --job-name=whetstone-{{NAME}}
+#SBATCH --nodes={{NODES}}
+#SBATCH --ntasks-per-node=1
+#SBATCH --gpus-per-node={{GPUS}}
+#SBATCH --cpus-per-task=8
+#SBATCH --time=24:00:00
+#SBATCH --output=slurm-%x-%j.out
+# SIGTERM five minutes before the time limit: every rank saves a checkpoint at the next step.
+#SBATCH --signal=TERM@300
+set -euo pipefail
+# sbatch runs a copy of this script; the bundle is the folder it was submitted from.
+cd "${SLURM_SUBMIT_DIR:-$(dirname "${BASH_SOURCE[0]}")}"
+source ./train-env.sh
+GPUS="${GPUS_PER_NODE:-${SLURM_GPUS_ON_NODE:-{{GPUS}}}}"
+HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+PORT="${MASTER_PORT:-29500}"
+echo "Training {{NAME}} on $SLURM_NNODES node(s) x $GPUS GPU(s) into $RUN_DIR (rendezvous $HEAD:$PORT)"
+code=0
+srun --kill-on-bad-exit=1 "$PYTHON" -m torch.distributed.run \
+    --nnodes "$SLURM_NNODES" --nproc_per_node "$GPUS" \
+    --rdzv_id "$SLURM_JOB_ID" --rdzv_backend c10d --rdzv_endpoint "$HEAD:$PORT" \
+    -m engine.cli "${TRAIN_ARGS[@]}" "$@" || code=$?
+finish "$code"
+"""
+
+_README = """# Whetstone cluster bundle: {{NAME}}
+
+Data-parallel QLoRA: every process loads its own 4-bit copy of the base model on its own GPU
+and trains on its share of each batch; rank 0 writes the run folder (events, checkpoints,
+adapter), which the Whetstone app opens like any run (Project → open the folder, or copy it
+into a project's `runs/`).
+
+## On the cluster
+
+1. Install Whetstone {{VERSION}} into a virtual environment (offline: the wheelhouse, see
+   Whetstone's README, "Air-gapped installation"). Set `PYTHON=/path/to/venv/bin/python`.
+2. Copy the base model folder to the cluster and set `MODEL=/path/to/model` (not needed when
+   the bundle has a `model/` folder).
+3. One machine, all its GPUs: `./launch-torchrun.sh` (`NPROC=4 ./launch-torchrun.sh` for 4).
+   Several machines: edit the `#SBATCH` lines of `slurm-job.sh` (nodes, GPUs per node, time),
+   then `sbatch slurm-job.sh` from this folder.
+4. The run is written to `runs/{{NAME}}/` (or `RUN_DIR`). Running the same script again
+   continues from the last complete checkpoint; add `--max-steps N` to train further.
+
+## What changes with more processes
+
+`training.batch_size` in `config.toml` is per process: the global batch is
+batch_size × gradient_accumulation × processes. To keep the batch you tuned on one GPU,
+divide `gradient_accumulation` by the number of processes (or pass `--batch-size`).
+Events carry `world_size`; tokens/s is the sum over all processes.
+
+`bundle.json` lists every file with its sha256, so a copy can be checked after transfer.
+"""
+
+_TEMPLATES = {"train-env.sh": _TRAIN_ENV, "launch-torchrun.sh": _LAUNCH, "slurm-job.sh": _SLURM}

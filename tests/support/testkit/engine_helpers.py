@@ -1,0 +1,56 @@
+"""Helpers for engine tests: configs for the tiny model and running the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from engine.config import RunConfig
+from engine.runs.events import read_events
+
+FAST = {
+    "lora.rank": 16,
+    "lora.alpha": 32.0,
+    "training.learning_rate": 3e-3,
+    "training.batch_size": 4,
+    "training.lr_scheduler": "constant",
+    "training.warmup_ratio": 0.0,
+    "training.gradient_checkpointing": True,
+    "data.max_length": 64,
+}
+
+
+def tiny_config(model_dir: Path, data: Path, **overrides) -> RunConfig:
+    values = dict(FAST, **{"model.path": str(model_dir), "data.path": str(data)})
+    values.update({k.replace("__", "."): v for k, v in overrides.items()})
+    return RunConfig().with_overrides(values)
+
+
+def engine_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "engine.cli", *args]
+
+
+def run_engine(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(engine_cmd(*args), capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
+
+
+def losses(run_dir: Path) -> dict[int, float]:
+    return {e["step"]: e["loss"] for e in read_events(run_dir / "events.jsonl") if e["type"] == "metrics"}
+
+
+def states(run_dir: Path) -> list[str]:
+    return [e["state"] for e in read_events(run_dir / "events.jsonl") if e["type"] == "status"]
+
+
+def wait_for(condition, timeout: float = 120, what: str = "condition"):
+    """Poll a condition (not a fixed sleep) until it holds or the timeout passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
