@@ -10,7 +10,7 @@ In a fresh work folder, with a fresh HOME (WHETSTONE_HOME inside it, XDG_* unset
 XDG_RUNTIME_DIR in the work folder) it:
 
   1. refuses to run when the network is reachable (run it under `unshare -n`), unless --allow-network;
-  2. builds the tiny test model with --builder-python (tests/tiny_model.py; it needs torch and
+  2. builds the tiny test model with --builder-python (tests/support/testkit/tiny_model.py; it needs torch and
      transformers: the installed environment's own python proves they were installed);
   3. trains it for 4 steps with ENGINE (adapter written, last status `done`) and runs `ENGINE diagnostics`;
   4. starts GUI with QT_QPA_PLATFORM=offscreen and --report-startup, and times its first window;
@@ -185,9 +185,10 @@ class Smoke:
         model, facts = self.inputs / "tiny-model", self.inputs / "facts.jsonl"
         code = (
             "import json, sys\n"
-            f"sys.path.insert(0, {str(REPO / 'tests')!r})\n"
+            f"sys.path.insert(0, {str(REPO / 'tests' / 'support')!r})\n"
             "from pathlib import Path\n"
-            "import tiny_model, torch, transformers\n"
+            "import torch, transformers\n"
+            "from testkit import tiny_model\n"
             f"model = Path({str(model)!r}); model.mkdir(parents=True, exist_ok=True)\n"
             "tiny_model.build(model)\n"
             f"tiny_model.write_jsonl(Path({str(facts)!r}), tiny_model.fact_rows())\n"
