@@ -47,7 +47,7 @@ class ChatServer:
 
         self._json = json
         repo = Path(__file__).resolve().parents[1]
-        self.proc = subprocess.Popen([sys.executable, "-m", "engine.cli.main", "chat-server"], cwd=repo, text=True,
+        self.proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "chat-server"], cwd=repo, text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=1)
         self._send({"op": "load", "model": model, "adapter": adapter, "device": "auto"})
         event = self._until("loaded", "error")

@@ -11,7 +11,7 @@ from engine.cli.launch import engine_command
 
 def test_from_source_runs_this_python_and_the_cli():
     argv = engine_command("diagnostics", "--help")
-    assert argv[:3] == [sys.executable, "-m", "engine.cli.main"]
+    assert argv[:3] == [sys.executable, "-m", "engine.cli"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "diagnostics" in done.stdout
 
