@@ -34,6 +34,11 @@ class CheckReport:
         out["problems"] = [p.as_dict() for p in self.problems]
         return out
 
+    def first_problem(self) -> str:
+        """The first row that is not used and why ("line 3: invalid JSON ..."), or ""."""
+        first = next((p for p in self.problems if p.severity == "error"), None)
+        return f"{first.where()}: {first.message}" if first else ""
+
     def human(self, limit: int = 20) -> str:
         lines = [
             f"{self.file}: {self.kind}, {self.rows} rows",
@@ -61,16 +66,18 @@ class CheckReport:
 
 
 def check_data(path: str | Path, fmt: str = "auto", columns: dict[str, str] | None = None,
-               text_mode: str = "blank_lines", tokenizer=None, max_length: int = 1024, progress=None) -> CheckReport:
+               text_mode: str = "blank_lines", tokenizer=None, max_length: int = 1024, progress=None,
+               allow_empty: bool = False) -> CheckReport:
     """Read and check a file; with a tokenizer, also render every row and add token statistics.
 
-    Raises DataError when no row is usable (the CLI turns that into exit code 2).
+    Raises DataError when no row is read usable (the CLI turns that into exit code 2), unless
+    `allow_empty`: then the report has `valid_rows == 0` and its problems say why.
     """
-    read = read_data(path, fmt, columns, text_mode)
+    read = read_data(path, fmt, columns, text_mode, allow_empty=allow_empty)
     problems = list(read.problems)
     valid = len(read.rows)
     stats = None
-    if tokenizer is not None:
+    if tokenizer is not None and read.rows:
         from engine.data.stats import token_length_stats
 
         def on_row(index: int, rendered, error: str | None) -> None:
@@ -84,8 +91,11 @@ def check_data(path: str | Path, fmt: str = "auto", columns: dict[str, str] | No
                                         + (" and truncation" if rendered.truncated_tokens else ""), "no_trainable_tokens"))
                 valid -= 1
             elif rendered.truncated_tokens:
+                chars = getattr(rendered, "estimated_from_chars", None)  # measured from a clipped copy
+                by = f"about {rendered.truncated_tokens:,} tokens ({chars:,} characters)" if chars else \
+                    f"{rendered.truncated_tokens} tokens"
                 problems.append(Problem(row, line, f"longer than the max length {max_length}: "
-                                        f"will be truncated by {rendered.truncated_tokens} tokens", "truncated", "warning"))
+                                        f"will be truncated by {by}", "truncated", "warning"))
 
         stats = token_length_stats(tokenizer, read.rows, max_length, progress=progress, total=len(read.rows),
                                    on_row=on_row).as_dict()

@@ -1,8 +1,9 @@
 """Reading data files of every common kind into Arrow tables, problems reported, the file untouched.
 
-JSONL is read line by line so one bad line (invalid JSON, bytes that are not UTF-8) costs
-only that line, with its line number; rows are gathered into Arrow in chunks, so a big file
-never becomes a big list of Python objects. The other kinds go through `datasets`/pyarrow.
+JSONL (engine.data.jsonl) and JSON records are checked one by one, so one bad record (invalid
+JSON, bytes that are not UTF-8, nesting too deep) costs only that record, with its number;
+rows are gathered into Arrow in chunks, so a big file never becomes a big list of Python
+objects. CSV/TSV cells are read as text; the other kinds go through `datasets`/pyarrow.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ FILE_KINDS = ("jsonl", "json", "csv", "tsv", "parquet", "text", "arrow")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
              ".parquet": "parquet", ".txt": "text", ".md": "text", ".text": "text"}
 _CHUNK = 20_000
-JSON_BLOCK = 32 << 20
-"""Bytes per pyarrow JSON block: bigger blocks parse a large file about twice as fast as the 1 MiB default."""
 
 
 @dataclass
@@ -69,25 +68,30 @@ def file_kind(path: Path) -> str:
 
 def read_file(path: str | Path, text_mode: str = "blank_lines") -> RawFile:
     """Parse a data file. `text_mode` for .txt: "blank_lines" (one document per paragraph) or "file"."""
+    from engine.data.jsonl import read_jsonl
+    from engine.data.source import check_source
+
     path = Path(path).expanduser()
-    if not path.exists():
-        raise DataError(f"Data file {path} does not exist.", "Check the path.")
+    check_source(path)  # exists, reachable, a regular file or folder, readable, not empty
     kind = file_kind(path)
-    if kind != "arrow":
-        try:
-            if path.stat().st_size == 0:
-                raise DataError(f"Data file {path} is empty.", "Add some rows.")
-            with open(path, "rb") as handle:
-                handle.read(1)
-        except PermissionError:
-            raise DataError(f"Cannot read {path}: permission denied.", "Check the file's permissions.") from None
-    reader = {"jsonl": _read_jsonl, "json": _read_json, "csv": _read_csv, "tsv": _read_csv,
+    if kind in ("jsonl", "json", "csv", "tsv", "text"):
+        _refuse_utf16(path)
+    reader = {"jsonl": read_jsonl, "json": _read_json, "csv": _read_csv, "tsv": _read_csv,
               "parquet": _read_parquet, "text": _read_text, "arrow": _read_arrow}[kind]
     raw = reader(path, text_mode) if kind == "text" else reader(path)
     raw.kind = kind
     if raw.records == 0:
         raise DataError(f"Data file {path} has no rows.", "Add some rows.")
     return raw
+
+
+def _refuse_utf16(path: Path) -> None:
+    """Windows editors save "Unicode" as UTF-16: say so once, not once per line."""
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    if head in (b"\xff\xfe", b"\xfe\xff"):
+        raise DataError(f"{path} is UTF-16 text; Whetstone reads UTF-8.",
+                        "Save it again as UTF-8 (in Notepad: Save As, Encoding: UTF-8).")
 
 
 def _dataset_from_chunks(chunks: list[list[dict]]):
@@ -102,113 +106,36 @@ def _dataset_from_chunks(chunks: list[list[dict]]):
         return datasets.Dataset.from_dict({"__json__": [json.dumps(r) for c in chunks for r in c]})
 
 
-def _read_jsonl(path: Path) -> RawFile:
-    return _read_jsonl_arrow(path) or _read_jsonl_lines(path)
-
-
-def _read_jsonl_arrow(path: Path) -> RawFile | None:
-    """pyarrow's multi-threaded reader, for the common case of a clean file: every line one JSON
-    object, no blank lines (so row N is line N), consistent types. Anything else returns None."""
-    import datasets
-    import pyarrow as pa
-    import pyarrow.json as pajson
-
-    lines = _count_lines_if_all_objects(path)
-    if lines is None:
-        return None
-    try:
-        table = pajson.read_json(path, read_options=pajson.ReadOptions(block_size=JSON_BLOCK))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
-        return None
-    n = table.num_rows
-    if n == 0 or lines != n:
-        return None
-    numbers = list(range(1, n + 1))
-    try:
-        dataset = datasets.Dataset(table)
-    except Exception:  # a schema datasets cannot hold: the line-by-line reader reports it row by row
-        return None
-    return RawFile(path, "jsonl", dataset, numbers, numbers, [], n)
-
-
 def _count_lines_if_all_objects(path: Path) -> int | None:
-    """Number of lines if every line starts with "{" (so none is blank), else None.
+    """Lines of a JSONL file pyarrow's reader may be given, else None (kept for benchmarks/)."""
+    from engine.data.jsonl import scan_clean_jsonl
 
-    pyarrow 26 crashes (SIGSEGV) on a file that is just `null`, so only files whose every line
-    opens an object are handed to it. numpy over a memory map keeps this at disk speed.
-    """
-    import mmap
-
-    with open(path, "rb") as handle:
-        try:
-            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        except ValueError:  # an empty file cannot be mapped
-            return None
-    with mapped:
-        return _lines_if_all_objects(mapped)
-
-
-def _lines_if_all_objects(mapped) -> int | None:
-    import numpy as np
-
-    # numpy views pin the map, so they live only inside this function.
-    data = np.frombuffer(mapped, dtype=np.uint8)
-    if data[0] != ord("{"):
-        return None
-    lines, step = 0, 1 << 26
-    for start in range(0, len(data), step):
-        newlines = np.flatnonzero(data[start:start + step] == ord("\n")) + start
-        following = newlines[newlines + 1 < len(data)] + 1
-        if not (data[following] == ord("{")).all():
-            return None
-        lines += len(newlines)
-    return lines if data[-1] == ord("\n") else lines + 1
-
-
-def _read_jsonl_lines(path: Path) -> RawFile:
-    """Line by line: one bad line costs only that line, reported with its number."""
-    problems, rows, row_numbers, line_numbers = [], [], [], []
-    chunks: list[list[dict]] = []
-    record = 0
-    with open(path, "rb") as handle:
-        for number, line_bytes in enumerate(handle, start=1):
-            if not line_bytes.strip():
-                continue
-            record += 1
-            try:
-                line = line_bytes.rstrip(b"\r\n").decode("utf-8")
-            except UnicodeDecodeError as exc:
-                problems.append(Problem(record, number, f"bytes that are not UTF-8 (byte {exc.start + 1} of the line)", "not_utf8"))
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append(Problem(record, number, f"invalid JSON: {exc.msg} at column {exc.colno}", "invalid_json"))
-                continue
-            if not isinstance(obj, dict):
-                problems.append(Problem(record, number, f"wrong type: the line is a JSON {type(obj).__name__}, not an object", "wrong_type"))
-                continue
-            # Stored as JSON text: rows of one file may disagree on types, which Arrow columns cannot hold.
-            rows.append({"__json__": line})
-            row_numbers.append(record)
-            line_numbers.append(number)
-            if len(rows) >= _CHUNK:
-                chunks.append(rows)
-                rows = []
-    chunks.append(rows)
-    if record == 0:
-        raise DataError(f"Data file {path} is empty.", "Add one JSON object per line.")
-    return RawFile(path, "jsonl", _dataset_from_chunks(chunks), row_numbers, line_numbers, problems, record)
+    scanned = scan_clean_jsonl(path)
+    return None if scanned is None else scanned[0]
 
 
 def _read_json(path: Path) -> RawFile:
     import datasets
 
+    from engine.data import json_safety
+
+    data, bad_byte = path.read_bytes(), None
     try:
-        obj = json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path} has bytes that are not UTF-8 (byte {exc.start + 1}).", "Save the file as UTF-8.") from None
+        text = data.decode("utf-8-sig")  # a byte order mark (Windows editors) is fine
+    except UnicodeDecodeError as exc:  # bad bytes inside strings cost only their record
+        text, bad_byte = data.decode("utf-8-sig", errors="surrogateescape"), exc.start + 1
+    try:
+        try:
+            obj = json.loads(text)
+        except RecursionError:  # one record nested too deeply: read the list item by item
+            if not text.lstrip().startswith("["):
+                raise DataError(f"{path} is {json_safety.TOO_DEEP}.", "Flatten the data, or use a list of "
+                                'records [{"prompt": ..., "completion": ...}, ...] so only that record is skipped.') from None
+            obj = list(json_safety.iter_list_items(text))
     except json.JSONDecodeError as exc:
+        if bad_byte is not None:
+            raise DataError(f"{path} has bytes that are not UTF-8 (byte {bad_byte}; "
+                            "the file may be Latin-1/Windows-1252).", "Save the file as UTF-8.") from None
         hint = "It looks like JSON Lines: rename it to .jsonl." if exc.msg == "Extra data" else "Fix the JSON syntax."
         raise DataError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.", hint) from None
     if isinstance(obj, dict) and obj and all(isinstance(v, list) for v in obj.values()):
@@ -226,18 +153,32 @@ def _read_json(path: Path) -> RawFile:
                         'Use [{"prompt": ..., "completion": ...}, ...] or {"prompt": [...], "completion": [...]}.')
     problems, good, numbers = [], [], []
     for i, rec in enumerate(records, start=1):
-        if isinstance(rec, dict):
-            good.append({"__json__": json.dumps(rec, ensure_ascii=False)})
+        if isinstance(rec, json_safety.TooDeep) or json_safety.too_deep(rec):
+            problems.append(Problem(i, None, json_safety.TOO_DEEP, "too_deep"))
+        elif isinstance(rec, dict):
+            line = json.dumps(rec, ensure_ascii=False)
+            if bad_byte is not None and not _is_utf8(line):  # a byte kept apart by surrogateescape
+                problems.append(Problem(i, None, "holds bytes that are not UTF-8 (the file may be "
+                                        "Latin-1/Windows-1252: save it as UTF-8)", "not_utf8"))
+                continue
+            good.append({"__json__": line})
             numbers.append(i)
         else:
-            problems.append(Problem(i, None, f"wrong type: record is a {type(rec).__name__}, not an object", "wrong_type"))
+            problems.append(Problem(i, None, f"wrong type: record is {json_safety.json_type(rec)}, not an object",
+                                    "wrong_type"))
     return RawFile(path, "json", datasets.Dataset.from_list(good), numbers, None, problems, len(records))
 
 
-def _as_dataset(table, path: Path):
-    """Wrap an Arrow table; column names must be non-empty and unique to be usable."""
-    import datasets
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
+
+def _check_names(table, path: Path) -> None:
+    """Column names must be UTF-8, non-empty and unique to be usable."""
     try:
         names = table.column_names
     except UnicodeDecodeError:
@@ -245,6 +186,13 @@ def _as_dataset(table, path: Path):
     if any(not name.strip("\x00 \t") for name in names) or len(set(names)) != len(names):
         raise DataError(f"{path.name} has an empty or repeated column name in its header ({names[:8]}).",
                         "Give every column a distinct name in the first row.")
+
+
+def _as_dataset(table, path: Path):
+    """Wrap an Arrow table whose column names are usable."""
+    import datasets
+
+    _check_names(table, path)
     try:
         return datasets.Dataset(table)
     except Exception as exc:  # datasets refuses some Arrow schemas with several error types
@@ -253,39 +201,64 @@ def _as_dataset(table, path: Path):
 
 
 def _read_csv(path: Path) -> RawFile:
+    """Every cell is text, as written ("007" stays "007", "4" is not a number); a row with bytes
+    that are not UTF-8 is a problem of its own."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
+    from engine.data.text_columns import drop_invalid_utf8
+
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
     try:
-        table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
-                               convert_options=pacsv.ConvertOptions(strings_can_be_null=False))
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        raise DataError(f"{path} cannot be read as {'TSV' if delimiter == chr(9) else 'CSV'}: {exc}", "Check quoting and the header row.") from None
+        # The header first (types inferred from the first block are ignored), then every column as text.
+        with pacsv.open_csv(path, parse_options=parse, convert_options=pacsv.ConvertOptions(check_utf8=False)) as head:
+            names = head.schema.names
+        table = pacsv.read_csv(path, parse_options=parse, convert_options=pacsv.ConvertOptions(
+            strings_can_be_null=False, check_utf8=False, column_types=dict.fromkeys(names, pa.string())))
+    except UnicodeDecodeError:
+        raise DataError(f"{path.name} has a header that is not UTF-8 text "
+                        "(the file may be Latin-1/Windows-1252).", "Save the file as UTF-8.") from None
+    except pa.ArrowInvalid as exc:
+        raise DataError(f"{path} cannot be read as {'TSV' if delimiter == chr(9) else 'CSV'}: {exc}",
+                        "Check quoting and the header row.") from None
     n = table.num_rows
-    return RawFile(path, "csv", _as_dataset(table, path), list(range(1, n + 1)), None, [], n)
+    _check_names(table, path)  # before any cell is looked at
+    table, kept, problems = drop_invalid_utf8(table)
+    return RawFile(path, "csv", _as_dataset(table, path), [i + 1 for i in kept], None, problems, n)
 
 
 def _read_parquet(path: Path) -> RawFile:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from engine.data.text_columns import drop_invalid_utf8
+
     try:
         table = pq.read_table(path, memory_map=True)
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"{path} is not a readable Parquet file: {exc}", "Export it again.") from None
     n = table.num_rows
-    return RawFile(path, "parquet", _as_dataset(table, path), list(range(1, n + 1)), None, [], n)
+    _check_names(table, path)  # before any cell is looked at
+    table, kept, problems = drop_invalid_utf8(table)  # Parquet strings are not checked when read
+    return RawFile(path, "parquet", _as_dataset(table, path), [i + 1 for i in kept], None, problems, n)
 
 
 def _read_text(path: Path, text_mode: str) -> RawFile:
+    """Paragraphs (or the whole file) as documents; with paragraphs, one that holds bytes that are
+    not UTF-8 is a problem of its own and the others stay usable."""
     import datasets
 
+    data = path.read_bytes()
+    data = data[3:] if data.startswith(b"\xef\xbb\xbf") else data  # a byte order mark is fine
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise DataError(f"{path} line {line} has bytes that are not UTF-8.", "Save the file as UTF-8.") from None
+        if text_mode == "file":
+            line = data[: exc.start].count(b"\n") + 1
+            raise DataError(f"{path} line {line} has bytes that are not UTF-8 "
+                            "(the file may be Latin-1/Windows-1252).", "Save the file as UTF-8.") from None
+        text = data.decode("utf-8", errors="surrogateescape")  # bad bytes kept apart, found per paragraph
     if text_mode == "file":
         docs, lines = [text], [1]
     else:
@@ -302,10 +275,31 @@ def _read_text(path: Path, text_mode: str) -> RawFile:
         if current:
             docs.append("\n".join(current))
             lines.append(start)
-    docs_lines = [(d, n) for d, n in zip(docs, lines, strict=True) if d.strip()]
-    table = datasets.Dataset.from_dict({"text": [d for d, _ in docs_lines]})
-    n = len(docs_lines)
-    return RawFile(path, "text", table, list(range(1, n + 1)), [ln for _, ln in docs_lines], [], n)
+    good, numbers, good_lines, problems = [], [], [], []
+    for doc, line in ((d, n) for d, n in zip(docs, lines, strict=True) if d.strip()):
+        bad = _not_utf8_line(doc, line)
+        if bad is not None:
+            problems.append(Problem(len(numbers) + len(problems) + 1, bad[0], bad[1], "not_utf8"))
+            continue
+        good.append(doc)
+        numbers.append(len(numbers) + len(problems) + 1)
+        good_lines.append(line)
+    table = datasets.Dataset.from_dict({"text": good})
+    return RawFile(path, "text", table, numbers, good_lines, problems, len(numbers) + len(problems))
+
+
+def _not_utf8_line(doc: str, first_line: int) -> tuple[int, str] | None:
+    """(line, message) of the first line of a paragraph holding bytes that were not UTF-8."""
+    if doc.isascii():
+        return None
+    for offset, line in enumerate(doc.split("\n")):
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a byte kept apart by surrogateescape
+            start = len(line[: exc.start].encode("utf-8", errors="surrogateescape"))
+            return first_line + offset, (f"not UTF-8 at byte {start + 1} of the line "
+                                         "(the file may be Latin-1/Windows-1252: save it as UTF-8)")
+    return None
 
 
 def _read_arrow(path: Path) -> RawFile:

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from engine.errors import DataError
-from engine.util.files import fsync_dir
+from engine.util.files import copy_tree, fsync_dir
 
 EDITABLE_SUFFIXES = (".jsonl", ".ndjson", ".parquet")
 
@@ -28,20 +28,17 @@ def _free_name(folder: Path, name: str) -> Path:
 def import_dataset(project_dir: str | Path, source: str | Path) -> Path:
     """Copy a data file (or a datasets.save_to_disk folder) into the project's datasets/."""
     from engine.data.files import file_kind
+    from engine.data.source import check_source
 
     source = Path(source).expanduser()
-    if not source.exists():
-        raise DataError(f"{source} does not exist.", "Pick the file again.")
+    check_source(source)  # missing, unreachable, unreadable, empty, a FIFO: one clear reason each
     file_kind(source)  # refuses what the data layer cannot read, with the reason
     folder = Path(project_dir) / "datasets"
     folder.mkdir(parents=True, exist_ok=True)
     target = _free_name(folder, source.name)
     staging = folder / f".{target.name}.importing"
     try:
-        if source.is_dir():
-            shutil.copytree(source, staging, copy_function=shutil.copyfile)
-        else:
-            shutil.copyfile(source, staging)
+        copy_tree(source, staging, contents_only=True)  # refuses a folder that holds the project
         staging.replace(target)
     except BaseException:
         if staging.is_dir():
@@ -66,10 +63,7 @@ def keep_original(data_path: str | Path) -> Path | None:
         return None
     kept.parent.mkdir(parents=True, exist_ok=True)
     staging = kept.with_name(f".{kept.name}.tmp")
-    if data_path.is_dir():
-        shutil.copytree(data_path, staging, copy_function=shutil.copyfile)
-    else:
-        shutil.copyfile(data_path, staging)
+    copy_tree(data_path, staging, contents_only=True)
     staging.replace(kept)
     fsync_dir(kept.parent)
     return kept

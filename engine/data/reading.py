@@ -64,24 +64,39 @@ def duplicate_key(row: Any) -> bytes:
     return hashlib.blake2b(json.dumps(row, sort_keys=True, ensure_ascii=False).encode(), digest_size=16).digest()
 
 
+def no_usable_rows(path: str | Path, problems: list[Problem]) -> DataError:
+    errors = [p for p in problems if p.severity == "error"]
+    first = f" First problem: {errors[0].where()}: {errors[0].message}." if errors else ""
+    return DataError(f"{path} has no usable rows ({len(errors)} bad).{first}", "Fix the rows and try again.")
+
+
 def open_data(path: str | Path, fmt: str = "auto", columns: dict[str, str] | None = None,
               text_mode: str = "blank_lines") -> tuple[RawFile, Shape]:
     raw = read_file(path, text_mode)
     if raw.table.num_rows == 0:
-        first = raw.problems[0] if raw.problems else None
-        detail = f" First problem: {first.where()}: {first.message}." if first else ""
-        raise DataError(f"{path} has no usable rows ({len(raw.problems)} bad).{detail}", "Fix the rows and try again.")
+        raise no_usable_rows(path, raw.problems)
+    return raw, _shape_of(raw, path, fmt, columns)
+
+
+def _shape_of(raw: RawFile, path: str | Path, fmt: str, columns: dict[str, str] | None) -> Shape:
     try:
-        shape = detect_shape(columns_of(raw), fmt, columns)
+        return detect_shape(columns_of(raw), fmt, columns)
     except DataError as exc:
         raise DataError(f"{Path(path).name}: {exc.message}", exc.hint) from None
-    return raw, shape
 
 
 def read_data(path: str | Path, fmt: str = "auto", columns: dict[str, str] | None = None,
-              text_mode: str = "blank_lines") -> ReadResult:
-    """Read and check a whole file; raise DataError if no row is usable."""
-    raw, shape = open_data(path, fmt, columns, text_mode)
+              text_mode: str = "blank_lines", allow_empty: bool = False) -> ReadResult:
+    """Read and check a whole file; raise DataError if no row is usable (unless `allow_empty`:
+    then the result has no rows, and the problems say why)."""
+    raw = read_file(path, text_mode)
+    if raw.table.num_rows == 0:
+        if not allow_empty:
+            raise no_usable_rows(path, raw.problems)
+        unknown = Shape("unknown", dict(columns or {}), "no record could be read")
+        problems = sorted(raw.problems, key=lambda p: p.row or 0)
+        return ReadResult([], [], [], unknown, raw.kind, raw.records, problems)
+    shape = _shape_of(raw, path, fmt, columns)
     rows, row_numbers, line_numbers, problems = [], [], [], list(raw.problems)
     seen: dict[bytes, int] = {}
     for row, line, value, problem in iter_checked(raw, shape):
@@ -97,8 +112,6 @@ def read_data(path: str | Path, fmt: str = "auto", columns: dict[str, str] | Non
         row_numbers.append(row)
         line_numbers.append(line)
     problems.sort(key=lambda p: (p.row or 0))
-    if not rows:
-        errors = [p for p in problems if p.severity == "error"]
-        first = f" First problem: {errors[0].where()}: {errors[0].message}." if errors else ""
-        raise DataError(f"{path} has no usable rows ({len(errors)} bad).{first}", "Fix the rows and try again.")
+    if not rows and not allow_empty:
+        raise no_usable_rows(path, problems)
     return ReadResult(rows, row_numbers, line_numbers, shape, raw.kind, raw.records, problems)

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.data import json_safety
+from engine.data.long_rows import clip_long_row, measure_clipped
 from engine.data.reading import duplicate_key
 from engine.data.rendering import Rendered, render_row
 from engine.data.row_store import BROKEN, RowStore
@@ -24,6 +26,8 @@ from engine.errors import Cancelled
 
 KIND_LABELS = {
     "invalid_json": "line is not valid JSON",
+    "not_utf8": "line is not UTF-8",
+    "too_deep": "nested too deeply",
     "wrong_type": "wrong type",
     "unknown_role": "unknown role",
     "empty_assistant": "empty reply",
@@ -42,6 +46,8 @@ FIXES = {
     "empty_assistant": ("drop", "Drop empty rows", "Deletes rows with an empty reply or empty text"),
     "empty_text": ("drop", "Drop empty rows", "Deletes rows with an empty reply or empty text"),
     "invalid_json": ("drop", "Drop broken lines", "Deletes lines that are not valid JSON"),
+    "not_utf8": ("drop", "Drop broken lines", "Deletes lines that could not be read"),
+    "too_deep": ("drop", "Drop broken lines", "Deletes lines that could not be read"),
 }
 _CONVERSATION_KEYS = {"messages": "content", "sharegpt": "value"}
 
@@ -104,10 +110,23 @@ def trimmed(record: dict[str, Any], shape: Shape) -> dict[str, Any]:
     return out
 
 
+def broken_issue(text: str) -> RowIssue:
+    """Why a line the row store keeps as text could not be a row."""
+    try:
+        value = json_safety.loads(text)
+    except json_safety.TooDeep as exc:
+        return RowIssue("too_deep", f"this line is {exc}")
+    except ValueError:
+        value = None
+    if isinstance(value, dict):  # it parses once its bad bytes are replaced (shown as \ufffd)
+        return RowIssue("not_utf8", "this line has bytes that are not UTF-8 (shown as \ufffd); save the file as UTF-8")
+    return RowIssue("invalid_json", "this line is not a valid JSON object")
+
+
 def check_row(record: dict[str, Any], shape: Shape) -> tuple[Any, list[RowIssue]]:
     """The normalised row (None when unusable) and its issues, without the tokenizer."""
     if BROKEN in record:
-        return None, [RowIssue("invalid_json", "this line is not a valid JSON object")]
+        return None, [broken_issue(record[BROKEN])]
     try:
         normalised = shape.normalise(record)
     except RowProblem as exc:
@@ -126,8 +145,9 @@ def rendered_issues(rendered: Rendered | ValueError, max_length: int) -> list[Ro
         return [RowIssue("no_trainable_tokens", "no trainable tokens after masking"
                          + (" and truncation" if rendered.truncated_tokens else ""))]
     if rendered.truncated_tokens:
+        about = "about " if getattr(rendered, "estimated_from_chars", None) else ""  # from a clipped copy
         return [RowIssue("truncated", f"longer than the max length {max_length}: "
-                         f"{rendered.truncated_tokens} tokens will be cut", "warning")]
+                         f"{about}{rendered.truncated_tokens} tokens will be cut", "warning")]
     return []
 
 
@@ -138,7 +158,10 @@ def review_row(record: dict[str, Any], shape: Shape, tokenizer=None, max_length:
     rendered = None
     if normalised is not None and tokenizer is not None:
         try:
-            rendered = render_row(tokenizer, normalised, max_length)
+            row, clip = clip_long_row(normalised, max_length)  # a huge row is never tokenized whole
+            rendered = render_row(tokenizer, row, max_length)
+            if clip is not None:
+                rendered = measure_clipped(rendered, clip, max_length)
         except ValueError as exc:
             rendered = exc
         issues += rendered_issues(rendered, max_length)

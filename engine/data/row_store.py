@@ -13,13 +13,15 @@ file exactly as it happened (engine.data.edit_journal).
 from __future__ import annotations
 
 import json
+import stat
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engine.data.files import JSON_BLOCK, RawFile, _count_lines_if_all_objects, read_file
+from engine.data.files import RawFile, read_file
+from engine.data.jsonl import read_clean_jsonl
 from engine.data.shapes import Shape, detect_shape
 from engine.errors import DataError
 
@@ -234,19 +236,17 @@ def open_store(path: str | Path, fmt: str = "auto", columns: dict[str, str] | No
 
 def _open_clean_jsonl(path: Path) -> RowStore | None:
     import pyarrow as pa
-    import pyarrow.json as pajson
 
-    if path.suffix.lower() not in (".jsonl", ".ndjson") or not path.is_file():
+    from engine.data.source import check_source
+
+    if path.suffix.lower() not in (".jsonl", ".ndjson"):
         return None
-    lines = _count_lines_if_all_objects(path)
-    if not lines:
+    if stat.S_ISDIR(check_source(path).st_mode):  # a FIFO, unreachable or empty file: one clear reason
         return None
-    try:
-        table = pajson.read_json(path, read_options=pajson.ReadOptions(block_size=JSON_BLOCK))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
+    found = read_clean_jsonl(path)
+    if found is None or not found[1]:
         return None
-    if table.num_rows != lines:
-        return None
+    table, lines = found
     # The parser's scratch blocks stay in the allocator's pools (about 1.5x the file) unless released.
     pa.default_memory_pool().release_unused()
     return RowStore(path, "jsonl", table, {}, np.arange(1, lines + 1, dtype=np.int64))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from engine.data.json_safety import json_type
 from engine.errors import DataError
 
 SHAPES = ("messages", "sharegpt", "alpaca", "prompt_completion", "text")
@@ -66,6 +67,12 @@ def detect_shape(columns: list[str], choice: str = "auto", mapping: dict[str, st
         needed = [mapping.get(f, f) for f in REQUIRED[name]]
         if all(c in present for c in needed):
             return Shape(name, mapping, f"it has the column{'s' if len(needed) > 1 else ''} {', '.join(needed)}")
+    unknown = [(field, column) for field, column in mapping.items() if column not in present]
+    if unknown:
+        field, column = unknown[0]
+        raise DataError(f"The data has no column {column!r} (given for {field}; its columns: "
+                        f"{', '.join(sorted(present)) or 'none'}).",
+                        f"Name one of its columns, e.g. --column {field}=NAME (data.columns in a config).")
     raise DataError(
         f"Cannot tell the data's shape from its columns ({', '.join(sorted(present)) or 'none'}).",
         "Expected messages, conversations (ShareGPT), instruction/output (Alpaca), prompt/completion or text; "
@@ -75,7 +82,8 @@ def detect_shape(columns: list[str], choice: str = "auto", mapping: dict[str, st
 
 def _text(value: Any, what: str) -> str:
     if not isinstance(value, str):
-        raise RowProblem("wrong_type", f"wrong type: {what} is {type(value).__name__}, not text")
+        found = "missing or null" if value is None else json_type(value)
+        raise RowProblem("wrong_type", f"wrong type: {what} is {found}, not text")
     return value
 
 
@@ -93,7 +101,7 @@ def _check_conversation(messages: list[dict[str, str]]) -> list[dict[str, str]]:
 def _conversation(turns: Any, field: str, role_key: str, content_key: str, roles: dict) -> list[dict[str, str]]:
     """Check a list of turns and map each to {"role", "content"} with the standard role names."""
     if not isinstance(turns, list):
-        raise RowProblem("wrong_type", f"wrong type: {field} is {type(turns).__name__}, not a list")
+        raise RowProblem("wrong_type", f"wrong type: {field} is {json_type(turns)}, not a list")
     out = []
     for i, msg in enumerate(turns, start=1):
         if not isinstance(msg, dict):

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.data.long_rows import Clip, clip_long_row, measure_clipped
 from engine.data.rendering import Rendered, build_rendered, render_text
 from engine.errors import Cancelled
 from engine.util.files import atomic_write_text, whetstone_home
@@ -102,7 +103,8 @@ def iter_rendered(tokenizer, rows: Iterable, max_length: int, batch_size: int = 
                   timings: dict[str, float] | None = None) -> Iterator[list[Rendered | ValueError]]:
     """`render_row` for every row, one list per batch of input rows, in order.
 
-    A row that cannot be rendered comes back as the ValueError `render_text` raised. Each batch
+    A row that cannot be rendered comes back as the ValueError `render_text` raised; a row far
+    beyond `max_length` is measured from a clipped copy (engine.data.long_rows). Each batch
     is tokenized in one call on a worker thread while the next batch is rendered (the Rust
     tokenizer releases the GIL), then labelled by `build_rendered`. Close the generator (or
     exhaust it) to stop the worker. `timings` gets the seconds spent per stage.
@@ -111,13 +113,14 @@ def iter_rendered(tokenizer, rows: Iterable, max_length: int, batch_size: int = 
     for stage in ("render", "tokenize", "label"):
         timings.setdefault(stage, 0.0)
 
-    def render(batch: list) -> list[tuple[str, list] | ValueError]:
+    def render(batch: list) -> list[tuple[str, list, Clip | None] | ValueError]:
         start, out = time.perf_counter(), []
         for row in batch:
             if isinstance(row, dict) and "messages" in row and "text" not in row:
                 row = row["messages"]  # a raw JSONL object is accepted too
+            row, clip = clip_long_row(row, max_length)  # a huge row is never tokenized whole
             try:
-                out.append(render_text(tokenizer, row))
+                out.append((*render_text(tokenizer, row), clip))
             except ValueError as exc:
                 out.append(exc)
         timings["render"] += time.perf_counter() - start
@@ -131,7 +134,11 @@ def iter_rendered(tokenizer, rows: Iterable, max_length: int, batch_size: int = 
                 out.append(item)
             else:
                 ids, offsets = next(encoded)
-                out.append(build_rendered(item[0], item[1], ids, offsets, max_length))
+                rendered = build_rendered(item[0], item[1], ids, offsets, max_length)
+                try:
+                    out.append(rendered if item[2] is None else measure_clipped(rendered, item[2], max_length))
+                except ValueError as exc:
+                    out.append(exc)
         timings["label"] += time.perf_counter() - start
         return out
 
