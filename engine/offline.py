@@ -36,6 +36,9 @@ def keep_caches_in_our_folder() -> None:
     cache = whetstone_home() / "cache"
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "torchinductor"))
     os.environ.setdefault("TRITON_CACHE_DIR", str(cache / "triton"))
+    # Custom model code that the library allowed is copied here and imported from here: ours, not
+    # ~/.cache/huggingface/modules, where another tool's copy could be picked up (not overridable).
+    os.environ["HF_MODULES_CACHE"] = str(cache / "hf_modules")
 
 
 force_offline()

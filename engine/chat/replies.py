@@ -20,8 +20,9 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from engine.chat.loading import GenerationSettings
+from engine.chat.settings import GenerationSettings
 from engine.errors import DataError
+from engine.models.chat_template import TemplateRefused, render_chat_template
 from engine.models.loading import end_of_turn_ids
 
 STOP_REASONS = ("end_of_turn", "max_tokens", "stop_string", "cancelled", "error")
@@ -281,7 +282,11 @@ def _prompt_ids(tokenizer, messages: list[dict[str, Any]]):
         raise DataError("There is no message to reply to.")
     plain = [{"role": m["role"], "content": m["content"]} for m in messages]
     if tokenizer.chat_template:
-        prompt = tokenizer.apply_chat_template(plain, tokenize=False, add_generation_prompt=True)
+        try:
+            prompt = render_chat_template(tokenizer, plain, add_generation_prompt=True)
+        except TemplateRefused as exc:  # e.g. roles that do not alternate: say so, with the folder
+            raise DataError(f"{str(exc)[:1].upper()}{str(exc)[1:]}.",
+                            "Change the conversation, or fix the model's chat template.") from None
     else:
         prompt = "\n".join(m["content"] for m in plain)
     return tokenizer(prompt, return_tensors="pt", add_special_tokens=False)

@@ -132,8 +132,7 @@ class ChatServer:
                 pass  # the app is gone; stdin EOF ends the loop
 
     def serve(self) -> int:
-        import engine.chat.loading  # noqa: F401
-        import engine.chat.replies  # noqa: F401  (engine modules here, libraries on the warm-up thread)
+        import engine.chat.loading  # noqa: F401  (engine modules here, libraries on the warm-up thread)
 
         self._warm.start()
         threading.Thread(target=self._read_stdin, name="whetstone-chat-stdin", daemon=True).start()
@@ -240,9 +239,8 @@ class ChatServer:
         _trim_heap()
 
     def _load(self, request: dict[str, Any]) -> None:
-        from engine.chat.loading import resolve_adapter_dir
-        from engine.config import ModelConfig, QuantizationConfig
-        from engine.models.loading import inspect_model_folder
+        from engine.chat.loading import check_for_chat, load_for_chat
+        from engine.config import ModelConfig
 
         started = time.perf_counter()
         path, adapter, device = (
@@ -261,17 +259,15 @@ class ChatServer:
                 f"device = {device!r} is not allowed: it must be one of {', '.join(DEVICES)}."
             )
         model_cfg = ModelConfig(path=path)
-        inspect_model_folder(model_cfg)  # a wrong folder is reported before the current model goes
-        adapter_dir = resolve_adapter_dir(adapter) if adapter else None
+        # A wrong folder or adapter is reported before the current model goes.
+        _folder, checked = check_for_chat(model_cfg, adapter or None)
+        adapter_dir = checked.path if checked is not None else None
 
         if self._warm.is_alive():
             self.send({"type": "loading", "message": "Loading the inference libraries…"})
         self._warm.join()  # libraries before the memory baseline: the figure is the model's
         import psutil
         import torch
-
-        if adapter_dir is not None:
-            from peft import PeftModel
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -286,18 +282,10 @@ class ChatServer:
         on_gpu = device == "cuda"
         before = torch.cuda.memory_allocated() if on_gpu else psutil.Process().memory_info().rss
 
-        from engine.models.loading import load_model, load_tokenizer
-
-        self.send({"type": "loading", "message": "Loading the tokenizer…"})
-        tokenizer = load_tokenizer(model_cfg)
-        self.send(
-            {"type": "loading", "message": f"Loading the model in 4 bits on {device.upper()}…"}
+        model, tokenizer = load_for_chat(
+            path, adapter or None, model_cfg=model_cfg, device=device,
+            progress=lambda message: self.send({"type": "loading", "message": message}),
         )
-        model = load_model(model_cfg, QuantizationConfig(), device=device)
-        if adapter_dir is not None:
-            self.send({"type": "loading", "message": "Loading the adapter…"})
-            model = PeftModel.from_pretrained(model, str(adapter_dir))
-        model.eval()
         self.model, self.tokenizer = model, tokenizer
         if on_gpu:
             memory, memory_kind = torch.cuda.memory_allocated(), "cuda_allocated"

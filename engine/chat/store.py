@@ -26,7 +26,7 @@ from typing import Any
 
 import tomli_w
 
-from engine.chat.loading import GenerationSettings
+from engine.chat.settings import GenerationSettings
 from engine.errors import DataError, UserError
 from engine.util.files import atomic_write_text, relative_inside
 

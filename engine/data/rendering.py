@@ -12,6 +12,8 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.models.chat_template import render_chat_template
+
 IGNORE_INDEX = -100
 
 
@@ -32,12 +34,10 @@ class Rendered:
 
 
 def _template(tokenizer, messages, add_generation_prompt: bool) -> str:
-    from jinja2 import TemplateError
-
-    try:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-    except TemplateError as exc:  # e.g. a template that insists on alternating roles
-        raise ValueError(f"the chat template refuses this conversation: {exc}") from None
+    """Sandboxed and limited (engine.models.chat_template): a refusal of this conversation (e.g.
+    roles that do not alternate) is a ValueError for this row; a template that cannot be used at
+    all (a syntax error, an endless loop, a runaway size) is a ModelError for the whole model."""
+    return render_chat_template(tokenizer, messages, add_generation_prompt=add_generation_prompt)
 
 
 def conversation_spans(tokenizer, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:

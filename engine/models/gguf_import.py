@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import math
 import mmap
-import shutil
 import struct
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.errors import Cancelled, ModelError
+from engine.errors import Cancelled, ModelError, UserError
 from engine.models.types import gguf_architecture_supported, gguf_architectures
-from engine.util.files import replace_dir, whetstone_home
+from engine.util.files import discard_temp_dir, make_temp_dir, replace_dir, whetstone_home
 
 GGUF_MAGIC = b"GGUF"
 NOT_CAUSAL_LM = ("t5", "umt5", "t5encoder")  # loadable from GGUF, but not models Whetstone fine-tunes
 # GGUF metadata value types -> struct format (8 = string, 9 = array are variable length)
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+MAX_ARRAY_DEPTH = 8  # real files nest none or one level; deeper ones are damaged or hostile
 
 Progress = Callable[[float, str], None]
 
@@ -49,19 +49,25 @@ def read_gguf_header(path: Path) -> dict:
             pos += length
             return bytes(buf[pos - length:pos]).decode("utf-8", errors="replace")
 
-        def value(kind: int):
+        def value(kind: int, depth: int = 0):
             nonlocal pos
             if kind in _SCALARS:
                 return take(_SCALARS[kind])
             if kind == 8:
                 return string()
             if kind == 9:
+                if depth >= MAX_ARRAY_DEPTH:
+                    raise ValueError(f"its metadata nests arrays more than {MAX_ARRAY_DEPTH} deep")
                 item, count = take("I"), take("Q")
+                # Each item takes at least this many bytes: a count the file cannot hold is damage.
+                least = struct.calcsize(_SCALARS[item]) if item in _SCALARS else {8: 8, 9: 12}.get(item, 1)
+                if count * least > len(buf) - pos:
+                    raise ValueError("a metadata array runs past the end of the file")
                 if item in _SCALARS:  # skip fixed-size arrays in one step
-                    pos += count * struct.calcsize(_SCALARS[item])
+                    pos += count * least
                     return None
                 for _ in range(count):
-                    value(item)
+                    value(item, depth + 1)
                 return None
             raise ValueError(f"unknown metadata type {kind}")
 
@@ -69,16 +75,19 @@ def read_gguf_header(path: Path) -> dict:
         if version not in (2, 3):
             raise ValueError(f"GGUF version {version} is not supported")
         tensor_count, kv_count = take("Q"), take("Q")
-        meta = {}
+        meta, kinds = {}, {}
         for _ in range(kv_count):
             key = string()
-            meta[key] = value(take("I"))
+            kinds[key] = take("I")
+            meta[key] = value(kinds[key])
         tensors = []
         for _ in range(tensor_count):
             string()
             dims = [take("Q") for _ in range(take("I"))]
             tensors.append((dims, take("I"), take("Q")))
-        align = meta.get("general.alignment") or 32
+        align = meta.get("general.alignment", 32)
+        if "general.alignment" in meta and (kinds["general.alignment"] != 4 or align < 8 or align % 8):
+            raise ValueError(f"general.alignment is {align!r}, not a multiple of 8 stored as uint32")
         data_start = -(-pos // align) * align
         _check_tensor_data(tensors, data_start, len(buf))
     return {"architecture": meta.get("general.architecture"), "name": meta.get("general.name"),
@@ -123,9 +132,12 @@ def check_gguf(path: str | Path) -> dict:
 
 
 def check_target_name(name: str) -> None:
-    if not name or name != name.strip() or name.startswith(".") or any(c in name for c in '/\\:*?"<>|\0'):
-        raise ModelError(f"{name!r} cannot be used as a model name.",
-                         "Use letters, digits, '-', '_' or '.', not starting with a dot.")
+    from engine.util.names import check_folder_name
+
+    try:
+        check_folder_name(name, "model name")  # line breaks, bidi controls, `con`, `a:b`, `.x`
+    except UserError as exc:
+        raise ModelError(f"{exc.message.rstrip('.')}: it cannot be used as a model name.", exc.hint) from None
 
 
 def import_gguf(gguf_file: str | Path, *, home: Path | None = None, name: str | None = None,
@@ -152,15 +164,15 @@ def import_gguf(gguf_file: str | Path, *, home: Path | None = None, name: str | 
 def convert_into(gguf_file: Path, target: Path, progress: Progress, cancel: Callable[[], bool] | None = None,
                  replace: bool = False) -> None:
     """Convert through `.<name>.partial` next to `target`, then move it into place."""
-    staging = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)  # leftover of a killed import
+    # A leftover of a killed import is removed; a folder of that name we did not make is refused.
+    staging = make_temp_dir(target.with_name(f".{target.name}.partial"))
     try:
         _convert(gguf_file, staging, progress, cancel or (lambda: False))
         if target.exists() and not replace:  # appeared while we converted: never replace it
             raise ModelError(f"A model named {target.name!r} already exists ({target}).", "Pick another name.")
         replace_dir(staging, target)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        discard_temp_dir(staging)
         raise
     progress(1.0, "Done")
 
@@ -187,7 +199,7 @@ def _convert(gguf: Path, out_dir: Path, progress: Progress, cancel: Callable[[],
         model = AutoModelForCausalLM.from_pretrained(
             folder, gguf_file=name, dtype=torch.bfloat16, quantization_config=GgufConfig(dequantize=True)
         )
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError, IndexError, struct.error) as exc:
         raise ModelError(f"{gguf.name} cannot be converted: {exc}",
                          "The file may be damaged or use a variant transformers does not support.") from None
     phase(0.8, "Saving the model folder")

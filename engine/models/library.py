@@ -26,7 +26,8 @@ from engine.models.gguf_import import import_gguf
 from engine.models.info import ModelInfo, describe_model, hf_repo_id
 from engine.util.files import atomic_write_text, whetstone_home
 
-__all__ = ["Cancelled", "ModelInfo", "ModelLibrary", "describe_model", "hf_cache_model_dirs", "import_gguf"]
+__all__ = ["Cancelled", "ModelInfo", "ModelLibrary", "allow_remote_code_in_this_process", "describe_model",
+           "hf_cache_model_dirs", "import_gguf", "remote_code_consent"]
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +209,21 @@ class ModelLibrary:
     def remote_code_allowed(self, path: str | Path) -> bool:
         with self._lock:
             return _key(path) in self._load().remote_code_allowed
+
+
+_PROCESS_CONSENT = threading.Event()
+
+
+def allow_remote_code_in_this_process() -> None:
+    """The user passed --allow-remote-code: this command may run the custom code of the models it loads."""
+    _PROCESS_CONSENT.set()
+
+
+def remote_code_consent(path: str | Path, home: Path | None = None) -> bool:
+    """Whether a folder's own code may run: consent recorded in this workspace's library (or given
+    by --allow-remote-code for this process). A run's or project's config file never counts: it
+    may have come from someone else."""
+    return _PROCESS_CONSENT.is_set() or ModelLibrary(home).remote_code_allowed(path)
 
 
 def _demo_placeholder(path: Path) -> ModelInfo:

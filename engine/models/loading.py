@@ -7,95 +7,51 @@ message that says what to do. On CUDA the base is NF4 with double quantization a
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.config import ModelConfig, QuantizationConfig
 from engine.errors import ModelError
+from engine.models.folder import ModelFolder, needs_remote_code, read_config
+from engine.models.library import remote_code_consent
+
+__all__ = ["ModelFolder", "check_model_folder", "inspect_model_folder", "load_model", "load_tokenizer",
+           "needs_remote_code", "read_config", "trust_remote_code"]
 
 log = logging.getLogger(__name__)
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
-
-
-@dataclass
-class ModelFolder:
-    path: Path
-    config: dict[str, Any]
-    has_safetensors: bool
-    needs_remote_code: bool
-
 
 def inspect_model_folder(cfg: ModelConfig) -> ModelFolder:
-    """Validate a model folder without importing torch; raise ModelError saying what is wrong."""
+    """Validate a model folder without importing torch; raise ModelError saying what is wrong.
+
+    Custom code in the folder runs only with consent recorded in this workspace's model library
+    (or `--allow-remote-code` on the command line), never because a run's or a project's config
+    says `trust_remote_code = true`: such a file may have come from someone else.
+    """
     if not cfg.path:
         raise ModelError("No model folder given.", "Pass --model DIR (a local Hugging Face model folder).")
-    folder = check_model_folder(cfg.path, allow_pickle_weights=cfg.allow_pickle_weights)
-    if folder.needs_remote_code and not cfg.trust_remote_code:
+    folder = ModelFolder.read(cfg.path)
+    if folder.needs_remote_code and not remote_code_consent(folder.path):
         raise ModelError(
             f"{folder.path} needs its own Python code "
-            f"(model_type {folder.config.get('model_type')!r} is not built into transformers).",
-            "Only if you trust this folder, set model.trust_remote_code = true.",
+            f"(model_type {folder.config.get('model_type')!r} is not built into transformers), "
+            "and this workspace's model library has not allowed it to run.",
+            f"Only if you trust this folder: `whetstone-engine models allow-remote-code {folder.path}` "
+            "(or allow it in the model library, or pass --allow-remote-code).",
         )
+    folder.check_files(cfg.allow_pickle_weights)  # weights (headers included) and tokenizer files
     return folder
 
 
 def check_model_folder(path: str | Path, allow_pickle_weights: bool = False) -> ModelFolder:
-    """Every check except remote-code consent (shared with engine.models.library.describe_model)."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise ModelError(f"Model folder {path} does not exist.", "Check the path; models are never downloaded.")
-    if not path.is_dir():
-        if path.suffix.lower() == ".gguf":
-            hint = "Convert it into a model folder first: `whetstone-engine models import-gguf FILE`."
-        else:
-            hint = "Pass the folder that holds config.json."
-        raise ModelError(f"{path} is a file, not a model folder.", hint)
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        if (path / "adapter_config.json").is_file():
-            raise ModelError(f"{path} is a LoRA adapter, not a base model.",
-                             "Pick the base model folder; the adapter is loaded on top of it.")
-        raise ModelError(
-            f"{path} is not a Hugging Face model folder: config.json is missing.",
-            "Pick the folder that holds config.json and *.safetensors.",
-        )
-    config = read_config(config_file)
-
-    files = [p.name for p in path.iterdir() if p.is_file()]
-    has_safetensors = any(n.endswith(".safetensors") for n in files)
-    has_pickle = any(n.endswith(PICKLE_SUFFIXES) for n in files)
-    if not has_safetensors and not has_pickle:
-        raise ModelError(f"{path} has no weights (*.safetensors).", "Copy the model's weight files into the folder.")
-    if not has_safetensors and not allow_pickle_weights:
-        raise ModelError(
-            f"{path} has only pickle weights (.bin/.pt), which can run code when loaded.",
-            "Convert them to safetensors, or set model.allow_pickle_weights = true if you trust this folder.",
-        )
-    if not any(n in files for n in TOKENIZER_FILES):
-        raise ModelError(f"{path} has no tokenizer files.", "Copy tokenizer.json / tokenizer_config.json next to the weights.")
-    return ModelFolder(path, config, has_safetensors, needs_remote_code(config))
+    """Every check except remote-code consent (shared with engine.models.info.describe_model)."""
+    return ModelFolder.open(path, allow_pickle_weights)
 
 
-def read_config(config_file: Path) -> dict[str, Any]:
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-        if not isinstance(config, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{config_file} cannot be read: {exc}.", "The model folder looks damaged; copy it again.") from None
-    return config
-
-
-def needs_remote_code(config: dict[str, Any]) -> bool:
-    """The config asks for its own code (auto_map) and transformers has no built-in class for it."""
-    from engine.models.types import builtin_model_types  # reads files; does not import transformers
-
-    return bool(config.get("auto_map")) and config.get("model_type") not in builtin_model_types()
+def trust_remote_code(folder: ModelFolder) -> bool:
+    """What to pass to transformers: True only for a folder that needs its code and has consent."""
+    return folder.needs_remote_code and remote_code_consent(folder.path)
 
 
 def pick_device() -> str:
@@ -135,7 +91,7 @@ def load_tokenizer(cfg: ModelConfig):
     folder = inspect_model_folder(cfg)
     try:
         tokenizer = AutoTokenizer.from_pretrained(
-            str(folder.path), trust_remote_code=cfg.trust_remote_code, local_files_only=True
+            str(folder.path), trust_remote_code=trust_remote_code(folder), local_files_only=True
         )
     except Exception as exc:  # transformers raises many types for broken tokenizer files
         raise ModelError(f"The tokenizer in {folder.path} cannot be loaded: {exc}", "Check the tokenizer files.") from None
@@ -148,6 +104,7 @@ def load_tokenizer(cfg: ModelConfig):
 def load_model(model_cfg: ModelConfig, quant_cfg: QuantizationConfig, device: str | None = None):
     """Load the base model (4-bit NF4 unless disabled) onto `device` (default: CUDA if present)."""
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     folder = inspect_model_folder(model_cfg)
@@ -157,7 +114,7 @@ def load_model(model_cfg: ModelConfig, quant_cfg: QuantizationConfig, device: st
         "dtype": compute_dtype,
         # The current GPU: under torchrun each rank has set its own (device_map={"": local_rank}).
         "device_map": {"": torch.cuda.current_device() if device == "cuda" else device},
-        "trust_remote_code": model_cfg.trust_remote_code,
+        "trust_remote_code": trust_remote_code(folder),
         "use_safetensors": True if not model_cfg.allow_pickle_weights else None,
         "local_files_only": True,
     }
@@ -172,8 +129,9 @@ def load_model(model_cfg: ModelConfig, quant_cfg: QuantizationConfig, device: st
         model = AutoModelForCausalLM.from_pretrained(str(folder.path), **kwargs)
     except torch.OutOfMemoryError:
         raise
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"The model in {folder.path} cannot be loaded: {exc}", "Check that the folder is complete.") from None
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:
+        raise ModelError(f"The model in {folder.path} cannot be loaded: {exc}",
+                         "Check that the folder is complete.") from None
     neutralise_cpu_repacking(model)
     return model
 

@@ -13,7 +13,6 @@ does, and were checked against allocator traces of real steps (see benchmarks/me
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import asdict, dataclass
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import ModelError
-from engine.models.info import read_checked_header, weight_files
+from engine.models.folder import ModelFolder, weight_files
 from engine.util.files import format_size
 
 if TYPE_CHECKING:
@@ -114,22 +113,17 @@ def read_shapes(folder: Path) -> ModelShapes:
     cached = _CACHE.get(folder)
     if cached and cached[0] == key:
         return cached[1]
-    shapes = _read_shapes(folder, config_file, files)
+    shapes = _read_shapes(folder)
     if len(_CACHE) > 32:
         _CACHE.clear()
     _CACHE[folder] = (key, shapes)
     return shapes
 
 
-def _read_shapes(folder: Path, config_file: Path, files: list[Path]) -> ModelShapes:
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{config_file} cannot be read: {exc}.", "The model folder looks damaged; copy it again.") from None
-    text = config.get("text_config") if isinstance(config, dict) else None
-    cfg = text if isinstance(text, dict) and "hidden_size" not in config else config
-    if not isinstance(cfg, dict):
-        raise ModelError(f"{config_file} is not a JSON object.", "The model folder looks damaged; copy it again.")
+def _read_shapes(folder: Path) -> ModelShapes:
+    model = ModelFolder.read(folder)  # config.json, parsed once
+    config, config_file = model.config, folder / "config.json"
+    cfg = model.text_config if model.text_config and "hidden_size" not in config else config
 
     def need(*keys: str) -> int:
         for k in keys:
@@ -145,8 +139,8 @@ def _read_shapes(folder: Path, config_file: Path, files: list[Path]) -> ModelSha
     intermediate = cfg.get("intermediate_size") or cfg.get("n_inner") or 4 * hidden
 
     linears, other_2d, other, has_lm_head = [], [], 0, False
-    for file in files:
-        for name, entry in read_checked_header(file, folder).items():
+    for _file, header in model.headers():
+        for name, entry in header.items():
             shape = entry["shape"]
             count = math.prod(shape)
             has_lm_head = has_lm_head or name.startswith("lm_head.")
@@ -167,7 +161,7 @@ def _read_shapes(folder: Path, config_file: Path, files: list[Path]) -> ModelSha
                          "Only decoder language models can be estimated.")
     return ModelShapes(hidden, intermediate, layers, heads * head_dim, kv_heads * head_dim, vocab, tuple(linears),
                        tuple(other_2d), sum(o * i for _, o, i in linears), other, max(o * i for _, o, i in linears),
-                       sum(f.stat().st_size for f in files))
+                       sum(file.stat().st_size for file, _header in model.headers()))
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ class Server:
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli.main", "chat-server"],
+            [sys.executable, "-m", "engine.cli", "chat-server"],
             cwd=REPO,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -107,21 +107,20 @@ def test_generate_streams_chunks_then_done(server):
     assert stats["prompt_tokens"] > 0 and stats["time_to_first_token_s"] > 0
 
 
-def test_cancel_ends_the_reply_quickly(server):
+def test_cancel_ends_the_reply_with_what_was_sent(server):
+    # How fast: benchmarks/chat_stop.py ("app (server)"); here, that it ends and what it says.
     server.send({"op": "generate", "id": "long", "messages": MESSAGES, "settings": LONG})
     first = server.until("chunk")[2]
     assert first["id"] == "long"
-    cancelled_at = server.send({"op": "cancel", "id": "long"})
-    before, done_at, done = server.until("done", "error")
+    server.send({"op": "cancel", "id": "long"})
+    before, _, done = server.until("done", "error")
     assert done["type"] == "done" and done["id"] == "long", done
     assert done["stats"]["stop_reason"] == "cancelled"
     assert 0 < done["stats"]["new_tokens"] < 200
     assert done["text"] == first["text"] + "".join(
         e["text"] for e in before if e["type"] == "chunk"
     )
-    latency = done_at - cancelled_at
-    print(f"cancel -> done: {latency * 1000:.0f} ms")
-    assert latency < 0.5
+    assert all(e["type"] == "chunk" and e["id"] == "long" for e in before)  # nothing else in between
 
 
 def test_next_generate_is_accepted_as_soon_as_done_arrives(server):

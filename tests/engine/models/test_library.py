@@ -313,5 +313,5 @@ def test_models_cli_add_list_allow_remove(home, model_copy, capsys):
 
 
 # `models import-gguf --progress-json` is tested end to end from the GUI on a GGUF of the tiny
-# model (tests/app/test_model_library.py); the shipped demo GGUF, written by llama.cpp's own
-# converter, goes through the same conversion in tests/engine/test_demo_model.py.
+# model (tests/app/library/test_model_library.py); the shipped demo GGUF, written by llama.cpp's own
+# converter, goes through the same conversion in tests/engine/models/test_demo_model.py.
