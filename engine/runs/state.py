@@ -2,17 +2,19 @@
 
 The engine writes `RUN_DIR/engine.pid` while it runs (see engine.training.recipe). A run whose
 last status is loading/training/saving is "running" only while that process is alive;
-otherwise it was killed or crashed, and is reported as "interrupted", never as running.
+otherwise it was killed or crashed, and is reported as "interrupted", never as running
+(the judgement itself is engine.runs.verdict's).
 
 Kept free of torch and numpy: the GUI's project browser summarizes many runs on a timer.
 """
 
 from __future__ import annotations
 
+import errno
 import json
-import mmap
 import os
 import socket
+import stat
 import time
 import tomllib
 from dataclasses import dataclass
@@ -20,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.runs.checkpoints import complete_checkpoints
-from engine.runs.events import read_events
+from engine.runs.events import first_event, iter_backwards
+from engine.runs.verdict import FINAL, judge_run
 from engine.util.files import atomic_write_text
 
 # The run folder's file names; engine.training.recipe (heavy to import) takes them from here.
@@ -28,10 +31,8 @@ CONFIG_NAME = "config.toml"
 EVENTS_NAME = "events.jsonl"
 ADAPTER_NAME = "adapter"
 PID_NAME = "engine.pid"
-OUTPUT_LOG_NAME = "engine-output.log"
-STOP_NAME = "STOP"  # its presence asks the engine to checkpoint and stop; "pause" inside makes it a pause  # the engine's stdout/stderr when the GUI launched it
-ACTIVE = ("loading", "training", "saving")
-FINAL = ("done", "stopped", "failed")
+OUTPUT_LOG_NAME = "engine-output.log"  # the engine's stdout/stderr when the GUI launched it
+STOP_NAME = "STOP"  # its presence asks the engine to checkpoint and stop; "pause" inside makes it a pause
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,21 @@ class RunSummary:
 
 
 def request_stop(run_dir: str | Path, pause: bool = False) -> None:
-    """Ask a running engine to checkpoint and stop; a pause is a stop shown as "paused"."""
-    atomic_write_text(Path(run_dir) / STOP_NAME, "pause\n" if pause else "stop\n")
+    """Ask a running engine to checkpoint and stop; a pause is a stop shown as "paused".
+
+    Any entry named STOP is a stop request to the engine (engine.training.stop), so one that is
+    not a regular file (a folder, a FIFO) is left as it is. On a full disk the temp file of an
+    atomic write has no room: an empty STOP needs no data blocks and still asks for a stop.
+    """
+    path = Path(run_dir) / STOP_NAME
+    if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
+        return
+    try:
+        atomic_write_text(path, "pause\n" if pause else "stop\n")
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            raise
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
 
 
 def write_pid_file(run_dir: str | Path) -> None:
@@ -103,64 +117,36 @@ def _process_alive(pid: int, started: float | None) -> bool:
     return "python" in cmdline or "whetstone" in cmdline
 
 
-def _parse(line: bytes) -> dict[str, Any] | None:
-    try:
-        event = json.loads(line)
-    except ValueError:
-        return None
-    return event if isinstance(event, dict) else None
+@dataclass
+class LastEvents:
+    """What a run summary needs from the end of the event log."""
+
+    last: dict[str, Any] | None = None  # the newest event (when the run was last heard from)
+    metrics: dict[str, Any] | None = None  # the newest metrics (step, loss, max_steps)
+    status: dict[str, Any] | None = None  # the newest status, when it is newer than the newest metrics
+    error: dict[str, Any] | None = None  # the newest error, when the run failed
 
 
-def _last_of(mm: mmap.mmap, end: int, kind: str) -> dict[str, Any] | None:
-    """The last complete event of one type, found with a reverse byte search, not by parsing.
+def last_events(path: str | Path, end: int | None = None) -> LastEvents:
+    """The last events that tell a run's state, read backwards from the end (or from byte `end`).
 
-    EventLog writes `{"type": ...` first on every line, and a JSON string cannot hold a raw
-    newline, so a line that starts like this is an event of that type.
+    Stops as soon as it knows enough, so a run of 100k+ steps costs a few lines: a status older
+    than the newest metrics is not final (a final status ends the log, and a resume begins
+    with a new "loading"), so the search stops at the newest metrics unless a status came after it.
     """
-    needle = b'\n{"type": "' + kind.encode() + b'"'
-    limit = end
-    while True:
-        pos = mm.rfind(needle, 0, limit)
-        start = pos + 1 if pos >= 0 else 0
-        if pos < 0 and mm[: len(needle) - 1] != needle[1:]:
-            return None
-        event = _parse(mm[start : mm.find(b"\n", start, end)])
-        if event is not None and event.get("type") == kind:
-            return event
-        if start == 0:
-            return None
-        limit = pos
-
-
-def _scan_events(path: Path) -> dict[str, dict[str, Any] | None]:
-    """First, last and last status/metrics/error events; fast on runs of 100k+ steps."""
-    found: dict[str, dict[str, Any] | None] = dict.fromkeys(("first", "last", "status", "metrics", "error"))
-    try:
-        with open(path, "rb") as handle:
-            if os.fstat(handle.fileno()).st_size == 0:
-                return found
-            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                end = mm.rfind(b"\n") + 1  # a torn last line (writer killed mid-write) is ignored
-                if end == 0:
-                    return found
-                found["first"] = _parse(mm[: mm.find(b"\n")])
-                found["last"] = _parse(mm[mm.rfind(b"\n", 0, end - 1) + 1 : end - 1])
-                for kind in ("status", "metrics"):
-                    found[kind] = _last_of(mm, end, kind)
-                if (found["status"] or {}).get("state") == "failed":
-                    found["error"] = _last_of(mm, end, "error")
-    except FileNotFoundError:
-        return found
-    if found["status"] is None and found["metrics"] is None and found["first"] is not None:
-        found.update(_scan_slowly(path))  # not written by our EventLog: parse every line instead
-    return found
-
-
-def _scan_slowly(path: Path) -> dict[str, dict[str, Any] | None]:
-    found: dict[str, dict[str, Any] | None] = {}
-    for event in read_events(path):
-        if event.get("type") in ("status", "metrics", "error"):
-            found[event["type"]] = event
+    found = LastEvents()
+    for event in iter_backwards(path, end):
+        kind = event.get("type")
+        found.last = found.last or event
+        if kind == "status" and found.status is None:
+            found.status = event
+        elif kind == "error" and found.error is None:
+            found.error = event
+        elif kind == "metrics":
+            found.metrics = event
+            break
+    if (found.status or {}).get("state") != "failed":
+        found.error = None
     return found
 
 
@@ -183,30 +169,27 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"Run folder {run_dir} does not exist.")
-    events = _scan_events(run_dir / EVENTS_NAME)
-    status, metrics = events["status"], events["metrics"]
-    last_state = (status or {}).get("state")
-    if last_state in FINAL:
-        state = "paused" if last_state == "stopped" and (status or {}).get("paused") else last_state
-    elif engine_alive(run_dir):
-        state = "running"
-    else:
-        state = "interrupted" if events["first"] is not None else "new"
+    events = last_events(run_dir / EVENTS_NAME)
+    first = first_event(run_dir / EVENTS_NAME)
+    status, metrics = events.status, events.metrics
+    final = (status or {}).get("state") in FINAL
+    alive = not final and engine_alive(run_dir)  # a final status is the truth: no process to look for
+    verdict = judge_run(status, events.error, alive=alive, started=first is not None)
     # Epoch-based runs have no configured step count; the Trainer logs the one it computed.
-    max_steps = _configured_max_steps(run_dir) or _number(metrics, "max_steps") or _number(status, "max_steps")
+    max_steps = (_configured_max_steps(run_dir) or _number(metrics, "max_steps")
+                 or _number(status, "max_steps"))
     step = _number(metrics, "step")
     adapter = run_dir / ADAPTER_NAME
-    message = (events["error"] or {}).get("message") if state == "failed" else None
     return RunSummary(
         name=run_dir.name,
         path=run_dir,
-        state=state,
+        state=verdict.state,
         last_loss=_number(metrics, "loss"),
         step=int(step) if step is not None else None,
         max_steps=int(max_steps) if max_steps else None,
-        started=_number(events["first"], "time"),
-        updated=_number(events["last"], "time"),
+        started=_number(first, "time"),
+        updated=_number(events.last, "time"),
         checkpoints=tuple(complete_checkpoints(run_dir)),
         adapter=adapter if (adapter / "adapter_config.json").is_file() else None,
-        message=str(message) if message else None,
+        message=verdict.message if verdict.state == "failed" else None,  # why it failed (others: the state)
     )
