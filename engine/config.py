@@ -41,6 +41,10 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     _check(value in choices, name, value, "one of " + ", ".join(choices))
 
 
+# Ten million steps is weeks of training even for a tiny model; numpy's seeds are 32-bit.
+MAX_STEPS = 10_000_000
+MAX_SEED = 2**32 - 1
+
 DATA_FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text")
 # Settings with a fixed set of values (the GUI offers them in a list).
 CHOICES = {
@@ -57,7 +61,8 @@ class ModelConfig:
     path: str = ""
     """Local Hugging Face model folder (config.json + *.safetensors). Never a hub id."""
     trust_remote_code: bool = False
-    """Run Python code shipped inside the model folder. Off unless you trust that folder."""
+    """Kept for old configs; not consent. A folder's own code runs only if this workspace's model
+    library allows it (`models allow-remote-code`) or the command has --allow-remote-code."""
     allow_pickle_weights: bool = False
     """Allow .bin/.pt weights, which can execute code when loaded. Safetensors are preferred."""
 
@@ -145,7 +150,7 @@ class DataConfig:
         _check_int("data.max_length", self.max_length, 8, 1_048_576)
         _check(isinstance(self.validation_path, str), "data.validation_path", self.validation_path, "a file path")
         _check_float("data.validation_ratio", self.validation_ratio, 0.0, 0.5)
-        _check_int("data.seed", self.seed, 0)
+        _check_int("data.seed", self.seed, 0, MAX_SEED)
 
 
 @dataclass
@@ -185,7 +190,7 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         _check_float("training.epochs", self.epochs, 0.0, 1000.0, low_open=True)
-        _check_int("training.max_steps", self.max_steps, 0)
+        _check_int("training.max_steps", self.max_steps, 0, MAX_STEPS)
         _check_float("training.learning_rate", self.learning_rate, 0.0, 1.0, low_open=True)
         _check_choice("training.lr_scheduler", self.lr_scheduler, CHOICES["training.lr_scheduler"])
         _check_float("training.warmup_ratio", self.warmup_ratio, 0.0, 0.5)
@@ -196,10 +201,10 @@ class TrainingConfig:
         _check(isinstance(self.gradient_checkpointing, bool), "training.gradient_checkpointing", self.gradient_checkpointing, "true or false")
         _check(isinstance(self.group_by_length, bool), "training.group_by_length", self.group_by_length, "true or false")
         _check(isinstance(self.padding_free, bool), "training.padding_free", self.padding_free, "true or false")
-        _check_int("training.eval_every", self.eval_every, 0)
-        _check_int("training.save_every", self.save_every, 1)
+        _check_int("training.eval_every", self.eval_every, 0, MAX_STEPS)
+        _check_int("training.save_every", self.save_every, 1, MAX_STEPS)
         _check_int("training.keep_checkpoints", self.keep_checkpoints, 1, 1000)
-        _check_int("training.seed", self.seed, 0)
+        _check_int("training.seed", self.seed, 0, MAX_SEED)
 
 
 _GROUPS = {

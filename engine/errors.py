@@ -6,6 +6,10 @@ A `UserError` is bad input or an impossible situation the user can fix: the CLI 
 
 from __future__ import annotations
 
+# The exit code of a UserError; the CLI's whole protocol (every code, the error line) is
+# engine.cli.protocol, which takes this from here so that lower layers can name it too.
+EXIT_BAD_INPUT = 2
+
 
 class UserError(Exception):
     """Something the user can fix. `kind` is one of: config, data, model, oom, io."""

@@ -29,9 +29,16 @@ from typing import Any
 import tomli_w
 
 from engine.config import RunConfig
-from engine.errors import DataError, UserError
+from engine.errors import UserError
 from engine.runs.state import RunSummary, engine_alive, summarize_run
-from engine.util.files import atomic_write_text, relative_inside, whetstone_home
+from engine.util.files import (
+    atomic_write_text,
+    copy_tree,
+    is_inside,
+    relative_inside,
+    whetstone_home,
+)
+from engine.util.names import check_display_name, is_reserved
 
 __all__ = ["Workspace", "ProjectSummary", "DatasetSummary", "RunSummary", "summarize_run",
            "load_project_config", "save_project_config", "DEMO_PROJECT"]
@@ -42,8 +49,6 @@ SUBDIRS = ("datasets", "runs", "exports")
 FORMAT_VERSION = 1
 MAX_NAME = 100
 DEMO_PROJECT = "Whetstone demo"
-# Windows refuses these as folder names, whatever the extension.
-_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,7 @@ def _now() -> str:
 def _slug(name: str) -> str:
     text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40].strip("-") or "project"
-    return f"{slug}-project" if slug in _RESERVED else slug
+    return f"{slug}-project" if is_reserved(slug) else slug
 
 
 def _read_project_file(folder: Path) -> dict[str, Any]:
@@ -218,18 +223,21 @@ class Workspace:
             overrides["model.path"] = str(Path(model).expanduser().resolve())
         source = Path(dataset).expanduser() if dataset is not None else None
         if source is not None:
-            if not source.exists():
-                raise DataError(f"Dataset {source} does not exist.", "Choose an existing data file.")
+            from engine.data.source import check_source
+
+            check_source(source, "Dataset")  # missing, unreachable, unreadable, a FIFO: one clear reason
+            if source.is_dir() and is_inside(self.projects_dir, source):  # it would copy itself forever
+                raise UserError(f"The data folder {source.resolve()} holds this workspace ({self.root}), "
+                                "so it cannot be copied into one of its projects.",
+                                "Pick a data file or a dataset folder outside the workspace.", kind="data")
             overrides["data.path"] = f"datasets/{source.name}"
         config = (config or RunConfig()).with_overrides(overrides)
         meta = {"name": name, "created": _now(), "description": description}
 
         def fill(staging: Path) -> None:
             # Contents only: a read-only source must not make our copy read-only.
-            if source is not None and source.is_dir():  # a datasets.save_to_disk folder
-                shutil.copytree(source, staging / "datasets" / source.name, copy_function=shutil.copyfile)
-            elif source is not None:
-                shutil.copyfile(source, staging / "datasets" / source.name)
+            if source is not None:  # a file, or a datasets.save_to_disk folder
+                copy_tree(source, staging / "datasets" / source.name, contents_only=True)
             _write_project_file(staging, meta, config)
 
         return self._materialize(_slug(name), fill)
@@ -256,7 +264,7 @@ class Workspace:
         def fill(staging: Path) -> None:
             if (folder / "datasets").is_dir():
                 shutil.rmtree(staging / "datasets")
-                shutil.copytree(folder / "datasets", staging / "datasets")
+                copy_tree(folder / "datasets", staging / "datasets")
             atomic_write_text(staging / PROJECT_FILE, tomli_w.dumps(raw))
 
         return self._materialize(_slug(name), fill)
@@ -312,9 +320,7 @@ class Workspace:
         if len(name) > MAX_NAME:
             raise UserError(f"The project name is {len(name)} characters long; at most {MAX_NAME} are allowed.",
                             "Choose a shorter name.")
-        if any(unicodedata.category(c) == "Cc" for c in name):
-            raise UserError("A project name cannot contain line breaks or control characters.",
-                            "Type the name on one line.")
+        check_display_name(name, "project name")  # line breaks, U+202E and other invisible characters
         if name.casefold() in self._names(exclude):
             raise UserError(f"A project named '{name}' already exists.", "Choose another name.")
         return name

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from engine.cli.protocol import EXIT_DONE
 from engine.errors import ConfigError
 
 
@@ -47,4 +48,4 @@ def run(args: argparse.Namespace) -> int:
     bundle = write_cluster_bundle(config, args.out_dir, name, str(source), with_model=args.with_model,
                                   nodes=args.nodes, gpus_per_node=args.gpus_per_node)
     print(describe(bundle))
-    return 0
+    return EXIT_DONE

@@ -6,24 +6,25 @@ against base + adapter (see engine.export.check); a failed check exits 2 with
 
 With --progress-json stdout carries one JSON object per line: {"progress": 0.4, "message": "..."},
 then {"check": {...}} (unless --no-check), then {"done": "/path"}; or {"error": ..., "hint": ...}
-before the usual `error:` line and exit 2. SIGTERM stops it like Ctrl+C (exit 3): staging and
-temporary folders are removed and no partial output is left (a stop during the check itself
-keeps the finished, unchecked export).
+before the usual `error:` line and exit 2 (a full disk too: kind "io"). SIGTERM stops it like
+Ctrl+C (exit 3): staging and temporary folders are removed and no partial output is left (a stop
+during the check itself keeps the finished, unchecked export). An export never overwrites a file
+it did not write in that export: an existing Modelfile next to the GGUF is refused up front.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
+from engine.cli.protocol import EXIT_DONE, EXIT_STOPPED
 from engine.errors import ConfigError, UserError
-
-EXIT_STOPPED = 3
+from engine.util.disk import io_error
 
 
 def add_parser(sub) -> None:
@@ -56,13 +57,19 @@ def run(args: argparse.Namespace) -> int:
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
     try:
-        return _export(args, progress, emit)
+        try:
+            return _export(args, progress, emit)
+        except Exception as exc:  # a full disk or a failed write: an `io` error, not a traceback
+            error = io_error(exc, f"the export to {args.merged or args.gguf}")
+            if error is None:
+                raise
+            raise error from exc
     except Cancelled:
         sys.stderr.write("stopped.\n")
         return EXIT_STOPPED
     except UserError as exc:
         if args.progress_json:
-            emit({"error": exc.message, "hint": exc.hint})
+            emit({"error": exc.message, "hint": exc.hint, "kind": exc.kind})
         raise
     finally:
         if main:
@@ -89,40 +96,48 @@ def _export(args: argparse.Namespace, progress, emit) -> int:
         emit({"done": str(out)})
     else:
         print(out)
-    return 0
+    return EXIT_DONE
 
 
 def _export_gguf(args: argparse.Namespace, source, progress) -> tuple[Path, list[Path]]:
     from engine.export import gguf_write
-    from engine.export.merge import check_free_space, merge_adapter
+    from engine.export.merge import merged_bytes, write_merged
+    from engine.export.modelfile import refuse_existing_modelfile, write_modelfile
+    from engine.util.disk import check_free_space
+    from engine.util.files import discard_temp_dir, make_temp_dir, prepare_output_folder
 
     out = Path(args.gguf).expanduser().resolve()
     if out.suffix.lower() != ".gguf":
         raise ConfigError(f"{out.name} does not end in .gguf.", "Name the output file like model.gguf.")
-    if out.exists():
-        raise ConfigError(f"Output {out} already exists.", "Choose a new file name; an export never overwrites files.")
+    if os.path.lexists(out):
+        raise ConfigError(f"Output {out} already exists.",
+                          "Choose a new file name; an export never overwrites files.")
+    prepare_output_folder(out.parent, "the GGUF file")
+    if args.ollama:
+        refuse_existing_modelfile(out)  # before minutes of work, not after
     scale = 0.8 if not args.no_check else 1.0
     # The merged folder is only an intermediate: next to the output (same disk), removed at the end.
     tmp = out.with_name(f".{out.stem}.merge-tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    check_free_space(out.parent, merged_bytes(source), "the merged model (an intermediate step)")
+    make_temp_dir(tmp)  # a leftover of a killed export is removed; a folder we did not make is refused
     written: list[Path] = []
     try:
-        merge_adapter(source, tmp, progress=lambda f, m: progress(scale * 0.45 * f, m))
+        write_merged(source, tmp, progress=lambda f, m: progress(scale * 0.45 * f, m))
         check_free_space(out.parent, gguf_write.estimate_gguf_bytes(tmp, args.quant), "the GGUF file")
         gguf_write.write_gguf(tmp, out, args.quant, progress=lambda f, m: progress(scale * (0.45 + 0.5 * f), m),
                               cancel=None)
         written.append(out)
         if args.ollama:
-            from engine.export.modelfile import write_modelfile
-
             written.append(Path(write_modelfile(out, tmp)))
         progress(scale, f"GGUF written to {out}")
     except BaseException:
-        for path in written:  # a stop or an error before the end leaves nothing behind
+        # A stop or an error before the end leaves nothing behind; only what this export wrote is
+        # removed (a Modelfile that appeared meanwhile, and was refused, stays).
+        for path in written:
             path.unlink(missing_ok=True)
         raise
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard_temp_dir(tmp)
     return out, written[1:]
 
 

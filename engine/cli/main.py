@@ -1,7 +1,6 @@
 """`whetstone-engine`: the headless command line, and the contract the GUI drives.
 
-Exit codes: 0 done, 2 bad input (one `error: ...` line on stderr, no traceback),
-3 stopped by the user (checkpoint saved), 1 internal error (traceback in a log file).
+Exit codes and the `error: ...` line: see engine.cli.protocol (the app imports it too).
 """
 
 from __future__ import annotations
@@ -18,12 +17,19 @@ from engine.cli import cluster as cli_cluster
 from engine.cli import export as cli_export
 from engine.cli import fit as cli_fit
 from engine.cli import models as cli_models
+from engine.cli import runs as cli_runs
 from engine.cli import workspace as cli_workspace
+from engine.cli.protocol import (
+    EXIT_BAD_INPUT,
+    EXIT_DONE,
+    EXIT_INTERNAL,
+    EXIT_STOPPED,
+    error_line,
+    internal_error_line,
+)
 from engine.config import RunConfig, load_config
 from engine.errors import UserError
 from engine.util.files import whetstone_home
-
-EXIT_DONE, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
 
 # CLI flag -> dotted config field
 TRAIN_OVERRIDES = {
@@ -45,7 +51,7 @@ TRAIN_OVERRIDES = {
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, like every other bad input
-        sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
+        sys.stderr.write(error_line(f"{message} (see `{self.prog} --help`)") + "\n")
         raise SystemExit(EXIT_BAD_INPUT)
 
 
@@ -75,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume-from", type=int, metavar="STEP",
                        help="with --resume: continue from the complete checkpoint of this step; later ones are removed")
     train.add_argument("--quiet", action="store_true", help="print only the final line")
+    train.add_argument("--name", help="the run's display name (e.g. \"Quick test · lr 3e-4\"); the folder keeps its name")
 
     gen = sub.add_parser("generate", help="reply to a prompt (chat template applied, greedy)")
     gen.add_argument("--model", required=True, help="local Hugging Face model folder")
@@ -111,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     cli_cluster.add_parser(sub)
     chat_server.add_parser(sub)
     cli_workspace.add_parsers(sub)
+    cli_runs.add_parser(sub)
+    consent = "let the model folder's own Python code run for this command (only if you trust it)"
+    for command in (train, gen, check, sub.choices["export"], sub.choices["fit-check"]):
+        command.add_argument("--allow-remote-code", action="store_true", help=consent)
     return parser
 
 
@@ -121,31 +132,39 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     _quiet_libraries(light=args.command in LIGHT_COMMANDS and getattr(args, "models_command", "") != "import-gguf")
     run_dir = Path(args.output) if getattr(args, "output", None) else None
+    if getattr(args, "allow_remote_code", False):  # consent from the user, not from a config file
+        from engine.models.library import allow_remote_code_in_this_process
+
+        allow_remote_code_in_this_process()
     try:
         handler = {"train": cmd_train, "generate": cmd_generate, "demo-model": cmd_demo_model, "demo": cmd_demo,
                    "data": cmd_data, "models": cli_models.run, "fit-check": cli_fit.run, "chat-server": chat_server.run, "cluster-bundle": cli_cluster.run, "export": cli_export.run, "diagnostics": cli_workspace.run,
-                   "project": cli_workspace.run}
+                   "project": cli_workspace.run, "runs": cli_runs.run}
         return handler[args.command](args)
     except UserError as exc:
-        sys.stderr.write(f"error: {exc.one_line()}\n")
+        sys.stderr.write(error_line(exc.one_line()) + "\n")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         sys.stderr.write("stopped.\n")
         return EXIT_STOPPED
     except Exception:
+        exc, details = sys.exc_info()[1], traceback.format_exc()
         log_dir = run_dir if run_dir and run_dir.is_dir() else whetstone_home() / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
         log_file = log_dir / "engine.log"
-        with open(log_file, "a", encoding="utf-8") as handle:
-            handle.write(f"--- {time.ctime()}\n{traceback.format_exc()}\n")
-        exc = sys.exc_info()[1]
-        sys.stderr.write(f"internal error: {type(exc).__name__}: {exc} (traceback in {log_file})\n")
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            with open(log_file, "a", encoding="utf-8") as handle:
+                handle.write(f"--- {time.ctime()}\n{details}\n")
+        except OSError as failed:  # a full disk fails the log too: show the traceback, never a second one
+            sys.stderr.write(details)
+            log_file = f"the lines above; {log_file} could not be written: {failed.strerror or failed}"
+        sys.stderr.write(internal_error_line(exc, log_file) + "\n")
         return EXIT_INTERNAL
 
 
 # Commands that never load a model: they skip importing transformers (~2 s) just to quiet it.
 # (`export` loads models, so it is deliberately not listed.)
-LIGHT_COMMANDS = ("project", "diagnostics", "models", "cluster-bundle")
+LIGHT_COMMANDS = ("project", "diagnostics", "models", "cluster-bundle", "runs")
 
 
 def _quiet_libraries(light: bool = False) -> None:
@@ -184,37 +203,17 @@ def resolve_train_config(args: argparse.Namespace) -> RunConfig:
 
 
 def print_event(event: dict) -> None:
-    kind = event["type"]
-    if kind == "status":
-        extra = f" ({event['message']})" if event.get("message") else ""
-        print(f"[{event['state']}]{extra}", flush=True)
-    elif kind == "metrics":
-        total = event.get("max_steps") or "?"
-        print(
-            f"step {event['step']}/{total}  loss {event['loss']:.4f}  lr {event['learning_rate'] or 0:.2e}  "
-            f"grad {event['grad_norm'] or 0:.3f}  {event['tokens_per_second']:.0f} tok/s  "
-            f"peak {event['peak_memory_mb']:.0f} MB",
-            flush=True,
-        )
-    elif kind == "eval":
-        print(f"eval loss {event['eval_loss']:.4f} at step {event['step']}", flush=True)
-    elif kind == "checkpoint":
-        print(f"checkpoint saved at step {event['step']}", flush=True)
-    elif kind == "warning":
-        print(f"warning: {event['message']}", flush=True)
-        problems = event.get("problems") or []
-        for problem in problems[:5]:
-            print(f"  {problem}", flush=True)
-        if len(problems) > 5:
-            print("  ...", flush=True)
-    elif kind == "data":
-        print(f"data: {event['train_rows']} training rows, {event['validation_rows']} validation rows, "
-              f"{event['trained_tokens']} trained tokens of {event['tokens']}", flush=True)
-    elif kind == "error":
-        pass  # printed once by main() as the `error:` line
+    from engine.runs.text import event_text
+
+    if event.get("type") == "error":
+        return  # printed once by main() as the `error:` line
+    text = event_text(event)
+    if text is not None:
+        print(text, flush=True)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from engine.runs.names import check_run_name
     from engine.training.distributed import ranks_from_env
     from engine.training.recipe import train
 
@@ -223,7 +222,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UserError("--resume-from needs --resume.", "Add --resume.")
     ranks = ranks_from_env()
     main_rank = ranks.is_main  # under torchrun, rank 0 speaks for all
-    result = train(config, args.output, resume=args.resume,
+    name = None if args.name is None else check_run_name(args.name)  # a bad name: exit 2, nothing written
+    result = train(config, args.output, resume=args.resume, name=name,
                    echo=None if args.quiet or not main_rank else print_event, resume_step=args.resume_from)
     if result.state == "stopped":
         if main_rank:
@@ -277,9 +277,16 @@ def cmd_data(args: argparse.Namespace) -> int:
         from engine.models.loading import load_tokenizer
 
         tokenizer = load_tokenizer(ModelConfig(path=args.model))
-    report = check_data(args.file, args.format, columns, args.text_mode, tokenizer, args.max_length)
-    if report.valid_rows == 0:
-        raise UserError(f"No row of {args.file} is usable: {report.skipped()}.", "Fix the rows listed by --json.", "data")
+    report = check_data(args.file, args.format, columns, args.text_mode, tokenizer, args.max_length,
+                        allow_empty=True)
+    if report.valid_rows == 0:  # --json still prints its report: the problems are what the user needs
+        if args.json:
+            print(json.dumps(report.as_dict(), ensure_ascii=False))
+        counts = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in report.skipped().items())
+        raise UserError(f"{args.file} has no usable rows ({counts or 'none read'}). First problem: "
+                        f"{report.first_problem() or 'none listed'}.",
+                        "Fix the rows listed in the report above." if args.json
+                        else "Run again with --json to list every problem.", "data")
     print(json.dumps(report.as_dict(), ensure_ascii=False) if args.json else report.human())
     return EXIT_DONE
 

@@ -15,8 +15,10 @@ import sys
 import threading
 from pathlib import Path
 
+from engine.cli.protocol import EXIT_DONE
 from engine.errors import UserError
-from engine.models.info import SOURCE_LABELS, format_count, format_gib, status_text
+from engine.models.info import SOURCE_LABELS, format_count, status_text
+from engine.util.units import format_size
 
 
 def add_parser(sub) -> None:
@@ -54,18 +56,18 @@ def _list(args: argparse.Namespace) -> int:
     infos = ModelLibrary().scan()
     if args.json:
         print(json.dumps([info.as_dict() for info in infos], ensure_ascii=False))
-        return 0
+        return EXIT_DONE
     header = ("NAME", "SOURCE", "ARCHITECTURE", "PARAMS", "CONTEXT", "CHAT", "4-BIT", "STATUS")
     rows = [header] + [
         (info.name, SOURCE_LABELS.get(info.source, info.source), info.architecture or "-", format_count(info.parameters),
          str(info.context_length or "-"), "yes" if info.has_chat_template else "no",
-         format_gib(info.memory_4bit_bytes), status_text(info))
+         format_size(info.memory_4bit_bytes), status_text(info))
         for info in infos
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
-    return 0
+    return EXIT_DONE
 
 
 def _add(args: argparse.Namespace) -> int:
@@ -75,11 +77,11 @@ def _add(args: argparse.Namespace) -> int:
     print(f"Added {info.name} ({info.path})")
     print(f"  {info.architecture or '?'}, {format_count(info.parameters)} parameters, context "
           f"{info.context_length or '?'}, chat template {'yes' if info.has_chat_template else 'no'}, "
-          f"about {format_gib(info.memory_4bit_bytes)} of weights in 4-bit")
+          f"about {format_size(info.memory_4bit_bytes)} of weights in 4-bit")
     if info.needs_remote_code and not info.remote_code_allowed:
         print("  It needs its own Python code. Only if you trust it: "
               f"whetstone-engine models allow-remote-code {info.path}")
-    return 0
+    return EXIT_DONE
 
 
 def _remove(args: argparse.Namespace) -> int:
@@ -93,7 +95,7 @@ def _remove(args: argparse.Namespace) -> int:
                         "they are on disk.", "model")
     library.remove(path)
     print(f"Removed {path} from the library (its files are untouched).")
-    return 0
+    return EXIT_DONE
 
 
 def _allow(args: argparse.Namespace) -> int:
@@ -104,7 +106,7 @@ def _allow(args: argparse.Namespace) -> int:
         raise UserError(f"{path} is not a model folder.", "Pass the folder that holds config.json.", "model")
     ModelLibrary().set_remote_code_allowed(path, not args.revoke)
     print(f"{path} may {'no longer ' if args.revoke else ''}run its own Python code.")
-    return 0
+    return EXIT_DONE
 
 
 def _import_gguf(args: argparse.Namespace) -> int:
@@ -136,7 +138,7 @@ def _import_gguf(args: argparse.Namespace) -> int:
         emit({"done": str(folder)})
     else:
         print(folder)
-    return 0
+    return EXIT_DONE
 
 
 def _interrupt(_signum, _frame) -> None:

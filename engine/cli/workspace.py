@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine.cli.protocol import EXIT_DONE
 from engine.errors import UserError
-from engine.util.files import format_size
+from engine.util.units import format_size
 
 COMMANDS = ("diagnostics", "project")
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
         report = collect()
         print(json.dumps(report, ensure_ascii=False) if args.json else format_report(report))
-        return 0
+        return EXIT_DONE
     from engine.workspace import Workspace
 
     workspace = Workspace()
@@ -56,18 +57,18 @@ def run(args: argparse.Namespace) -> int:
             print(f"No projects in {workspace.projects_dir}.")
         for project in [] if args.json else projects:
             print(_project_line(project))
-        return 0
+        return EXIT_DONE
     if args.project_command == "create":
         if args.model and not Path(args.model).expanduser().is_dir():  # a typo fails now, not at the first run
             from engine.errors import ModelError
 
             raise ModelError(f"Model folder {args.model} does not exist.", "Check the path; models are never downloaded.")
         print(workspace.create_project(args.name, model=args.model, dataset=Path(args.data) if args.data else None))
-        return 0
+        return EXIT_DONE
     if args.project_command == "show":
         summary = workspace.summarize(Path(args.dir).expanduser())
         print(json.dumps(as_json(summary), ensure_ascii=False) if args.json else _describe(summary))
-        return 0
+        return EXIT_DONE
     raise UserError(f"Unknown project command {args.project_command!r}.")
 
 
@@ -90,7 +91,10 @@ def _project_line(project) -> str:
 
 
 def _run_line(run) -> str:
-    parts = [run.name, run.state]
+    from engine.runs.names import read_run_name
+
+    title = read_run_name(run.path)
+    parts = [f"{run.name} “{title}”" if title else run.name, run.state]
     if run.step is not None:
         parts.append(f"step {run.step}/{run.max_steps or '?'}")
     if run.last_loss is not None:

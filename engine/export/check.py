@@ -128,7 +128,11 @@ def check_export(source: ExportSource, *, merged_dir: Path | None = None, gguf_f
 
     if merged_dir is not None:
         kind, key = "merged", "merged-fp32" if dtype == torch.float32 else "merged-16"
-        exported, exp_tok, template = _load_merged(Path(merged_dir), dtype)
+        from engine.models.loading import inspect_model_folder, trust_remote_code
+
+        # The merged folder carries a copy of the base's own code: it runs only if the base's may.
+        trusted = trust_remote_code(inspect_model_folder(source.model_config()))
+        exported, exp_tok, template = _load_merged(Path(merged_dir), dtype, trusted)
     else:
         kind, key = "gguf", _gguf_key(Path(gguf_file))
         exported, exp_tok, template = _load_gguf(Path(gguf_file))
@@ -181,8 +185,9 @@ def _prompt_ids(tokenizer, template: str | None, prompt: str):
     """Render a user turn exactly as engine.chat.loading.stream_chat does."""
     messages = [{"role": "user", "content": prompt}]
     if template:
-        text = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
-                                             add_generation_prompt=True)
+        from engine.models.chat_template import render_chat_template  # sandboxed, with limits
+
+        text = render_chat_template(tokenizer, messages, add_generation_prompt=True, template=template)
     else:
         text = prompt
     return tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"][0]
@@ -214,14 +219,16 @@ def _logits(model, full, prompt_len: int):
         else logits[prompt_len - 1:].float().cpu()
 
 
-def _load_merged(folder: Path, dtype):
+def _load_merged(folder: Path, dtype, trust_remote_code: bool = False):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from engine.models.loading import pick_device
 
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, device_map={"": pick_device()},
-                                                 local_files_only=True, use_safetensors=True).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+                                                 local_files_only=True, use_safetensors=True,
+                                                 trust_remote_code=trust_remote_code).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True,
+                                              trust_remote_code=trust_remote_code)
     return model, tokenizer, tokenizer.chat_template
 
 

@@ -9,7 +9,6 @@ under a temp name in the target folder and moved into place only when complete.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import tempfile
@@ -19,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import Cancelled, ConfigError, ModelError
-from engine.models.info import read_safetensors_header, weight_files
-from engine.util.files import fsync_dir
+from engine.models.folder import ModelFolder, read_safetensors_header, weight_files
+from engine.util.files import fsync_dir, move_new
 
 QUANT_TYPES: tuple[str, ...] = ("f16", "q8_0", "q4_0", "f32")
 
@@ -51,14 +50,8 @@ class _Tensor:
 
 
 def _read_config(model_dir: Path) -> dict[str, Any]:
-    file = model_dir / "config.json"
-    try:
-        config = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(f"{model_dir} has no config.json.", "Pick a Hugging Face model folder.") from None
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{file} cannot be read: {exc}.", "Copy the model folder again.") from None
-    arch = (config.get("architectures") or [None])[0]
+    model = ModelFolder.read(model_dir)  # config.json read once, with the same checks as everywhere
+    config, arch = model.config, model.architecture
     if arch not in _ARCHS:
         raise ModelError(f"GGUF export does not support the {arch!r} architecture yet.",
                          f"Supported: {', '.join(_ARCHS)}.")
@@ -338,9 +331,10 @@ def write_gguf(model_dir: str | Path, out_file: str | Path, quant: str = "f16", 
         writer.flush()
         os.fsync(writer.fout[0].fileno())
         writer.close()
-        if out_file.exists() and not overwrite:  # appeared while we wrote: never replace it
-            raise ModelError(f"{out_file} already exists.", "Pick another file name.")
-        os.replace(tmp, out_file)
+        if overwrite:
+            os.replace(tmp, out_file)
+        else:
+            move_new(tmp, out_file)  # one that appeared while we wrote is never replaced
     except BaseException:
         writer.close()
         tmp.unlink(missing_ok=True)

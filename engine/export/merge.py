@@ -9,16 +9,17 @@ looks like a finished export.
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from engine.config import ModelConfig, QuantizationConfig, RunConfig, load_config
-from engine.errors import ConfigError, ModelError, UserError
+from engine.errors import ConfigError, ModelError
 from engine.runs import checkpoints
-from engine.util.files import replace_dir
+from engine.util.disk import check_free_space
+from engine.util.files import discard_temp_dir, make_temp_dir, prepare_output_folder, replace_dir
 
 Progress = Callable[[float, str], None]
 Cancel = Callable[[], bool]
@@ -91,14 +92,14 @@ def _adapter_base(adapter: Path) -> str:
 
 def load_reference(source: ExportSource, device: str | None = None):
     """Base in 16-bit (fp32 on CPU) + the adapter applied by peft, not merged: (model, tokenizer)."""
-    from peft import PeftModel
-
-    from engine.models.loading import load_model, load_tokenizer
+    from engine.models.adapters import check_adapter, load_adapter
+    from engine.models.loading import inspect_model_folder, load_model, load_tokenizer
 
     cfg = source.model_config()
+    adapter = check_adapter(source.adapter_dir, inspect_model_folder(cfg), cfg.allow_pickle_weights)
     tokenizer = load_tokenizer(cfg)
     base = load_model(cfg, QuantizationConfig(load_in_4bit=False, compute_dtype="auto"), device)
-    model = PeftModel.from_pretrained(base, str(source.adapter_dir))
+    model = load_adapter(base, adapter)
     model.eval()
     return model, tokenizer
 
@@ -124,60 +125,67 @@ def estimate_merged_bytes(base_model: Path, bytes_per_param: int) -> int:
     return total + 32 * 1024 * 1024  # tokenizer, configs, and safetensors headers
 
 
-def check_free_space(folder: Path, needed: int, what: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(folder).free
-    if free < needed:
-        raise UserError(f"Not enough disk space for {what} in {folder}: about {needed / 2**30:.2f} GiB needed, "
-                        f"{free / 2**30:.2f} GiB free.", "Free some space or pick another output folder.", kind="io")
-
-
 def check_output_dir(out_dir: Path) -> None:
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+    """A new or empty folder for a merged model, whose parent can take it (UserError otherwise)."""
+    if os.path.lexists(out_dir) and (not out_dir.is_dir() or out_dir.is_symlink() or any(out_dir.iterdir())):
         raise ConfigError(f"Output {out_dir} already exists and is not empty.",
                           "Choose a new folder; an export never overwrites files.")
+    prepare_output_folder(out_dir.parent, "the merged model")
+
+
+def merged_bytes(source: ExportSource) -> int:
+    """About how much disk the merged folder takes (in the dtype the merge runs in here)."""
+    from engine.models.loading import pick_device, resolve_compute_dtype
+
+    return estimate_merged_bytes(source.base_model, resolve_compute_dtype("auto", pick_device()).itemsize)
 
 
 def merge_adapter(source: ExportSource, out_dir: str | Path, *, progress: Progress | None = None,
                   cancel: Cancel | None = None) -> Path:
     """Write base + adapter merged as a 16-bit Hugging Face folder at `out_dir`; return it."""
-    from engine.errors import Cancelled
-    from engine.models.loading import pick_device, resolve_compute_dtype
-
     out_dir = Path(out_dir).expanduser().resolve()
     check_output_dir(out_dir)
-    device = pick_device()
-    dtype = resolve_compute_dtype("auto", device)
-    check_free_space(out_dir.parent, estimate_merged_bytes(source.base_model, dtype.itemsize), "the merged model")
+    check_free_space(out_dir.parent, merged_bytes(source), "the merged model")
     staging = out_dir.with_name(f".{out_dir.name}.partial")
-
-    def step(fraction: float, message: str) -> None:
-        if cancel is not None and cancel():
-            raise Cancelled()
-        if progress is not None:
-            progress(fraction, message)
-
-    shutil.rmtree(staging, ignore_errors=True)  # left by a killed export: never complete
+    make_temp_dir(staging)  # a leftover of a killed export is removed; anything else is refused
     try:
-        step(0.0, f"Loading {source.base_model.name} in {str(dtype).replace('torch.', '')}")
-        model, tokenizer = load_reference(source, device)
-        step(0.4, "Merging the adapter into the weights")
-        merged = model.merge_and_unload()
-        _set_generation_config(merged, tokenizer)
-        step(0.5, "Writing safetensors")
-        staging.mkdir(parents=True)
-        merged.save_pretrained(str(staging))
-        del model, merged
-        step(0.9, "Writing the tokenizer and chat template")
-        _save_tokenizer(source, tokenizer, staging)
-        step(0.97, "Finishing")
+        write_merged(source, staging, progress=progress, cancel=cancel)
+        _step(progress, cancel, 0.97, "Finishing")
         replace_dir(staging, out_dir)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        discard_temp_dir(staging)
         raise
     if progress is not None:
         progress(1.0, f"Merged model written to {out_dir}")
     return out_dir
+
+
+def write_merged(source: ExportSource, folder: Path, *, progress: Progress | None = None,
+                 cancel: Cancel | None = None) -> None:
+    """Write the merged weights, tokenizer and chat template into the existing folder `folder`."""
+    from engine.models.loading import pick_device, resolve_compute_dtype
+
+    device = pick_device()
+    dtype = resolve_compute_dtype("auto", device)
+    _step(progress, cancel, 0.0, f"Loading {source.base_model.name} in {str(dtype).replace('torch.', '')}")
+    model, tokenizer = load_reference(source, device)
+    _step(progress, cancel, 0.4, "Merging the adapter into the weights")
+    merged = model.merge_and_unload()
+    _set_generation_config(merged, tokenizer)
+    _step(progress, cancel, 0.5, "Writing safetensors")
+    merged.save_pretrained(str(folder))
+    del model, merged
+    _step(progress, cancel, 0.9, "Writing the tokenizer and chat template")
+    _save_tokenizer(source, tokenizer, folder)
+
+
+def _step(progress: Progress | None, cancel: Cancel | None, fraction: float, message: str) -> None:
+    from engine.errors import Cancelled
+
+    if cancel is not None and cancel():
+        raise Cancelled()
+    if progress is not None:
+        progress(fraction, message)
 
 
 def _set_generation_config(model, tokenizer) -> None:
@@ -194,9 +202,12 @@ def _save_tokenizer(source: ExportSource, loaded, staging: Path) -> None:
     """The base's tokenizer files as they are (chat template included), not our pad-patched copy."""
     from transformers import AutoTokenizer
 
-    cfg = source.model_config()
+    from engine.models.loading import inspect_model_folder, trust_remote_code
+
+    folder = inspect_model_folder(source.model_config())  # consent from this workspace's library only
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(source.base_model), trust_remote_code=cfg.trust_remote_code,
+        tokenizer = AutoTokenizer.from_pretrained(str(source.base_model),
+                                                  trust_remote_code=trust_remote_code(folder),
                                                   local_files_only=True)
     except Exception:  # the engine already loaded it once; fall back to that copy
         tokenizer = loaded

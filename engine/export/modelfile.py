@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from engine.errors import ModelError
-from engine.util.files import atomic_write_text
+from engine.errors import ModelError, UserError
+from engine.util.files import write_new
 
 # System messages are not rendered from .Messages: Ollama passes them as .System as well.
 CHATML = """{{- if .System }}<|im_start|>system
@@ -83,9 +83,13 @@ def default_system_prompt(tokenizer, family: str) -> str | None:
     markers = _FAMILIES[family][2]
     if markers is None or not tokenizer.chat_template:
         return None
-    try:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": _PROBE}], tokenize=False)
-    except Exception:  # a template that raises on this input simply gets no default system prompt
+    from engine.errors import UserError
+    from engine.models.chat_template import render_chat_template
+
+    try:  # sandboxed and limited: a template from the model folder is foreign code
+        text = render_chat_template(tokenizer, [{"role": "user", "content": _PROBE}],
+                                    add_generation_prompt=False)
+    except (ValueError, UserError):  # a template that fails on this input gets no default system prompt
         return None
     start, end = markers
     head = text.split(_PROBE)[0]
@@ -93,6 +97,19 @@ def default_system_prompt(tokenizer, family: str) -> str | None:
         return None
     body = head.split(start, 1)[1].split(end, 1)[0].strip()
     return body or None
+
+
+def modelfile_path(gguf_file: str | Path) -> Path:
+    """Where the Modelfile for `gguf_file` goes: next to it, named as Ollama's docs name it."""
+    return Path(gguf_file).parent / "Modelfile"
+
+
+def refuse_existing_modelfile(gguf_file: str | Path) -> None:
+    """UserError when a Modelfile is already there: an export never overwrites a file it did not write."""
+    target = modelfile_path(gguf_file)
+    if target.exists() or target.is_symlink():
+        raise UserError(f"{target} already exists, and an export never overwrites a file it did not write.",
+                        "Move or rename that Modelfile, or export the GGUF into another folder.", kind="io")
 
 
 def _quote(text: str) -> str:
@@ -124,6 +141,7 @@ def write_modelfile(gguf_file: str | Path, model_dir: str | Path) -> Path:
     if system:
         lines += [f'SYSTEM """{system.replace(chr(34) * 3, chr(39) * 3)}"""', ""]
     lines += [f"PARAMETER stop {_quote(token)}" for token in dict.fromkeys(stops) if token]
-    target = gguf_file.parent / "Modelfile"
-    atomic_write_text(target, "\n".join(lines) + "\n")
+    target = modelfile_path(gguf_file)
+    refuse_existing_modelfile(gguf_file)
+    write_new(target, ("\n".join(lines) + "\n").encode("utf-8"))  # never replaces one that appeared meanwhile
     return target

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import resource
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -15,6 +13,7 @@ from engine.runs import checkpoints
 from engine.runs.events import EventLog
 from engine.training import distributed
 from engine.training.distributed import Ranks
+from engine.training.stop import StopRequest
 
 
 def peak_memory_mb(device: str) -> float:
@@ -24,43 +23,6 @@ def peak_memory_mb(device: str) -> float:
         return torch.cuda.max_memory_allocated() / 2**20
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss_kb / 1024 if sys.platform != "darwin" else rss_kb / 2**20
-
-
-class StopRequest:
-    """Set by SIGINT/SIGTERM or by a STOP file in the run folder; checked between steps."""
-
-    def __init__(self, stop_file: Path) -> None:
-        self.stop_file = stop_file
-        self.signalled = False
-
-    def install_signal_handlers(self) -> None:
-        """SIGINT/SIGTERM ask for a checkpoint and a clean stop (main thread only)."""
-
-        def handler(signum, _frame):
-            if self.signalled:  # a second signal means "now": give up on the checkpoint
-                raise KeyboardInterrupt
-            self.signalled = True
-
-        self._previous = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, handler)
-
-    def restore_signal_handlers(self) -> None:
-        for sig, previous in getattr(self, "_previous", {}).items():
-            signal.signal(sig, previous)
-
-    @property
-    def requested(self) -> bool:
-        return self.signalled or self.stop_file.exists()
-
-    @property
-    def pause(self) -> bool:
-        """A pause is a stop meant to be resumed (the GUI's Pause button writes "pause")."""
-        try:
-            return not self.signalled and self.stop_file.read_text(encoding="utf-8").strip() == "pause"
-        except OSError:
-            return False
 
 
 class EngineCallback(TrainerCallback):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,17 @@ from pathlib import Path
 from engine import __version__
 from engine.config import RunConfig, config_to_toml
 from engine.errors import ConfigError
-from engine.util.files import atomic_write_text, format_size, replace_dir
+from engine.util.files import (
+    TEMP_MARKER,
+    atomic_write_text,
+    copy_tree,
+    discard_temp_dir,
+    is_inside,
+    make_temp_dir,
+    prepare_output_folder,
+    replace_dir,
+)
+from engine.util.units import format_size
 
 SCRIPTS = ("train-env.sh", "launch-torchrun.sh", "slurm-job.sh")
 
@@ -53,10 +62,15 @@ def write_cluster_bundle(config: RunConfig, out_dir: str | Path, name: str, sour
         from engine.models.loading import inspect_model_folder
 
         model = inspect_model_folder(config.model).path
+    # The bundle must not lie inside what it copies: the copy would copy itself until the disk is full.
+    for folder, what in ((model if with_model else None, "base model"), (train_data, "training data"),
+                         (validation, "validation data")):
+        if folder is not None and folder.is_dir() and is_inside(out_dir, folder):
+            raise ConfigError(f"The bundle folder {out_dir} is inside the {what} folder {folder.resolve()}, "
+                              "which goes into the bundle.", "Pick a bundle folder outside it.")
+    prepare_output_folder(out_dir.parent, "the cluster bundle")
 
-    staging = out_dir.with_name(f".{out_dir.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging = make_temp_dir(out_dir.with_name(f".{out_dir.name}.partial"))
     try:
         (staging / "data").mkdir()
         data_name = _copy(train_data, staging / "data" / train_data.name)
@@ -65,7 +79,7 @@ def write_cluster_bundle(config: RunConfig, out_dir: str | Path, name: str, sour
             target = validation.name if validation.name != train_data.name else f"validation-{validation.name}"
             validation_name = _copy(validation, staging / "data" / target)
         if with_model:
-            shutil.copytree(model, staging / "model")
+            copy_tree(model, staging / "model")
         # Paths in the bundle's config are relative to the bundle; the scripts pass absolute ones.
         bundled = config.with_overrides({
             "data.path": f"data/{data_name}",
@@ -91,7 +105,7 @@ def write_cluster_bundle(config: RunConfig, out_dir: str | Path, name: str, sour
         }, indent=2) + "\n")
         replace_dir(staging, out_dir)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        discard_temp_dir(staging)
         raise
     return ClusterBundle(out_dir, files, size)
 
@@ -112,14 +126,14 @@ def _existing(value: str, field: str, what: str) -> Path:
     path = Path(value).expanduser() if value else None
     if path is None or not path.exists():
         raise ConfigError(f"The {what} ({field} = {value!r}) does not exist.", "Pick an existing data file first.")
+    from engine.data.source import check_source
+
+    check_source(path, f"The {what}")  # a FIFO or an unreadable file: refused before anything is copied
     return path.resolve()
 
 
 def _copy(source: Path, target: Path) -> str:
-    if source.is_dir():  # a datasets.save_to_disk folder
-        shutil.copytree(source, target)
-    else:
-        shutil.copy2(source, target)
+    copy_tree(source, target)  # a file, or a datasets.save_to_disk folder
     return target.name
 
 
@@ -137,7 +151,8 @@ def _fill(template: str, values: dict[str, str]) -> str:
 
 def _manifest(folder: Path) -> list[dict]:
     files = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    # The temp marker is ours while writing; replace_dir drops it, so it is not in the bundle.
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p != folder / TEMP_MARKER):
         digest = hashlib.sha256()
         with open(path, "rb") as handle:
             for block in iter(lambda h=handle: h.read(1 << 20), b""):
@@ -177,8 +192,9 @@ if [ -f "$RUN_DIR/config.toml" ]; then TRAIN_ARGS+=(--resume); fi
 # torchrun a stopped rank exits 0, since torchrun would call any other code a crash.
 finish() {
     local code=$1 state
-    state=$("$PYTHON" -c 'import sys; from engine.training.recipe import run_state; print(run_state(sys.argv[1]) or "")' "$RUN_DIR")
-    if [ "$code" = 0 ] && [ "$state" = stopped ]; then
+    # engine.runs judges the run (light: no torch); a pause is a stop with a checkpoint too.
+    state=$("$PYTHON" -c 'import sys; from engine.runs.state import summarize_run; print(summarize_run(sys.argv[1]).state)' "$RUN_DIR" || true)
+    if [ "$code" = 0 ] && { [ "$state" = stopped ] || [ "$state" = paused ]; }; then
         echo "Stopped with a checkpoint; run this script again to continue."
         exit 3
     fi

@@ -1,8 +1,8 @@
 """A real "will it fit?" check: a few training steps on the worst-case batch of the real data.
 
-It is built from the same pieces as engine.training.recipe (model folder checks, tokenizer, data
-preparation, 4-bit loading, add_lora, the collator), so it measures the run the user would
-start: every measured batch is the `batch_size` longest training rows, and each step is
+It sets up through the training recipe itself (engine.training.recipe: model folder checks,
+tokenizer, data preparation, 4-bit loading, LoRA, the collator), so it measures the run the user
+would start: every measured batch is the `batch_size` longest training rows, and each step is
 forward + backward + AdamW over the trainable parameters, under the precision Trainer uses.
 """
 
@@ -13,13 +13,15 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.config import RunConfig
 from engine.errors import Cancelled
 from engine.models.memory_estimate import MemoryEstimate, estimate_training_memory, suggestions
 from engine.util.files import format_size
+
+if TYPE_CHECKING:
+    from engine.training.recipe import TrainingRecipe
 
 MAX_MICRO_BATCHES = 2  # gradient accumulation repeats the same shapes: time two, scale to the rest
 
@@ -62,8 +64,8 @@ def fit_check(config: RunConfig, steps: int = 3, progress: Callable[[str], None]
     Out of memory is an answer (fits=False), not an error. Raises UserError for bad input and
     Cancelled when `cancelled()` turns true between phases or steps.
     """
-    from engine.data.prepare import prepare_data, read_config_data
-    from engine.models.loading import inspect_model_folder, load_tokenizer, pick_device
+    from engine.training.distributed import Ranks
+    from engine.training.recipe import TrainingRecipe
 
     say = progress or (lambda _message: None)
 
@@ -71,42 +73,40 @@ def fit_check(config: RunConfig, steps: int = 3, progress: Callable[[str], None]
         if cancelled is not None and cancelled():
             raise Cancelled("The fit check was cancelled.")
 
-    if config.model.path:
-        config = config.with_overrides({"model.path": str(Path(config.model.path).expanduser().resolve())})
+    recipe = TrainingRecipe(config, ranks=Ranks())  # no run folder: nothing is written
     say("Checking the model folder and data…")
-    inspect_model_folder(config.model)
-    read = read_config_data(config.data)
+    recipe.check_inputs()
     check()
-    device = pick_device()
     say("Tokenizing the data…")
-    tokenizer = load_tokenizer(config.model)
-    data = prepare_data(tokenizer, config.data, read)
-    longest = sorted(data.train, key=lambda row: len(row["input_ids"]), reverse=True)[: config.training.batch_size]
-    steps_total = total_steps(config, len(data.train))
-    mean_tokens = sum(len(row["input_ids"]) for row in data.train) / len(data.train)
+    recipe.setup_data()
+    rows = recipe.data.train
+    longest = sorted(rows, key=lambda row: len(row["input_ids"]), reverse=True)[: config.training.batch_size]
+    steps_total = total_steps(recipe.config, len(rows))
+    mean_tokens = sum(len(row["input_ids"]) for row in rows) / len(rows)
     check()
-    return _measure(config, device, tokenizer, data.train, longest, max(1, steps), steps_total, mean_tokens, say, check)
+    return _measure(recipe, longest, max(1, steps), steps_total, mean_tokens, say, check)
 
 
-def _measure(config, device, tokenizer, train_rows, longest, steps, steps_total, mean_tokens, say, check) -> FitReport:
+def _measure(recipe: TrainingRecipe, longest: list[dict], steps: int, steps_total: int, mean_tokens: float,
+             say: Callable[[str], None], check: Callable[[], None]) -> FitReport:
     import torch
 
-    from engine.data.prepare import PadCollator, PaddingFreeCollator
+    from engine.training.trainer import collator
 
+    config, device, train_rows = recipe.config, recipe.device, recipe.data.train  # before the model
     t = config.training
     free = None
     if device == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         free = torch.cuda.mem_get_info()[0]
-    padded_collator = PadCollator(tokenizer.pad_token_id, 8 if device == "cuda" else 1)
-    batch = (PaddingFreeCollator() if t.padding_free else padded_collator)(longest)
+    batch = collator(config, recipe.tokenizer, device)(longest)
     seq_len = batch["input_ids"].shape[1] if not t.padding_free else max(len(r["input_ids"]) for r in longest)
     estimate = _estimate(config, len(longest), seq_len, device)
     timings: list[float] = []
     phase: list[str] = ["load"]
     try:
-        _run_steps(config, device, tokenizer, train_rows, longest, batch, steps, say, check, phase, timings)
+        _run_steps(recipe, longest, batch, steps, say, check, phase, timings)
         oom = False
     except (torch.OutOfMemoryError, MemoryError):
         oom = True  # handled after this block, once the traceback (and the tensors it holds) is gone
@@ -114,6 +114,7 @@ def _measure(config, device, tokenizer, train_rows, longest, steps, steps_total,
         peak = _peak_memory(device)
         reserved = torch.cuda.max_memory_reserved() if device == "cuda" else 0
         batch = None
+        recipe.release_model()
         gc.collect()
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -133,17 +134,21 @@ def _measure(config, device, tokenizer, train_rows, longest, steps, steps_total,
                      steps_total, eta, seq_len, estimate, message, [])
 
 
-def _run_steps(config, device, tokenizer, train_rows, longest, batch, steps, say, check, phase, timings) -> None:
-    """Load, then time the steps; everything big lives in this frame and dies with it."""
+def _run_steps(recipe: TrainingRecipe, longest: list[dict], batch: dict, steps: int, say: Callable[[str], None],
+               check: Callable[[], None], phase: list[str], timings: list[float]) -> None:
+    """Load, then time the steps; everything big lives in this frame (and the recipe, released after)."""
     import torch
 
-    from engine.data.prepare import PadCollator
+    from engine.training.trainer import collator
 
+    config, device = recipe.config, recipe.device
     t = config.training
     say("Loading the model…")
-    model, packed = _load(config, device, tokenizer, train_rows)
-    if t.padding_free and not packed:  # training switches padding-free off for such models too
-        batch = PadCollator(tokenizer.pad_token_id, 8 if device == "cuda" else 1)(longest)
+    recipe.setup_model()  # as training does, padding-free batches go off where packing is not exact
+    model = recipe.model
+    model.train()
+    if t.padding_free and not recipe.config.training.padding_free:
+        batch = collator(recipe.config, recipe.tokenizer, device)(longest)
     batch = {k: v.to(device) for k, v in batch.items()}
     params = [p for p in model.parameters() if p.requires_grad]
     # Trainer's default optimizer with torch >= 2.8 is fused AdamW (two fp32 moments per parameter).
@@ -156,20 +161,6 @@ def _run_steps(config, device, tokenizer, train_rows, longest, batch, steps, say
         seconds = _step(model, batch, optimizer, params, micro, config, device)
         if step > 0 or steps == 1:  # the first step pays for kernel selection and allocator growth
             timings.append(seconds)
-
-
-def _load(config: RunConfig, device: str, tokenizer, train_rows):
-    """The model exactly as engine.training.recipe prepares it."""
-    from engine.models.loading import load_model
-    from engine.training.lora import add_lora
-    from engine.training.recipe import packing_is_exact
-
-    t = config.training
-    model = load_model(config.model, config.quantization, device)
-    model = add_lora(model, config.lora, t.gradient_checkpointing, t.seed)
-    packed = bool(t.padding_free and packing_is_exact(model, train_rows, tokenizer.pad_token_id))
-    model.train()
-    return model, packed
 
 
 def _autocast(config: RunConfig, device: str):
@@ -221,8 +212,9 @@ def _estimate(config: RunConfig, rows: int, seq_len: int, device: str) -> Memory
         return MemoryEstimate((), 0, 0, device)
 
 
-def _oom_report(config, device, peak, free, steps_total, seq_len, estimate, phase) -> FitReport:
-    from engine.training.recipe import oom_error
+def _oom_report(config: RunConfig, device: str, peak: int, free: int | None, steps_total: int, seq_len: int,
+                estimate: MemoryEstimate, phase: str) -> FitReport:
+    from engine.training.failures import oom_error
 
     t = config.training
     where = "while loading the model, before " if phase == "load" else "at "

@@ -1,28 +1,25 @@
-"""A training run: config + data + 4-bit base + LoRA -> events, checkpoints and an adapter.
+"""A training run as a recipe object: config + data + 4-bit base + LoRA -> events, checkpoints, adapter.
 
 Order matters for the user: everything that can be checked cheaply (config, model folder,
-data file) is checked before the run folder is created or the model is loaded.
+data file) is checked before the run folder is created or the model is loaded. The fit check
+(engine.training.fit_check) builds the same model, tokenizer and data through this recipe.
 """
 
 from __future__ import annotations
 
-import errno
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config import RunConfig, config_to_toml
-from engine.data.prepare import PadCollator, PaddingFreeCollator, prepare_data, read_config_data
-from engine.errors import ConfigError, UserError
-from engine.models.loading import (
-    inspect_model_folder,
-    load_model,
-    load_tokenizer,
-    mixed_precision_dtype,
-    pick_device,
-)
+from engine.data.prepare import PreparedData, prepare_data, read_config_data
+from engine.data.reading import ReadResult
+from engine.errors import ConfigError
+from engine.models.loading import inspect_model_folder, load_model, load_tokenizer, pick_device
 from engine.runs import checkpoints
-from engine.runs.events import EventLog, read_events
+from engine.runs.events import EventLog
+from engine.runs.lock import LOCK_NAME, RunLock
+from engine.runs.names import RUN_INFO_NAME, write_run_name
 from engine.runs.state import (
     ADAPTER_NAME,
     CONFIG_NAME,
@@ -36,6 +33,9 @@ from engine.runs.state import (
 )
 from engine.training import distributed
 from engine.training.distributed import Ranks, ranks_from_env
+from engine.training.failures import as_user_error
+from engine.training.resume import resume_point, tidy_checkpoints_for_resume
+from engine.training.stop import StopRequest, clear_stop_request
 from engine.util.files import atomic_write_text, replace_dir
 
 STOP_FILE = STOP_NAME
@@ -48,19 +48,6 @@ class RunResult:
     adapter: Path | None
 
 
-class _ListDataset:
-    """Map-style dataset over tokenized rows (Trainer's sampler reads lengths from input_ids)."""
-
-    def __init__(self, rows):
-        self.rows = rows
-
-    def __len__(self):
-        return len(self.rows)
-
-    def __getitem__(self, i):
-        return self.rows[i]
-
-
 def check_run_dir(run_dir: Path, resume: bool) -> None:
     if resume:
         if not (run_dir / CONFIG_NAME).is_file():
@@ -69,303 +56,289 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
             raise ConfigError(f"{run_dir} is being trained right now by another engine process.",
                               "Wait for it to finish, or stop it first (a STOP file in the run folder).")
         return
-    # The GUI creates the folder with the engine's output log in it before the engine starts.
-    if run_dir.exists() and (not run_dir.is_dir() or any(p.name != OUTPUT_LOG_NAME for p in run_dir.iterdir())):
+    # The GUI creates the folder with the engine's output log (and the run's name) before the engine starts.
+    made_before = (OUTPUT_LOG_NAME, RUN_INFO_NAME, LOCK_NAME)
+    if run_dir.exists() and (not run_dir.is_dir() or any(p.name not in made_before for p in run_dir.iterdir())):
         raise ConfigError(
             f"Output folder {run_dir} already exists and is not empty.",
             "Choose a new folder, or add --resume to continue the run in it.",
         )
 
 
-def oom_error(config: RunConfig) -> UserError:
-    t, d = config.training, config.data
-    steps = [f"lower training.batch_size (now {t.batch_size}; raise gradient_accumulation to keep the effective batch)"]
-    steps.append(f"shorten data.max_length (now {d.max_length})")
-    if not t.gradient_checkpointing:
-        steps.append("turn on training.gradient_checkpointing")
-    if config.lora.rank > 16:
-        steps.append(f"lower lora.rank (now {config.lora.rank})")
-    return UserError("Out of memory while training.", "Try: " + "; ".join(steps) + ".", kind="oom")
-
-
 def train(config: RunConfig, run_dir: str | Path, resume: bool = False, echo=None,
-          resume_step: int | None = None) -> RunResult:
+          resume_step: int | None = None, name: str | None = None) -> RunResult:
     """Run (or resume) training into `run_dir`. Raises UserError for anything the user can fix.
 
     `resume` continues from the latest complete checkpoint, or from `resume_step`'s; a larger
-    training.max_steps than the run had trains a finished run further.
+    training.max_steps than the run had trains a finished run further. `name` (checked by
+    engine.runs.names.check_run_name) becomes the run's display name once the folder is locked.
     """
-    run_dir = Path(run_dir).resolve()
-    ranks = ranks_from_env()
-    if ranks.distributed:  # under torchrun / accelerate launch: join the other ranks first
-        distributed.start(ranks, pick_device())
-    try:
-        return _train_checked(config, run_dir, resume, echo, resume_step, ranks)
-    finally:
-        distributed.finish()
+    return TrainingRecipe(config, run_dir, echo=echo, name=name).run(resume, resume_step)
 
 
-def _train_checked(config: RunConfig, run_dir: Path, resume: bool, echo, resume_step: int | None,
-                   ranks: Ranks) -> RunResult:
-    # Every rank checks (they read the same files, so they agree); then only rank 0 writes.
-    check_run_dir(run_dir, resume)
-    start = resume_point(run_dir, config, resume_step) if resume else None
-    config = config.with_overrides({"model.path": str(Path(config.model.path).expanduser().resolve())})
-    inspect_model_folder(config.model)
+class TrainingRecipe:
+    """One training run and all it holds, in torchtune's shape: setup(), train(), save().
 
-    # Read and check the data before any folder is made or any model is loaded.
-    read = read_config_data(config.data)
-    distributed.barrier()
-    if not ranks.is_main:
-        log = EventLog(None)
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_pid_file(run_dir)  # lets a reader tell a live run from one that was killed mid-way
+    run() is the whole run: the run folder's lock, the cheap checks, the folder itself (pid
+    file, config, event log), setup, training, saving and one final status however it ends.
+    The fit check uses check_inputs(), setup_data() and setup_model() alone.
+    """
+
+    def __init__(self, config: RunConfig, run_dir: str | Path | None = None, echo=None,
+                 ranks: Ranks | None = None, name: str | None = None) -> None:
+        self.config = config
+        self.name = name  # the display name to store (engine.runs.names), or None to keep the folder's
+        self.run_dir = Path(run_dir).resolve() if run_dir is not None else None
+        self.echo = echo
+        self.ranks = ranks or ranks_from_env()
+        self.log = EventLog(None)  # writes nothing until open_run_folder(); other ranks never write
+        self.lock: RunLock | None = None
+        self.stop = StopRequest(self.run_dir / STOP_FILE) if self.run_dir is not None else None
+        self.resume = False
+        self.start: tuple[int, Path] | None = None  # the complete checkpoint a resume continues from
+        self.read: ReadResult | None = None  # the data file(s), read and checked
+        self.device = ""
+        self.tokenizer = None
+        self.data: PreparedData | None = None
+        self.model = None
+        self.trainer = None
+        self.callback = None  # engine.training.callbacks.EngineCallback
+
+    # -- the whole run -------------------------------------------------------------------------
+
+    def run(self, resume: bool = False, resume_step: int | None = None) -> RunResult:
+        if self.ranks.distributed:  # under torchrun / accelerate launch: join the other ranks first
+            distributed.start(self.ranks, pick_device())
         try:
-            atomic_write_text(run_dir / CONFIG_NAME, config_to_toml(config))
-            (run_dir / STOP_FILE).unlink(missing_ok=True)
-            log = EventLog(run_dir / EVENTS_NAME, echo=echo)
-        except BaseException:
-            remove_pid_file(run_dir)
+            # Rank 0 locks an existing folder before anything else; a new one once it is made.
+            if self.ranks.is_main and self.run_dir.is_dir():
+                if not (resume and (self.run_dir / CONFIG_NAME).is_file()):
+                    check_run_dir(self.run_dir, resume)  # a lock file goes only into a run's own folder
+                self._take_lock()
+            # Every rank checks (they read the same files, so they agree); then only rank 0 writes.
+            self.check_run(resume, resume_step)
+            self.check_inputs()
+            distributed.barrier()
+            self.open_run_folder()
+            try:
+                return self._train_logged()
+            finally:
+                self.log.close()
+                if self.ranks.is_main:
+                    remove_pid_file(self.run_dir)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+            distributed.finish()
+
+    def check_run(self, resume: bool, resume_step: int | None) -> None:
+        """The run folder can take this run, and a resume has its checkpoint (nothing is written)."""
+        check_run_dir(self.run_dir, resume)
+        self.resume = resume
+        self.start = resume_point(self.run_dir, self.config, resume_step) if resume else None
+
+    def check_inputs(self) -> None:
+        """The model folder and the data, checked before any folder is made or any model loaded."""
+        if self.config.model.path:
+            resolved = str(Path(self.config.model.path).expanduser().resolve())
+            self.config = self.config.with_overrides({"model.path": resolved})
+        inspect_model_folder(self.config.model)
+        self.read = read_config_data(self.config.data)
+
+    def open_run_folder(self) -> None:
+        """Rank 0 makes the folder (locked), writes the pid file and the config, opens the event log."""
+        if not self.ranks.is_main:
+            return
+        if self.lock is None:
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise as_user_error(exc, self.config, self.run_dir) or exc from None
+            self._take_lock()
+            check_run_dir(self.run_dir, self.resume)  # again: another engine may have made it meanwhile
+        try:
+            write_pid_file(self.run_dir)  # lets a reader tell a live run from one that was killed mid-way
+        except OSError as exc:
+            raise as_user_error(exc, self.config, self.run_dir) or exc from None
+        try:
+            atomic_write_text(self.run_dir / CONFIG_NAME, config_to_toml(self.config))
+            if self.name is not None:  # under the lock: a refused second engine renames nothing
+                write_run_name(self.run_dir, self.name)
+            clear_stop_request(self.run_dir / STOP_FILE)
+            self.log = EventLog(self.run_dir / EVENTS_NAME, echo=_best_effort(self.echo))
+        except BaseException as exc:
+            remove_pid_file(self.run_dir)
+            if isinstance(exc, OSError) and (err := as_user_error(exc, self.config, self.run_dir)):
+                raise err from None
             raise
-    try:
-        return _train(config, run_dir, resume, start, log, read, ranks)
-    except KeyboardInterrupt:
-        log.status("stopped", message="Interrupted twice; no checkpoint was written for the last steps.")
-        raise
-    except BaseException as exc:
-        err = as_user_error(exc, config, run_dir)
-        if err is None:
-            log.error("internal", f"{type(exc).__name__}: {exc}", "This is a bug in Whetstone; the traceback is in engine.log.")
-            log.status("failed")
+
+    def _take_lock(self) -> None:
+        try:
+            self.lock = RunLock(self.run_dir).acquire()  # RunBusy: another engine has this run
+        except OSError as exc:
+            raise as_user_error(exc, self.config, self.run_dir) or exc from None
+
+    def _train_logged(self) -> RunResult:
+        """train(), with a final status in the event log however it ends."""
+        self.stop.install_signal_handlers()
+        try:
+            return self.train()
+        except KeyboardInterrupt:
+            message = "Interrupted twice; no checkpoint was written for the last steps."
+            self._final_events(("status", {"state": "stopped", "message": message}))
             raise
-        log.error(err.kind, err.message, err.hint)
-        log.status("failed")
-        if err is exc:
-            raise
-        raise err from None
-    finally:
-        log.close()
-        if ranks.is_main:
-            remove_pid_file(run_dir)
+        except BaseException as exc:
+            err = as_user_error(exc, self.config, self.run_dir)
+            if err is None:
+                error = {"kind": "internal", "message": f"{type(exc).__name__}: {exc}",
+                         "hint": "This is a bug in Whetstone; the traceback is in engine.log."}
+            else:
+                error = {"kind": err.kind, "message": err.message, "hint": err.hint}
+            if error["kind"] == "io" and self.ranks.is_main:
+                self._free_after_failed_save()  # room for the final status, and for the user
+            self._final_events(("error", error), ("status", {"state": "failed"}))
+            if err is None or err is exc:
+                raise
+            raise err from None
+        finally:
+            self.stop.restore_signal_handlers()
 
+    def _final_events(self, *events: tuple[str, dict]) -> None:
+        """Write how the run ended; each event is tried once, and a full disk stops none of them."""
+        for kind, fields in events:
+            try:
+                if kind == "status":
+                    self.log.status(**fields)
+                else:
+                    self.log.error(**fields)
+            except OSError:
+                continue  # EventLog cut the line off again: the log ends with its last whole event
 
-def as_user_error(exc: BaseException, config: RunConfig, run_dir: Path) -> UserError | None:
-    """The user-fixable meaning of an exception (bad input, out of memory, full disk), if it has one."""
-    import torch
+    def _free_after_failed_save(self) -> None:
+        """Remove what a save cut short (never a complete checkpoint); this engine holds the lock."""
+        checkpoints.remove_incomplete(self.run_dir)
+        shutil.rmtree(self.run_dir / f".{ADAPTER_NAME}.partial", ignore_errors=True)
 
-    if isinstance(exc, UserError):
-        return exc
-    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
-        return oom_error(config)
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return UserError(f"The disk is full ({exc.filename or run_dir}).",
-                         "Free some space, then continue with --resume: complete checkpoints are kept.", kind="io")
-    return None
+    # -- setup ---------------------------------------------------------------------------------
 
-
-def resume_point(run_dir: Path, config: RunConfig, step: int | None) -> tuple[int, Path] | None:
-    """The complete checkpoint a resume starts from (checked before anything is written)."""
-    done = checkpoints.complete_checkpoints(run_dir)
-    if step is not None:
-        chosen = [(s, p) for s, p in done if s == step]
-        if not chosen:
-            steps = ", ".join(str(s) for s, _ in done) or "none"
-            raise ConfigError(f"{run_dir} has no complete checkpoint at step {step} (complete: {steps}).",
-                              "Pick one of the complete checkpoints.")
-        point = chosen[0]
-    else:
-        point = done[-1] if done else None
-    max_steps = config.training.max_steps
-    if point and max_steps and point[0] >= max_steps:
-        raise ConfigError(f"The run is already at step {point[0]} and training.max_steps = {max_steps}.",
-                          "To train further, set training.max_steps above the step the run has reached.")
-    return point
-
-
-def _train(config: RunConfig, run_dir: Path, resume: bool, start: tuple[int, Path] | None, log: EventLog,
-           read, ranks: Ranks) -> RunResult:
-    from engine.training.callbacks import StopRequest
-
-    stop = StopRequest(run_dir / STOP_FILE)
-    stop.install_signal_handlers()
-    try:
-        return _train_with_stop(config, run_dir, resume, start, log, stop, read, ranks)
-    finally:
-        stop.restore_signal_handlers()
-
-
-def _train_with_stop(config: RunConfig, run_dir: Path, resume: bool, start, log: EventLog, stop,
-                     read, ranks: Ranks) -> RunResult:
-    from engine.training.callbacks import EngineCallback
-
-    log.status("loading")
-    device = pick_device()
-    if device == "cpu":
-        log.warning("No CUDA GPU found: training runs the same 4-bit path on the CPU, which is slow.")
-
-    tokenizer = load_tokenizer(config.model)
-    data = prepare_data(tokenizer, config.data, read)
-    report = data.report
-    log.emit("data", format=data.format, train_rows=len(data.train), validation_rows=len(data.validation), **report.as_dict())
-    if report.skipped:
-        detail = ", ".join(f"{n} {reason}" for reason, n in report.skipped.items())
-        log.warning(f"Skipped {sum(report.skipped.values())} rows: {detail}.", problems=report.first_problems[:20])
-    if report.truncated_rows:
-        log.warning(
-            f"{report.truncated_rows} rows are longer than data.max_length = {config.data.max_length} and were "
-            f"truncated ({report.truncated_tokens} tokens cut, up to {report.longest_truncated_by} in one row)."
-        )
-
-    resume_from = str(start[1]) if start is not None else None
-    if ranks.is_main:
-        tidy_checkpoints_for_resume(run_dir, resume, start, log)
-    distributed.barrier()  # the other ranks read the checkpoint only once rank 0 has tidied
-    if distributed.any_rank(stop.requested):
-        log.status("stopped", step=0, message="Stopped before training started.")
-        return RunResult("stopped", 0, None)
-
-    model = load_model(config.model, config.quantization, device)
-    from engine.training.lora import add_lora
-
-    t = config.training
-    model = add_lora(model, config.lora, t.gradient_checkpointing, t.seed)
-    if t.padding_free and not packing_is_exact(model, data.train, tokenizer.pad_token_id):
-        log.warning("This model mixes packed sequences, so padding-free batches are off for this run.")
-        config = config.with_overrides({"training.padding_free": False})
-    trainable, total = model.get_nb_trainable_parameters()
-    log.emit("model", device=device, dtype=str(model.dtype).replace("torch.", ""), trainable_parameters=trainable,
-             total_parameters=total, load_in_4bit=config.quantization.load_in_4bit, world_size=ranks.world_size)
-
-    from transformers.trainer_callback import PrinterCallback
-
-    trainer = _build_trainer(config, run_dir, model, tokenizer, data, device)
-    callback = EngineCallback(log, run_dir, device, t.keep_checkpoints, stop, ranks)
-    trainer.add_callback(callback)
-    trainer.remove_callback(PrinterCallback)  # our events are the output, not Trainer's dict prints
-    trainer.train(resume_from_checkpoint=resume_from)
-    step = trainer.state.global_step
-
-    if callback.stopped:
-        log.status("stopped", step=step, checkpoint=str(checkpoints.latest_complete(run_dir) or ""),
-                   paused=stop.pause)
-        return RunResult("stopped", step, None)
-
-    if data.validation and (not t.eval_every or step % t.eval_every):
-        metrics = trainer.evaluate()
-        log.emit("eval", step=step, epoch=trainer.state.epoch, eval_loss=metrics.get("eval_loss"))
-    log.status("saving", step=step)
-    adapter = run_dir / ADAPTER_NAME
-    if ranks.is_main:  # every rank holds the same adapter; one writes it
-        staging = run_dir / f".{ADAPTER_NAME}.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        model.save_pretrained(str(staging))
-        tokenizer.save_pretrained(str(staging))
-        replace_dir(staging, adapter)
-    distributed.barrier()
-    log.status("done", step=step, adapter=str(adapter))
-    return RunResult("done", step, adapter)
-
-
-def tidy_checkpoints_for_resume(run_dir: Path, resume: bool, start: tuple[int, Path] | None, log: EventLog) -> None:
-    """Before a resume: drop half-written checkpoints, and later ones when branching from an earlier step."""
-    if start is not None:
-        removed = checkpoints.remove_incomplete(run_dir)
-        if removed:
-            log.warning(f"Removed {len(removed)} incomplete checkpoint(s) left by an interrupted save.")
-        later = checkpoints.discard_after(run_dir, start[0])
-        if later:  # the run branches from an earlier step; later checkpoints belong to the old branch
-            log.warning(f"Resuming from step {start[0]}: removed the later checkpoint(s) at step "
-                        f"{', '.join(str(s) for s in later)}.")
-    elif resume:
-        checkpoints.remove_incomplete(run_dir)
-        log.warning("No complete checkpoint to resume from: starting from step 0.")
-
-
-def packing_is_exact(model, rows, pad_token_id: int) -> bool:
-    """Check on two real rows that a packed batch gives the padded batch's logits.
-
-    Models whose attention ignores packed position ids would let sequences attend to each
-    other; this catches that before a single step is trained.
-    """
-    import torch
-
-    by_length = sorted(rows[:8], key=lambda r: len(r["input_ids"]))
-    if len(by_length) < 2:
+    def setup(self) -> bool:
+        """Tokenizer and data, then the model with LoRA and the Trainer; False if a stop came first."""
+        self.setup_data()
+        if self.ranks.is_main:
+            tidy_checkpoints_for_resume(self.run_dir, self.resume, self.start, self.log)
+        distributed.barrier()  # the other ranks read the checkpoint only once rank 0 has tidied
+        if distributed.any_rank(self.stop.requested):
+            return False
+        self.setup_model()
+        self.setup_trainer()
         return True
-    sample = [by_length[0], by_length[-1]]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            padded = PadCollator(pad_token_id)(sample)
-            packed = PaddingFreeCollator()(sample)
-            device = next(model.parameters()).device
-            a = model(**{k: v.to(device) for k, v in padded.items()}).logits.float()
-            b = model(**{k: v.to(device) for k, v in packed.items()}).logits.float()
-    finally:
-        model.train(was_training)
-    second = b[0, len(sample[0]["input_ids"]):]
-    expected = a[1, : second.shape[0]]
-    # Relative to the logits' scale, so bf16 rounding passes and attention leaking between sequences fails.
-    return bool(((expected - second).abs().max() / expected.abs().max().clamp_min(1e-6)) < 0.02)
+
+    def setup_data(self) -> None:
+        """Pick the device, load the tokenizer, tokenize the data and report what it held."""
+        self.device = pick_device()
+        if self.device == "cpu":
+            self.log.warning("No CUDA GPU found: training runs the same 4-bit path on the CPU, "
+                             "which is slow.")
+        self.tokenizer = load_tokenizer(self.config.model)
+        self.data = data = prepare_data(self.tokenizer, self.config.data, self.read)
+        report = data.report
+        self.log.emit("data", format=data.format, train_rows=len(data.train),
+                      validation_rows=len(data.validation), **report.as_dict())
+        if report.skipped:
+            detail = ", ".join(f"{n} {reason}" for reason, n in report.skipped.items())
+            self.log.warning(f"Skipped {sum(report.skipped.values())} rows: {detail}.",
+                             problems=report.first_problems[:20])
+        if report.truncated_rows:
+            self.log.warning(
+                f"{report.truncated_rows} rows are longer than data.max_length = "
+                f"{self.config.data.max_length} and were truncated ({report.truncated_tokens} tokens cut, "
+                f"up to {report.longest_truncated_by} in one row)."
+            )
+
+    def setup_model(self) -> None:
+        """The 4-bit base with LoRA; padding-free batches are switched off where packing is not exact."""
+        from engine.training.lora import add_lora
+        from engine.training.trainer import packing_is_exact
+
+        t = self.config.training
+        model = load_model(self.config.model, self.config.quantization, self.device)
+        self.model = model = add_lora(model, self.config.lora, t.gradient_checkpointing, t.seed)
+        if t.padding_free and not packing_is_exact(model, self.data.train, self.tokenizer.pad_token_id):
+            self.log.warning("This model mixes packed sequences, so padding-free batches are off "
+                             "for this run.")
+            self.config = self.config.with_overrides({"training.padding_free": False})
+        trainable, total = model.get_nb_trainable_parameters()
+        self.log.emit("model", device=self.device, dtype=str(model.dtype).replace("torch.", ""),
+                      trainable_parameters=trainable, total_parameters=total,
+                      load_in_4bit=self.config.quantization.load_in_4bit, world_size=self.ranks.world_size)
+
+    def setup_trainer(self) -> None:
+        from transformers.trainer_callback import PrinterCallback
+
+        from engine.training.callbacks import EngineCallback
+        from engine.training.trainer import build_trainer
+
+        self.trainer = build_trainer(self.config, self.run_dir, self.model, self.tokenizer, self.data,
+                                     self.device)
+        keep = self.config.training.keep_checkpoints
+        self.callback = EngineCallback(self.log, self.run_dir, self.device, keep, self.stop, self.ranks)
+        self.trainer.add_callback(self.callback)
+        self.trainer.remove_callback(PrinterCallback)  # our events are the output, not Trainer's dict prints
+
+    def release_model(self) -> None:
+        """Drop the model, Trainer and optimizer (the fit check frees memory between attempts)."""
+        self.model = self.trainer = self.callback = None
+
+    # -- train and save ------------------------------------------------------------------------
+
+    def train(self) -> RunResult:
+        """Set up, train from the resume point to the end or a stop request, then save the adapter."""
+        self.log.status("loading")
+        if not self.setup():
+            self.log.status("stopped", step=0, message="Stopped before training started.")
+            return RunResult("stopped", 0, None)
+        self.trainer.train(resume_from_checkpoint=str(self.start[1]) if self.start is not None else None)
+        step = self.trainer.state.global_step
+        if self.callback.stopped:
+            latest = checkpoints.latest_complete(self.run_dir)
+            self.log.status("stopped", step=step, checkpoint=str(latest or ""), paused=self.stop.pause)
+            return RunResult("stopped", step, None)
+        t = self.config.training
+        if self.data.validation and (not t.eval_every or step % t.eval_every):
+            metrics = self.trainer.evaluate()
+            self.log.emit("eval", step=step, epoch=self.trainer.state.epoch,
+                          eval_loss=metrics.get("eval_loss"))
+        self.log.status("saving", step=step)
+        adapter = self.save()
+        self.log.status("done", step=step, adapter=str(adapter))
+        return RunResult("done", step, adapter)
+
+    def save(self) -> Path:
+        """Write the adapter (with the tokenizer) into RUN_DIR/adapter, whole or not at all."""
+        adapter = self.run_dir / ADAPTER_NAME
+        if self.ranks.is_main:  # every rank holds the same adapter; one writes it
+            staging = self.run_dir / f".{ADAPTER_NAME}.partial"
+            shutil.rmtree(staging, ignore_errors=True)
+            self.model.save_pretrained(str(staging))
+            self.tokenizer.save_pretrained(str(staging))
+            replace_dir(staging, adapter)
+        distributed.barrier()
+        return adapter
 
 
-def _build_trainer(config: RunConfig, run_dir: Path, model, tokenizer, data, device: str):
-    import torch
-    from transformers import Trainer, TrainingArguments
+def _best_effort(echo):
+    """Progress lines are a courtesy: a full disk (or a closed pipe) under stdout must not end the
+    run; events.jsonl is the record."""
+    if echo is None:
+        return None
 
-    t = config.training
-    has_eval = bool(data.validation) and t.eval_every > 0
-    amp = mixed_precision_dtype(config.quantization, device)
-    args = TrainingArguments(
-        output_dir=str(checkpoints.checkpoints_dir(run_dir)),
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation,
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps if t.max_steps > 0 else -1,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler,
-        warmup_steps=t.warmup_ratio,
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm if t.max_grad_norm > 0 else None,
-        gradient_checkpointing=t.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
-        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
-        logging_steps=1,
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=t.eval_every if has_eval else None,
-        save_strategy="steps",
-        save_steps=t.save_every,
-        save_total_limit=None,  # pruning is ours: it only ever deletes complete checkpoints
-        ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient; the search costs a pass
-        include_num_input_tokens_seen="non_padding",
-        seed=t.seed,
-        data_seed=t.seed,
-        bf16=amp == torch.bfloat16,
-        fp16=amp == torch.float16,
-        use_cpu=device == "cpu",
-        report_to="none",
-        disable_tqdm=True,
-        remove_unused_columns=False,
-        dataloader_pin_memory=device == "cuda",
-        log_level="error",
-    )
-    return Trainer(
-        model=model,
-        args=args,
-        train_dataset=_ListDataset(data.train),
-        eval_dataset=_ListDataset(data.validation) if data.validation else None,
-        data_collator=PaddingFreeCollator() if t.padding_free
-        else PadCollator(tokenizer.pad_token_id, 8 if device == "cuda" else 1),
-    )
+    def say(event: dict) -> None:
+        try:
+            echo(event)
+        except OSError:
+            pass
+
+    return say
 
 
-def run_state(run_dir: str | Path) -> str | None:
-    """The last status a run wrote (loading, training, saving, done, stopped, failed), if any."""
-    states = [e.get("state") for e in read_events(Path(run_dir) / EVENTS_NAME) if e.get("type") == "status"]
-    return states[-1] if states else None
-
-
-__all__ = ["train", "run_state", "request_stop", "RunResult"]
+__all__ = ["train", "request_stop", "RunResult", "TrainingRecipe"]

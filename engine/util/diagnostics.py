@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.offline import OFFLINE_ENV
+from engine.util.units import format_size
 
 # Distribution name(s) per library; the first one installed wins.
 LIBRARIES = {
@@ -153,7 +154,7 @@ def collect() -> dict[str, Any]:
 
 
 def _gib(value: Any) -> str:
-    return f"{value / 2**30:.1f} GiB" if isinstance(value, int | float) else str(value)
+    return format_size(value) if isinstance(value, int | float) else str(value)
 
 
 def _gpu_line(gpu: dict[str, Any]) -> str:

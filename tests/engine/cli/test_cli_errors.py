@@ -84,7 +84,7 @@ def test_remote_code_is_refused_unless_trusted(capsys, tmp_path, good_data):
     config = {"model_type": "my_own_arch", "auto_map": {"AutoModelForCausalLM": "modeling.MyModel"}}
     model = fake_model(tmp_path, {"config.json": json.dumps(config), "model.safetensors": "x", "tokenizer.json": "{}"})
     expect_bad_input(capsys, ["train", "--model", str(model), "--data", str(good_data), "--output", str(tmp_path / "r")],
-                     "my_own_arch", "trust_remote_code")
+                     "my_own_arch", "allow-remote-code")
 
 
 def test_impossible_settings_and_bad_config_files(capsys, tiny_model_dir, tmp_path, good_data):

@@ -218,6 +218,7 @@ def test_a_disk_without_room_is_refused_before_anything_is_written(run_dir, tmp_
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # two GGUF exports checked
 def test_a_quantized_gguf_is_judged_against_the_same_rounding_and_a_writer_bug_fails(run_dir, merged_dir, tmp_path,
                                                                                       monkeypatch):
     from engine.export import gguf_write

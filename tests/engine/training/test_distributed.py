@@ -64,6 +64,7 @@ def reference(tiny_model_dir, tmp_path_factory):
     return tmp / "single", tmp / "bundle"
 
 
+@pytest.mark.slow  # two torchrun ranks
 def test_two_processes_train_like_one_with_the_same_global_batch(reference):
     single, bundle = reference
     done = subprocess.run([str(bundle / "launch-torchrun.sh"), "--batch-size", "2"], cwd=bundle,
@@ -92,6 +93,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(reference):
     assert tokens == single_tokens
 
 
+@pytest.mark.slow  # two accelerate ranks
 def test_accelerate_launch_runs_the_same_command(reference, tmp_path):
     """`accelerate launch --multi_gpu` starts its ranks through torch's launcher; on a CPU they use gloo."""
     single, _bundle = reference
@@ -100,7 +102,7 @@ def test_accelerate_launch_runs_the_same_command(reference, tmp_path):
     done = subprocess.run(
         [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-         "-m", "engine.cli.main", "train", "--config", str(single / "config.toml"), "--output", str(run),
+         "-m", "engine.cli", "train", "--config", str(single / "config.toml"), "--output", str(run),
          "--batch-size", "2", "--max-steps", "2"],
         env=bundle_env(HOME=str(tmp_path)), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -125,6 +127,7 @@ def fake_slurm(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow  # emulated Slurm job, twice
 def test_a_slurm_run_stops_on_all_ranks_at_one_step_and_resumes(reference, tmp_path):
     _single, bundle = reference
     bin_dir = fake_slurm(tmp_path / "bin")
@@ -160,6 +163,7 @@ def test_a_slurm_run_stops_on_all_ranks_at_one_step_and_resumes(reference, tmp_p
     assert states(run)[-1] == "done" and (run / "adapter" / "adapter_model.safetensors").is_file()
 
 
+@pytest.mark.slow  # needs the reference training run
 def test_the_bundle_holds_settings_data_and_scripts(reference, tmp_path, tiny_model_dir):
     import json
     import tomllib

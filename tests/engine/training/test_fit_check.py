@@ -28,6 +28,7 @@ def report_and_messages(tiny_model_dir, facts):
     return fc.fit_check(config, steps=3, progress=messages.append), messages
 
 
+@pytest.mark.slow  # its fixture runs a real fit check
 def test_tiny_model_fits_on_the_cpu_with_real_figures(report_and_messages, tiny_model_dir, facts):
     report, messages = report_and_messages
     assert report.fits and report.device == "cpu" and report.memory_kind == "process_rss"
@@ -103,6 +104,7 @@ def _toml(tmp_path, model_dir, data, **overrides):
     return path
 
 
+@pytest.mark.slow  # a real fit check (training steps)
 def test_cli_json_prints_progress_then_the_report(tiny_model_dir, facts, tmp_path, capsys):
     config = _toml(tmp_path, "/nowhere", "/nowhere.jsonl", training__max_steps=4)
     assert _cli("--config", str(config), "--model", str(tiny_model_dir), "--data", str(facts),

@@ -25,6 +25,7 @@ def reached_step(run_dir, step):
     return any(e.get("step", 0) >= step for e in read_events(run_dir / "events.jsonl") if e["type"] == "metrics")
 
 
+@pytest.mark.slow  # a real engine process, stopped and resumed
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "stop file"])
 def test_a_stop_request_saves_a_checkpoint_and_exits_3(tiny_model_dir, facts_file, tmp_path, how):
     run_dir = tmp_path / "run"
@@ -51,6 +52,7 @@ def test_a_stop_request_saves_a_checkpoint_and_exits_3(tiny_model_dir, facts_fil
     assert max(losses(run_dir)) == stopped_at + 2
 
 
+@pytest.mark.slow  # an engine process killed mid-checkpoint, then resumed
 def test_a_run_killed_during_checkpointing_resumes_from_the_last_complete_one(tiny_model_dir, facts_file, tmp_path):
     run_dir = tmp_path / "run"
     proc = start_training(tiny_model_dir, facts_file, run_dir, "--max-steps", "100000", "--save-every", "2")

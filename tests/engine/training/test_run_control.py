@@ -40,6 +40,7 @@ def test_a_pause_is_a_stop_with_a_checkpoint_shown_as_paused(tiny_model_dir, fac
     assert checkpoints.latest_complete(run).name == "checkpoint-3"
 
 
+@pytest.mark.slow  # trains further from a finished run
 def test_train_further_continues_a_finished_run_with_more_steps(short_run, tmp_path):
     run = copy_run(short_run, tmp_path)
     before = losses(run)

@@ -1,0 +1,73 @@
+"""What a failure during training means to the user: out of memory, a full disk, or a bug."""
+
+from __future__ import annotations
+
+import errno
+import shutil
+from pathlib import Path
+
+from engine.config import RunConfig
+from engine.errors import UserError
+
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# How libraries word a full disk when they do not raise OSError: safetensors (Rust io::Error),
+# torch.save's stream writer, plain C stdio.
+_FULL_WORDS = ("no space left on device", "os error 28", "storagefull", "disk quota exceeded")
+# torch.save says only this when a write fails; with the disk (almost) full it is the disk.
+_WRITE_FAILED_WORDS = ("file write failed", "unexpected pos")
+_LOW_SPACE = 512 * 2**20
+
+
+def oom_error(config: RunConfig) -> UserError:
+    t, d = config.training, config.data
+    steps = [f"lower training.batch_size (now {t.batch_size}; raise gradient_accumulation to keep "
+             "the effective batch)"]
+    steps.append(f"shorten data.max_length (now {d.max_length})")
+    if not t.gradient_checkpointing:
+        steps.append("turn on training.gradient_checkpointing")
+    if config.lora.rank > 16:
+        steps.append(f"lower lora.rank (now {config.lora.rank})")
+    return UserError("Out of memory while training.", "Try: " + "; ".join(steps) + ".", kind="oom")
+
+
+def disk_full_error(where: str | Path) -> UserError:
+    hint = "Free some space, then continue with --resume: complete checkpoints are kept."
+    return UserError(f"The disk is full ({where}).", hint, kind="io")
+
+
+def _chain(exc: BaseException):
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def is_disk_full(exc: BaseException, folder: Path | None) -> bool:
+    """Whether `exc` (or what caused it) is a write that failed for want of space."""
+    for link in _chain(exc):
+        if isinstance(link, OSError) and link.errno in _FULL_ERRNOS:
+            return True
+        text = str(link).lower()
+        if any(word in text for word in _FULL_WORDS):
+            return True
+        if folder is not None and any(word in text for word in _WRITE_FAILED_WORDS):
+            try:
+                return shutil.disk_usage(folder).free < _LOW_SPACE
+            except OSError:
+                return False
+    return False
+
+
+def as_user_error(exc: BaseException, config: RunConfig, run_dir: Path | None) -> UserError | None:
+    """The user-fixable meaning of an exception (bad input, out of memory, full disk), if it has one."""
+    import torch
+
+    if isinstance(exc, UserError):
+        return exc
+    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+        return oom_error(config)
+    if is_disk_full(exc, run_dir):
+        where = next((link.filename for link in _chain(exc) if getattr(link, "filename", None)), None)
+        return disk_full_error(where or run_dir)
+    return None
