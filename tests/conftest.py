@@ -70,7 +70,15 @@ def no_network():
         yield attempts
 
 
+SLOW_FIXTURES = {"trained_run"}
+"""Fixtures heavy enough (a 200-step training run) that every test using them is marked `slow`."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects by marker
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
     try:
         import torch
 

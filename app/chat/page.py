@@ -29,6 +29,7 @@ from app.chat.composer import ChatComposer
 from app.chat.history import ChatHistory
 from app.chat.sampling_panel import SamplingPanel
 from app.chat.transcript import ChatTranscript
+from app.widgets.run_labels import run_result, run_title
 from engine.chat.loading import GenerationSettings
 from engine.chat.store import Conversation, load_conversation, save_conversation
 from engine.errors import UserError
@@ -42,11 +43,21 @@ def adapter_choices(project) -> list[tuple[str, str | None]]:
     """(label, path) for the base model alone, then each run's final adapter and its checkpoints."""
     choices: list[tuple[str, str | None]] = [(BASE_ONLY, None)]
     for run in project.runs if project is not None else ():
+        title = run_title(run)
         if run.adapter:
-            choices.append((f"{run.name}: final adapter", str(run.adapter)))
+            choices.append((f"{title}: final adapter", str(run.adapter)))
         for step, path in reversed(run.checkpoints):
-            choices.append((f"{run.name}: checkpoint step {step}", str(path)))
+            choices.append((f"{title}: checkpoint step {step}", str(path)))
     return choices
+
+
+def newest_result(project) -> str | None:
+    """The newest finished run's result (runs are listed newest first); failed or killed runs are skipped."""
+    for run in project.runs if project is not None and not project.problem else ():
+        result = run_result(run) if run.state in ("done", "stopped", "paused") else None
+        if result is not None:
+            return result
+    return None
 
 
 class ChatSide(QWidget):
@@ -65,11 +76,13 @@ class ChatSide(QWidget):
         self.reply_id: str | None = None
         self.loaded_key: tuple | None = None
         self.loading = False
+        self.picked = False  # the user chose this side's adapter: no default replaces it
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.adapter)
         layout.addWidget(self.state)
         layout.addWidget(self.transcript, 1)
+        self.adapter.activated.connect(self._on_picked)
         self.client.loading.connect(self._on_loading)
         self.client.loaded.connect(self._on_loaded)
         self.client.unloaded.connect(self._on_unloaded)
@@ -77,6 +90,13 @@ class ChatSide(QWidget):
         self.client.done.connect(self._on_done)
         self.client.error.connect(self._on_error)
         self.client.ended.connect(self._on_ended)
+
+    def _on_picked(self, _index: int) -> None:
+        self.picked = True
+
+    def in_use(self) -> bool:
+        """Loading, replying or holding a conversation: its adapter is not changed behind the user's back."""
+        return self.loading or self.generating() or bool(self.transcript.messages())
 
     def set_choices(self, choices: list[tuple[str, str | None]]) -> None:
         chosen = self.adapter.currentData()
@@ -165,6 +185,7 @@ class ChatSide(QWidget):
 class ChatPage(QWidget):
     failed = Signal(str, str)  # message, hint
     status = Signal(str)
+    rowForDataset = Signal(object, list)  # dataset Path, messages: the Data tab adds the row
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -172,8 +193,7 @@ class ChatPage(QWidget):
         self.project = None
         self.conversation: Conversation | None = None
         self._edited_side = 0
-        self.row_sink = None
-        """Called with (dataset path, messages) by "Add to dataset" (the Data tab's add_chat_row)."""
+        self._preparing_model = ""  # a model folder the app is still making (the demo model): Load waits
         self.model_label = QLabel(self)
         self.model_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.device = QComboBox(self)
@@ -264,11 +284,47 @@ class ChatPage(QWidget):
             text = "No base model: choose one in the Train tab or the Model library (Ctrl+L)."
         self.model_label.setText(text)
         choices = adapter_choices(project)
-        self.sides[0].set_choices(choices)
-        self.sides[1].set_choices(choices)
-        if changed and len(choices) > 1:
-            self.sides[0].adapter.setCurrentIndex(1)  # the newest run's adapter; the other side stays the base
+        for side in self.sides:
+            side.set_choices(choices)
+            side.picked = side.picked and not changed
+        self._choose_defaults()
         self._update_state()
+
+    def _choose_defaults(self) -> None:
+        """The newest run's result on the left and the base model on the right, until the user picks.
+
+        Runs on every rescan, so a run that just finished becomes the default without a restart.
+        """
+        for side, wanted in zip(self.sides, (newest_result(self.project), None), strict=True):
+            if not side.picked and not side.in_use():
+                self._choose_adapter(side, wanted)
+
+    def chat_with(self, run_dir: Path) -> bool:
+        """Compare a run's result with the base model, side by side, and load both ("Chat with it")."""
+        from engine.runs.state import summarize_run
+
+        if any(side.generating() for side in self.sides):
+            self.status.emit("Wait for the replies to finish (or press Stop), then try again.")
+            return False
+        try:
+            result = run_result(summarize_run(run_dir))
+        except FileNotFoundError:
+            result = None
+        if result is None:
+            self.failed.emit(f"Run {run_title(run_dir)} has no adapter or checkpoint to chat with yet.",
+                             "Train it until it saves a checkpoint, or pick another run.")
+            return False
+        if any(side.transcript.messages() for side in self.sides):
+            self.new_chat()  # the last conversation is saved; this one compares other models
+        self.compare.setChecked(True)
+        for side, wanted in zip(self.sides, (result, None), strict=True):
+            if side.adapter.findData(wanted) < 0:  # the rescan that lists the run has not arrived yet
+                side.adapter.addItem(f"{run_title(run_dir)}: {Path(result).name}", wanted)
+            self._choose_adapter(side, wanted)
+            side.picked = True
+        self._update_state()
+        self.load()
+        return True
 
     def _model(self) -> str | None:
         project = self.project
@@ -332,6 +388,8 @@ class ChatPage(QWidget):
             return
         self.conversation = conv
         self.compare.setChecked(conv.compare is not None)
+        for side in self.sides:
+            side.picked = True  # the conversation's models, not the newest run's
         self._choose_adapter(self.sides[0], conv.adapter)
         self.sides[0].transcript.set_messages(conv.messages)
         if conv.compare is not None:
@@ -374,7 +432,7 @@ class ChatPage(QWidget):
         """The first side's conversation (in compare mode: the side last corrected) becomes a training row."""
         from engine.chat.store import conversation_to_row
 
-        if self.project is None or self.row_sink is None:
+        if self.project is None:
             return
         side = self.sides[self._edited_side] if self.compare.isChecked() else self.sides[0]
         system = self.sampling.system_prompt().strip()
@@ -387,7 +445,7 @@ class ChatPage(QWidget):
             return
         target = self.choose_dataset_for_row(messages)
         if target is not None:
-            self.row_sink(target, messages)
+            self.rowForDataset.emit(target, messages)
 
     def send(self, text: str) -> None:
         settings = self.sampling.settings()
@@ -417,13 +475,23 @@ class ChatPage(QWidget):
             self.transcripts.setSizes([half, half])
         self._update_state()
 
+    def set_model_preparing(self, folder: str, preparing: bool) -> None:
+        """The app is making `folder` (the demo model): Load waits for it instead of failing."""
+        self._preparing_model = folder if preparing else ""
+        self._update_state()
+
+    def _waiting_for_model(self, model: str | None) -> bool:
+        preparing = self._preparing_model
+        return bool(model and preparing) and Path(model).resolve() == Path(preparing).resolve()
+
     def _update_state(self, *_args) -> None:
         sides = self._active_sides()
         generating = any(side.generating() for side in self.sides)
         loading = any(side.loading for side in self.sides)
         self.busy.setVisible(loading)
         model = self._model()
-        self.load_button.setEnabled(model is not None and not loading and not generating)
+        waiting = self._waiting_for_model(model)
+        self.load_button.setEnabled(model is not None and not loading and not generating and not waiting)
         self.unload_button.setEnabled(any(side.loaded_key for side in self.sides) and not generating)
         self.composer.set_busy(generating)
         self.sets_button.setEnabled(self.project is not None and not self.project.problem and not generating)
@@ -431,6 +499,8 @@ class ChatPage(QWidget):
                                    and bool(self.sides[0].transcript.messages()))
         if model is None:
             reason = "Choose a base model first"
+        elif waiting:
+            reason = "Preparing the demo model (once, about a minute)…"
         elif not all(side.ready() for side in sides):
             reason = "Loading…" if loading else "Press Load to load the model" + ("s" if len(sides) > 1 else "")
         else:

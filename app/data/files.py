@@ -1,55 +1,46 @@
 """The Data tab's file actions: save (atomic, on a worker), import a copy, export; their dialogs.
 
-A mixin of DataPage: it uses the page's document, toolbar, tasks and signals.
+A collaborator of DataPage: the page tells it the open project and document; it reports
+through its signals and never reaches into the page.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtWidgets import QFileDialog, QMessageBox
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from app.data.document import DatasetDocument
-from app.infra.tasks import Task, while_alive
+from app.data.row_editor import RowEditor
+from app.data.toolbar import DataToolbar
+from app.infra.tasks import Task, TaskRunner, while_alive
 
 
-class DatasetFileActions:
-    _saving = False
+class DatasetFiles(QObject):
+    failed = Signal(str, str)  # message, hint
+    status = Signal(str)
+    imported = Signal(object)  # Path of the copy in the project's datasets folder
+
+    def __init__(self, tasks: TaskRunner, toolbar: DataToolbar, editor: RowEditor,
+                 dialog_parent: QWidget) -> None:
+        super().__init__(dialog_parent)
+        self.tasks = tasks
+        self.toolbar = toolbar
+        self.editor = editor
+        self.dialog_parent = dialog_parent
+        self.project = None  # the project summary the page shows
+        self.document: DatasetDocument | None = None  # the open dataset
+        self._saving = False
 
     # ---- dialogs (tests replace these) --------------------------------------------------------
-    def ask_recover(self, name: str, what: str) -> bool:
-        box = QMessageBox(QMessageBox.Icon.Question, "Recover unsaved edits",
-                          f"{name} has {what} from a session that ended without saving.\n\n"
-                          "Recover them, or discard them and open the file as it was last saved?",
-                          QMessageBox.StandardButton.Discard, self)
-        recover = box.addButton("Recover", QMessageBox.ButtonRole.AcceptRole)
-        box.setDefaultButton(recover)
-        box.exec()
-        return box.clickedButton() is recover
-
-    def ask_unsaved(self, name: str, can_cancel: bool) -> str:
-        buttons = QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
-        if can_cancel:
-            buttons |= QMessageBox.StandardButton.Cancel
-        box = QMessageBox(QMessageBox.Icon.Warning, "Unsaved edits", f"{name} has unsaved edits.", buttons, self)
-        if not can_cancel:
-            later = box.addButton("Keep for later", QMessageBox.ButtonRole.RejectRole)
-            box.setInformativeText("Keep for later: the edits stay in the autosave journal and are offered "
-                                   "when you open the dataset again.")
-        box.exec()
-        clicked = box.clickedButton()
-        if not can_cancel and clicked is later:
-            return "later"
-        return {QMessageBox.StandardButton.Save: "save", QMessageBox.StandardButton.Discard: "discard"}.get(
-            box.standardButton(clicked), "cancel")
-
     def choose_import_file(self) -> str:
-        path, _f = QFileDialog.getOpenFileName(self, "Import a data file", str(Path.home()),
+        path, _f = QFileDialog.getOpenFileName(self.dialog_parent, "Import a data file", str(Path.home()),
                                                "Data files (*.jsonl *.ndjson *.json *.csv *.tsv *.parquet *.txt *.md);;All files (*)")
         return path
 
     def choose_export_file(self, suggested: str) -> str:
-        path, _f = QFileDialog.getSaveFileName(self, "Export the dataset", suggested,
+        path, _f = QFileDialog.getSaveFileName(self.dialog_parent, "Export the dataset", suggested,
                                                "JSON Lines (*.jsonl);;Parquet (*.parquet)")
         return path
 
@@ -57,7 +48,7 @@ class DatasetFileActions:
     def ask_save_before_training(self, name: str) -> str:
         box = QMessageBox(QMessageBox.Icon.Question, "Unsaved dataset edits",
                           f"{name} has edits that are not saved. The run trains on the file as saved.",
-                          QMessageBox.StandardButton.Cancel, self)
+                          QMessageBox.StandardButton.Cancel, self.dialog_parent)
         save = box.addButton("Save and start", QMessageBox.ButtonRole.AcceptRole)
         anyway = box.addButton("Start without them", QMessageBox.ButtonRole.DestructiveRole)
         box.setDefaultButton(save)
@@ -121,7 +112,7 @@ class DatasetFileActions:
         """After saving a CSV/JSON/text dataset as JSONL, the project trains on the saved file."""
         from engine.workspace import load_project_config, save_project_config
 
-        if self.project is None or self._configured_data() is None:
+        if self.project is None or not self.project.dataset:
             return
         config = load_project_config(self.project.path)
         if Path(config.data.path).resolve() != before.resolve():
@@ -144,7 +135,7 @@ class DatasetFileActions:
     def _on_imported(self, path: Path) -> None:
         self.status.emit(f"Imported {path.name} (a copy; your file is untouched).")
         self.toolbar.add_dataset(path)
-        self._on_dataset_chosen(path)
+        self.imported.emit(path)
 
     def add_chat_row(self, path: Path, messages: list[dict]) -> None:
         """A chat becomes a row at the end of a dataset: through the editor (undoable) when it is open."""

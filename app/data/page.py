@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
+    QMessageBox,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
@@ -19,23 +20,26 @@ from PySide6.QtWidgets import (
 
 from app.data.checks import DatasetChecks
 from app.data.document import DatasetDocument
-from app.data.files import DatasetFileActions
+from app.data.files import DatasetFiles
+from app.data.finder import RowFinder
+from app.data.model_context import ModelContext
 from app.data.problems_panel import ProblemsPanel
-from app.data.review import ReviewRunner
 from app.data.row_editor import RowEditor
-from app.data.row_filter import RowFilter, visible_rows
 from app.data.table_model import DatasetTableModel
 from app.data.table_view import DatasetView
 from app.data.toolbar import DataToolbar
 from app.data.trained_view import TrainedView
 from app.infra.tasks import Task, TaskRunner, while_alive
 from engine.data.review import review_row
-from engine.data.row_search import matching_rows
 from engine.data.row_store import open_store
 from engine.data.shapes import blank_record
 
 
-class DataPage(DatasetFileActions, DatasetChecks, QWidget):
+class DataPage(QWidget):
+    """The page assembles its widgets and four collaborators: the base model (folder, tokenizer),
+    the checks (review, problems, lengths), the finder (find and filter) and the file actions
+    (save, import, export). It keeps the open document and the row editing."""
+
     failed = Signal(str, str)  # message, hint
     status = Signal(str)
 
@@ -46,16 +50,10 @@ class DataPage(DatasetFileActions, DatasetChecks, QWidget):
         self.project = None
         self.document: DatasetDocument | None = None
         self.table_model: DatasetTableModel | None = None
-        self.tokenizer = None
-        self.max_length = 1024
-        self.filter = RowFilter()
-        self._text_mask = None
         self._open_task: Task | None = None
-        self.reviewer = ReviewRunner(self.tasks, self)
-        self._search_task: Task | None = None
-        self._tokenizer_for: str | None = None
-        self._tokenizer_state = ""  # "", "loading", "ready" or "failed", for the model in _tokenizer_for
-        self._histogram = None
+        self._format = "auto"  # the project's data format and columns (for its training file only)
+        self._columns: dict = {}
+        self.base_model = ModelContext(self.tasks, self)
 
         self.toolbar = DataToolbar(self)
         self.view = DatasetView(self)
@@ -89,18 +87,24 @@ class DataPage(DatasetFileActions, DatasetChecks, QWidget):
         layout.addWidget(self.toolbar)
         layout.addWidget(self.splitter, 1)
 
-        self._search_timer = QTimer(self, singleShot=True, interval=300)
-        self._search_timer.timeout.connect(self._start_search)
-        self._review_timer = QTimer(self, singleShot=True, interval=800)
-        self._review_timer.timeout.connect(self._start_review)
+        self.checks = DatasetChecks(self.tasks, self.base_model, self.problems, self.bottom, self.lengths_tab,
+                                    self.toolbar, self)
+        self.files = DatasetFiles(self.tasks, self.toolbar, self.editor, self)
+        self.finder = RowFinder(self.tasks, self.toolbar, self.view, self)
+        self.finder.nothing_shown.connect(lambda: self._on_current_row(None))
         self._build_actions()
-        self.reviewer.progress.connect(self.toolbar.show_progress)
-        self.reviewer.finished.connect(self._on_reviewed)
-        self.reviewer.failed.connect(self._on_review_failed)
+        self.checks.failed.connect(self.failed)
+        self.checks.issues_shown.connect(self._on_issues_shown)
+        self.files.failed.connect(self.failed)
+        self.files.status.connect(self.status)
+        self.files.imported.connect(self._on_dataset_chosen)
+        self.base_model.tokenizer_loading.connect(
+            lambda: self.trained.show_message("Loading the base model's tokenizer…"))
+        self.base_model.tokenizer_ready.connect(self._on_tokenizer_ready)
+        self.base_model.tokenizer_failed.connect(self.trained.show_message)
         self.toolbar.dataset_chosen.connect(self._on_dataset_chosen)
-        self.toolbar.filter_changed.connect(self._on_filter_changed)
-        self.toolbar.import_clicked.connect(self.import_file)
-        self.toolbar.export_clicked.connect(self.export_file)
+        self.toolbar.import_clicked.connect(self.files.import_file)
+        self.toolbar.export_clicked.connect(self.files.export_file)
         self.view.current_row_changed.connect(self._on_current_row)
         self.editor.edited.connect(self._on_row_edited)
         self.problems.row_chosen.connect(self.select_row)
@@ -117,11 +121,40 @@ class DataPage(DatasetFileActions, DatasetChecks, QWidget):
             self.addAction(act)
             return act
 
-        self.save_action = action("Save", self.save, QKeySequence.StandardKey.Save, "Save the dataset")
+        self.save_action = action("Save", self.files.save, QKeySequence.StandardKey.Save, "Save the dataset")
         self.add_action = action("Add row", self.add_row, "Ctrl+Shift+N", "Add an empty row after the selected one")
         self.duplicate_action = action("Duplicate", self.duplicate_rows, "Ctrl+Shift+D", "Duplicate the selected rows")
         self.delete_action = action("Delete", self.delete_rows, QKeySequence.StandardKey.Delete, "Delete the selected rows")
         self.toolbar.set_actions([self.save_action, self.add_action, self.duplicate_action, self.delete_action])
+        self.addActions([self.toolbar.undo_action, self.toolbar.redo_action])
+
+    # ---- dialogs (tests replace these) ----------------------------------------------------------
+    def ask_recover(self, name: str, what: str) -> bool:
+        box = QMessageBox(QMessageBox.Icon.Question, "Recover unsaved edits",
+                          f"{name} has {what} from a session that ended without saving.\n\n"
+                          "Recover them, or discard them and open the file as it was last saved?",
+                          QMessageBox.StandardButton.Discard, self)
+        recover = box.addButton("Recover", QMessageBox.ButtonRole.AcceptRole)
+        box.setDefaultButton(recover)
+        box.exec()
+        return box.clickedButton() is recover
+
+    def ask_unsaved(self, name: str, can_cancel: bool) -> str:
+        buttons = QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+        if can_cancel:
+            buttons |= QMessageBox.StandardButton.Cancel
+        box = QMessageBox(QMessageBox.Icon.Warning, "Unsaved edits", f"{name} has unsaved edits.", buttons,
+                          self)
+        if not can_cancel:
+            later = box.addButton("Keep for later", QMessageBox.ButtonRole.RejectRole)
+            box.setInformativeText("Keep for later: the edits stay in the autosave journal and are offered "
+                                   "when you open the dataset again.")
+        box.exec()
+        clicked = box.clickedButton()
+        if not can_cancel and clicked is later:
+            return "later"
+        return {QMessageBox.StandardButton.Save: "save", QMessageBox.StandardButton.Discard: "discard"}.get(
+            box.standardButton(clicked), "cancel")
 
     # ---- project and dataset ----------------------------------------------------------------
     def show_project(self, project) -> None:
@@ -131,6 +164,7 @@ class DataPage(DatasetFileActions, DatasetChecks, QWidget):
         if self.document is not None and not self.document.path.exists() and not self.document.is_dirty():
             self.close_document()  # deleted outside the app; with unsaved edits, Save writes it back
         self.project = project
+        self.files.project = project
         usable = project is not None and not project.problem
         datasets = list(project.datasets) if usable else []
         chosen = self.document.path if self.document is not None else self._default_dataset(project)
@@ -166,58 +200,32 @@ class DataPage(DatasetFileActions, DatasetChecks, QWidget):
             config = load_project_config(project.path)
         except UserError:
             return
-        self.max_length = config.data.max_length
-        self._fmt, self._columns = config.data.format, dict(config.data.columns or {})
-        model = config.model.path or None
-        if model != self._tokenizer_for:
-            self._tokenizer_for = model
-            self.tokenizer = None
-            self._tokenizer_state = ""
-            if self.document is not None:
-                self._start_review()
-                if self.side.currentWidget() is self.trained:
-                    self._ensure_tokenizer()
+        self.base_model.max_length = config.data.max_length
+        self._format, self._columns = config.data.format, dict(config.data.columns or {})
+        if self.base_model.set_folder(config.model.path or None) and self.document is not None:
+            self.checks.start_review()
+            if self.side.currentWidget() is self.trained:
+                self.base_model.ensure_tokenizer()
 
-    def _ensure_tokenizer(self) -> None:
-        """Load the project model's tokenizer, for "What gets trained" only.
+    def set_model_preparing(self, folder: str, preparing: bool) -> None:
+        """The app started or ended making a model folder (the demo model): if it is this project's,
+        check the rows without it meanwhile, and everything again once it is there."""
+        if not self.base_model.set_preparing(folder, preparing) or self.document is None:
+            return
+        self.checks.start_review()
+        if self.side.currentWidget() is self.trained:
+            self._show_trained()
 
-        transformers imports torch, whose libraries load while holding the GIL: about 0.5 s
-        without a UI frame (measured). So it happens when the user asks for that view, never at
-        start-up; the review loads its own tokenizer in a child process.
-        """
-        if self._tokenizer_for and not self._tokenizer_state:
-            self._tokenizer_state = "loading"
-            self._load_tokenizer(self._tokenizer_for)
-
-    def _load_tokenizer(self, model: str) -> None:
-        from engine.config import ModelConfig
-
-        def load(_progress, _cancelled):
-            from engine.models.loading import load_tokenizer
-
-            return model, load_tokenizer(ModelConfig(path=model))
-
-        def done(result) -> None:
-            if result[0] != self._tokenizer_for:
-                return  # the project's model changed meanwhile
-            self.tokenizer, self._tokenizer_state = result[1], "ready"
-            if self.document is not None:
-                self.document.tokenizer, self.document.max_length = self.tokenizer, self.max_length
-                self._show_trained()
-
-        def failed(message: str, hint: str) -> None:
-            if model != self._tokenizer_for:
-                return
-            self._tokenizer_state = "failed"
-            self.trained.show_message(f"The base model's tokenizer cannot be loaded: {message} {hint}")
-
-        self.trained.show_message("Loading the base model's tokenizer…")
-        self.tasks.run(load, while_alive(self, done), while_alive(self, failed), name="tokenizer")
+    def _on_tokenizer_ready(self) -> None:
+        if self.document is not None:
+            model = self.base_model
+            self.document.tokenizer, self.document.max_length = model.tokenizer, model.max_length
+            self._show_trained()
 
     def open_dataset(self, path: Path) -> None:
         if self._open_task is not None:
             self._open_task.cancel()
-        fmt, columns = getattr(self, "_fmt", "auto"), getattr(self, "_columns", {})
+        fmt, columns = self._format, self._columns
         if self.project is not None and Path(path) != self._configured_data():
             fmt, columns = "auto", {}  # the project's format settings describe its training file only
         self.toolbar.select_dataset(Path(path))
@@ -240,7 +248,7 @@ class DataPage(DatasetFileActions, DatasetChecks, QWidget):
             return
         self._open_task = None
         document = DatasetDocument(path, store, shape, self)
-        document.tokenizer, document.max_length = self.tokenizer, self.max_length
+        document.tokenizer, document.max_length = self.base_model.tokenizer, self.base_model.max_length
         try:
             pending = document.pending_edits()
             if pending is not None and self.ask_recover(path.name, pending.describe()):
@@ -259,16 +267,18 @@ class DataPage(DatasetFileActions, DatasetChecks, QWidget):
         self.table_model = DatasetTableModel(document, self)
         self.view.set_model(self.table_model)
         self.toolbar.set_document(document)
+        self.checks.attach(document, self.table_model)
+        self.files.document = document
         document.rows_changed.connect(self._on_rows_changed)
         document.structure_changed.connect(self._on_structure_changed)
-        document.issues_changed.connect(self._on_issues_changed)
+        document.issues_changed.connect(self.checks.show_issues)
         document.dirty_changed.connect(lambda _d: self.toolbar.update_state())
         document.journal_failed.connect(lambda m: self.failed.emit(m, "Free some disk space, then save."))
         self._set_document_widgets_enabled(True)
-        self._text_mask = None
-        self._apply_filter()
-        self._on_issues_changed()
-        self._start_review()
+        self.finder.attach(document, self.table_model)
+        self.finder.apply()
+        self.checks.show_issues()
+        self.checks.start_review()
         self.view.select_first()
 
     def _set_document_widgets_enabled(self, enabled: bool) -> None:
@@ -286,15 +296,15 @@ class DataPage(DatasetFileActions, DatasetChecks, QWidget):
             answer = self.ask_unsaved(document.path.name, can_cancel)
             if answer == "cancel":
                 return False
-            if answer == "save" and not self.save(wait=True):
+            if answer == "save" and not self.files.save(wait=True):
                 return False
             if answer == "discard":
                 document.discard_changes()
-        self.reviewer.cancel()
-        if self._search_task is not None:
-            self._search_task.cancel()
+        self.checks.attach(None, None)
+        self.finder.attach(None, None)
         document.close()
         self.document = None
+        self.files.document = None
         self.table_model = None
         self.view.set_model(None)
         self.editor.set_record(None, "messages")
@@ -319,8 +329,7 @@ class DataPage(DatasetFileActions, DatasetChecks, QWidget):
         """Show a row (from the problems panel): clears a filter that hides it."""
         if self.table_model is None:
             return
-        if self.table_model.row_of(row_id) is None and self.filter.active():
-            self.toolbar.clear_filters()
+        self.finder.reveal(row_id)
         self.view.select_id(row_id)
 
     def _current_id(self) -> int | None:
@@ -346,21 +355,27 @@ class DataPage(DatasetFileActions, DatasetChecks, QWidget):
         document, row_id = self.document, self._current_id()
         if document is None or row_id is None:
             return
-        if self.tokenizer is None:
-            if self._tokenizer_state == "failed":
+        model = self.base_model
+        if model.tokenizer is None:
+            if model.state == "failed":
                 return  # its message stays
+            if model.waiting():
+                self.trained.show_message("Preparing the demo model (once, about a minute)… What each row "
+                                          "trains shows here when it is ready.")
+                return
             if self.side.currentWidget() is self.trained:
-                self._ensure_tokenizer()
-            self.trained.show_message("Loading the base model's tokenizer…" if self._tokenizer_for else
+                model.ensure_tokenizer()
+            self.trained.show_message("Loading the base model's tokenizer…" if model.folder else
                                       "Choose a base model for this project (Train tab or Model library) "
                                       "to see what each row trains.")
             return
-        issues, rendered = review_row(document.store.peek(row_id), document.shape, self.tokenizer, self.max_length)
+        issues, rendered = review_row(document.store.peek(row_id), document.shape, model.tokenizer,
+                                      model.max_length)
         if rendered is None or isinstance(rendered, ValueError):
             reason = issues[0].message if issues else "it cannot be rendered"
             self.trained.show_message(f"This row is not trained: {reason}.")
         else:
-            self.trained.show_rendered(rendered, self.max_length)
+            self.trained.show_rendered(rendered, model.max_length)
 
     def _on_row_edited(self, record: dict) -> None:
         row_id = self._current_id()
@@ -408,7 +423,7 @@ class DataPage(DatasetFileActions, DatasetChecks, QWidget):
 
     def _token_checks_pending(self) -> None:
         """Without the tokenizer here, edited rows get their token checks from a background review."""
-        if self.tokenizer is None and self._tokenizer_for and self.document is not None:
+        if self.base_model.tokenizer is None and self.base_model.folder and self.document is not None:
             self.document.review_stale = True
 
     def _on_rows_changed(self, ids: list) -> None:
@@ -422,67 +437,34 @@ class DataPage(DatasetFileActions, DatasetChecks, QWidget):
                                    self.document.shape.columns, self._row_label(current))
             self._show_trained()
         self.toolbar.update_state()
-        if self.document.review_stale:
-            self._review_timer.start()
+        self.checks.review_if_stale()
 
     def _on_structure_changed(self) -> None:
         self._token_checks_pending()
         current = self._current_id()
-        self._apply_filter(keep=current)
+        self.finder.apply(keep=current)
         self.toolbar.update_state()
-        self._on_issues_changed()
-        if self.document.review_stale:
-            self._review_timer.start()
+        self.checks.show_issues()
+        self.checks.review_if_stale()
 
-    # ---- find and filter -------------------------------------------------------------------------------
-    def _on_filter_changed(self, spec: RowFilter) -> None:
-        text_changed = spec.text != self.filter.text
-        self.filter = spec
-        if text_changed:
-            self._text_mask = None
-            if spec.text:
-                self._search_timer.start()
-                return
-        self._apply_filter(keep=self._current_id())
+    def _on_issues_shown(self) -> None:
+        if self.finder.filter.problem:
+            self.finder.apply(keep=self._current_id())
 
-    def _start_search(self) -> None:
-        document, needle = self.document, self.filter.text
-        if document is None or not needle:
-            return
-        if self._search_task is not None:
-            self._search_task.cancel()
-        snapshot, _ops = document.snapshot()
-        task = Task(lambda _p, _c: matching_rows(snapshot, needle), "search")
-        task.finished.connect(while_alive(self, lambda mask, t=task: self._on_searched(t, needle, mask)))
-        self._search_task = self.tasks.start(task)
-        self.toolbar.show_progress(0, 0, "Searching…")
+    # ---- for the shell ---------------------------------------------------------------------------------
+    def reviewing(self) -> bool:
+        return self.checks.reviewing()
 
-    def _on_searched(self, task: Task, needle: str, mask) -> None:
-        if task is not self._search_task:
-            return
-        self._search_task = None
-        self.toolbar.show_progress(0, 0, "")
-        if needle == self.filter.text:
-            self._text_mask = mask
-            self._apply_filter(keep=self._current_id())
+    def ready_for_training(self, data_path: Path) -> bool:
+        """Before a run starts on `data_path`: offer to save unsaved edits of that file."""
+        return self.files.ready_for_training(data_path)
 
-    def _apply_filter(self, keep: int | None = None) -> None:
-        if self.document is None or self.table_model is None:
-            return
-        if self.filter.text and self._text_mask is None:
-            return  # the search is still running; the table keeps its rows until it answers
-        ids = visible_rows(self.document, self.filter, self._text_mask)
-        self.table_model.set_view(ids)
-        self.toolbar.show_count(len(ids), len(self.document.store))
-        if keep is not None and self.table_model.row_of(keep) is not None:
-            self.view.select_id(keep)
-        elif len(ids):
-            self.view.select_first()
-        else:
-            self._on_current_row(None)
+    def add_chat_row(self, path: Path, messages: list[dict]) -> None:
+        """A chat becomes a row at the end of a dataset (undoable when that dataset is open here)."""
+        self.files.add_chat_row(path, messages)
 
     def shutdown(self) -> None:
-        self.reviewer.cancel()
+        self.checks.cancel()
         if self.document is not None:
             self.document.close()
         self.tasks.wait(3000)

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from app.infra.tasks import EngineProcess, Task, TaskRunner, while_alive
+from app.infra.engine_process import EngineProcess
+from app.infra.tasks import Task, TaskRunner, while_alive
+from engine.cli.protocol import EXIT_DONE, error_message
 from engine.data.review import review_store
 
 
@@ -77,9 +79,9 @@ class ReviewRunner(QObject):
             return
         self._process = None
         folder = self._folder
-        if code != 0:
+        if code != EXIT_DONE:
             self._remove(folder)
-            self.failed.emit(f"The rows could not be checked: {line or f'exit code {code}'}",
+            self.failed.emit(f"The rows could not be checked: {error_message(line) or f'exit code {code}'}",
                              "The table still works; reopen the dataset to check again.")
             return
         from engine.data.review_job import read_result

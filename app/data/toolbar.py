@@ -34,6 +34,8 @@ class DataToolbar(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.document = None
+        self.undo_action = self._stack_action("Undo", QKeySequence.StandardKey.Undo)
+        self.redo_action = self._stack_action("Redo", QKeySequence.StandardKey.Redo)
         self.datasets = QComboBox(self)
         self.datasets.setMinimumWidth(200)
         self.datasets.setToolTip("The project's datasets (copies in its datasets folder)")
@@ -52,6 +54,8 @@ class DataToolbar(QWidget):
         self.progress.setTextVisible(False)
         self.progress.hide()
         self.progress_label = QLabel(self)
+        for label in (self.state, self.progress_label):
+            label.setMinimumWidth(1)  # a long status may be clipped: it never widens the page over the browser
 
         self.find = QLineEdit(self)
         self.find.setPlaceholderText("Find text in rows…")
@@ -110,22 +114,17 @@ class DataToolbar(QWidget):
 
     def set_actions(self, actions: list[QAction]) -> None:
         """Save, then Undo/Redo (following the open document's stack), then the row actions."""
-        self._tool_button(actions[0])
-        page = self.parentWidget()
-        self.undo_action = self._stack_action(page, "Undo", QKeySequence.StandardKey.Undo)
-        self.redo_action = self._stack_action(page, "Redo", QKeySequence.StandardKey.Redo)
-        for action in actions[1:]:
+        for action in (actions[0], self.undo_action, self.redo_action, *actions[1:]):
             self._tool_button(action)
 
-    def _stack_action(self, page: QWidget, name: str, keys) -> QAction:
+    def _stack_action(self, name: str, keys) -> QAction:
         # Our own action with a fixed label: QUndoStack's actions rename themselves after every edit.
-        action = QAction(name, page)
+        # The page adds it to itself, so its shortcut works wherever the focus is in the page.
+        action = QAction(name, self)
         action.setShortcut(QKeySequence(keys))
         action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         action.setEnabled(False)
         action.triggered.connect(lambda _c=False: self.document and getattr(self.document.undo, name.lower())())
-        page.addAction(action)
-        self._tool_button(action)
         return action
 
     def set_document(self, document) -> None:

@@ -44,6 +44,9 @@ class TextBox(QPlainTextEdit):
         self.setTabChangesFocus(True)  # Tab moves through the form, as in any other field
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.document().documentLayout().documentSizeChanged.connect(self._on_size_changed)
+        self._original: Any = MISSING  # the stored value, given back while the text is unchanged
+        self._initial = ""
+        self.wrong_type = False
         self.load(value)
 
     def load(self, value: Any) -> None:
@@ -156,6 +159,7 @@ class TurnCard(QFrame):
         layout.setSpacing(4)
         layout.addLayout(header)
         layout.addWidget(self.content)
+        self._turn: Any = None  # the stored turn (kept whole: fields the card does not show survive edits)
         self.load(turn)
 
     def load(self, turn: Any) -> None:

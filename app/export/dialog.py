@@ -30,7 +30,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.infra.tasks import EngineProcess
+from app.infra.engine_process import EngineProcess
+from engine.cli.protocol import EXIT_DONE, error_message, stopped_on_request
 
 QUANT_CHOICES = (
     ("q8_0", "q8_0: 8-bit, near-lossless, half the size of f16"),
@@ -212,18 +213,18 @@ class ExportDialog(QDialog):
     def _on_ended(self, code: int, line: str) -> None:
         self._process = None
         self._running(False)
-        if code == 0 and self.result:
+        if code == EXIT_DONE and self.result:
             self.progress.setValue(100)
             verdict = f" The check {self._verdict}." if self._verdict else " Not checked."
             self._show_status(f"Exported to {self.result['done']}.{verdict} {self._warning}".strip(), ok=True,
                               warn=bool(self._warning))
             self._on_format_changed()  # a fresh name, so "Export" again never collides with this one
             self.exported.emit(str(self.result["done"]))
-        elif code in (-1, 3) and not line.startswith("error"):
+        elif stopped_on_request(code, line):
             self.progress.setValue(0)
             self._show_status("Export cancelled; nothing was kept.")
         else:
-            self.error = line.removeprefix("error: ") or f"The export ended with code {code}."
+            self.error = error_message(line) or f"The export ended with code {code}."
             self._show_status(self.error, error=True)
 
     def _show_check(self, report: dict) -> None:

@@ -26,8 +26,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.infra.tasks import EngineProcess, Task, TaskRunner
+from app.infra.engine_process import EngineProcess
+from app.infra.tasks import Task, TaskRunner
 from app.library.table_model import SORT_ROLE, LibraryTableModel
+from engine.cli.protocol import EXIT_DONE, error_message, stopped_on_request
 
 
 def ask_remote_code_consent(parent: QWidget, info) -> bool:
@@ -60,6 +62,7 @@ class ModelLibraryDialog(QDialog):
         self._scan: Task | None = None
         self._import: EngineProcess | None = None
         self._select_after_scan: str | None = None
+        self._can_choose = can_choose  # "Use for this project" needs a current project
         self.scans = 0
 
         self.table_model = LibraryTableModel(self)
@@ -98,7 +101,8 @@ class ModelLibraryDialog(QDialog):
         self.use_button = QPushButton("Use for this project", self)
         self.use_button.setVisible(can_choose)
         self.use_button.setDefault(True)
-        for button, slot in ((self.add_button, self._on_add), (self.gguf_button, self._on_gguf),
+        for button, slot in ((self.add_button, self.choose_folder_to_add),
+                             (self.gguf_button, self.choose_gguf_to_import),
                              (self.consent_button, self._on_consent), (self.remove_button, self._on_remove),
                              (self.rescan_button, self.rescan), (self.use_button, self._on_use)):
             button.clicked.connect(slot)
@@ -158,7 +162,7 @@ class ModelLibraryDialog(QDialog):
         self.rescan_button.setEnabled(not busy)
         self.consent_button.setEnabled(bool(info and info.needs_remote_code and not info.remote_code_allowed and not info.problem))
         self.remove_button.setEnabled(bool(info and info.source == "added") and not busy)
-        self.use_button.setEnabled(bool(info and info.usable))
+        self.use_button.setEnabled(bool(info and info.usable) and self._can_choose)
         self.details.setText(self._describe(info))
 
     @staticmethod
@@ -227,7 +231,12 @@ class ModelLibraryDialog(QDialog):
             self._import.stop_now()
 
     # ---- adding --------------------------------------------------------------------------
-    def _on_add(self) -> None:
+    def set_can_choose(self, can: bool) -> None:
+        """Whether "Use for this project" applies (a project is selected in the window)."""
+        self._can_choose = can
+        self._update_buttons()
+
+    def choose_folder_to_add(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Add a model folder (the one with config.json)")
         if folder:
             self.add_folder(folder)
@@ -269,7 +278,7 @@ class ModelLibraryDialog(QDialog):
             self.library.remove(info.path)
             self.rescan()
 
-    def _on_gguf(self) -> None:
+    def choose_gguf_to_import(self) -> None:
         file, _ = QFileDialog.getOpenFileName(self, "Import a GGUF model", "", "GGUF models (*.gguf);;All files (*)")
         if file:
             self.import_gguf(file)
@@ -293,14 +302,14 @@ class ModelLibraryDialog(QDialog):
     def _on_import_ended(self, code: int, line: str) -> None:
         self._import = None
         self._busy("")
-        if code == 0:
+        if code == EXIT_DONE:
             self.progress_label.setText("Converted.")
             self.rescan()
-        elif code in (-1, 3) and not line.startswith("error"):  # killed, or stopped on request
+        elif stopped_on_request(code, line):  # killed, or stopped on request
             self.progress_label.setText("Conversion cancelled; nothing was kept.")
         else:
             self.progress_label.setText("Conversion failed.")
-            QMessageBox.warning(self, "The GGUF file cannot be imported", line.removeprefix("error: "))
+            QMessageBox.warning(self, "The GGUF file cannot be imported", error_message(line))
 
     # ---- choosing ------------------------------------------------------------------------
     def _on_use(self) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 
-from engine.models.info import SOURCE_LABELS, format_count, format_gib, status_text
+from engine.models.info import SOURCE_LABELS, format_count, status_text
+from engine.util.units import format_size
 
 COLUMNS = ("Name", "Source", "Architecture", "Parameters", "Context", "Chat template", "4-bit memory", "Status")
 SORT_ROLE = Qt.ItemDataRole.UserRole + 10
@@ -45,7 +46,7 @@ class LibraryTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return (info.name, SOURCE_LABELS.get(info.source, info.source), info.architecture or "?",
                     format_count(info.parameters), f"{info.context_length:,}" if info.context_length else "?",
-                    "yes" if info.has_chat_template else "no", format_gib(info.memory_4bit_bytes),
+                    "yes" if info.has_chat_template else "no", format_size(info.memory_4bit_bytes),
                     status_text(info))[col]
         if role == SORT_ROLE:
             return (info.name.casefold(), info.source, info.architecture or "", info.parameters or 0,

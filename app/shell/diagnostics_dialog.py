@@ -18,7 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.infra.tasks import EngineProcess
+from app.infra.engine_process import EngineProcess
+from engine.cli.protocol import EXIT_DONE
 
 
 class DeviceProbe(QObject):
@@ -30,6 +31,7 @@ class DeviceProbe(QObject):
         super().__init__(parent)
         self.report: dict | None = None
         self._process: EngineProcess | None = None
+        self._got = False  # the probe's report arrived (else its end is reported as a failure)
 
     def start(self) -> None:
         if self._process is not None and self._process.is_running():
@@ -65,7 +67,7 @@ class DeviceProbe(QObject):
         if self._got:
             return
         try:  # the report may come pretty-printed over several lines
-            report = json.loads(self._process.output_text()) if code == 0 else None
+            report = json.loads(self._process.output_text()) if code == EXIT_DONE else None
         except ValueError:
             report = None
         if isinstance(report, dict):

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.widgets.run_labels import run_details
+from app.widgets.run_labels import run_details, run_title
 from engine.util.files import format_size
 
 KIND_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -28,6 +28,7 @@ PROJECT_ROLE = Qt.ItemDataRole.UserRole + 3
 class ProjectBrowser(QWidget):
     projectSelected = Signal(object)   # Path of the selected item's project, or None
     itemActivated = Signal(str, object)  # kind, path (double click / Enter)
+    renameRunRequested = Signal(Path)  # a run's display name (its folder keeps its name)
 
     def __init__(self, workspace_model, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -47,6 +48,11 @@ class ProjectBrowser(QWidget):
         self.tree.selectionModel().currentChanged.connect(self._on_current_changed)
         self.tree.activated.connect(self._on_activated)
         self.tree.setAccessibleName("Projects")
+        # Never so narrow that a project's name is cut to "Wh…": a name of about 16 characters,
+        # the tree's indentation, an icon and the frame fit at the minimum.
+        metrics = self.tree.fontMetrics()
+        indent = self.tree.indentation()
+        self.setMinimumWidth(metrics.horizontalAdvance("Whetstone demo xx") + 2 * indent + 40)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.tree)
@@ -58,6 +64,10 @@ class ProjectBrowser(QWidget):
         workspace_model.changed.connect(self._on_projects_changed)
 
     # ---- public --------------------------------------------------------------------------
+    def default_width(self) -> int:
+        """A first-start width that shows the project names and a little of their details."""
+        return max(self.minimumWidth() + 80, self.tree.fontMetrics().horizontalAdvance("M" * 24))
+
     def set_actions(self, project_actions: list[QAction], item_actions: list[QAction]) -> None:
         self._project_actions, self._item_actions = project_actions, item_actions
 
@@ -136,10 +146,9 @@ class ProjectBrowser(QWidget):
             datasets[0].appendRow([item, self._detail(format_size(ds.size_bytes) + (" · used for training" if default else ""))])
         runs = self._group("Runs", "runs", project, len(project.runs))
         for run in project.runs:
-            item = QStandardItem(self._run_icon(run.state), run.name)
+            item = QStandardItem(self._run_icon(run.state), run_title(run))
             self._tag(item, "run", run.path, project.path)
-            if run.message:
-                item.setToolTip(run.message)
+            item.setToolTip(f"{run.path.name}\n{run.message}" if run.message else run.path.name)
             for step, path in run.checkpoints:
                 child = QStandardItem(style.standardIcon(QStyle.StandardPixmap.SP_DriveHDIcon), path.name)
                 self._tag(child, "checkpoint", path, project.path)
@@ -241,6 +250,9 @@ class ProjectBrowser(QWidget):
             kind = self.model.itemFromIndex(index.siblingAtColumn(0)).data(KIND_ROLE)
             actions = self._project_actions if kind == "project" else self._item_actions
             menu.addActions(actions)
+            if kind == "run":
+                path = self.model.itemFromIndex(index.siblingAtColumn(0)).data(PATH_ROLE)
+                menu.addAction("Rename run…", lambda: self.renameRunRequested.emit(Path(path)))
         else:
             menu.addActions(self._project_actions[:1])  # "New project" only
         menu.exec(self.tree.viewport().mapToGlobal(pos))

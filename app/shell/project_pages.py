@@ -10,10 +10,15 @@ from PySide6.QtWidgets import QTabWidget, QWidget
 
 
 class ProjectPages(QTabWidget):
+    MINIMUM_WIDTH = 560
+    """The pages' own minimum: a page's widgets (a long status text) must not push the project
+    browser aside. Pages are laid out for more; below it they are clipped, not the browser."""
+
     def __init__(self, data_page: QWidget, train_page: QWidget, chat_page: QWidget,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setDocumentMode(True)
+        self.setMinimumWidth(self.MINIMUM_WIDTH)
         self.data, self.train, self.chat = data_page, train_page, chat_page
         self.pages = [data_page, train_page, chat_page]
         for page in self.pages:

@@ -2,7 +2,11 @@
 
 Scans run on the thread pool; a file-system watcher plus a short debounce triggers them,
 so an outside change (a file copied in, a project deleted in the file manager, a run
-writing events) shows up without a manual refresh, and a scan never blocks the window.
+folder or checkpoint appearing) shows up without a manual refresh, and a scan never blocks
+the window. The watcher sees folders, not the files a run appends to: a run writes its
+events.jsonl many times a second, and rescanning the workspace (and reloading every page)
+on each write is what this avoids. Live runs reach the model through `note_run_events`
+(the RunManager's one watcher per run): only status and checkpoint events rescan.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer, Signal
 from app.infra.tasks import TaskRunner
 
 DEBOUNCE_MS = 250
+RESCAN_EVENTS = ("status", "checkpoint")  # the events that change what a scan shows besides progress
 
 
 class WorkspaceModel(QObject):
@@ -69,6 +74,11 @@ class WorkspaceModel(QObject):
     def _on_disk_change(self, _path: str) -> None:
         self._debounce.start()
 
+    def note_run_events(self, _run_dir: Path, events: list) -> None:
+        """Events a live run just wrote: rescan when its state changed or a checkpoint was saved."""
+        if any(event.get("type") in RESCAN_EVENTS for event in events):
+            self._debounce.start()
+
     def _watch(self, projects: list) -> None:
         # The root too: it sees projects/ appear when another program makes the first project.
         wanted = {str(self.workspace.root), str(self.workspace.projects_dir)}
@@ -76,10 +86,9 @@ class WorkspaceModel(QObject):
             wanted.add(str(project.path))
             for sub in ("datasets", "runs", "exports"):
                 wanted.add(str(project.path / sub))
-            for run in project.runs:
+            for run in project.runs:  # folders only: files appearing count (engine.pid), logs growing do not
                 wanted.add(str(run.path))
                 wanted.add(str(run.path / "checkpoints"))
-                wanted.add(str(run.path / "events.jsonl"))
         wanted = {p for p in wanted if Path(p).exists()}
         current = set(self._watcher.directories()) | set(self._watcher.files())
         if current - wanted:

@@ -27,9 +27,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.infra.tasks import EngineProcess
+from app.infra.engine_process import EngineProcess
+from engine.cli.protocol import EXIT_DONE, error_message
 from engine.config import RunConfig, config_to_toml
-from engine.util.files import format_size
+from engine.util.units import format_size
 
 
 def default_folder(project: Path, name: str) -> Path:
@@ -155,8 +156,8 @@ class ClusterBundleDialog(QDialog):
             shutil.rmtree(self._config_file.parent, ignore_errors=True)
             self._config_file = None
         self.write_button.setEnabled(True)
-        if code != 0:
-            self.status.setText(f"<span style='color:#d9534f'>{html.escape(line.removeprefix('error: '))}</span>")
+        if code != EXIT_DONE:
+            self.status.setText(f"<span style='color:#d9534f'>{html.escape(error_message(line))}</span>")
             return
         self.status.setText("<br>".join(html.escape(ln) for ln in output.splitlines()))
         self.show_button.setVisible(True)

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 
 from app.infra.tasks import TaskRunner
 from app.widgets.plot_style import SmoothingControl, style_legend, style_plot
+from app.widgets.run_labels import run_title
 from app.widgets.theme import muted
 from engine.errors import UserError
 from engine.runs.history import RunHistory, config_diff, load_history, load_run_config, smooth
@@ -57,9 +58,17 @@ def _loader(index: int, run_dir: Path) -> Callable:
 
 
 def _run_names(run_dirs: list[Path]) -> list[str]:
-    names = [p.name for p in run_dirs]
+    titles = [run_title(p) for p in run_dirs]
+    folders = [p.name for p in run_dirs]
     # Runs of different projects may share a folder name: add the project's name to tell them apart.
-    return [f"{p.parent.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in run_dirs]
+    folders = [f"{p.parent.parent.name}/{p.name}" if folders.count(p.name) > 1 else p.name for p in run_dirs]
+    names = []
+    for path, title, folder in zip(run_dirs, titles, folders, strict=True):
+        if titles.count(title) == 1:
+            names.append(title)
+        else:  # two runs share a display name ("Quick test"): their folders tell them apart
+            names.append(folder if title == path.name else f"{title} ({folder})")
+    return names
 
 
 def _text(value: object) -> str:

@@ -1,13 +1,13 @@
 """One run, live or finished: state, progress and ETA, controls, plots and the log.
 
-The monitor follows the run folder with its own watcher from the first event, so a run
-re-attached after a restart shows its whole history. It never decides how a run ended:
-the RunManager does, and the Train tab passes that on through `set_state`.
+The monitor reads a run through a RunFeed from the RunManager (its history from the first
+event, then what the manager's one watcher of that run hands on), so a run re-attached after
+a restart shows its whole history. It never decides how a run ended: the RunManager's verdict
+comes through the Train tab's `set_state`; states and log lines are engine.runs' words.
 """
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from pathlib import Path
 
@@ -25,47 +25,20 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.train.feed import RunFeed
 from app.train.plots import RunPlots
-from app.train.supervisor import RunWatcher
+from app.train.run_manager import RunManager
+from engine.runs.checkpoints import complete_checkpoints
+from engine.runs.text import stamped_text
+from engine.runs.verdict import STATE_HEADINGS, judge_run
 from engine.util.files import format_duration
 
-STATE_TEXT = {
-    "starting": ("Starting the engine…", "#5b8def"), "loading": ("Loading the model and data…", "#5b8def"),
-    "training": ("Training", "#2e8b57"), "saving": ("Saving the adapter…", "#2e8b57"),
-    "running": ("Running", "#2e8b57"), "done": ("Done", "#2e8b57"), "stopped": ("Stopped", "#b9770e"),
-    "paused": ("Paused", "#b9770e"), "failed": ("Failed", "#d9534f"), "interrupted": ("Interrupted", "#d9534f"),
-    "new": ("Not started", "gray"),
+STATE_COLOURS = {
+    "starting": "#5b8def", "loading": "#5b8def", "training": "#2e8b57", "saving": "#2e8b57",
+    "running": "#2e8b57", "done": "#2e8b57", "stopped": "#b9770e", "paused": "#b9770e", "failed": "#d9534f",
+    "interrupted": "#d9534f",
 }
 ACTIVE = ("starting", "loading", "training", "saving", "running")
-
-
-def log_line(event: dict) -> str | None:
-    """A human line for the log pane; metrics go to the plots instead."""
-    kind = event.get("type")
-    if kind == "metrics":
-        return None  # by far the most common event: decided before any formatting
-    stamp = time.strftime("%H:%M:%S", time.localtime(event.get("time") or 0))
-    if kind == "status":
-        extra = f" — {event['message']}" if event.get("message") else ""
-        step = f" at step {event['step']}" if event.get("step") else ""
-        return f"{stamp}  [{event.get('state')}]{step}{extra}"
-    if kind == "warning":
-        return f"{stamp}  warning: {event.get('message')}"
-    if kind == "error":
-        return f"{stamp}  error: {event.get('message')} {event.get('hint') or ''}".rstrip()
-    if kind == "checkpoint":
-        return f"{stamp}  checkpoint saved at step {event.get('step')}"
-    if kind == "eval" and event.get("eval_loss") is not None:
-        return f"{stamp}  eval loss {event['eval_loss']:.4f} at step {event.get('step')}"
-    if kind == "data":
-        return (f"{stamp}  data: {event.get('train_rows')} training rows, {event.get('validation_rows')} validation "
-                f"rows, {event.get('trained_tokens')} trained tokens")
-    if kind == "model":
-        world = event.get("world_size") or 1
-        ranks = f" × {world} processes (data-parallel; tokens/s is their sum)" if world > 1 else ""
-        return (f"{stamp}  model on {event.get('device')}{ranks} ({event.get('dtype')}): "
-                f"{event.get('trainable_parameters'):,} trainable of {event.get('total_parameters'):,} parameters")
-    return None
 
 
 class RunMonitor(QWidget):
@@ -73,13 +46,14 @@ class RunMonitor(QWidget):
     resumeRequested = Signal(Path, object)  # run, checkpoint step (None: the latest)
     trainFurtherRequested = Signal(Path, int)  # run, new max_steps
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, runs: RunManager, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._runs = runs
         self.run_dir: Path | None = None
         self.state = "new"
         self.step, self.max_steps = 0, 0
         self.checkpoints: list[int] = []
-        self._watcher: RunWatcher | None = None
+        self._feed: RunFeed | None = None
         self._recent: deque[tuple[float, int]] = deque(maxlen=30)
 
         self.title = QLabel(self)
@@ -149,22 +123,14 @@ class RunMonitor(QWidget):
             self._recent.clear()
             self.step, self.max_steps = summary.step or 0, summary.max_steps or 0
             self.title.setText(summary.name)
-            watcher = RunWatcher(summary.path, judge=False, paced=True, parent=self)
-            watcher.events.connect(lambda events, w=watcher: self._on_events(events, w))
-            self._watcher = watcher
-            self._watcher.start()
+            self._feed = self._runs.follow(summary.path, self)
+            self._feed.events.connect(self._on_events)
         self.update_summary(summary, active)
 
     def update_summary(self, summary, active: bool) -> None:
         if summary.path != self.run_dir:
             return
-        self.checkpoints = [step for step, _path in summary.checkpoints]
-        current = self.checkpoint.currentData()
-        self.checkpoint.clear()
-        for i, step in enumerate(reversed(self.checkpoints)):
-            self.checkpoint.addItem(f"from step {step}" + (" (latest)" if i == 0 else ""), step)
-        if current in self.checkpoints:
-            self.checkpoint.setCurrentIndex(self.checkpoint.findData(current))
+        self._show_checkpoints([step for step, _path in summary.checkpoints])
         if active:
             if self.state not in ACTIVE:
                 self.state = "starting"
@@ -178,23 +144,34 @@ class RunMonitor(QWidget):
         """How the run ended (from the RunManager), or that it (re)started."""
         self.state = state
         self.message.setText(message)
+        if state not in ACTIVE and self.run_dir is not None:
+            # The checkpoint it just saved can be resumed now, not after the next workspace scan.
+            self._show_checkpoints([step for step, _path in complete_checkpoints(self.run_dir)])
         self._refresh()
 
+    def _show_checkpoints(self, steps: list[int]) -> None:
+        self.checkpoints = steps
+        current = self.checkpoint.currentData()
+        self.checkpoint.blockSignals(True)  # one refresh at the end, not one per item
+        self.checkpoint.clear()
+        for i, step in enumerate(reversed(steps)):
+            self.checkpoint.addItem(f"from step {step}" + (" (latest)" if i == 0 else ""), step)
+        if current in steps:
+            self.checkpoint.setCurrentIndex(self.checkpoint.findData(current))
+        self.checkpoint.blockSignals(False)
+
     def _stop_watching(self) -> None:
-        if self._watcher is not None:
-            self._watcher.events.disconnect()
-            self._watcher.stop()
-            self._watcher.deleteLater()
-            self._watcher = None
+        if self._feed is not None:
+            self._feed.events.disconnect(self._on_events)
+            self._feed.close()
+            self._feed.deleteLater()
+            self._feed = None
 
     def shutdown(self) -> None:
         self._stop_watching()
 
     # ---- events ----------------------------------------------------------------------------
-    def _on_events(self, events: list, watcher: RunWatcher | None = None) -> None:
-        if watcher is not self._watcher:
-            return  # queued before the monitor switched to another run
-        watcher.consumed()
+    def _on_events(self, events: list) -> None:
         self.plots.add_events(events)
         lines = []
         metrics = [e for e in events if e.get("type") == "metrics"]
@@ -204,14 +181,17 @@ class RunMonitor(QWidget):
             self._recent.append((float(event.get("time") or 0), self.step))
         for event in events if len(metrics) < len(events) else ():
             kind = event.get("type")
+            if kind == "metrics":
+                continue  # plotted, not logged
             if kind == "status":
                 if event.get("max_steps"):
                     self.max_steps = int(event["max_steps"])
                 if event.get("state") == "training":
                     self._recent.clear()  # a resume: time spent loading is not training speed
-                if self.state in ACTIVE and event.get("state") in ACTIVE:
-                    self.state = event["state"]
-            line = log_line(event)
+                if self.state in ACTIVE:  # a live phase; how the run ends is the RunManager's verdict
+                    verdict = judge_run(event, alive=True)
+                    self.state = verdict.shown if verdict.state == "running" else self.state
+            line = stamped_text(event)
             if line:
                 lines.append(line)
         if lines:
@@ -227,7 +207,7 @@ class RunMonitor(QWidget):
         return (self.max_steps - self.step) * (t1 - t0) / (s1 - s0)
 
     def _refresh(self) -> None:
-        text, colour = STATE_TEXT.get(self.state, (self.state, "gray"))
+        text, colour = STATE_HEADINGS.get(self.state, self.state), STATE_COLOURS.get(self.state, "gray")
         self.state_label.setText(f"<b style='color:{colour}'>● {text}</b>")
         self.progress.setRange(0, max(self.max_steps, 1))
         self.progress.setValue(min(self.step, max(self.max_steps, 1)))

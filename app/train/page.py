@@ -12,9 +12,12 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QInputDialog,
     QLabel,
+    QLineEdit,
     QListWidget,
     QListWidgetItem,
+    QMenu,
     QPushButton,
     QSplitter,
     QStackedWidget,
@@ -23,16 +26,20 @@ from PySide6.QtWidgets import (
 )
 
 from app.infra.tasks import TaskRunner
-from app.train.run_manager import RunManager
+from app.train.next_steps import RunNextSteps
+from app.train.run_manager import RunManager, new_run_name
 from app.train.setup import RunSetup
-from app.widgets.run_labels import run_details
+from app.widgets.run_labels import run_details, run_result, run_title
 
-NEW_RUN = "＋  New run"
+NEW_RUN = "+  New run"  # ASCII: the full-width plus is missing from common fonts (a box under Xvfb)
 
 
 class TrainPage(QWidget):
     openLibrary = Signal()
     failed = Signal(str, str)  # message, hint
+    chatRequested = Signal(Path)  # a run to chat with, against the base model
+    exportRequested = Signal(Path)  # a run to export
+    runRenamed = Signal(Path)  # its display name changed: lists elsewhere show it after a rescan
     _plotsImported = Signal()
 
     def __init__(self, manager: RunManager, tasks: TaskRunner, parent: QWidget | None = None) -> None:
@@ -46,6 +53,8 @@ class TrainPage(QWidget):
         self.runs_list = QListWidget(self)
         self.runs_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.runs_list.setToolTip("Select several runs (Ctrl/Shift) and press Compare to overlay their curves.")
+        self.runs_list.setWordWrap(True)  # long run names wrap instead of hiding behind a scroll bar
+        self.runs_list.setMinimumWidth(self.fontMetrics().horizontalAdvance("Quick test · lr 3e-4 ·"))
         self.compare_button = QPushButton("Compare…", self)
         self.compare_button.setToolTip("Overlay the loss curves of the selected runs and list their setting differences.")
         self.empty = QLabel("No project selected. Pick one on the left, or create one with File → New project.", self)
@@ -59,6 +68,12 @@ class TrainPage(QWidget):
         self.stack = QStackedWidget(self)
         for widget in (self.empty, self.setup, self.loading):
             self.stack.addWidget(widget)
+        self.next_steps = RunNextSteps(self)
+        right = QWidget(self)
+        right_column = QVBoxLayout(right)
+        right_column.setContentsMargins(0, 0, 0, 0)
+        right_column.addWidget(self.next_steps)
+        right_column.addWidget(self.stack, 1)
 
         left = QWidget(self)
         column = QVBoxLayout(left)
@@ -68,7 +83,7 @@ class TrainPage(QWidget):
         column.addWidget(self.compare_button)
         split = QSplitter(Qt.Orientation.Horizontal, self)
         split.addWidget(left)
-        split.addWidget(self.stack)
+        split.addWidget(right)
         split.setStretchFactor(1, 1)
         split.setSizes([230, 900])
         split.setChildrenCollapsible(False)
@@ -79,6 +94,10 @@ class TrainPage(QWidget):
         self.runs_list.currentItemChanged.connect(self._on_current_changed)
         self.runs_list.itemSelectionChanged.connect(self._update_compare)
         self.compare_button.clicked.connect(self.compare_selected)
+        self.runs_list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.runs_list.customContextMenuRequested.connect(self._on_runs_menu)
+        self.next_steps.chatRequested.connect(self.chatRequested)
+        self.next_steps.exportRequested.connect(self.exportRequested)
         self.setup.startRequested.connect(self._on_start_requested)
         self.setup.openLibrary.connect(self.openLibrary)
         self._plotsImported.connect(self._on_plots_imported)
@@ -103,7 +122,7 @@ class TrainPage(QWidget):
         if self._monitor is None:
             from app.train.monitor import RunMonitor
 
-            self._monitor = RunMonitor(self)
+            self._monitor = RunMonitor(self.manager, self)
             self.stack.addWidget(self._monitor)
             self._monitor.stopRequested.connect(self.manager.stop)
             self._monitor.resumeRequested.connect(
@@ -136,9 +155,9 @@ class TrainPage(QWidget):
         self.runs_list.addItem(QListWidgetItem(NEW_RUN))
         for run in project.runs:
             active = self.manager.is_active(run.path)
-            item = QListWidgetItem(f"{run.name}\n{'running' if active else run_details(run)}")
+            item = QListWidgetItem(f"{run_title(run)}\n{'running' if active else run_details(run)}")
             item.setData(Qt.ItemDataRole.UserRole, str(run.path))
-            item.setToolTip(str(run.path))
+            item.setToolTip(f"{run.path}\nRight-click to rename, chat with or export it.")
             self.runs_list.addItem(item)
         self.runs_list.blockSignals(False)
         if changed and project.runs:
@@ -168,6 +187,9 @@ class TrainPage(QWidget):
     def _on_current_changed(self, item, _previous=None) -> None:
         run_dir = Path(item.data(Qt.ItemDataRole.UserRole)) if item and item.data(Qt.ItemDataRole.UserRole) else None
         summary = self.runs().get(run_dir) if run_dir else None
+        active = summary is not None and self.manager.is_active(summary.path)
+        self.next_steps.show_for(run_dir, "running" if active else getattr(summary, "state", "new"),
+                                 summary is not None and bool(summary.adapter or summary.checkpoints))
         if summary is None:
             self.stack.setCurrentWidget(self.setup)
             return
@@ -175,7 +197,8 @@ class TrainPage(QWidget):
             self._pending_run = summary.path  # shown when the plots are imported
             self.stack.setCurrentWidget(self.loading)
             return
-        self.monitor.show_run(summary, self.manager.is_active(summary.path))
+        self.monitor.show_run(summary, active)
+        self.monitor.title.setText(run_title(summary))  # the display name, also after a rename
         self.stack.setCurrentWidget(self.monitor)
 
     def _update_compare(self) -> None:
@@ -196,21 +219,75 @@ class TrainPage(QWidget):
         dialog.show()
         return dialog
 
+    # ---- one run's actions: rename, chat, export ------------------------------------------------
+    def run_menu(self, run_dir: Path) -> QMenu:
+        """The runs list's context menu for one run (built apart from showing it, for tests)."""
+        summary = self.runs().get(Path(run_dir))
+        has_result = not self.manager.is_active(Path(run_dir)) and run_result(summary) is not None
+        menu = QMenu(self)
+        menu.addAction("Rename…", lambda: self.rename_run(run_dir))
+        chat = menu.addAction("Chat with it", lambda: self.chatRequested.emit(Path(run_dir)))
+        export = menu.addAction("Export…", lambda: self.exportRequested.emit(Path(run_dir)))
+        for action in (chat, export):
+            action.setEnabled(has_result)
+        return menu
+
+    def _on_runs_menu(self, pos) -> None:
+        item = self.runs_list.itemAt(pos)
+        value = item.data(Qt.ItemDataRole.UserRole) if item else None
+        if value:
+            self.run_menu(Path(value)).exec(self.runs_list.viewport().mapToGlobal(pos))
+
+    def ask_text(self, title: str, label: str, text: str = "") -> str | None:
+        """A one-line question (tests replace it)."""
+        value, ok = QInputDialog.getText(self, title, label, QLineEdit.EchoMode.Normal, text)
+        return value if ok else None
+
+    def rename_run(self, run_dir: Path) -> None:
+        """Ask for a new display name; the folder keeps its name (paths inside the run stay valid)."""
+        from engine.errors import UserError
+        from engine.runs.names import write_run_name
+
+        run_dir = Path(run_dir)
+        name = self.ask_text("Rename run", f"Name of the run (its folder stays {run_dir.name}):", run_title(run_dir))
+        if name is None or name.strip() == run_title(run_dir):
+            return
+        try:
+            name = write_run_name(run_dir, name)
+        except UserError as exc:
+            self.failed.emit(exc.message, exc.hint)
+            return
+        for i in range(self.runs_list.count()):
+            item = self.runs_list.item(i)
+            if item.data(Qt.ItemDataRole.UserRole) == str(run_dir):
+                item.setText(f"{name}\n{item.text().split(chr(10), 1)[-1]}")
+        if self._shows(run_dir):
+            self.monitor.title.setText(name)
+        self.runRenamed.emit(run_dir)
+
     # ---- launching ---------------------------------------------------------------------------
     def _on_start_requested(self, config) -> None:
         """Save the settings into the project, then train them into a new run folder."""
+        from engine.runs.names import write_run_name
         from engine.workspace import save_project_config
 
         project = self.project.path
         if self.before_start is not None and not self.before_start(Path(config.data.path or "")):
             return
+        name = self.setup.chosen_run_name()
 
         def save(_progress, _cancelled):
             save_project_config(project, config)
-            return project
+            folder = new_run_name(project)
+            write_run_name(project / "runs" / folder, name)  # before the engine starts: lists show it at once
+            return folder
+
+        def saved(folder: str) -> None:
+            self.setup.run_started()
+            self._launch(self.manager.start_new, project, folder)
 
         self.setup.start_button.setEnabled(False)
-        self.tasks.run(save, lambda path: self._launch(self.manager.start_new, path),
+        self.tasks.run(save, saved,
                        lambda message, hint: self.failed.emit(message, hint), name="save settings")
 
     def _launch(self, start, *args, **kwargs) -> None:
@@ -234,7 +311,7 @@ class TrainPage(QWidget):
             return
         if all(self.runs_list.item(i).data(Qt.ItemDataRole.UserRole) != str(run_dir)
                for i in range(self.runs_list.count())):
-            item = QListWidgetItem(f"{summary.name}\nrunning")
+            item = QListWidgetItem(f"{run_title(summary)}\nrunning")
             item.setData(Qt.ItemDataRole.UserRole, str(run_dir))
             self.runs_list.insertItem(1, item)
         self.runs_list.blockSignals(True)
@@ -242,7 +319,9 @@ class TrainPage(QWidget):
                                           if self.runs_list.item(i).data(Qt.ItemDataRole.UserRole) == str(run_dir)))
         self.runs_list.blockSignals(False)
         self.monitor.show_run(summary, True)
+        self.monitor.title.setText(run_title(summary))
         self.monitor.set_state("starting")
+        self.next_steps.show_for(run_dir, "running", False)
         self.stack.setCurrentWidget(self.monitor)
 
     def _on_run_finished(self, run_dir: Path, state: str, message: str) -> None:
@@ -255,6 +334,13 @@ class TrainPage(QWidget):
             return
         if self._shows(run_dir):
             self.monitor.set_state(state, message)
+            from engine.runs.state import summarize_run
+
+            try:
+                summary = summarize_run(run_dir)
+            except FileNotFoundError:
+                return
+            self.next_steps.show_for(run_dir, state, bool(summary.adapter or summary.checkpoints))
 
     def shutdown(self) -> None:
         if self._monitor is not None:

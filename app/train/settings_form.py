@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QSize, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QGroupBox,
     QLabel,
+    QLayout,
     QLineEdit,
     QVBoxLayout,
     QWidget,
@@ -80,10 +81,15 @@ class SettingsForm(QWidget):
         self.editors: dict[str, QWidget] = {}
         self.error_labels: dict[str, QLabel] = {}
         help_texts = field_help()
-        grid = QGridLayout(self)
-        grid.setContentsMargins(0, 0, 0, 0)
-        for i, (group, names) in enumerate(SHOWN.items()):
+        self._grid = QGridLayout(self)
+        self._grid.setContentsMargins(0, 0, 0, 0)
+        # The width is ours to pick (one or two columns), not the grid's current minimum.
+        self._grid.setSizeConstraint(QLayout.SizeConstraint.SetNoConstraint)
+        self._boxes: dict[str, QGroupBox] = {}
+        self._columns = 0
+        for group, names in SHOWN.items():
             box = QGroupBox(TITLES[group], self)
+            self._boxes[group] = box
             form = QFormLayout(box)
             form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
             for name in names:
@@ -105,10 +111,41 @@ class SettingsForm(QWidget):
                 label.setToolTip(tip)
                 form.addRow(label, cell)
                 self.editors[dotted], self.error_labels[dotted] = editor, error
-            # Training is the long group: it gets the right column to itself.
-            grid.addWidget(box, *((0, 1, 3, 1) if group == "training" else (i if i < 1 else i - 1, 0)))
-        grid.setColumnStretch(0, 1)
-        grid.setColumnStretch(1, 1)
+        self._arrange(2)
+
+    def _arrange(self, columns: int) -> None:
+        """Two columns (Training, the long group, on the right) where they fit, else one.
+
+        A narrow Train tab (a wide run list, a small screen) would otherwise squeeze the editors
+        behind a horizontal scroll bar."""
+        if columns == self._columns:
+            return
+        self._columns = columns
+        for box in self._boxes.values():
+            self._grid.removeWidget(box)
+        others = [box for group, box in self._boxes.items() if group != "training"]
+        for row, box in enumerate(others):
+            self._grid.addWidget(box, row, 0)
+        if columns == 2:
+            self._grid.addWidget(self._boxes["training"], 0, 1, len(others), 1)
+        else:
+            self._grid.addWidget(self._boxes["training"], len(others), 0)
+        self._grid.setColumnStretch(1, 1 if columns == 2 else 0)
+        self._grid.setColumnStretch(0, 1)
+
+    def _column_widths(self) -> tuple[int, int]:
+        """(narrowest one-column width, narrowest two-column width), from the boxes' own minimums."""
+        training = self._boxes["training"].minimumSizeHint().width()
+        others = max(box.minimumSizeHint().width() for g, box in self._boxes.items() if g != "training")
+        return max(training, others), training + others + self._grid.horizontalSpacing()
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt override): one column is the least it needs
+        hint = super().minimumSizeHint()
+        return QSize(self._column_widths()[0], hint.height())
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        self._arrange(2 if event.size().width() >= self._column_widths()[1] else 1)
+        super().resizeEvent(event)
 
     def _editor(self, dotted: str) -> QWidget:
         kind = self._types[dotted]

@@ -25,13 +25,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.infra.tasks import EngineProcess, TaskRunner
+from app.infra.engine_process import EngineProcess
+from app.infra.tasks import TaskRunner
 from app.train.settings_form import SettingsForm, parse
+from engine.cli.protocol import EXIT_DONE, error_message
 from engine.config import RunConfig, config_to_toml, field_errors
 from engine.util.files import format_duration, format_size
 
 NO_VALIDATION, HOLD_OUT = "No validation", "Hold out a share of the training rows"
 CUSTOM = "Custom"
+PREPARING_MODEL = "Preparing the demo model (once, about a minute)… Start is ready after it."
 
 
 class RunSetup(QWidget):
@@ -51,6 +54,7 @@ class RunSetup(QWidget):
         self._fit: EngineProcess | None = None
         self._fit_file: Path | None = None
         self._models: list = []
+        self._preparing_model = ""  # a model folder the app is still making (the demo model)
 
         self.preset = QComboBox(self)
         self.preset.addItems([CUSTOM, *(p.name for p in self.presets)])
@@ -66,6 +70,8 @@ class RunSetup(QWidget):
         self.ratio = QLineEdit(self)
         self.ratio.setMaximumWidth(70)
         self.ratio.setToolTip("Share of the training rows held out to measure evaluation loss (0.05 = 5%).")
+        self.run_name = QLineEdit(self)
+        self.run_name.setToolTip("How the run is listed (you can rename it later); its folder is named by the date.")
         self.top_errors = QLabel(self)
         self.top_errors.setStyleSheet("color: #d9534f;")
         self.top_errors.setWordWrap(True)
@@ -82,6 +88,7 @@ class RunSetup(QWidget):
         top.addRow("Base model", model_row)
         top.addRow("Training data", self.data)
         top.addRow("Validation", validation_row)
+        top.addRow("Run name", self.run_name)
 
         self.form = SettingsForm(self)
         scroll = QScrollArea(self)
@@ -130,6 +137,7 @@ class RunSetup(QWidget):
         self.data.activated.connect(self._on_changed)
         self.validation.activated.connect(self._on_changed)
         self.ratio.textEdited.connect(self._on_changed)
+        self.run_name.textEdited.connect(self._on_changed)
         library.clicked.connect(self.openLibrary)
         self.fit_button.clicked.connect(self.check_fit)
         self.start_button.clicked.connect(self._on_start)
@@ -173,6 +181,16 @@ class RunSetup(QWidget):
         self.model.setCurrentIndex(-1)
         self._set_model_list(self._models)
         self._select_path(self.model, path)
+        self._on_changed()
+
+    def set_model_preparing(self, folder: str, preparing: bool) -> None:
+        """The app is making `folder` (the demo model): wait quietly, then check the model again."""
+        self._preparing_model = folder if preparing else ""
+        self.refresh_model()
+
+    def refresh_model(self) -> None:
+        """Check the base model again: its folder may have appeared or changed since the last check."""
+        self._set_model_list(self._models)
         self._on_changed()
 
     def set_device_report(self, report: dict) -> None:
@@ -245,10 +263,13 @@ class RunSetup(QWidget):
             errors["model.path"] = "Choose a base model (Model library…)."
         if not raw["data"]["path"]:
             errors["data.path"] = "Choose the training data: add a dataset to the project in the Data tab."
+        if self._waiting_for_model():
+            errors["model.path"] = PREPARING_MODEL
+        self._check_run_name(raw, errors)
         self.ratio.setVisible(self.validation.currentData() == "ratio")
         self.ratio.setStyleSheet("border: 1px solid #d9534f;" if "data.validation_ratio" in errors else "")
         self.errors = errors
-        shown = [m for k, m in errors.items() if k.split(".")[0] in ("model",) or k.startswith("data.path")
+        shown = [m for k, m in errors.items() if k.split(".")[0] in ("model", "run") or k.startswith("data.path")
                  or k == "data.validation_ratio"]
         count = len(errors)
         summary = f"{count} setting{'s' if count != 1 else ''} to fix before starting. " if count else ""
@@ -262,6 +283,31 @@ class RunSetup(QWidget):
         self.preset_note.setText(self.presets[matching[0] - 1].description if matching else
                                  "Your own settings. Pick a preset to start from a known recipe.")
         self._estimate_timer.start()
+
+    def _check_run_name(self, raw: dict, errors: dict) -> None:
+        """Suggest a name from the preset and what differs; a typed name must be storable."""
+        from engine.errors import UserError
+        from engine.runs.names import check_run_name
+        from engine.training.run_names import default_run_name
+
+        if not errors:
+            self.run_name.setPlaceholderText(default_run_name(RunConfig.from_dict(raw), self.presets))
+        typed = self.run_name.text()
+        try:
+            if typed.strip():
+                check_run_name(typed)
+        except UserError as exc:
+            errors["run.name"] = exc.message
+        self.run_name.setStyleSheet("border: 1px solid #d9534f;" if "run.name" in errors else "")
+
+    def chosen_run_name(self) -> str:
+        """The name typed, else the suggestion (never empty)."""
+        return self.run_name.text().strip() or self.run_name.placeholderText() or "Run"
+
+    def run_started(self) -> None:
+        """The next run gets a fresh suggestion rather than the last run's typed name."""
+        self.run_name.clear()
+        self._on_changed()
 
     def _on_preset(self, index: int) -> None:
         if index == 0:
@@ -293,17 +339,25 @@ class RunSetup(QWidget):
         return dialog
 
     # ---- memory ------------------------------------------------------------------------------
+    def _waiting_for_model(self) -> bool:
+        model, preparing = self.model.currentData() or "", self._preparing_model
+        return bool(model and preparing) and Path(model).resolve() == Path(preparing).resolve()
+
     def _update_estimate(self) -> None:
+        if self._waiting_for_model():  # not an error: the app is making it; Start waits
+            self.top_errors.setText(PREPARING_MODEL)
+            self.estimate_label.setText("<i>The estimate appears when the demo model is ready.</i>")
+            return
         config = self.config()
         if config is None or not config.model.path:
             self.estimate_label.setText("<i>The estimate appears when the settings are valid.</i>")
             return
         from engine.errors import UserError
-        from engine.models.loading import check_model_folder
+        from engine.models.loading import inspect_model_folder
         from engine.models.memory_estimate import estimate_training_memory, suggestions
 
-        try:  # the engine's own check of the folder (milliseconds): Start waits for a usable model
-            check_model_folder(config.model.path, config.model.allow_pickle_weights)
+        try:  # the engine's own check (milliseconds, remote-code consent included): Start waits for it
+            inspect_model_folder(config.model)
         except UserError as exc:
             self.errors["model.path"] = exc.one_line()
             self.top_errors.setText(f"Base model: {exc.one_line()}")
@@ -354,8 +408,9 @@ class RunSetup(QWidget):
             self.fit_label.setText(fit_report_html(message))
 
     def _on_fit_ended(self, code: int, line: str) -> None:
-        if code != 0:
-            self.fit_label.setText(f"<span style='color:#d9534f'>The fit check failed: {html.escape(line)}</span>")
+        if code != EXIT_DONE:
+            self.fit_label.setText(f"<span style='color:#d9534f'>The fit check failed: "
+                                   f"{html.escape(error_message(line))}</span>")
         if self._fit_file is not None:
             self._fit_file.unlink(missing_ok=True)
         self._fit, self._fit_file = None, None

@@ -1,13 +1,12 @@
-"""How a run is named in lists: its state in words, step, last loss and a short date."""
+"""How a run is named in lists: its display name, its state in words, step, last loss and a short date."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
-STATE_LABELS = {
-    "running": "running", "done": "done", "stopped": "stopped", "paused": "paused", "failed": "failed",
-    "interrupted": "interrupted", "new": "not started",
-}
+from engine.runs.names import run_display_name
+from engine.runs.verdict import STATE_WORDS as STATE_LABELS  # the engine's one word per state
 
 
 def short_date(epoch: float | None) -> str:
@@ -27,3 +26,20 @@ def run_details(run) -> str:
     if run.updated or run.started:
         parts.append(short_date(run.updated or run.started))
     return " · ".join(parts)
+
+
+def run_title(run) -> str:
+    """The name the user gave the run (RUN_DIR/run.toml), else its folder name; `run` is a summary or a folder."""
+    return run_display_name(run if isinstance(run, str | Path) else run.path)
+
+
+def run_result(run) -> str | None:
+    """What to try of a run (chat, export): its final adapter, else the last checkpoint it saved.
+
+    A run still training has no result yet. (When runs keep a best checkpoint, it goes first here.)
+    """
+    if run is None or run.state == "running":
+        return None
+    if run.adapter:
+        return str(run.adapter)
+    return str(run.checkpoints[-1][1]) if run.checkpoints else None

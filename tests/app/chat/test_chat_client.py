@@ -20,6 +20,7 @@ def client(qtbot):
     chat.stop()
 
 
+@pytest.mark.slow  # two chat-server processes
 def test_load_generate_and_survive_a_killed_server(qtbot, client, tiny_model_dir):
     progress: list[str] = []
     client.loading.connect(progress.append)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QPushButton, QToolButton
@@ -44,17 +42,23 @@ def test_transcript_round_trip_and_roles(transcript):
     assert transcript.messages() == []
 
 
-def test_streaming_thousands_of_chunks_is_cheap(transcript, qtbot):
+def test_thousands_of_chunks_are_rendered_a_few_times_not_per_chunk(transcript, qtbot, monkeypatch):
+    # What keeps streaming cheap: chunks are collected and rendered on a timer. (The time it takes
+    # is measured by benchmarks/hot_paths.py.)
     transcript.set_messages(CONVERSATION[:2])
     transcript.begin_reply()
-    assert transcript._views[-1].body.toPlainText() == "…"
+    view = transcript._views[-1]
+    assert view.body.toPlainText() == "…"
+    renders = []
+    real_render = view.render
+    monkeypatch.setattr(view, "render", lambda: renders.append(1) or real_render())
     chunks = [f"word{i} " if i % 50 else "\n\n" for i in range(2000)]
-    start = time.perf_counter()
     for chunk in chunks:
         transcript.append_chunk(chunk)
-    assert time.perf_counter() - start < 1.0
+    assert renders == [] and view.body.toPlainText() == "…"  # nothing rendered per chunk
     assert transcript.messages()[-1]["content"] == "".join(chunks)
-    qtbot.waitUntil(lambda: "word1999" in transcript._views[-1].body.toPlainText(), timeout=2000)
+    qtbot.waitUntil(lambda: "word1999" in view.body.toPlainText(), timeout=2000)
+    assert 1 <= len(renders) <= 3
     transcript.end_reply("".join(chunks), {"new_tokens": 2000, "stop_reason": "max_tokens"})
     last = transcript.messages()[-1]
     assert last["content"] == "".join(chunks)

@@ -54,7 +54,8 @@ def open_page(qtbot, home):
         page.resize(1200, 800)
         page.show()
         page.show_project(workspace.summarize(project))
-        qtbot.waitUntil(lambda: page.document is not None and not page.reviewing(), timeout=15000)
+        # With a model the review's child process imports transformers: tens of seconds on a loaded machine.
+        qtbot.waitUntil(lambda: page.document is not None and not page.reviewing(), timeout=90000)
         pages.append(page)
         return page, data
 
@@ -110,7 +111,7 @@ def test_edit_undo_redo_save_round_trip(open_page, qtbot):
     page.duplicate_action.trigger()
     assert len(document.store) == 3
 
-    assert page.save()
+    assert page.files.save()
     qtbot.waitUntil(lambda: not document.is_dirty(), timeout=10000)
     assert file_rows(data) == [ROWS[0], ROWS[0], ROWS[2]]
     assert original_path(data).read_bytes() == before  # the file as imported is kept
@@ -159,7 +160,7 @@ def test_recovery_after_the_editor_is_killed(open_page, qtbot, home):
     rows = [r for _i, r in page.document.store.iter_records()]
     assert rows == [chat("What is the capital of France?", "Paris, the capital."), ROWS[1]]
     assert page.document.is_dirty()
-    page.save()
+    page.files.save()
     qtbot.waitUntil(lambda: not page.document.is_dirty(), timeout=10000)
     assert file_rows(data) == rows
     page.shutdown()
@@ -202,6 +203,7 @@ def test_find_and_problem_filters(open_page, qtbot):
     assert page.table_model.rowCount() == 12 and page.view.current_id() == 1
 
 
+@pytest.mark.slow  # tokenizes in an engine process
 def test_what_gets_trained_is_the_trainers_label_mask(open_page, qtbot, tiny_model_dir, tmp_path):
     from engine.config import DataConfig
     from engine.data.prepare import prepare_data
@@ -209,14 +211,15 @@ def test_what_gets_trained_is_the_trainers_label_mask(open_page, qtbot, tiny_mod
 
     page, data = open_page(model=str(tiny_model_dir))
     page.side.setCurrentWidget(page.trained)  # the view that loads the tokenizer in the app
-    qtbot.waitUntil(lambda: page.tokenizer is not None and not page.reviewing()
+    qtbot.waitUntil(lambda: page.base_model.tokenizer is not None and not page.reviewing()
                     and len(page.document.review.lengths) > 0, timeout=30000)
     page.view.select_id(2)
     qtbot.waitUntil(lambda: page.trained.trained_char_ranges() != [], timeout=5000)
     single = tmp_path / "one.jsonl"
     single.write_text(json.dumps(ROWS[2]) + "\n")
-    labels = prepare_data(page.tokenizer, DataConfig(path=str(single), max_length=page.max_length)).train[0]["labels"]
-    offsets = render_row(page.tokenizer, ROWS[2]["messages"], page.max_length).offsets
+    model = page.base_model
+    labels = prepare_data(model.tokenizer, DataConfig(path=str(single), max_length=model.max_length)).train[0]["labels"]
+    offsets = render_row(page.base_model.tokenizer, ROWS[2]["messages"], page.base_model.max_length).offsets
     trained = {c for (a, b), label in zip(offsets, labels, strict=False) if label != IGNORE_INDEX for c in range(a, b)}
     shown = {c for a, b in page.trained.trained_char_ranges() for c in range(a, b)}
     assert shown == trained and shown
@@ -224,7 +227,7 @@ def test_what_gets_trained_is_the_trainers_label_mask(open_page, qtbot, tiny_mod
     page.toolbar.sort.setCurrentIndex(page.toolbar.sort.findData("longest"))
     lengths = [int(page.table_model.data(page.table_model.index(r, 4))) for r in range(3)]
     assert lengths == sorted(lengths, reverse=True)
-    assert page._histogram is not None and "3 rows" in page._histogram.summary_text()
+    assert page.checks.histogram is not None and "3 rows" in page.checks.histogram.summary_text()
 
 
 def test_close_guard_and_discard(make_window, home, dialogs, qtbot):
@@ -250,21 +253,21 @@ def test_import_and_export(open_page, qtbot, tmp_path):
     page, data = open_page()
     source = tmp_path / "extra.csv"
     source.write_text("prompt,completion\nhello,world\nbye,now\n")
-    page.choose_import_file = lambda: str(source)
-    page.import_file()
+    page.files.choose_import_file = lambda: str(source)
+    page.files.import_file()
     qtbot.waitUntil(lambda: page.document is not None and page.document.path.name == "extra.csv", timeout=15000)
     assert source.read_text().startswith("prompt,completion")  # the user's file is untouched
     assert page.document.shape.name == "prompt_completion" and len(page.document.store) == 2
     page.view.select_id(0)
     page.editor.fields["completion"].edit.setPlainText("there")
     page.editor.commit()
-    page.save()
+    page.files.save()
     saved = data.parent / "extra.jsonl"
     qtbot.waitUntil(lambda: saved.exists() and not page.document.is_dirty(), timeout=10000)
     assert page.document.path == saved and file_rows(saved)[0] == {"prompt": "hello", "completion": "there"}
     target = tmp_path / "out.parquet"
-    page.choose_export_file = lambda suggested: str(target)
-    page.export_file()
+    page.files.choose_export_file = lambda suggested: str(target)
+    page.files.export_file()
     qtbot.waitUntil(lambda: target.exists(), timeout=10000)
     assert pq.read_table(target).to_pylist() == [{"prompt": "hello", "completion": "there"},
                                                  {"prompt": "bye", "completion": "now"}]
@@ -290,13 +293,14 @@ def test_starting_a_run_offers_to_save_the_edits_it_would_miss(open_page, qtbot,
     page.view.select_id(0)
     edit_current(page, qtbot, "Lyon?")
     assert page.ready_for_training(tmp_path / "other.jsonl")  # another file: nothing to ask
-    page.ask_save_before_training = lambda name: "cancel"
+    page.files.ask_save_before_training = lambda name: "cancel"
     assert not page.ready_for_training(data) and file_rows(data) == ROWS
-    page.ask_save_before_training = lambda name: "save"
+    page.files.ask_save_before_training = lambda name: "save"
     assert page.ready_for_training(data)
     assert file_rows(data)[0] == chat("What is the capital of France?", "Lyon?") and not page.document.is_dirty()
 
 
+@pytest.mark.slow  # a big review in a child process
 def test_a_big_dataset_is_reviewed_in_a_child_process_with_the_same_result(open_page, qtbot, monkeypatch,
                                                                            tiny_model_dir):
     from app.data.review import ReviewRunner
@@ -304,16 +308,16 @@ def test_a_big_dataset_is_reviewed_in_a_child_process_with_the_same_result(open_
     rows = [chat(f"q{i}", " padded " if i == 1 else ("" if i == 2 else f"a{i}")) for i in range(6)] + [chat("q0", "a0")]
     page, _data = open_page(rows, extra_lines=["{broken"], model=str(tiny_model_dir))
     page.side.setCurrentWidget(page.trained)
-    qtbot.waitUntil(lambda: page.tokenizer is not None and not page.reviewing(), timeout=30000)
+    qtbot.waitUntil(lambda: page.base_model.tokenizer is not None and not page.reviewing(), timeout=30000)
     page.view.select_id(3)
     edit_current(page, qtbot, "edited  ")  # an unsaved edit the child must see
     page.document.delete_rows([4], "delete")
-    page._start_review()
+    page.checks.start_review()
     qtbot.waitUntil(lambda: not page.reviewing(), timeout=30000)
     in_thread = (page.document.issue_counts(), page.document.review.lengths.copy())
     monkeypatch.setattr(ReviewRunner, "rows_in_process", 0)
-    page._start_review()
-    assert page.reviewer._process is not None
+    page.checks.start_review()
+    assert page.checks.reviewer._process is not None
     qtbot.waitUntil(lambda: not page.reviewing(), timeout=60000)
     assert page.document.issue_counts() == in_thread[0]
     assert in_thread[0]["surrounding_whitespace"] == 2 and in_thread[0]["invalid_json"] == 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from app.export.dialog import ExportDialog, default_output
 
 
@@ -25,6 +27,7 @@ def test_default_output_names_follow_the_source(tmp_path):
     assert default_output(tmp_path, run, "gguf", "q8_0").name == "run-1-q8_0-2.gguf"
 
 
+@pytest.mark.slow  # a merge, a GGUF export and its check
 def test_a_run_exports_to_a_checked_gguf_with_a_modelfile(qtbot, project_with_run):
     dialog = run_dialog(qtbot, project_with_run, project_with_run / "runs" / "run-1")
     dialog.quant.setCurrentIndex(dialog.quant.findData("q8_0"))

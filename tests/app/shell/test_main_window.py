@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 from PySide6.QtCore import Qt
 
 from app.shell.project_browser import KIND_ROLE, PATH_ROLE
@@ -56,29 +57,29 @@ def test_first_start_opens_the_demo_project_with_its_data_and_model(make_window,
 def test_create_rename_duplicate_and_delete_projects(make_window, dialogs, qtbot):
     window = make_window()
     dialogs.answers = ["Support bot"]
-    window.new_project()
+    window.project_actions.new_project()
     wait_for(qtbot, window, lambda: "Support bot" in project_names(window) and window.current_project is not None
              and window.workspace_model.project(window.current_project).name == "Support bot")
     path = window.current_project
     assert (path / "project.toml").is_file() and (path / "datasets").is_dir()
 
     dialogs.answers = ["Helpdesk bot"]
-    window.rename_project()
+    window.project_actions.rename_project()
     wait_for(qtbot, window, lambda: "Helpdesk bot" in project_names(window))
     assert window.current_project == path and window.windowTitle().startswith("Helpdesk bot")
 
     dialogs.answers = ["Helpdesk bot v2"]
-    window.duplicate_project()
+    window.project_actions.duplicate_project()
     wait_for(qtbot, window, lambda: "Helpdesk bot v2" in project_names(window))
     assert window.workspace_model.project(window.current_project).name == "Helpdesk bot v2"
 
     dialogs.confirm = False
-    window.delete_project()
+    window.project_actions.delete_project()
     qtbot.wait(50)
     wait_for(qtbot, window, lambda: True)
     assert "Helpdesk bot v2" in project_names(window)
     dialogs.confirm = True
-    window.delete_project()
+    window.project_actions.delete_project()
     wait_for(qtbot, window, lambda: "Helpdesk bot v2" not in project_names(window))
     assert sorted(project_names(window)) == ["Helpdesk bot", "Whetstone demo"]
     assert dialogs.warnings == []
@@ -87,7 +88,7 @@ def test_create_rename_duplicate_and_delete_projects(make_window, dialogs, qtbot
 def test_a_duplicate_name_is_refused_with_a_clear_message(make_window, dialogs, qtbot):
     window = make_window()
     dialogs.answers = ["whetstone DEMO"]
-    window.new_project()
+    window.project_actions.new_project()
     wait_for(qtbot, window, lambda: bool(dialogs.warnings))
     assert "already" in dialogs.warnings[0].lower()
     assert project_names(window) == ["Whetstone demo"]
@@ -124,7 +125,7 @@ def test_a_broken_project_file_is_listed_with_the_reason_and_can_be_deleted(make
     assert summary.problem
     window.browser.select_project(broken)
     assert "cannot be opened" in window.chat_page.model_label.text()
-    window.delete_project()
+    window.project_actions.delete_project()
     wait_for(qtbot, window, lambda: len(window.workspace_model.projects) == 1)
     assert not broken.exists()
 
@@ -132,7 +133,7 @@ def test_a_broken_project_file_is_listed_with_the_reason_and_can_be_deleted(make
 def test_window_state_and_current_project_are_restored(make_window, dialogs, qtbot):
     window = make_window()
     dialogs.answers = ["Second"]
-    window.new_project()
+    window.project_actions.new_project()
     wait_for(qtbot, window, lambda: window.current_project is not None
              and window.workspace_model.project(window.current_project).name == "Second")
     window.resize(1000, 650)
@@ -177,18 +178,20 @@ def test_an_unusable_workspace_folder_gives_a_message_not_a_crash(make_window, h
 
 
 def test_reveal_opens_the_folder_of_the_selected_item(make_window, monkeypatch):
-    import app.shell.main_window as main_window
+    import app.shell.project_actions as project_actions
 
     opened = []
-    monkeypatch.setattr(main_window.QDesktopServices, "openUrl", lambda url: opened.append(url.toLocalFile()))
+    monkeypatch.setattr(project_actions.QDesktopServices, "openUrl",
+                        lambda url: opened.append(url.toLocalFile()))
     window = make_window()
     window.browser.tree.expandAll()
     dataset = next(window.workspace_model.projects[0].path.glob("datasets/*.jsonl"))
     window.browser.tree.setCurrentIndex(window.browser._find(str(dataset)).index())
-    window.reveal_current()
+    window.project_actions.reveal_current()
     assert opened == [str(dataset.parent)]
 
 
+@pytest.mark.slow  # a child process that imports torch and probes the machine
 def test_diagnostics_are_collected_in_a_child_process_and_copied(make_window, qtbot):
     from PySide6.QtGui import QGuiApplication
 
@@ -203,17 +206,47 @@ def test_diagnostics_are_collected_in_a_child_process_and_copied(make_window, qt
     assert QGuiApplication.clipboard().text() == text
 
 
-def test_the_demo_model_is_prepared_only_when_a_project_uses_it(make_window, qtbot, home):
+def test_the_demo_model_is_prepared_only_when_a_project_uses_it(make_window, qtbot, home, dialogs):
     window = make_window()
+    window.demo.enabled = True  # the fixture's window prepares nothing by itself
     demo = window.workspace_model.projects[0]
     other = [p for p in window.workspace_model.projects if p.path != demo.path]
-    window.prepare_demo_model(other)  # no project needs it: nothing starts
-    assert window._demo_process is None
-    window.prepare_demo_model([demo])
-    assert window._demo_process is not None and window.busy_label.text().startswith("Preparing the demo model")
-    process = window._demo_process
-    window.prepare_demo_model([demo])  # once per session, not once per rescan
-    assert window._demo_process is process
+    window.demo.prepare_for(other)  # no project needs it: nothing starts
+    assert window.demo.process is None
+    window.demo.prepare_for([demo])
+    assert window.demo.process is not None and window.status_bar.busy_label.text().startswith("Preparing the demo model")
+    process = window.demo.process
+    window.demo.prepare_for([demo])  # once per session, not once per rescan
+    assert window.demo.process is process
     process.stop_now()
-    qtbot.waitUntil(lambda: window._demo_process is None, timeout=10000)
+    qtbot.waitUntil(lambda: window.demo.process is None, timeout=10000)
+    assert not window.status_bar.busy_bar.isVisible() and dialogs.warnings == []  # a stop is not an error
     assert not (home / "models" / "SmolLM2-135M-Instruct" / "config.json").exists()  # a stop keeps nothing
+
+
+def test_the_project_browser_is_wide_enough_for_project_names_on_every_tab(make_window, qtbot, settings):
+    window = make_window()
+    window.resize(1180, 740)
+    qtbot.wait(50)
+    browser, tree = window.browser, window.browser.tree
+    name = window.workspace_model.projects[0].name
+    needed = tree.fontMetrics().horizontalAdvance(name) + tree.indentation()
+    widths = []
+    for tab in range(window.pages.count()):
+        window.pages.setCurrentIndex(tab)
+        window.data_page.toolbar.show_progress(0, 0, "Checking rows (in a separate process) " * 3)
+        qtbot.wait(50)
+        widths.append(window.splitter.sizes()[0])
+        assert tree.columnWidth(0) >= needed and tree.viewport().width() >= needed, (tab, widths)
+    assert len(set(widths)) == 1 and widths[0] >= browser.default_width() - 1  # one state for the window
+    # Dragged as far left as it goes, the names stay readable.
+    window.splitter.moveSplitter(0, 1)
+    qtbot.wait(50)
+    assert window.splitter.sizes()[0] == browser.minimumWidth() and tree.viewport().width() >= needed
+    # The width the user chose is the one the next start shows, on whichever tab.
+    window.splitter.moveSplitter(320, 1)
+    chosen = window.splitter.sizes()[0]
+    window.close()
+    again = make_window()
+    qtbot.wait(50)
+    assert again.splitter.sizes()[0] == chosen

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -93,23 +91,17 @@ def test_a_resume_from_an_earlier_checkpoint_rewinds_the_curves(qtbot, plots):
     assert plots.curve_data("grad_norm")[0].tolist() == x.tolist()
 
 
-def test_100k_events_in_batches_of_1000(qtbot, plots):
+def test_100k_events_in_batches_of_1000_are_drawn_once_not_per_batch(qtbot, plots):
+    # Redraws are coalesced on a timer; their cost and the UI thread's stalls are measured by
+    # benchmarks/plots_100k.py.
     n = 100_000
     events = [metrics(s, loss=1.0 + 1.0 / s) for s in range(1, n + 1)]
-    start = time.perf_counter()
-    longest = 0.0
     for i in range(0, n, 1000):
-        t = time.perf_counter()
         plots.add_events(events[i : i + 1000])
-        longest = max(longest, time.perf_counter() - t)
-    wait_points(qtbot, plots, "loss", n, timeout=4000)
-    took = time.perf_counter() - start
-    print(f"\n100k events in 100 batches: {took * 1000:.0f} ms to the last redraw; longest add_events "
-          f"{longest * 1000:.1f} ms; {sum(plots.draw_counts.values())} setData calls; "
-          f"redraws {max(plots.redraw_ms):.1f} ms at most")
     for name in ("loss", "loss_smoothed", "learning_rate", "grad_norm", "tokens_per_second", "peak_memory_mb"):
         wait_points(qtbot, plots, name, n)
-    assert plots.curve_data("loss")[0][-1] == n
+        assert 1 <= plots.draw_counts[name] <= 2, (name, plots.draw_counts[name])  # 100 batches
+    assert plots.curve_data("loss")[0][-1] == n and plots.curve_data("loss")[1][-1] == 1.0 + 1.0 / n
     assert len(plots.history) == n
 
 

@@ -59,6 +59,7 @@ def test_setup_flags_invalid_settings_in_place_with_the_engines_message(make_win
     assert setup.config().training.max_steps == 30 and setup.config().data.path.endswith("facts.jsonl")
 
 
+@pytest.mark.slow  # the window lifecycle story: a real run, two windows, pause, resume, kill
 def test_a_run_streams_survives_a_closed_window_pauses_resumes_and_reports_a_kill(
         make_window, training_project, qtbot, monkeypatch):
     from app.shell.main_window import MainWindow
@@ -113,6 +114,7 @@ def test_a_run_streams_survives_a_closed_window_pauses_resumes_and_reports_a_kil
     assert summarize_run(run_dir).state == "interrupted"
 
 
+@pytest.mark.slow  # real training steps in an engine process
 def test_check_fit_runs_real_steps_in_an_engine_process_and_shows_the_result(make_window, training_project, qtbot):
     window, page = open_train_tab(make_window, training_project)
     setup = page.setup
@@ -125,6 +127,7 @@ def test_check_fit_runs_real_steps_in_an_engine_process_and_shows_the_result(mak
     assert setup.fit_button.isEnabled()
 
 
+@pytest.mark.slow  # trains further in an engine process
 def test_train_further_and_compare_from_the_runs_list(make_window, training_project, short_run, qtbot):
     for name in ("run-1", "run-2"):
         shutil.copytree(short_run, training_project / "runs" / name)
