@@ -15,11 +15,21 @@ _T0 = time.perf_counter()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="whetstone", description="Whetstone: QLoRA fine-tuning on your own machine.")
+    parser = argparse.ArgumentParser(
+        prog="whetstone", description="Whetstone: QLoRA fine-tuning on your own machine."
+    )
     parser.add_argument("--workspace", help="workspace folder for this session (overrides the saved setting)")
-    parser.add_argument("--report-startup", action="store_true",
-                        help="print one JSON line with the first-paint time and the longest UI stall, then quit")
-    parser.add_argument("--report-after", type=float, default=5.0, help="seconds to measure stalls for (with --report-startup)")
+    parser.add_argument(
+        "--report-startup",
+        action="store_true",
+        help="print one JSON line with the first-paint time and the longest UI stall, then quit",
+    )
+    parser.add_argument(
+        "--report-after",
+        type=float,
+        default=5.0,
+        help="seconds to measure stalls for (with --report-startup)",
+    )
     args = parser.parse_args(argv)
 
     import importlib.resources
@@ -66,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         def finish() -> None:
             report["max_stall_ms"] = round(monitor.max_stall_ms, 1)
             report["projects"] = len(window.workspace_model.projects)
-            report["device"] = window.device_label.text()
+            report["device"] = window.status_bar.device_text()
             print(json.dumps(report), flush=True)
             window.close()
 

@@ -30,8 +30,13 @@ sys.path.insert(0, str(REPO))
 def measure_startup(home: Path, seconds: float) -> dict:
     env = dict(os.environ, WHETSTONE_HOME=str(home), XDG_CONFIG_HOME=str(home / "config"))
     start, spawned = time.perf_counter(), time.time()
-    proc = subprocess.Popen([sys.executable, "-m", "app.main", "--report-startup", "--report-after", str(seconds)],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.main", "--report-startup", "--report-after", str(seconds)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     line = proc.stdout.readline()
     proc.wait(timeout=60)
     report = json.loads(line)
@@ -43,8 +48,11 @@ def measure_startup(home: Path, seconds: float) -> dict:
 def fake_model(folder: Path, n_layers: int) -> None:
     """A model folder whose files look real to the library (weights are headers plus zeros)."""
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "max_position_embeddings": 4096}))
+    (folder / "config.json").write_text(
+        json.dumps(
+            {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "max_position_embeddings": 4096}
+        )
+    )
     (folder / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ messages }}"}))
     (folder / "tokenizer.json").write_text("{}")
     header, offset = {}, 0
@@ -52,7 +60,10 @@ def fake_model(folder: Path, n_layers: int) -> None:
         for name in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"):
             size = 64 * 64 * 2
             header[f"model.layers.{i}.self_attn.{name}.weight"] = {
-                "dtype": "BF16", "shape": [64, 64], "data_offsets": [offset, offset + size]}
+                "dtype": "BF16",
+                "shape": [64, 64],
+                "data_offsets": [offset, offset + size],
+            }
             offset += size
     blob = json.dumps(header).encode()
     with open(folder / "model.safetensors", "wb") as handle:
@@ -91,14 +102,20 @@ def measure_scan(root: Path, n_models: int) -> dict:
     loop.exec()
     elapsed = time.perf_counter() - start
     monitor.stop()
-    return {"models": dialog.table_model.rowCount(), "scan_s": round(elapsed, 2),
-            "max_stall_ms": round(monitor.max_stall_ms, 1), "heartbeats": monitor.beats}
+    return {
+        "models": dialog.table_model.rowCount(),
+        "scan_s": round(elapsed, 2),
+        "max_stall_ms": round(monitor.max_stall_ms, 1),
+        "heartbeats": monitor.beats,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", type=int, default=200)
-    parser.add_argument("--seconds", type=float, default=8.0, help="how long to watch for stalls after start-up")
+    parser.add_argument(
+        "--seconds", type=float, default=8.0, help="how long to watch for stalls after start-up"
+    )
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -100,8 +100,10 @@ def report(name: str, runs: list[tuple[float, dict]]) -> None:
     reasons = {stats.get("stop_reason") for _seconds, stats in runs}
     speeds = [s["tokens_per_second"] for _t, s in runs if s.get("tokens_per_second")]
     token_ms = f", {1000 / statistics.median(speeds):.0f} ms per token" if speeds else ""
-    print(f"  {name:14s} stop -> end median {statistics.median(ms):7.1f} ms  "
-          f"({min(ms):.1f}-{max(ms):.1f} ms){token_ms}; stop reasons {sorted(map(str, reasons))}")
+    print(
+        f"  {name:14s} stop -> end median {statistics.median(ms):7.1f} ms  "
+        f"({min(ms):.1f}-{max(ms):.1f} ms){token_ms}; stop reasons {sorted(map(str, reasons))}"
+    )
 
 
 def main() -> None:
@@ -110,8 +112,12 @@ def main() -> None:
     parser.add_argument("--no-4bit", action="store_true", help="load the base unquantized")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--after-chunks", type=int, default=3, help="chunks to wait for before Stop")
-    parser.add_argument("--layer-delay", type=float, default=0.12,
-                        help="seconds added to each decoder layer for the 'slow layers' path (0: skip)")
+    parser.add_argument(
+        "--layer-delay",
+        type=float,
+        default=0.12,
+        help="seconds added to each decoder layer for the 'slow layers' path (0: skip)",
+    )
     args = parser.parse_args()
 
     import engine  # noqa: F401  (offline environment before transformers is imported)
@@ -122,9 +128,13 @@ def main() -> None:
         from engine.models.demo import ensure_demo_model
 
         args.model = str(ensure_demo_model(progress=lambda msg: print(msg, file=sys.stderr)))
-    model, tokenizer = load_for_chat(args.model, None, quant=QuantizationConfig(load_in_4bit=not args.no_4bit))
-    print(f"model {args.model} ({'unquantized' if args.no_4bit else '4-bit NF4'}) on {model.device}; "
-          f"Stop after {args.after_chunks} chunks, {args.repeats} repeats after one warm-up")
+    model, tokenizer = load_for_chat(
+        args.model, None, quant=QuantizationConfig(load_in_4bit=not args.no_4bit)
+    )
+    print(
+        f"model {args.model} ({'unquantized' if args.no_4bit else '4-bit NF4'}) on {model.device}; "
+        f"Stop after {args.after_chunks} chunks, {args.repeats} repeats after one warm-up"
+    )
 
     engine_stop(model, tokenizer, args.after_chunks)  # warm-up
     report("engine", [engine_stop(model, tokenizer, args.after_chunks) for _ in range(args.repeats)])
@@ -132,19 +142,25 @@ def main() -> None:
         count, undo = slow_layers(model, args.layer_delay)
         try:
             token_s = count * args.layer_delay
-            runs = [engine_stop(model, tokenizer, 1, random.uniform(0.1, 0.9) * token_s)
-                    for _ in range(args.repeats)]
+            runs = [
+                engine_stop(model, tokenizer, 1, random.uniform(0.1, 0.9) * token_s)
+                for _ in range(args.repeats)
+            ]
         finally:
             undo()
         report("slow layers", runs)
-        print(f"    ({args.layer_delay * 1000:.0f} ms added to each of {count} layers: a token takes "
-              f">= {token_s * 1000:.0f} ms; Stop pressed at a random point inside a token)")
+        print(
+            f"    ({args.layer_delay * 1000:.0f} ms added to each of {count} layers: a token takes "
+            f">= {token_s * 1000:.0f} ms; Stop pressed at a random point inside a token)"
+        )
     if not args.no_4bit:
         del model
         server = ChatServer(args.model, None)
         try:
             server_stop(server, args.after_chunks, "warm-up")
-            report("app (server)", [server_stop(server, args.after_chunks, f"r{i}") for i in range(args.repeats)])
+            report(
+                "app (server)", [server_stop(server, args.after_chunks, f"r{i}") for i in range(args.repeats)]
+            )
         finally:
             server.close()
 

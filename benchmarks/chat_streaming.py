@@ -47,8 +47,14 @@ class ChatServer:
 
         self._json = json
         repo = Path(__file__).resolve().parents[1]
-        self.proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "chat-server"], cwd=repo, text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=1)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "engine.cli", "chat-server"],
+            cwd=repo,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=1,
+        )
         self._send({"op": "load", "model": model, "adapter": adapter, "device": "auto"})
         event = self._until("loaded", "error")
         if event["type"] != "loaded":
@@ -190,8 +196,10 @@ def main() -> None:
     for base in [name for name in paths if name not in ("ours", "app (server)")]:
         print(f"overhead of ours vs {base}: {100 * (medians['ours'] / medians[base] - 1):+.1f} %")
         if server is not None:
-            print(f"overhead of the app's path (server process) vs {base}: "
-                  f"{100 * (medians['app (server)'] / medians[base] - 1):+.1f} %")
+            print(
+                f"overhead of the app's path (server process) vs {base}: "
+                f"{100 * (medians['app (server)'] / medians[base] - 1):+.1f} %"
+            )
     if server is not None:
         print(f"server text same as ours: {'yes' if texts['app'] == texts['ours'] else 'NO'}")
         server.close()

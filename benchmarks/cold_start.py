@@ -31,13 +31,23 @@ def main() -> None:
     for _ in range(runs):
         cold = drop_page_cache()
         with tempfile.TemporaryDirectory() as home:
-            env = dict(os.environ, QT_QPA_PLATFORM="offscreen", HOME=home, WHETSTONE_HOME=os.path.join(home, "data"))
+            env = dict(
+                os.environ, QT_QPA_PLATFORM="offscreen", HOME=home, WHETSTONE_HOME=os.path.join(home, "data")
+            )
             spawned = time.time()
-            out = subprocess.run([exe, "--report-startup", "--report-after", "1"], env=env,
-                                 capture_output=True, text=True, timeout=120).stdout
+            out = subprocess.run(
+                [exe, "--report-startup", "--report-after", "1"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            ).stdout
         report = json.loads([line for line in out.splitlines() if "first_paint_wall" in line][-1])
-        print(f"{'cold' if cold else 'warm (no root: cache not dropped)'}: spawn -> first window "
-              f"{report['first_paint_wall'] - spawned:.2f} s, in-process first paint {report['first_paint_s']:.2f} s")
+        print(
+            f"{'cold' if cold else 'warm (no root: cache not dropped)'}: spawn -> first window "
+            f"{report['first_paint_wall'] - spawned:.2f} s, "
+            f"in-process first paint {report['first_paint_s']:.2f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-WORDS = ("the a model learns from data quickly slowly answer question river mountain code python "
-         "train token write explain why how small large").split()
+WORDS = (
+    "the a model learns from data quickly slowly answer question river mountain code python "
+    "train token write explain why how small large"
+).split()
 
 
 def make_file(path: Path, rows: int) -> None:
@@ -110,9 +112,19 @@ def editor(path: Path) -> dict:
         view.table.viewport().repaint()
         plain_paints.append(time.perf_counter() - t)
     plain_paints.sort()
-    return {"line_check_s": line_check, "plain_paint_median_ms": plain_paints[len(plain_paints) // 2] * 1000,"rows": len(store), "open_s": opened, "first_paint_s": shown, "rss_before_mib": base,
-            "rss_after_open_mib": after_open, "peak_mib": peak_mib(), "rss_after_scroll_mib": rss_mib(),
-            "paint_median_ms": paints[len(paints) // 2] * 1000, "paint_max_ms": paints[-1] * 1000}
+    return {
+        "line_check_s": line_check,
+        "plain_paint_median_ms": plain_paints[len(plain_paints) // 2] * 1000,
+        "rows": len(store),
+        "open_s": opened,
+        "first_paint_s": shown,
+        "rss_before_mib": base,
+        "rss_after_open_mib": after_open,
+        "peak_mib": peak_mib(),
+        "rss_after_scroll_mib": rss_mib(),
+        "paint_median_ms": paints[len(paints) // 2] * 1000,
+        "paint_max_ms": paints[-1] * 1000,
+    }
 
 
 def page(path: Path, review_seconds: float = 30) -> dict:
@@ -166,9 +178,17 @@ def page(path: Path, review_seconds: float = 30) -> dict:
     wait(lambda: False, 0.3)
     after_stall = monitor.max_stall_ms
     data_page.document.discard_changes()
-    return {"shown_s": shown, "open_stall_ms": open_stall, "review_s": review, "review_done": not data_page.reviewing(),
-            "review_stall_ms": review_stall, "edit_ms": edit * 1000, "search_s": search,
-            "edit_search_stall_ms": after_stall, "shown_rows": data_page.view.model.rowCount()}
+    return {
+        "shown_s": shown,
+        "open_stall_ms": open_stall,
+        "review_s": review,
+        "review_done": not data_page.reviewing(),
+        "review_stall_ms": review_stall,
+        "edit_ms": edit * 1000,
+        "search_s": search,
+        "edit_search_stall_ms": after_stall,
+        "shown_rows": data_page.view.model.rowCount(),
+    }
 
 
 def baseline(path: Path) -> dict:
@@ -176,12 +196,22 @@ def baseline(path: Path) -> dict:
     start = time.perf_counter()
     with open(path, encoding="utf-8") as handle:
         rows = [json.loads(line) for line in handle]
-    return {"rows": len(rows), "open_s": time.perf_counter() - start, "rss_before_mib": base, "peak_mib": peak_mib()}
+    return {
+        "rows": len(rows),
+        "open_s": time.perf_counter() - start,
+        "rss_before_mib": base,
+        "peak_mib": peak_mib(),
+    }
 
 
 def child(kind: str, path: Path, *extra: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", kind, "--file", str(path), *extra], cwd=REPO,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, "--file", str(path), *extra],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -190,8 +220,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--file", type=Path)
     parser.add_argument("--no-baseline", action="store_true")
-    parser.add_argument("--review-seconds", type=float, default=30,
-                        help="how long to let the Data tab's background review run (default 30)")
+    parser.add_argument(
+        "--review-seconds",
+        type=float,
+        default=30,
+        help="how long to let the Data tab's background review run (default 30)",
+    )
     parser.add_argument("--child", choices=("editor", "page", "baseline"))
     args = parser.parse_args()
     if args.child:
@@ -208,26 +242,42 @@ def main() -> None:
     size = path.stat().st_size / 2**20
     print(f"file: {path} ({size:,.0f} MiB)")
     e = child("editor", path)
-    print(f"editor: {e['rows']:,} rows; open {e['open_s']:.2f} s (of which the line check {e['line_check_s']:.2f} s, "
-          f"the rest pyarrow's JSON parse), first painted table {e['first_paint_s']:.2f} s")
-    print(f"  memory: {e['rss_before_mib']:.0f} MiB before, {e['rss_after_open_mib']:.0f} MiB after open "
-          f"(+{e['rss_after_open_mib'] - e['rss_before_mib']:.0f} MiB, {(e['rss_after_open_mib'] - e['rss_before_mib']) / size:.2f}x "
-          f"the file), peak {e['peak_mib']:.0f} MiB")
-    print(f"  scrolling (300 random jumps + 100 pages): paint median {e['paint_median_ms']:.1f} ms, "
-          f"worst {e['paint_max_ms']:.1f} ms (a plain 400-row QStandardItemModel in the same view: "
-          f"{e['plain_paint_median_ms']:.1f} ms); memory after {e['rss_after_scroll_mib']:.0f} MiB")
+    print(
+        f"editor: {e['rows']:,} rows; open {e['open_s']:.2f} s "
+        f"(of which the line check {e['line_check_s']:.2f} s, "
+        f"the rest pyarrow's JSON parse), first painted table {e['first_paint_s']:.2f} s"
+    )
+    print(
+        f"  memory: {e['rss_before_mib']:.0f} MiB before, {e['rss_after_open_mib']:.0f} MiB after open "
+        f"(+{e['rss_after_open_mib'] - e['rss_before_mib']:.0f} MiB, "
+        f"{(e['rss_after_open_mib'] - e['rss_before_mib']) / size:.2f}x "
+        f"the file), peak {e['peak_mib']:.0f} MiB"
+    )
+    print(
+        f"  scrolling (300 random jumps + 100 pages): paint median {e['paint_median_ms']:.1f} ms, "
+        f"worst {e['paint_max_ms']:.1f} ms (a plain 400-row QStandardItemModel in the same view: "
+        f"{e['plain_paint_median_ms']:.1f} ms); memory after {e['rss_after_scroll_mib']:.0f} MiB"
+    )
     p = child("page", path, "--review-seconds", str(args.review_seconds))
-    print(f"Data tab: table shown {p['shown_s']:.2f} s after choosing the project, longest UI stall meanwhile "
-          f"{p['open_stall_ms']:.0f} ms; background review {'done in' if p['review_done'] else 'still running after'} "
-          f"{p['review_s']:.1f} s, longest stall {p['review_stall_ms']:.0f} ms; an edit {p['edit_ms']:.1f} ms; "
-          f"search of every row {p['search_s']:.2f} s ({p['shown_rows']:,} rows match); longest stall over edit and "
-          f"search {p['edit_search_stall_ms']:.0f} ms")
+    print(
+        f"Data tab: table shown {p['shown_s']:.2f} s after choosing the project, "
+        f"longest UI stall meanwhile {p['open_stall_ms']:.0f} ms; background review "
+        f"{'done in' if p['review_done'] else 'still running after'} "
+        f"{p['review_s']:.1f} s, longest stall {p['review_stall_ms']:.0f} ms; an edit {p['edit_ms']:.1f} ms; "
+        f"search of every row {p['search_s']:.2f} s ({p['shown_rows']:,} rows match); "
+        f"longest stall over edit and search {p['edit_search_stall_ms']:.0f} ms"
+    )
     if not args.no_baseline:
         b = child("baseline", path)
-        print(f"baseline (json.loads every line into Python objects): {b['open_s']:.2f} s, "
-              f"peak {b['peak_mib']:.0f} MiB (+{b['peak_mib'] - b['rss_before_mib']:.0f} MiB)")
-        print(f"editor vs baseline: {b['open_s'] / e['open_s']:.1f}x faster to open, "
-              f"{(b['peak_mib'] - b['rss_before_mib']) / max(e['peak_mib'] - e['rss_before_mib'], 1):.1f}x less added memory")
+        print(
+            f"baseline (json.loads every line into Python objects): {b['open_s']:.2f} s, "
+            f"peak {b['peak_mib']:.0f} MiB (+{b['peak_mib'] - b['rss_before_mib']:.0f} MiB)"
+        )
+        print(
+            f"editor vs baseline: {b['open_s'] / e['open_s']:.1f}x faster to open, "
+            f"{(b['peak_mib'] - b['rss_before_mib']) / max(e['peak_mib'] - e['rss_before_mib'], 1):.1f}x "
+            "less added memory"
+        )
 
 
 if __name__ == "__main__":

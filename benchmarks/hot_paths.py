@@ -68,9 +68,20 @@ def bench_estimate(model: str | None, repeats: int) -> None:
 
 
 def metrics(step: int, max_steps: int) -> dict:
-    return {"type": "metrics", "time": 0.0, "step": step, "max_steps": max_steps, "epoch": step / 1000,
-            "loss": 1.0 / step, "learning_rate": 1e-4, "grad_norm": 0.5, "tokens": step * 512,
-            "tokens_per_second": 1234.5, "peak_memory_mb": 2048.0, "memory_kind": "process_rss"}
+    return {
+        "type": "metrics",
+        "time": 0.0,
+        "step": step,
+        "max_steps": max_steps,
+        "epoch": step / 1000,
+        "loss": 1.0 / step,
+        "learning_rate": 1e-4,
+        "grad_norm": 0.5,
+        "tokens": step * 512,
+        "tokens_per_second": 1234.5,
+        "peak_memory_mb": 2048.0,
+        "memory_kind": "process_rss",
+    }
 
 
 def bench_history(events: int, repeats: int) -> None:
@@ -100,7 +111,9 @@ def bench_summary(steps: int, repeats: int) -> None:
         log.status("loading")
         log.status("training", step=0, max_steps=steps)
         for step in range(1, steps + 1):
-            log.emit("metrics", **{k: v for k, v in metrics(step, steps).items() if k not in ("type", "time")})
+            log.emit(
+                "metrics", **{k: v for k, v in metrics(step, steps).items() if k not in ("type", "time")}
+            )
         write_pid_file(run_dir)  # this process: "running"
         size = (run_dir / "events.jsonl").stat().st_size
         print(f"summary: a run of {steps:,} steps ({size / 2**20:.1f} MiB of events)")
@@ -154,7 +167,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000, help="events fed to RunHistory")
     parser.add_argument("--chunks", type=int, default=2000, help="chunks streamed into the transcript")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--only", default=",".join(PATHS), help="comma-separated subset of " + ",".join(PATHS))
+    parser.add_argument(
+        "--only", default=",".join(PATHS), help="comma-separated subset of " + ",".join(PATHS)
+    )
     args = parser.parse_args()
     chosen = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = sorted(set(chosen) - set(PATHS))

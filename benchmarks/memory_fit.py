@@ -26,8 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-WORDS = ("model data token train adapter weight layer loss batch step rank alpha quant memory "
-         "offline desktop stone sharp blade edge grind polish fine tune answer question").split()
+WORDS = (
+    "model data token train adapter weight layer loss batch step rank alpha quant memory "
+    "offline desktop stone sharp blade edge grind polish fine tune answer question"
+).split()
 
 
 def make_dataset(path: Path, rows: int, words: int) -> Path:
@@ -35,8 +37,12 @@ def make_dataset(path: Path, rows: int, words: int) -> Path:
     with open(path, "w", encoding="utf-8") as handle:
         for i in range(rows):
             reply = " ".join(WORDS[(i + j) % len(WORDS)] for j in range(words))
-            row = {"messages": [{"role": "user", "content": f"Tell me about item {i}."},
-                                {"role": "assistant", "content": reply + "."}]}
+            row = {
+                "messages": [
+                    {"role": "user", "content": f"Tell me about item {i}."},
+                    {"role": "assistant", "content": reply + "."},
+                ]
+            }
             handle.write(json.dumps(row) + "\n")
     return path
 
@@ -47,16 +53,23 @@ def child(spec: str) -> None:
     from engine.training.fit_check import fit_check
 
     s = json.loads(spec)
-    config = RunConfig().with_overrides({
-        "model.path": s["model"], "data.path": s["data"], "data.max_length": s["length"],
-        "training.batch_size": s["batch"], "training.gradient_checkpointing": s["checkpointing"],
-        "training.max_steps": 100,
-    })
+    config = RunConfig().with_overrides(
+        {
+            "model.path": s["model"],
+            "data.path": s["data"],
+            "data.max_length": s["length"],
+            "training.batch_size": s["batch"],
+            "training.gradient_checkpointing": s["checkpointing"],
+            "training.max_steps": 100,
+        }
+    )
     print(json.dumps(fit_check(config, steps=s["steps"]).as_dict()), flush=True)
 
 
 def measure(spec: dict) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode or not lines:
         return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
@@ -68,7 +81,9 @@ def gib(n: float | None) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", help="model folder (default: the demo model)")
     parser.add_argument("--batch-sizes", default="1,4")
     parser.add_argument("--lengths", default="512,2048")
@@ -92,18 +107,38 @@ def main() -> None:
     # ~1.3 tokens per word for most tokenizers: 1× max_length words always overflow it.
     data = make_dataset(tmp / "long.jsonl", rows=max(batches) * 2, words=max(lengths))
 
-    header = ("batch", "length", "ckpt", "est total", "est tensors", "measured", "ratio", "s/step", "tokens/s", "note")
+    header = (
+        "batch",
+        "length",
+        "ckpt",
+        "est total",
+        "est tensors",
+        "measured",
+        "ratio",
+        "s/step",
+        "tokens/s",
+        "note",
+    )
     print(f"model: {model}")
     print("  ".join(f"{h:>11}" for h in header))
     device = "?"
     for batch in batches:
         for length in lengths:
             for ckpt in checkpointing:
-                spec = {"model": model, "data": str(data), "length": length, "batch": batch,
-                        "checkpointing": ckpt, "steps": args.steps}
+                spec = {
+                    "model": model,
+                    "data": str(data),
+                    "length": length,
+                    "batch": batch,
+                    "checkpointing": ckpt,
+                    "steps": args.steps,
+                }
                 r = measure(spec)
                 if "error" in r:
-                    print("  ".join(f"{v:>11}" for v in (batch, length, "on" if ckpt else "off")) + f"  error: {r['error']}")
+                    print(
+                        "  ".join(f"{v:>11}" for v in (batch, length, "on" if ckpt else "off"))
+                        + f"  error: {r['error']}"
+                    )
                     continue
                 est = r["estimate"]
                 device = r["device"]
@@ -111,10 +146,18 @@ def main() -> None:
                 compared = est["tensor_bytes"] if r["memory_kind"] == "cuda_allocated" else est["total_bytes"]
                 ratio = f"{compared / r['peak_memory_bytes']:.2f}" if r["peak_memory_bytes"] else "-"
                 note = "fits" if r["fits"] else "OOM"
-                row = (batch, r["sequence_length"], "on" if ckpt else "off", gib(est["total_bytes"]),
-                       gib(est["tensor_bytes"]), gib(r["peak_memory_bytes"]), ratio,
-                       f"{r['seconds_per_step']:.2f}" if r["seconds_per_step"] else "-",
-                       f"{r['tokens_per_second']:.0f}" if r["tokens_per_second"] else "-", note)
+                row = (
+                    batch,
+                    r["sequence_length"],
+                    "on" if ckpt else "off",
+                    gib(est["total_bytes"]),
+                    gib(est["tensor_bytes"]),
+                    gib(r["peak_memory_bytes"]),
+                    ratio,
+                    f"{r['seconds_per_step']:.2f}" if r["seconds_per_step"] else "-",
+                    f"{r['tokens_per_second']:.0f}" if r["tokens_per_second"] else "-",
+                    note,
+                )
                 print("  ".join(f"{v:>11}" for v in row), flush=True)
     print(f"GiB; ratio = estimate / measured (tensors on CUDA, total on CPU); device: {device}")
 

@@ -36,15 +36,32 @@ def fake_events(steps: int, seed: int = 0) -> list[dict]:
     events: list[dict] = [{"type": "status", "time": 0.0, "state": "training", "step": 0, "max_steps": steps}]
     for step in range(1, steps + 1):
         base = 0.9 + 1.7 * math.exp(-step / (steps / 6))
-        events.append({"type": "metrics", "time": float(step), "step": step, "max_steps": steps,
-                       "epoch": step / steps, "loss": base * (1 + 0.08 * rng.gauss(0, 1)),
-                       "learning_rate": 2e-4 * 0.5 * (1 + math.cos(math.pi * step / steps)),
-                       "grad_norm": abs(0.4 + 0.08 * rng.gauss(0, 1)), "tokens": step * 2048,
-                       "tokens_per_second": 3800 + 150 * rng.gauss(0, 1),
-                       "peak_memory_mb": 5200.0 + min(step, 300), "memory_kind": "cuda_allocated"})
+        events.append(
+            {
+                "type": "metrics",
+                "time": float(step),
+                "step": step,
+                "max_steps": steps,
+                "epoch": step / steps,
+                "loss": base * (1 + 0.08 * rng.gauss(0, 1)),
+                "learning_rate": 2e-4 * 0.5 * (1 + math.cos(math.pi * step / steps)),
+                "grad_norm": abs(0.4 + 0.08 * rng.gauss(0, 1)),
+                "tokens": step * 2048,
+                "tokens_per_second": 3800 + 150 * rng.gauss(0, 1),
+                "peak_memory_mb": 5200.0 + min(step, 300),
+                "memory_kind": "cuda_allocated",
+            }
+        )
         if step % 200 == 0:
-            events.append({"type": "eval", "time": float(step), "step": step, "epoch": step / steps,
-                           "eval_loss": base * 1.05})
+            events.append(
+                {
+                    "type": "eval",
+                    "time": float(step),
+                    "step": step,
+                    "epoch": step / steps,
+                    "eval_loss": base * 1.05,
+                }
+            )
     return events
 
 
@@ -82,8 +99,12 @@ def measure(name: str, events: list[dict], batch: int | None, coalesce: bool = T
         plots.add_events(chunk)
         longest_call = max(longest_call, time.perf_counter() - t)
         app.processEvents()
-    pump_until(app, lambda: len(plots.curve_data("loss")[0]) == total
-               and len(plots.curve_data("loss_smoothed")[0]) == total)
+    pump_until(
+        app,
+        lambda: (
+            len(plots.curve_data("loss")[0]) == total and len(plots.curve_data("loss_smoothed")[0]) == total
+        ),
+    )
     app.processEvents()
     elapsed = time.perf_counter() - start
     monitor.stop()
@@ -92,10 +113,17 @@ def measure(name: str, events: list[dict], batch: int | None, coalesce: bool = T
         plots._canvas.viewport().repaint()
         paints.append(plots._canvas.paint_ms)
     redraws = list(plots.redraw_ms)
-    row = {"case": name, "total_s": elapsed, "max_stall_ms": monitor.max_stall_ms,
-           "longest_add_ms": longest_call * 1000, "redraws": len(redraws),
-           "redraw_median_ms": statistics.median(redraws), "redraw_max_ms": max(redraws),
-           "paint_ms": statistics.median(paints), "points": len(plots.curve_data("loss")[0])}
+    row = {
+        "case": name,
+        "total_s": elapsed,
+        "max_stall_ms": monitor.max_stall_ms,
+        "longest_add_ms": longest_call * 1000,
+        "redraws": len(redraws),
+        "redraw_median_ms": statistics.median(redraws),
+        "redraw_max_ms": max(redraws),
+        "paint_ms": statistics.median(paints),
+        "points": len(plots.curve_data("loss")[0]),
+    }
     plots.close()
     plots.deleteLater()
     app.processEvents()
@@ -128,10 +156,17 @@ def measure_live(history: list[dict], new: list[dict], seconds: float = 5.0) -> 
     timer.stop()
     monitor.stop()
     redraws = list(plots.redraw_ms)[redraws_before:]
-    row = {"case": f"live after {total // 1000}k", "total_s": seconds, "max_stall_ms": monitor.max_stall_ms,
-           "longest_add_ms": 0.0, "redraws": len(redraws), "redraw_median_ms": statistics.median(redraws),
-           "redraw_max_ms": max(redraws), "paint_ms": plots._canvas.paint_ms,
-           "points": len(plots.curve_data("loss")[0])}
+    row = {
+        "case": f"live after {total // 1000}k",
+        "total_s": seconds,
+        "max_stall_ms": monitor.max_stall_ms,
+        "longest_add_ms": 0.0,
+        "redraws": len(redraws),
+        "redraw_median_ms": statistics.median(redraws),
+        "redraw_max_ms": max(redraws),
+        "paint_ms": plots._canvas.paint_ms,
+        "points": len(plots.curve_data("loss")[0]),
+    }
     plots.close()
     plots.deleteLater()
     app.processEvents()
@@ -152,18 +187,24 @@ def main() -> None:
     rows.append(measure_live(events, more))
     small = fake_events(5000)
     rows.append(measure_live(small, fake_events(5600)[len(small) :]))
-    header = (f"{'case':<28} {'total s':>8} {'max stall ms':>13} {'longest add ms':>15} {'redraws':>8} "
-              f"{'redraw med/max ms':>18} {'paint ms':>9} {'points':>8}")
+    header = (
+        f"{'case':<28} {'total s':>8} {'max stall ms':>13} {'longest add ms':>15} {'redraws':>8} "
+        f"{'redraw med/max ms':>18} {'paint ms':>9} {'points':>8}"
+    )
     print(f"RunPlots, {args.steps} metrics events, Python {sys.version.split()[0]}")
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['case']:<28} {r['total_s']:>8.2f} {r['max_stall_ms']:>13.1f} {r['longest_add_ms']:>15.1f} "
-              f"{r['redraws']:>8} {r['redraw_median_ms']:>8.1f}/{r['redraw_max_ms']:<9.1f} {r['paint_ms']:>9.1f} "
-              f"{r['points']:>8}")
+        print(
+            f"{r['case']:<28} {r['total_s']:>8.2f} {r['max_stall_ms']:>13.1f} {r['longest_add_ms']:>15.1f} "
+            f"{r['redraws']:>8} {r['redraw_median_ms']:>8.1f}/{r['redraw_max_ms']:<9.1f} "
+            f"{r['paint_ms']:>9.1f} {r['points']:>8}"
+        )
     streamed, baseline = rows[1], rows[2]
-    print(f"coalescing: {baseline['total_s'] / streamed['total_s']:.1f}x faster to the last point than a "
-          f"redraw per batch ({streamed['redraws']} vs {baseline['redraws']} redraws)")
+    print(
+        f"coalescing: {baseline['total_s'] / streamed['total_s']:.1f}x faster to the last point than a "
+        f"redraw per batch ({streamed['redraws']} vs {baseline['redraws']} redraws)"
+    )
 
 
 if __name__ == "__main__":

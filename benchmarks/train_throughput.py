@@ -21,8 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-WORDS = ("model data token train adapter weight layer loss batch step rank alpha quant memory "
-         "offline desktop stone sharp blade edge grind polish fine tune answer question").split()
+WORDS = (
+    "model data token train adapter weight layer loss batch step rank alpha quant memory "
+    "offline desktop stone sharp blade edge grind polish fine tune answer question"
+).split()
 
 
 def make_dataset(path: Path, rows: int, seed: int = 0) -> None:
@@ -38,8 +40,9 @@ def make_dataset(path: Path, rows: int, seed: int = 0) -> None:
 
 
 VARIANTS = ("baseline", "engine", "engine-padding-free")
-SETTINGS = dict(rank=16, alpha=32, batch_size=4, max_length=256, learning_rate=2e-4, seed=0,
-                gradient_checkpointing=True)
+SETTINGS = dict(
+    rank=16, alpha=32, batch_size=4, max_length=256, learning_rate=2e-4, seed=0, gradient_checkpointing=True
+)
 
 
 def run_engine_padding_free(model: str, data: str, steps: int, out: Path) -> dict:
@@ -52,19 +55,32 @@ def run_engine(model: str, data: str, steps: int, out: Path, padding_free: bool 
     from engine.training.recipe import train
 
     s = SETTINGS
-    config = RunConfig().with_overrides({
-        "model.path": model, "data.path": data, "data.max_length": s["max_length"],
-        "lora.rank": s["rank"], "lora.alpha": float(s["alpha"]), "lora.dropout": 0.0,
-        "training.max_steps": steps, "training.batch_size": s["batch_size"], "training.save_every": 10**6,
-        "training.learning_rate": s["learning_rate"], "training.seed": s["seed"],
-        "training.gradient_checkpointing": s["gradient_checkpointing"], "training.padding_free": padding_free,
-    })
+    config = RunConfig().with_overrides(
+        {
+            "model.path": model,
+            "data.path": data,
+            "data.max_length": s["max_length"],
+            "lora.rank": s["rank"],
+            "lora.alpha": float(s["alpha"]),
+            "lora.dropout": 0.0,
+            "training.max_steps": steps,
+            "training.batch_size": s["batch_size"],
+            "training.save_every": 10**6,
+            "training.learning_rate": s["learning_rate"],
+            "training.seed": s["seed"],
+            "training.gradient_checkpointing": s["gradient_checkpointing"],
+            "training.padding_free": padding_free,
+        }
+    )
     train(config, out / "engine-run")
     events = read_events(out / "engine-run" / "events.jsonl")
     start = next(e["time"] for e in events if e["type"] == "status" and e["state"] == "training")
     metrics = [e for e in events if e["type"] == "metrics"]
-    return {"tokens": metrics[-1]["tokens"], "seconds": metrics[-1]["time"] - start,
-            "loss_last": metrics[-1]["loss"]}
+    return {
+        "tokens": metrics[-1]["tokens"],
+        "seconds": metrics[-1]["time"] - start,
+        "loss_last": metrics[-1]["loss"],
+    }
 
 
 def run_baseline(model: str, data: str, steps: int, out: Path) -> dict:
@@ -86,19 +102,37 @@ def run_baseline(model: str, data: str, steps: int, out: Path) -> dict:
     cuda = torch.cuda.is_available()
     dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(model)
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=dtype)
-    base = AutoModelForCausalLM.from_pretrained(model, quantization_config=quant, dtype=dtype,
-                                                device_map={"": "cuda" if cuda else "cpu"})
-    base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=s["gradient_checkpointing"],
-                                           gradient_checkpointing_kwargs={"use_reentrant": False})
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=dtype,
+    )
+    base = AutoModelForCausalLM.from_pretrained(
+        model, quantization_config=quant, dtype=dtype, device_map={"": "cuda" if cuda else "cpu"}
+    )
+    base = prepare_model_for_kbit_training(
+        base,
+        use_gradient_checkpointing=s["gradient_checkpointing"],
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+    )
     torch.manual_seed(s["seed"])
-    peft_model = get_peft_model(base, LoraConfig(r=s["rank"], lora_alpha=s["alpha"], lora_dropout=0.0,
-                                                 target_modules="all-linear", task_type="CAUSAL_LM"))
+    peft_model = get_peft_model(
+        base,
+        LoraConfig(
+            r=s["rank"],
+            lora_alpha=s["alpha"],
+            lora_dropout=0.0,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        ),
+    )
 
     def tokenize(row):
         text = tokenizer.apply_chat_template(row["messages"], tokenize=False)
-        ids = tokenizer(text, add_special_tokens=False, truncation=True, max_length=s["max_length"])["input_ids"]
+        ids = tokenizer(text, add_special_tokens=False, truncation=True, max_length=s["max_length"])[
+            "input_ids"
+        ]
         return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": list(ids)}
 
     dataset = load_dataset("json", data_files=data, split="train").map(tokenize, remove_columns=["messages"])
@@ -116,16 +150,35 @@ def run_baseline(model: str, data: str, steps: int, out: Path) -> dict:
                 clock["loss_last"] = logs["loss"]
 
     args = TrainingArguments(
-        output_dir=str(out / "baseline-run"), per_device_train_batch_size=s["batch_size"], max_steps=steps,
-        learning_rate=s["learning_rate"], logging_steps=1, save_strategy="no", report_to="none",
-        gradient_checkpointing=s["gradient_checkpointing"], gradient_checkpointing_kwargs={"use_reentrant": False},
-        include_num_input_tokens_seen="non_padding", seed=s["seed"], use_cpu=not cuda, disable_tqdm=True,
-        bf16=cuda and dtype == torch.bfloat16, fp16=cuda and dtype == torch.float16,
+        output_dir=str(out / "baseline-run"),
+        per_device_train_batch_size=s["batch_size"],
+        max_steps=steps,
+        learning_rate=s["learning_rate"],
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        gradient_checkpointing=s["gradient_checkpointing"],
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        include_num_input_tokens_seen="non_padding",
+        seed=s["seed"],
+        use_cpu=not cuda,
+        disable_tqdm=True,
+        bf16=cuda and dtype == torch.bfloat16,
+        fp16=cuda and dtype == torch.float16,
     )
-    trainer = Trainer(model=peft_model, args=args, train_dataset=dataset,
-                      data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True), callbacks=[Clock()])
+    trainer = Trainer(
+        model=peft_model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True),
+        callbacks=[Clock()],
+    )
     trainer.train()
-    return {"tokens": clock["tokens"], "seconds": clock["end"] - clock["start"], "loss_last": clock["loss_last"]}
+    return {
+        "tokens": clock["tokens"],
+        "seconds": clock["end"] - clock["start"],
+        "loss_last": clock["loss_last"],
+    }
 
 
 def peak_memory_mb() -> float:
@@ -142,7 +195,11 @@ def child(variant: str, model: str, data: str, steps: int) -> None:
     import engine  # noqa: F401  (offline environment)
 
     with tempfile.TemporaryDirectory() as tmp:
-        runner = {"engine": run_engine, "engine-padding-free": run_engine_padding_free, "baseline": run_baseline}[variant]
+        runner = {
+            "engine": run_engine,
+            "engine-padding-free": run_engine_padding_free,
+            "baseline": run_baseline,
+        }[variant]
         result = runner(model, data, steps, Path(tmp))
     result["peak_memory_mb"] = peak_memory_mb()
     result["tokens_per_second"] = result["tokens"] / result["seconds"]
@@ -174,24 +231,45 @@ def main() -> None:
         for _ in range(args.repeats):
             for variant in VARIANTS:  # alternate, so drift hits every variant
                 proc = subprocess.run(
-                    [sys.executable, __file__, "--child", variant, "--model", args.model, "--data", str(data),
-                     "--steps", str(args.steps)], capture_output=True, text=True)
+                    [
+                        sys.executable,
+                        __file__,
+                        "--child",
+                        variant,
+                        "--model",
+                        args.model,
+                        "--data",
+                        str(data),
+                        "--steps",
+                        str(args.steps),
+                    ],
+                    capture_output=True,
+                    text=True,
+                )
                 line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
                 if proc.returncode or line is None:
                     sys.exit(f"{variant} failed:\n{proc.stderr[-3000:]}")
                 results[variant].append(json.loads(line[7:]))
 
     def best(variant, key):
-        return max(r[key] for r in results[variant]) if key == "tokens_per_second" else min(r[key] for r in results[variant])
+        return (
+            max(r[key] for r in results[variant])
+            if key == "tokens_per_second"
+            else min(r[key] for r in results[variant])
+        )
 
-    print(f"model {args.model}, {args.steps} steps, batch {SETTINGS['batch_size']}, max length "
-          f"{SETTINGS['max_length']}, LoRA r{SETTINGS['rank']} all-linear, gradient checkpointing "
-          f"{SETTINGS['gradient_checkpointing']}, {args.repeats} repeat(s)")
+    print(
+        f"model {args.model}, {args.steps} steps, batch {SETTINGS['batch_size']}, max length "
+        f"{SETTINGS['max_length']}, LoRA r{SETTINGS['rank']} all-linear, gradient checkpointing "
+        f"{SETTINGS['gradient_checkpointing']}, {args.repeats} repeat(s)"
+    )
     for variant in VARIANTS:
         r = results[variant]
-        print(f"{variant:20s} tokens/s {best(variant, 'tokens_per_second'):8.1f}   peak memory "
-              f"{best(variant, 'peak_memory_mb'):8.0f} MB   tokens {r[0]['tokens']}   "
-              f"time {min(x['seconds'] for x in r):.1f} s")
+        print(
+            f"{variant:20s} tokens/s {best(variant, 'tokens_per_second'):8.1f}   peak memory "
+            f"{best(variant, 'peak_memory_mb'):8.0f} MB   tokens {r[0]['tokens']}   "
+            f"time {min(x['seconds'] for x in r):.1f} s"
+        )
     for variant in VARIANTS[1:]:
         ratio = best(variant, "tokens_per_second") / best("baseline", "tokens_per_second")
         mem = best(variant, "peak_memory_mb") / best("baseline", "peak_memory_mb")

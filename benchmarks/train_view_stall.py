@@ -43,11 +43,20 @@ with open(os.path.join(run_dir, "events.jsonl"), "a") as out:
 
 
 def metrics(step: int, total: int = 1_000_000) -> dict:
-    return {"type": "metrics", "time": round(time.time(), 3), "step": step, "max_steps": total, "epoch": step / 1000,
-            "loss": 2.5 * math.exp(-step / 20000) + 0.3 + random.random() * 0.2,
-            "learning_rate": 2e-4 * 0.5 * (1 + math.cos(math.pi * step / total)), "grad_norm": 0.5 + random.random(),
-            "tokens": step * 2048, "tokens_per_second": 3000 + random.random() * 200, "peak_memory_mb": 5123.4,
-            "memory_kind": "cuda_allocated"}
+    return {
+        "type": "metrics",
+        "time": round(time.time(), 3),
+        "step": step,
+        "max_steps": total,
+        "epoch": step / 1000,
+        "loss": 2.5 * math.exp(-step / 20000) + 0.3 + random.random() * 0.2,
+        "learning_rate": 2e-4 * 0.5 * (1 + math.cos(math.pi * step / total)),
+        "grad_norm": 0.5 + random.random(),
+        "tokens": step * 2048,
+        "tokens_per_second": 3000 + random.random() * 200,
+        "peak_memory_mb": 5123.4,
+        "memory_kind": "cuda_allocated",
+    }
 
 
 def main() -> None:
@@ -79,13 +88,29 @@ def main() -> None:
     # A newer, empty run: the Train tab opens on it, so the history below is loaded when asked for.
     newer = project / "runs" / "run-newer"
     newer.mkdir()
-    (newer / "events.jsonl").write_text(json.dumps({"type": "status", "time": time.time() + 1, "state": "done"}) + "\n")
-    writer = subprocess.Popen([sys.executable, "-c", f"from benchmarks.train_view_stall import metrics\n{WRITER}",
-                               str(run_dir), str(args.history), str(args.rate), str(args.seconds)], cwd=REPO)
+    (newer / "events.jsonl").write_text(
+        json.dumps({"type": "status", "time": time.time() + 1, "state": "done"}) + "\n"
+    )
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from benchmarks.train_view_stall import metrics\n{WRITER}",
+            str(run_dir),
+            str(args.history),
+            str(args.rate),
+            str(args.seconds),
+        ],
+        cwd=REPO,
+    )
 
     app = QApplication.instance() or QApplication([])
-    window = MainWindow(AppSettings(QSettings(str(home / "s.ini"), QSettings.Format.IniFormat)), home, "bench",
-                        background=False)
+    window = MainWindow(
+        AppSettings(QSettings(str(home / "s.ini"), QSettings.Format.IniFormat)),
+        home,
+        "bench",
+        background=False,
+    )
     window.resize(1400, 900)
     window.show()
     stall = StallMonitor()
@@ -119,11 +144,19 @@ def main() -> None:
     pump_until(lambda: writer.poll() is not None, args.seconds + 30)
     pump_until(lambda: not window.runs.is_active(run_dir), 10)
     streamed = len(plots.curve_data("loss")[0]) - args.history
-    print(f"window : first paint, scan and Train tab (a small run shown): longest UI stall {startup_stall:.1f} ms")
-    print(f"history: select the re-attached run, {args.history} metrics events ({size_mb:.1f} MiB) plotted in {history_s:.2f} s "
-          f"(all loaded: {loaded}); longest UI stall {history_stall:.1f} ms")
-    print(f"stream : {streamed} events at {args.rate:.0f}/s for {args.seconds:.0f} s while redrawing; "
-          f"longest UI stall {stall.max_stall_ms:.1f} ms over {stall.beats} heartbeats")
+    print(
+        "window : first paint, scan and Train tab (a small run shown): "
+        f"longest UI stall {startup_stall:.1f} ms"
+    )
+    print(
+        f"history: select the re-attached run, {args.history} metrics events ({size_mb:.1f} MiB) "
+        f"plotted in {history_s:.2f} s "
+        f"(all loaded: {loaded}); longest UI stall {history_stall:.1f} ms"
+    )
+    print(
+        f"stream : {streamed} events at {args.rate:.0f}/s for {args.seconds:.0f} s while redrawing; "
+        f"longest UI stall {stall.max_stall_ms:.1f} ms over {stall.beats} heartbeats"
+    )
     window.runs.shutdown()
     window.train_page.shutdown()
     window.close()

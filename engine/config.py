@@ -68,8 +68,18 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check(isinstance(self.path, str), "model.path", self.path, "a folder path")
-        _check(isinstance(self.trust_remote_code, bool), "model.trust_remote_code", self.trust_remote_code, "true or false")
-        _check(isinstance(self.allow_pickle_weights, bool), "model.allow_pickle_weights", self.allow_pickle_weights, "true or false")
+        _check(
+            isinstance(self.trust_remote_code, bool),
+            "model.trust_remote_code",
+            self.trust_remote_code,
+            "true or false",
+        )
+        _check(
+            isinstance(self.allow_pickle_weights, bool),
+            "model.allow_pickle_weights",
+            self.allow_pickle_weights,
+            "true or false",
+        )
 
 
 @dataclass
@@ -84,9 +94,19 @@ class QuantizationConfig:
     """Matmul dtype: auto (bf16 on GPUs that have it, else fp16; fp32 on CPU), bf16, fp16, fp32."""
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.load_in_4bit, bool), "quantization.load_in_4bit", self.load_in_4bit, "true or false")
+        _check(
+            isinstance(self.load_in_4bit, bool),
+            "quantization.load_in_4bit",
+            self.load_in_4bit,
+            "true or false",
+        )
         _check_choice("quantization.quant_type", self.quant_type, CHOICES["quantization.quant_type"])
-        _check(isinstance(self.double_quant, bool), "quantization.double_quant", self.double_quant, "true or false")
+        _check(
+            isinstance(self.double_quant, bool),
+            "quantization.double_quant",
+            self.double_quant,
+            "true or false",
+        )
         _check_choice("quantization.compute_dtype", self.compute_dtype, CHOICES["quantization.compute_dtype"])
 
 
@@ -109,15 +129,32 @@ class LoraConfig:
         _check_int("lora.rank", self.rank, 1, 1024)
         _check_float("lora.alpha", self.alpha, 0.0, 4096.0, low_open=True)
         _check_float("lora.dropout", self.dropout, 0.0, 0.9)
-        ok = isinstance(self.target_modules, list) and self.target_modules and all(
-            isinstance(m, str) and m for m in self.target_modules
+        ok = (
+            isinstance(self.target_modules, list)
+            and self.target_modules
+            and all(isinstance(m, str) and m for m in self.target_modules)
         )
-        _check(bool(ok), "lora.target_modules", self.target_modules, 'a non-empty list of layer names, or ["all-linear"]')
+        _check(
+            bool(ok),
+            "lora.target_modules",
+            self.target_modules,
+            'a non-empty list of layer names, or ["all-linear"]',
+        )
         _check(isinstance(self.use_rslora, bool), "lora.use_rslora", self.use_rslora, "true or false")
         _check(isinstance(self.use_dora, bool), "lora.use_dora", self.use_dora, "true or false")
 
 
-DATA_FIELDS = ("messages", "conversations", "instruction", "input", "output", "system", "prompt", "completion", "text")
+DATA_FIELDS = (
+    "messages",
+    "conversations",
+    "instruction",
+    "input",
+    "output",
+    "system",
+    "prompt",
+    "completion",
+    "text",
+)
 
 
 @dataclass
@@ -145,10 +182,17 @@ class DataConfig:
         ok = isinstance(self.columns, dict) and all(
             k in DATA_FIELDS and isinstance(v, str) and v for k, v in self.columns.items()
         )
-        _check(ok, "data.columns", self.columns, "a table of standard field -> your column name, fields: " + ", ".join(DATA_FIELDS))
+        _check(
+            ok,
+            "data.columns",
+            self.columns,
+            "a table of standard field -> your column name, fields: " + ", ".join(DATA_FIELDS),
+        )
         _check_choice("data.text_mode", self.text_mode, CHOICES["data.text_mode"])
         _check_int("data.max_length", self.max_length, 8, 1_048_576)
-        _check(isinstance(self.validation_path, str), "data.validation_path", self.validation_path, "a file path")
+        _check(
+            isinstance(self.validation_path, str), "data.validation_path", self.validation_path, "a file path"
+        )
         _check_float("data.validation_ratio", self.validation_ratio, 0.0, 0.5)
         _check_int("data.seed", self.seed, 0, MAX_SEED)
 
@@ -198,9 +242,21 @@ class TrainingConfig:
         _check_int("training.batch_size", self.batch_size, 1, 4096)
         _check_int("training.gradient_accumulation", self.gradient_accumulation, 1, 4096)
         _check_float("training.max_grad_norm", self.max_grad_norm, 0.0, 1e6)
-        _check(isinstance(self.gradient_checkpointing, bool), "training.gradient_checkpointing", self.gradient_checkpointing, "true or false")
-        _check(isinstance(self.group_by_length, bool), "training.group_by_length", self.group_by_length, "true or false")
-        _check(isinstance(self.padding_free, bool), "training.padding_free", self.padding_free, "true or false")
+        _check(
+            isinstance(self.gradient_checkpointing, bool),
+            "training.gradient_checkpointing",
+            self.gradient_checkpointing,
+            "true or false",
+        )
+        _check(
+            isinstance(self.group_by_length, bool),
+            "training.group_by_length",
+            self.group_by_length,
+            "true or false",
+        )
+        _check(
+            isinstance(self.padding_free, bool), "training.padding_free", self.padding_free, "true or false"
+        )
         _check_int("training.eval_every", self.eval_every, 0, MAX_STEPS)
         _check_int("training.save_every", self.save_every, 1, MAX_STEPS)
         _check_int("training.keep_checkpoints", self.keep_checkpoints, 1, 1000)
@@ -245,8 +301,14 @@ class RunConfig:
                 raise ConfigError(
                     f"{name}.{extra[0]} is not a setting; allowed in [{name}]: {', '.join(sorted(known))}."
                 )
-            values = {k: (float(v) if isinstance(v, int) and not isinstance(v, bool)
-                          and _field_type(group_cls, k) == "float" else v) for k, v in values.items()}
+            values = {
+                k: (
+                    float(v)
+                    if isinstance(v, int) and not isinstance(v, bool) and _field_type(group_cls, k) == "float"
+                    else v
+                )
+                for k, v in values.items()
+            }
             groups[name] = group_cls(**values)
         return cls(**groups)
 
@@ -310,9 +372,13 @@ def field_help() -> dict[str, str]:
             if isinstance(node, ast.ClassDef) and node.name in groups:
                 body = node.body
                 for first, second in zip(body, body[1:], strict=False):
-                    if (isinstance(first, ast.AnnAssign) and isinstance(first.target, ast.Name)
-                            and isinstance(second, ast.Expr) and isinstance(second.value, ast.Constant)
-                            and isinstance(second.value.value, str)):
+                    if (
+                        isinstance(first, ast.AnnAssign)
+                        and isinstance(first.target, ast.Name)
+                        and isinstance(second, ast.Expr)
+                        and isinstance(second.value, ast.Constant)
+                        and isinstance(second.value.value, str)
+                    ):
                         found[f"{groups[node.name]}.{first.target.id}"] = second.value.value.strip()
         _HELP = found
     return _HELP
@@ -327,7 +393,7 @@ def field_errors(raw: dict[str, dict[str, Any]]) -> dict[str, str]:
     errors: dict[str, str] = {}
     for name in _GROUPS:
         values = raw.get(name, {})
-        for key, value in (values.items() if isinstance(values, dict) else ()):
+        for key, value in values.items() if isinstance(values, dict) else ():
             try:
                 RunConfig.from_dict({name: {key: value}})
             except ConfigError as exc:

@@ -40,8 +40,16 @@ from engine.util.files import (
 )
 from engine.util.names import check_display_name, is_reserved
 
-__all__ = ["Workspace", "ProjectSummary", "DatasetSummary", "RunSummary", "summarize_run",
-           "load_project_config", "save_project_config", "DEMO_PROJECT"]
+__all__ = [
+    "Workspace",
+    "ProjectSummary",
+    "DatasetSummary",
+    "RunSummary",
+    "summarize_run",
+    "load_project_config",
+    "save_project_config",
+    "DEMO_PROJECT",
+]
 
 WORKSPACE_FILE = "workspace.toml"
 PROJECT_FILE = "project.toml"
@@ -91,9 +99,13 @@ def _read_project_file(folder: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise UserError(f"{path} is missing.", "Delete the project, or restore its project.toml.") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UserError(f"{path} is unreadable: {exc}.", "Fix the file in a text editor, or delete the project.") from None
+        raise UserError(
+            f"{path} is unreadable: {exc}.", "Fix the file in a text editor, or delete the project."
+        ) from None
     if not isinstance(raw.get("project"), dict):
-        raise UserError(f"{path} has no [project] table.", "Fix the file in a text editor, or delete the project.")
+        raise UserError(
+            f"{path} has no [project] table.", "Fix the file in a text editor, or delete the project."
+        )
     return raw
 
 
@@ -104,11 +116,13 @@ def _resolve(folder: Path, value: str) -> str:
 def _config_from_raw(folder: Path, raw: dict[str, Any]) -> RunConfig:
     config = RunConfig.from_dict({k: v for k, v in raw.items() if k != "project"})
     # Relative paths mean "inside the project", wherever the process runs from.
-    return config.with_overrides({
-        "model.path": _resolve(folder, config.model.path),
-        "data.path": _resolve(folder, config.data.path),
-        "data.validation_path": _resolve(folder, config.data.validation_path),
-    })
+    return config.with_overrides(
+        {
+            "model.path": _resolve(folder, config.model.path),
+            "data.path": _resolve(folder, config.data.path),
+            "data.validation_path": _resolve(folder, config.data.validation_path),
+        }
+    )
 
 
 def _write_project_file(folder: Path, meta: dict[str, Any], config: RunConfig) -> None:
@@ -188,7 +202,9 @@ class Workspace:
                     found.append(self.summarize(folder))
             except (UserError, OSError) as exc:
                 if folder.is_dir():  # still there, but unreadable: list it with the reason
-                    problem = exc.one_line() if isinstance(exc, UserError) else f"{folder} is unreadable: {exc}."
+                    problem = (
+                        exc.one_line() if isinstance(exc, UserError) else f"{folder} is unreadable: {exc}."
+                    )
                     found.append(ProjectSummary(folder.name, folder, "", "", None, None, (), (), (), problem))
         return sorted(found, key=lambda p: (p.name.casefold(), p.path.name))
 
@@ -208,14 +224,30 @@ class Workspace:
             problem = exc.one_line()
         datasets = _scan(_entries(folder / "datasets"), _dataset_summary)
         exports = sorted(_entries(folder / "exports"), key=lambda p: p.name.casefold())
-        return ProjectSummary(name, folder, created, description, model, dataset,
-                              tuple(sorted(datasets, key=lambda d: d.name.casefold())),
-                              _list_runs(folder), tuple(exports), problem)
+        return ProjectSummary(
+            name,
+            folder,
+            created,
+            description,
+            model,
+            dataset,
+            tuple(sorted(datasets, key=lambda d: d.name.casefold())),
+            _list_runs(folder),
+            tuple(exports),
+            problem,
+        )
 
     # Changing
 
-    def create_project(self, name: str, *, model: str | None = None, dataset: Path | None = None,
-                       config: RunConfig | None = None, description: str = "") -> Path:
+    def create_project(
+        self,
+        name: str,
+        *,
+        model: str | None = None,
+        dataset: Path | None = None,
+        config: RunConfig | None = None,
+        description: str = "",
+    ) -> Path:
         """Make a project folder; `dataset` is copied into it (the user's file is never modified)."""
         name = self._check_name(name)
         overrides = {}
@@ -227,9 +259,12 @@ class Workspace:
 
             check_source(source, "Dataset")  # missing, unreachable, unreadable, a FIFO: one clear reason
             if source.is_dir() and is_inside(self.projects_dir, source):  # it would copy itself forever
-                raise UserError(f"The data folder {source.resolve()} holds this workspace ({self.root}), "
-                                "so it cannot be copied into one of its projects.",
-                                "Pick a data file or a dataset folder outside the workspace.", kind="data")
+                raise UserError(
+                    f"The data folder {source.resolve()} holds this workspace ({self.root}), "
+                    "so it cannot be copied into one of its projects.",
+                    "Pick a data file or a dataset folder outside the workspace.",
+                    kind="data",
+                )
             overrides["data.path"] = f"datasets/{source.name}"
         config = (config or RunConfig()).with_overrides(overrides)
         meta = {"name": name, "created": _now(), "description": description}
@@ -256,8 +291,9 @@ class Workspace:
         if new_name is None:
             taken = self._names()
             base = f"{raw['project'].get('name') or folder.name} copy"
-            new_name = next(n for n in (base, *(f"{base} {i}" for i in range(2, 10_000)))
-                            if n.casefold() not in taken)
+            new_name = next(
+                n for n in (base, *(f"{base} {i}" for i in range(2, 10_000))) if n.casefold() not in taken
+            )
         name = self._check_name(new_name)
         raw["project"].update(name=name, created=_now())
 
@@ -274,14 +310,19 @@ class Workspace:
         folder = self._own(project_path)
         busy = [run for run in _entries(folder / "runs") if engine_alive(run)]
         if busy:
-            raise UserError(f"A run in this project is still training ({busy[0].name}).",
-                            "Stop the run first, then delete the project.")
+            raise UserError(
+                f"A run in this project is still training ({busy[0].name}).",
+                "Stop the run first, then delete the project.",
+            )
         trash = folder.with_name(f".deleting-{folder.name}-{secrets.token_hex(4)}")
         try:
             os.rename(folder, trash)  # one step: the browser sees the whole project or none of it
         except OSError as exc:
-            raise UserError(f"Cannot delete {folder}: {exc.strerror or exc}.",
-                            "Close any program that uses files in it, then try again.", kind="io") from None
+            raise UserError(
+                f"Cannot delete {folder}: {exc.strerror or exc}.",
+                "Close any program that uses files in it, then try again.",
+                kind="io",
+            ) from None
         shutil.rmtree(trash, ignore_errors=True)
 
     def first_start(self) -> Path | None:
@@ -293,11 +334,15 @@ class Workspace:
             from engine.models import demo
 
             project = self.create_project(
-                DEMO_PROJECT, model=str(demo.demo_model_dir()), dataset=demo.demo_dataset_path(),
+                DEMO_PROJECT,
+                model=str(demo.demo_model_dir()),
+                dataset=demo.demo_dataset_path(),
                 config=demo.load_demo_config(),
-                description="SmolLM2-135M-Instruct learns a few facts about Whetstone.")
-        atomic_write_text(self.root / WORKSPACE_FILE,
-                          tomli_w.dumps({"format_version": FORMAT_VERSION, "created": _now()}))
+                description="SmolLM2-135M-Instruct learns a few facts about Whetstone.",
+            )
+        atomic_write_text(
+            self.root / WORKSPACE_FILE, tomli_w.dumps({"format_version": FORMAT_VERSION, "created": _now()})
+        )
         return project
 
     # Helpers
@@ -318,8 +363,10 @@ class Workspace:
         if not name:
             raise UserError("A project needs a name.", "Type a name for the project.")
         if len(name) > MAX_NAME:
-            raise UserError(f"The project name is {len(name)} characters long; at most {MAX_NAME} are allowed.",
-                            "Choose a shorter name.")
+            raise UserError(
+                f"The project name is {len(name)} characters long; at most {MAX_NAME} are allowed.",
+                "Choose a shorter name.",
+            )
         check_display_name(name, "project name")  # line breaks, U+202E and other invisible characters
         if name.casefold() in self._names(exclude):
             raise UserError(f"A project named '{name}' already exists.", "Choose another name.")
@@ -329,7 +376,9 @@ class Workspace:
         """A project folder of this workspace (never an arbitrary folder we might delete)."""
         folder = Path(project_path)
         if not folder.is_dir() or folder.resolve().parent != self.projects_dir.resolve():
-            raise UserError(f"{folder} is not a project of the workspace {self.root}.", "Choose a project from the list.")
+            raise UserError(
+                f"{folder} is not a project of the workspace {self.root}.", "Choose a project from the list."
+            )
         return folder
 
     def _readable(self, folder: Path, action: str) -> dict[str, Any]:

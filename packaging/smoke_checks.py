@@ -44,7 +44,8 @@ REPO = Path(__file__).resolve().parent.parent
 TAG_VARIABLE = "WHETSTONE_SMOKE_TAG"
 # Places under HOME (relative) where the programs may write, besides WHETSTONE_HOME.
 ALLOWED_IN_HOME = (
-    ".config/Whetstone",  # Qt settings: QSettings("Whetstone", "Whetstone") -> Whetstone.conf (and Whetstone/)
+    # Qt settings: QSettings("Whetstone", "Whetstone") -> Whetstone.conf (and Whetstone/)
+    ".config/Whetstone",
 )
 NETWORK_PROBES = (("pypi.org", 443), ("1.1.1.1", 443), ("8.8.8.8", 53))
 
@@ -89,23 +90,47 @@ class Smoke:
         keep = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "USER", "LOGNAME", "SYSTEMROOT", "PATHEXT")
         env = {key: os.environ[key] for key in keep if key in os.environ}
         venvs = [p for p in (os.environ.get("VIRTUAL_ENV"), str(REPO / ".venv")) if p]
-        path = [entry for entry in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
-                if entry and not any(entry.startswith(v) for v in venvs)]
-        env.update(PATH=os.pathsep.join(path), HOME=str(self.home), WHETSTONE_HOME=str(self.data),
-                   TMPDIR=str(self.tmp), XDG_RUNTIME_DIR=str(self.runtime), **{TAG_VARIABLE: self.tag})
+        path = [
+            entry
+            for entry in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
+            if entry and not any(entry.startswith(v) for v in venvs)
+        ]
+        env.update(
+            PATH=os.pathsep.join(path),
+            HOME=str(self.home),
+            WHETSTONE_HOME=str(self.data),
+            TMPDIR=str(self.tmp),
+            XDG_RUNTIME_DIR=str(self.runtime),
+            **{TAG_VARIABLE: self.tag},
+        )
         env.update(extra)
         return env
 
-    def run(self, name: str, argv: list[str], *, timeout: float, env: dict[str, str] | None = None,
-            cwd: Path | None = None) -> tuple[int | None, float, str]:
-        """Run one program to its end; its output goes to logs/NAME.log. Returns (exit code, seconds, output)."""
+    def run(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        timeout: float,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> tuple[int | None, float, str]:
+        """Run one program to its end; its output goes to logs/NAME.log.
+        Returns (exit code, seconds, output)."""
         log = self.logs / f"{name}.log"
         started = time.monotonic()
         with open(log, "w", encoding="utf-8") as out:
             out.write("$ " + " ".join(argv) + "\n")
             out.flush()
-            process = subprocess.Popen(argv, env=env or self.env(), cwd=cwd or self.cwd, stdout=out,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            process = subprocess.Popen(
+                argv,
+                env=env or self.env(),
+                cwd=cwd or self.cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             try:
                 code = process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -128,7 +153,8 @@ class Smoke:
             pass
 
     def tagged_processes(self) -> dict[int, str]:
-        """Every live process started by us or by our children (the tag is inherited through the environment)."""
+        """Every live process started by us or by our children
+        (the tag is inherited through the environment)."""
         found = {}
         needle = f"{TAG_VARIABLE}={self.tag}".encode()
         for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
@@ -175,10 +201,15 @@ class Smoke:
             reached = None
         self.report["checks"]["network"] = {"reachable": reached, "probes": results}
         if reached and not self.args.allow_network:
-            stop(f"the network is reachable ({reached}); run these checks without network "
-                             "(e.g. `unshare -n python3 packaging/smoke_checks.py ...`) or pass --allow-network")
-        print(f"  {'reachable: ' + reached + ' (--allow-network)' if reached else 'unreachable'}: "
-              f"{'; '.join(results)}", flush=True)
+            stop(
+                f"the network is reachable ({reached}); run these checks without network "
+                "(e.g. `unshare -n python3 packaging/smoke_checks.py ...`) or pass --allow-network"
+            )
+        print(
+            f"  {'reachable: ' + reached + ' (--allow-network)' if reached else 'unreachable'}: "
+            f"{'; '.join(results)}",
+            flush=True,
+        )
 
     def build_tiny_model(self) -> tuple[Path, Path] | None:
         print("Tiny model (built with --builder-python):", flush=True)
@@ -197,20 +228,32 @@ class Smoke:
         )
         builder_home = self.work / "builder-home"
         (builder_home / "tmp").mkdir(exist_ok=True)
-        env = self.env(HOME=str(builder_home), TMPDIR=str(builder_home / "tmp"), PYTHONDONTWRITEBYTECODE="1", HF_HUB_OFFLINE="1",
-                       TRANSFORMERS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1")
+        env = self.env(
+            HOME=str(builder_home),
+            TMPDIR=str(builder_home / "tmp"),
+            PYTHONDONTWRITEBYTECODE="1",
+            HF_HUB_OFFLINE="1",
+            TRANSFORMERS_OFFLINE="1",
+            HF_HUB_DISABLE_TELEMETRY="1",
+        )
         env.pop("WHETSTONE_HOME")
-        status, seconds, output = self.run("build-tiny-model", [self.args.builder_python, "-c", code],
-                                           timeout=600, env=env, cwd=self.inputs)
+        status, seconds, output = self.run(
+            "build-tiny-model", [self.args.builder_python, "-c", code], timeout=600, env=env, cwd=self.inputs
+        )
         if status != 0 or not (model / "config.json").is_file() or not facts.is_file():
-            self.fail(f"building the tiny model with {self.args.builder_python} failed (exit {status}); "
-                      f"see {self.logs / 'build-tiny-model.log'}")
+            self.fail(
+                f"building the tiny model with {self.args.builder_python} failed (exit {status}); "
+                f"see {self.logs / 'build-tiny-model.log'}"
+            )
             return None
         versions = next((json.loads(line) for line in output.splitlines() if line.startswith("{")), {})
         self.report["figures"]["tiny_model_build_s"] = round(seconds, 2)
         self.report["checks"]["builder"] = versions
-        print(f"  built in {seconds:.1f} s with torch {versions.get('torch')}, "
-              f"transformers {versions.get('transformers')}", flush=True)
+        print(
+            f"  built in {seconds:.1f} s with torch {versions.get('torch')}, "
+            f"transformers {versions.get('transformers')}",
+            flush=True,
+        )
         return model, facts
 
     def check_engine(self, inputs: tuple[Path, Path] | None) -> None:
@@ -221,31 +264,60 @@ class Smoke:
             run_dir = self.work / "runs" / "tiny"
             run_dir.parent.mkdir(parents=True, exist_ok=True)
             status, seconds, _ = self.run(
-                "engine-train", [engine, "train", "--model", str(model), "--data", str(facts), "--output",
-                                 str(run_dir), "--max-steps", "4", "--save-every", "2"], timeout=900)
+                "engine-train",
+                [
+                    engine,
+                    "train",
+                    "--model",
+                    str(model),
+                    "--data",
+                    str(facts),
+                    "--output",
+                    str(run_dir),
+                    "--max-steps",
+                    "4",
+                    "--save-every",
+                    "2",
+                ],
+                timeout=900,
+            )
             self.report["figures"]["engine_train_s"] = round(seconds, 2)
             state = self.last_status(run_dir / "events.jsonl")
             adapter = run_dir / "adapter" / "adapter_model.safetensors"
-            self.report["checks"]["train"] = {"exit": status, "last_status": state, "adapter": adapter.is_file()}
+            self.report["checks"]["train"] = {
+                "exit": status,
+                "last_status": state,
+                "adapter": adapter.is_file(),
+            }
             if status != 0:
-                self.fail(f"`whetstone-engine train` exited with {status}; see {self.logs / 'engine-train.log'}")
+                self.fail(
+                    f"`whetstone-engine train` exited with {status}; see {self.logs / 'engine-train.log'}"
+                )
             if not adapter.is_file():
                 self.fail(f"training wrote no {adapter}")
             if state != "done":
                 self.fail(f"{run_dir / 'events.jsonl'} ends with status {state!r}, not 'done'")
             if status == 0 and adapter.is_file() and state == "done":
-                print(f"  train: 4 steps in {seconds:.1f} s (wall, process start to exit); adapter written; "
-                      "last status done", flush=True)
+                print(
+                    f"  train: 4 steps in {seconds:.1f} s (wall, process start to exit); adapter written; "
+                    "last status done",
+                    flush=True,
+                )
             self.kill_leftovers("engine train")
-        status, seconds, output = self.run("engine-diagnostics", [engine, "diagnostics", "--json"], timeout=300)
+        status, seconds, output = self.run(
+            "engine-diagnostics", [engine, "diagnostics", "--json"], timeout=300
+        )
         self.report["figures"]["engine_diagnostics_s"] = round(seconds, 2)
         try:
-            diagnostics = json.loads(output[output.index("{"):])
+            diagnostics = json.loads(output[output.index("{") :])
         except ValueError:
             diagnostics = None
         self.report["checks"]["diagnostics"] = {"exit": status, "report": diagnostics}
         if status != 0:
-            self.fail(f"`whetstone-engine diagnostics` exited with {status}; see {self.logs / 'engine-diagnostics.log'}")
+            self.fail(
+                f"`whetstone-engine diagnostics` exited with {status}; "
+                f"see {self.logs / 'engine-diagnostics.log'}"
+            )
         else:
             print(f"  diagnostics: exit 0 in {seconds:.1f} s", flush=True)
         self.kill_leftovers("engine diagnostics")
@@ -275,8 +347,16 @@ class Smoke:
             err.write("$ " + " ".join(argv) + "\n")
             err.flush()
             spawn_wall, spawn = time.time(), time.monotonic()
-            process = subprocess.Popen(argv, env=env, cwd=self.cwd, stdout=subprocess.PIPE, stderr=err,
-                                       stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+            process = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=self.cwd,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                start_new_session=True,
+            )
             lines: queue.Queue = queue.Queue()
 
             def pump() -> None:
@@ -318,25 +398,34 @@ class Smoke:
             with open(log, "a", encoding="utf-8") as err:
                 err.write("--- stdout ---\n" + "".join(seen))
             tail = "\n".join("      " + line for line in log.read_text(errors="replace").splitlines()[-25:])
-            self.fail(f"the GUI printed no startup report within {self.args.gui_timeout:.0f} s "
-                      f"(exit {exit_code}); see {log}:\n{tail}")
+            self.fail(
+                f"the GUI printed no startup report within {self.args.gui_timeout:.0f} s "
+                f"(exit {exit_code}); see {log}:\n{tail}"
+            )
             return
         figures = self.report["figures"]
-        figures["gui_first_paint_s"] = report["first_paint_s"]  # measured in the process, from its first line of Python
+        figures["gui_first_paint_s"] = report[
+            "first_paint_s"
+        ]  # measured in the process, from its first line of Python
         if "first_paint_wall" in report:
             figures["gui_spawn_to_first_paint_s"] = round(report["first_paint_wall"] - spawn_wall, 3)
         figures["gui_spawn_to_report_s"] = round(report_at - spawn, 3)
         figures["gui_max_stall_ms"] = report.get("max_stall_ms")
-        print(f"  first paint {report['first_paint_s']:.2f} s in-process, "
-              f"{figures.get('gui_spawn_to_first_paint_s', float('nan')):.2f} s from spawn; report line after "
-              f"{figures['gui_spawn_to_report_s']:.2f} s; longest stall {report.get('max_stall_ms')} ms; "
-              f"{report.get('projects')} project(s); device {report.get('device')!r}", flush=True)
+        print(
+            f"  first paint {report['first_paint_s']:.2f} s in-process, "
+            f"{figures.get('gui_spawn_to_first_paint_s', float('nan')):.2f} s from spawn; report line after "
+            f"{figures['gui_spawn_to_report_s']:.2f} s; longest stall {report.get('max_stall_ms')} ms; "
+            f"{report.get('projects')} project(s); device {report.get('device')!r}",
+            flush=True,
+        )
         if exit_code is None:
             self.warnings.append("the GUI did not quit within 30 s after its startup report (killed)")
         elif exit_code != 0:
             self.fail(f"the GUI exited with {exit_code} after its startup report; see {log}")
         if leftovers:
-            print(f"  killed {len(leftovers)} process(es) it left running: " + "; ".join(leftovers), flush=True)
+            print(
+                f"  killed {len(leftovers)} process(es) it left running: " + "; ".join(leftovers), flush=True
+            )
 
     # -- files ----------------------------------------------------------------------------------------
     @staticmethod
@@ -351,7 +440,11 @@ class Smoke:
                 except OSError:
                     continue
                 kind = "d" if os.path.isdir(path) and not os.path.islink(path) else "f"
-                entries[os.path.relpath(path, root)] = (kind, st.st_size if kind == "f" else 0, st.st_mtime_ns)
+                entries[os.path.relpath(path, root)] = (
+                    kind,
+                    st.st_size if kind == "f" else 0,
+                    st.st_mtime_ns,
+                )
         return entries
 
     @staticmethod
@@ -368,20 +461,32 @@ class Smoke:
         ours, foreign = [], []
         for change in changes:
             path = change[2:]
-            if path == data_rel or path.startswith(data_rel + os.sep) or any(
-                    path.startswith(allowed) for allowed in ALLOWED_IN_HOME):
+            if (
+                path == data_rel
+                or path.startswith(data_rel + os.sep)
+                or any(path.startswith(allowed) for allowed in ALLOWED_IN_HOME)
+            ):
                 ours.append(change)
             elif not any(other[2:].startswith(path + os.sep) for other in changes):
                 foreign.append(change)  # a folder counts only when nothing inside it is listed
         parents = sorted({c[2:].split(os.sep)[0] for c in ours})
-        self.report["checks"]["home"] = {"written_in_allowed_places": len(ours), "top_level": parents,
-                                         "outside_allowed_places": foreign}
+        self.report["checks"]["home"] = {
+            "written_in_allowed_places": len(ours),
+            "top_level": parents,
+            "outside_allowed_places": foreign,
+        }
         if foreign:
-            self.fail(f"{len(foreign)} file(s) written under HOME outside WHETSTONE_HOME and ~/.config/Whetstone*:\n"
-                      + "\n".join(f"      {c}" for c in foreign[:40]))
+            self.fail(
+                f"{len(foreign)} file(s) written under HOME "
+                "outside WHETSTONE_HOME and ~/.config/Whetstone*:\n"
+                + "\n".join(f"      {c}" for c in foreign[:40])
+            )
         else:
-            print(f"  HOME: {len(ours)} paths written, all in WHETSTONE_HOME or ~/.config/Whetstone* "
-                  f"({', '.join(parents) or 'nothing'})", flush=True)
+            print(
+                f"  HOME: {len(ours)} paths written, all in WHETSTONE_HOME or ~/.config/Whetstone* "
+                f"({', '.join(parents) or 'nothing'})",
+                flush=True,
+            )
         in_cwd = sorted(os.listdir(self.cwd))
         self.report["checks"]["cwd"] = in_cwd
         if in_cwd:
@@ -395,8 +500,10 @@ class Smoke:
             changed = self.diff(before, self.snapshot(Path(folder)))
             self.report["checks"]["readonly"][folder] = {"entries": len(before), "changed": changed[:200]}
             if changed:
-                self.fail(f"{len(changed)} change(s) inside the read-only folder {folder}:\n"
-                          + "\n".join(f"      {c}" for c in changed[:40]))
+                self.fail(
+                    f"{len(changed)} change(s) inside the read-only folder {folder}:\n"
+                    + "\n".join(f"      {c}" for c in changed[:40])
+                )
             else:
                 print(f"  read-only {folder}: {len(before)} entries unchanged", flush=True)
 
@@ -448,19 +555,35 @@ class Smoke:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="smoke_checks.py", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser = argparse.ArgumentParser(
+        prog="smoke_checks.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     parser.add_argument("--label", required=True, help="a name for the report (wheelhouse, bundle, ...)")
-    parser.add_argument("--builder-python", required=True, help="a python with torch + transformers, builds the tiny model")
+    parser.add_argument(
+        "--builder-python", required=True, help="a python with torch + transformers, builds the tiny model"
+    )
     parser.add_argument("--engine", required=True, help="the whetstone-engine program to check")
     parser.add_argument("--gui", required=True, help="the whetstone program to check")
-    parser.add_argument("--readonly-dir", action="append", default=[], metavar="DIR",
-                        help="a folder that must stay untouched (the install), repeatable")
-    parser.add_argument("--work", type=Path, help="work folder (new or empty; default: a new temp folder, kept)")
+    parser.add_argument(
+        "--readonly-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder that must stay untouched (the install), repeatable",
+    )
+    parser.add_argument(
+        "--work", type=Path, help="work folder (new or empty; default: a new temp folder, kept)"
+    )
     parser.add_argument("--allow-network", action="store_true", help="run even when the network is reachable")
-    parser.add_argument("--report-after", type=float, default=2.0, help="seconds the GUI measures stalls (default 2)")
-    parser.add_argument("--gui-timeout", type=float, default=300.0, help="seconds to wait for the GUI's report")
+    parser.add_argument(
+        "--report-after", type=float, default=2.0, help="seconds the GUI measures stalls (default 2)"
+    )
+    parser.add_argument(
+        "--gui-timeout", type=float, default=300.0, help="seconds to wait for the GUI's report"
+    )
     args = parser.parse_args(argv)
     for name in ("builder_python", "engine", "gui"):
         value = getattr(args, name)

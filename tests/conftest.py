@@ -35,8 +35,14 @@ def short_run(tiny_model_dir, tmp_path_factory) -> Path:
 
     tmp = tmp_path_factory.mktemp("short-run")
     data = write_jsonl(tmp / "facts.jsonl", tiny_model.fact_rows())
-    config = tiny_config(tiny_model_dir, data, training__max_steps=8, training__save_every=4,
-                         data__validation_ratio=0.0, lora__dropout=0.0)
+    config = tiny_config(
+        tiny_model_dir,
+        data,
+        training__max_steps=8,
+        training__save_every=4,
+        data__validation_ratio=0.0,
+        lora__dropout=0.0,
+    )
     assert train(config, tmp / "run").state == "done"
     return tmp / "run"
 
@@ -52,8 +58,14 @@ def trained_run(tiny_model_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("trained")
     data = write_jsonl(tmp / "facts.jsonl", tiny_model.fact_rows())
     with refuse_network() as attempts:
-        config = tiny_config(tiny_model_dir, data, training__max_steps=200, training__save_every=100,
-                             data__validation_ratio=0.0, lora__dropout=0.0)
+        config = tiny_config(
+            tiny_model_dir,
+            data,
+            training__max_steps=200,
+            training__save_every=100,
+            data__validation_ratio=0.0,
+            lora__dropout=0.0,
+        )
         result = train(config, tmp / "run")
     return result, tmp / "run", attempts
 

@@ -21,7 +21,9 @@ NEW_DATASET = "chat-rows.jsonl"
 
 
 class AddToDatasetDialog(QDialog):
-    def __init__(self, messages: list[dict], datasets: list[Path], folder: Path, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, messages: list[dict], datasets: list[Path], folder: Path, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Add to dataset")
         row = conversation_to_row(messages)  # DataError (no reply, empty reply) is the caller's to show
@@ -33,8 +35,11 @@ class AddToDatasetDialog(QDialog):
             self.target.addItem(f"{NEW_DATASET} (new)", str(folder / NEW_DATASET))
         preview = QPlainTextEdit(json.dumps(row, ensure_ascii=False, indent=2), self)
         preview.setReadOnly(True)
-        note = QLabel("This is the row that will be trained on. To correct the reply first, close this and use "
-                      "its Edit button in the chat.", self)
+        note = QLabel(
+            "This is the row that will be trained on. To correct the reply first, close this and use "
+            "its Edit button in the chat.",
+            self,
+        )
         note.setWordWrap(True)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel, self)
         buttons.addButton("Add row", QDialogButtonBox.ButtonRole.AcceptRole)

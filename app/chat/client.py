@@ -28,9 +28,7 @@ class ChatClient(QObject):
     """A chat-server child process: requests in, signals out (delivered on the UI thread)."""
 
     loading = Signal(str)  # progress message
-    loaded = Signal(
-        dict
-    )  # model, adapter, device, memory_bytes, memory_kind, weights_bytes, seconds
+    loaded = Signal(dict)  # model, adapter, device, memory_bytes, memory_kind, weights_bytes, seconds
     unloaded = Signal()
     chunk = Signal(str, str)  # reply id, text
     done = Signal(str, str, dict)  # reply id, full text, stats (ReplyStats.to_dict())

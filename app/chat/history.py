@@ -46,8 +46,11 @@ class ChatHistory(QWidget):
         self.list.clear()
         for summary in list_conversations(self.project_dir) if self.project_dir else []:
             when = summary.updated[:16].replace("T", " ")
-            label = (f"{summary.title or 'New chat'}\n{when} · {summary.message_count} messages"
-                     if not summary.problem else f"{summary.path.name}\ncannot be read: {summary.problem}")
+            label = (
+                f"{summary.title or 'New chat'}\n{when} · {summary.message_count} messages"
+                if not summary.problem
+                else f"{summary.path.name}\ncannot be read: {summary.problem}"
+            )
             item = QListWidgetItem(label)
             item.setData(Qt.ItemDataRole.UserRole, None if summary.problem else summary.id)
             item.setToolTip(summary.problem or summary.title)

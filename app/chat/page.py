@@ -69,7 +69,9 @@ class ChatSide(QWidget):
         super().__init__(parent)
         self.client = ChatClient(self)
         self.adapter = QComboBox(self)
-        self.adapter.setToolTip("What to talk to: the base model alone, or with a run's adapter or checkpoint")
+        self.adapter.setToolTip(
+            "What to talk to: the base model alone, or with a run's adapter or checkpoint"
+        )
         self.state = QLabel("Not loaded", self)
         self.state.setWordWrap(True)
         self.transcript = ChatTranscript(title, self)
@@ -143,10 +145,16 @@ class ChatSide(QWidget):
     def _on_loaded(self, info: dict) -> None:
         self.loading = False
         self.loaded_key = self._key
-        adapter = self.adapter.itemText(max(self.adapter.findData(self._key[1]), 0)) if info.get("adapter") else "no adapter"
+        adapter = (
+            self.adapter.itemText(max(self.adapter.findData(self._key[1]), 0))
+            if info.get("adapter")
+            else "no adapter"
+        )
         memory = format_size(int(info.get("memory_bytes") or 0))
-        self.state.setText(f"Loaded: {Path(info['model']).name} + {adapter} · {info.get('device', '?')} · "
-                           f"{memory} · {info.get('seconds', 0):.1f} s to load")
+        self.state.setText(
+            f"Loaded: {Path(info['model']).name} + {adapter} · {info.get('device', '?')} · "
+            f"{memory} · {info.get('seconds', 0):.1f} s to load"
+        )
         self.busy_changed.emit()
 
     def _on_unloaded(self) -> None:
@@ -178,7 +186,9 @@ class ChatSide(QWidget):
         was_loaded = self.loaded_key is not None or self.loading
         self.loading, self.loaded_key, self.reply_id = False, None, None
         if was_loaded:
-            self.state.setText(f"The model process ended ({line or f'exit code {code}'}). Load it again to go on.")
+            self.state.setText(
+                f"The model process ended ({line or f'exit code {code}'}). Load it again to go on."
+            )
         self.busy_changed.emit()
 
 
@@ -200,13 +210,16 @@ class ChatPage(QWidget):
         for label, key in DEVICES:
             self.device.addItem(label, key)
         self.compare = QCheckBox("Compare side by side", self)
-        self.compare.setToolTip("Send each prompt to two models (e.g. base and tuned) with the same settings and seed")
+        self.compare.setToolTip(
+            "Send each prompt to two models (e.g. base and tuned) with the same settings and seed"
+        )
         self.load_button = QPushButton("Load", self)
         self.unload_button = QPushButton("Unload", self)
         self.unload_button.setToolTip("Free the memory the loaded models use")
         self.add_button = QPushButton("Add to dataset…", self)
-        self.add_button.setToolTip("Turn the conversation (correct a reply first with its Edit button) into a "
-                                   "training row")
+        self.add_button.setToolTip(
+            "Turn the conversation (correct a reply first with its Edit button) into a training row"
+        )
         self.sets_button = QPushButton("Prompt sets…", self)
         self.sets_button.setToolTip("Saved test prompts, run against the loaded models, replies side by side")
         self.history = ChatHistory(self)
@@ -311,8 +324,10 @@ class ChatPage(QWidget):
         except FileNotFoundError:
             result = None
         if result is None:
-            self.failed.emit(f"Run {run_title(run_dir)} has no adapter or checkpoint to chat with yet.",
-                             "Train it until it saves a checkpoint, or pick another run.")
+            self.failed.emit(
+                f"Run {run_title(run_dir)} has no adapter or checkpoint to chat with yet.",
+                "Train it until it saves a checkpoint, or pick another run.",
+            )
             return False
         if any(side.transcript.messages() for side in self.sides):
             self.new_chat()  # the last conversation is saved; this one compares other models
@@ -367,13 +382,18 @@ class ChatPage(QWidget):
         conv.model, conv.adapter = self._model() or "", first.adapter.currentData()
         conv.settings = GenerationSettings.from_dict(settings)
         conv.messages = first.transcript.messages()
-        conv.compare = ({"adapter": second.adapter.currentData(), "messages": second.transcript.messages()}
-                        if self.compare.isChecked() else None)
+        conv.compare = (
+            {"adapter": second.adapter.currentData(), "messages": second.transcript.messages()}
+            if self.compare.isChecked()
+            else None
+        )
         try:
             save_conversation(self.project.path, conv)
         except (UserError, OSError) as exc:
-            self.failed.emit(f"The conversation was not saved: {getattr(exc, 'message', exc)}",
-                             "Check that the project folder is writable and the disk not full.")
+            self.failed.emit(
+                f"The conversation was not saved: {getattr(exc, 'message', exc)}",
+                "Check that the project folder is writable and the disk not full.",
+            )
             return
         self.conversation = conv
         self.history.refresh(select=conv.id)
@@ -424,7 +444,9 @@ class ChatPage(QWidget):
     def choose_dataset_for_row(self, messages: list[dict]) -> Path | None:
         """Ask which dataset gets the row (tests replace this)."""
         training = Path(self.project.dataset) if self.project.dataset else None
-        datasets = sorted((d.path for d in self.project.datasets), key=lambda path: path != training)  # training data first
+        datasets = sorted(
+            (d.path for d in self.project.datasets), key=lambda path: path != training
+        )  # training data first
         dialog = AddToDatasetDialog(messages, datasets, self.project.path / "datasets", self)
         return dialog.chosen() if dialog.exec() else None
 
@@ -437,7 +459,8 @@ class ChatPage(QWidget):
         side = self.sides[self._edited_side] if self.compare.isChecked() else self.sides[0]
         system = self.sampling.system_prompt().strip()
         messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": m["role"], "content": m["content"]} for m in side.transcript.messages()]
+            {"role": m["role"], "content": m["content"]} for m in side.transcript.messages()
+        ]
         try:
             conversation_to_row(messages)
         except UserError as exc:
@@ -457,8 +480,11 @@ class ChatPage(QWidget):
         system = self.sampling.system_prompt().strip()
         for side in sides:
             history = [m for m in side.transcript.messages() if m["role"] in ("user", "assistant")]
-            messages = ([{"role": "system", "content": system}] if system else []) + [
-                {"role": m["role"], "content": m["content"]} for m in history] + [{"role": "user", "content": text}]
+            messages = (
+                ([{"role": "system", "content": system}] if system else [])
+                + [{"role": m["role"], "content": m["content"]} for m in history]
+                + [{"role": "user", "content": text}]
+            )
             side.transcript.set_messages([*side.transcript.messages(), {"role": "user", "content": text}])
             side.send(messages, settings)
         self._update_state()
@@ -495,14 +521,17 @@ class ChatPage(QWidget):
         self.unload_button.setEnabled(any(side.loaded_key for side in self.sides) and not generating)
         self.composer.set_busy(generating)
         self.sets_button.setEnabled(self.project is not None and not self.project.problem and not generating)
-        self.add_button.setEnabled(not generating and self.project is not None
-                                   and bool(self.sides[0].transcript.messages()))
+        self.add_button.setEnabled(
+            not generating and self.project is not None and bool(self.sides[0].transcript.messages())
+        )
         if model is None:
             reason = "Choose a base model first"
         elif waiting:
             reason = "Preparing the demo model (once, about a minute)…"
         elif not all(side.ready() for side in sides):
-            reason = "Loading…" if loading else "Press Load to load the model" + ("s" if len(sides) > 1 else "")
+            reason = (
+                "Loading…" if loading else "Press Load to load the model" + ("s" if len(sides) > 1 else "")
+            )
         else:
             stale = [side for side in sides if side.loaded_key[1] != side.adapter.currentData()]
             reason = "Press Load: the adapter choice changed" if stale else None

@@ -63,18 +63,23 @@ class PromptSetRun(QObject):
             return
         prompt = self.set.prompts[len(self.results)]
         messages = ([{"role": "system", "content": self.set.system}] if self.set.system else []) + [
-            {"role": "user", "content": prompt}]
+            {"role": "user", "content": prompt}
+        ]
         self._reply = self.side.client.generate(messages, self.settings)
         self.progress.emit(self.label, len(self.results), len(self.set.prompts))
 
     def _on_done(self, reply_id: str, text: str, stats: dict) -> None:
         if reply_id == self._reply:
-            self.results.append({"prompt": self.set.prompts[len(self.results)], "reply": text, "stats": stats})
+            self.results.append(
+                {"prompt": self.set.prompts[len(self.results)], "reply": text, "stats": stats}
+            )
             self._next()
 
     def _on_error(self, what: str, _kind: str, message: str, _hint: str) -> None:
         if what == self._reply:
-            self.results.append({"prompt": self.set.prompts[len(self.results)], "reply": f"(no reply: {message})"})
+            self.results.append(
+                {"prompt": self.set.prompts[len(self.results)], "reply": f"(no reply: {message})"}
+            )
             self._next()
 
 
@@ -97,8 +102,10 @@ class PromptSetsDialog(QDialog):
         self.prompts.setPlaceholderText("One prompt per line")
         self.save_button = QPushButton("Save set", self)
         self.run_button = QPushButton("Run on the loaded models", self)
-        self.run_button.setToolTip("Each loaded side (both in compare mode) answers every prompt with the current "
-                                   "sampling settings; the replies are saved under its name")
+        self.run_button.setToolTip(
+            "Each loaded side (both in compare mode) answers every prompt with the current "
+            "sampling settings; the replies are saved under its name"
+        )
         self.state = QLabel(self)
         self.grid = QTableWidget(self)
         self.grid.setWordWrap(True)
@@ -144,8 +151,11 @@ class PromptSetsDialog(QDialog):
         self.sets.blockSignals(True)
         self.sets.clear()
         for summary in list_prompt_sets(self.project_dir):
-            item = QListWidgetItem(f"{summary.name} ({summary.prompt_count})" if not summary.problem else
-                                   f"{summary.path.name}: {summary.problem}")
+            item = QListWidgetItem(
+                f"{summary.name} ({summary.prompt_count})"
+                if not summary.problem
+                else f"{summary.path.name}: {summary.problem}"
+            )
             item.setData(Qt.ItemDataRole.UserRole, None if summary.problem else summary.slug)
             self.sets.addItem(item)
             if summary.slug == select:
@@ -164,8 +174,12 @@ class PromptSetsDialog(QDialog):
 
     def save_set(self) -> bool:
         prompts = [line.strip() for line in self.prompts.toPlainText().splitlines() if line.strip()]
-        prompt_set = PromptSet(self.name.text().strip() or "Prompts", prompts, self.system.text().strip(),
-                               self.current.slug if self.current else "")
+        prompt_set = PromptSet(
+            self.name.text().strip() or "Prompts",
+            prompts,
+            self.system.text().strip(),
+            self.current.slug if self.current else "",
+        )
         try:
             save_prompt_set(self.project_dir, prompt_set)
         except UserError as exc:
@@ -240,8 +254,10 @@ class PromptSetsDialog(QDialog):
         replies = {}
         for label in labels:
             try:
-                replies[label] = {r.get("prompt"): r.get("reply", "") for r in
-                                  load_prompt_set_results(self.project_dir, self.current.slug, label)}
+                replies[label] = {
+                    r.get("prompt"): r.get("reply", "")
+                    for r in load_prompt_set_results(self.project_dir, self.current.slug, label)
+                }
             except UserError:
                 replies[label] = {}
         for row, prompt in enumerate(self.current.prompts):

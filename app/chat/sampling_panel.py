@@ -34,8 +34,7 @@ TIPS = {
     "(repeatable, can be dull or loop); higher is more varied but more likely to wander off.",
     "top_p": "Sample only from the most likely tokens that together make up this share of the "
     "probability. Lower is safer and plainer; 1 turns it off.",
-    "top_k": "Sample only from the k most likely tokens. Small values are safer but plainer; "
-    "0 turns it off.",
+    "top_k": "Sample only from the k most likely tokens. Small values are safer but plainer; 0 turns it off.",
     "max_new_tokens": "The longest a reply can get. Higher allows longer answers but a runaway "
     "reply takes longer to finish.",
     "repetition_penalty": "Above 1 discourages repeating words already in the conversation. "

@@ -71,17 +71,12 @@ def code_background(palette: QPalette) -> QColor:
     base, text = palette.color(QPalette.ColorRole.Base), palette.color(QPalette.ColorRole.Text)
     mix = 0.09
     return QColor(
-        *(
-            round(b + (t - b) * mix)
-            for b, t in zip(base.getRgb()[:3], text.getRgb()[:3], strict=True)
-        )
+        *(round(b + (t - b) * mix) for b, t in zip(base.getRgb()[:3], text.getRgb()[:3], strict=True))
     )
 
 
 def _is_code(block) -> bool:
-    return block.isValid() and block.blockFormat().hasProperty(
-        QTextFormat.Property.BlockCodeLanguage
-    )
+    return block.isValid() and block.blockFormat().hasProperty(QTextFormat.Property.BlockCodeLanguage)
 
 
 def render_markdown(document: QTextDocument, text: str, palette: QPalette) -> None:
@@ -112,9 +107,7 @@ def render_markdown(document: QTextDocument, text: str, palette: QPalette) -> No
                 if not is_code:
                     fmt.setBackground(tint)
                 cursor.setPosition(fragment.position())
-                cursor.setPosition(
-                    fragment.position() + fragment.length(), QTextCursor.MoveMode.KeepAnchor
-                )
+                cursor.setPosition(fragment.position() + fragment.length(), QTextCursor.MoveMode.KeepAnchor)
                 cursor.setCharFormat(fmt)
             it += 1
         block = block.next()
@@ -158,9 +151,7 @@ class _MessageView(QFrame):
         font.setBold(True)
         self.role_label.setFont(font)
         self.edit_button = QToolButton(text="Edit", objectName="edit", autoRaise=True)
-        self.edit_button.setToolTip(
-            "Correct this reply; the corrected text is what the model sees next."
-        )
+        self.edit_button.setToolTip("Correct this reply; the corrected text is what the model sees next.")
         self.edit_button.clicked.connect(self._on_edit_clicked)
         header = QHBoxLayout()
         header.addWidget(self.role_label)
@@ -215,10 +206,7 @@ class _MessageView(QFrame):
 
     def update_edit_button(self) -> None:
         self.edit_button.setVisible(
-            self.is_reply()
-            and self.transcript.editable
-            and not self.streaming
-            and self.editor.isHidden()
+            self.is_reply() and self.transcript.editable and not self.streaming and self.editor.isHidden()
         )
 
     def _show_editor(self, on: bool) -> None:

@@ -24,8 +24,16 @@ class DatasetChecks(QObject):
     failed = Signal(str, str)  # message, hint
     issues_shown = Signal()  # the problems changed on screen (a problem filter must be applied again)
 
-    def __init__(self, tasks: TaskRunner, context: ModelContext, problems: ProblemsPanel, bottom: QTabWidget,
-                 lengths_tab: QWidget, toolbar: DataToolbar, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        tasks: TaskRunner,
+        context: ModelContext,
+        problems: ProblemsPanel,
+        bottom: QTabWidget,
+        lengths_tab: QWidget,
+        toolbar: DataToolbar,
+        parent: QObject | None = None,
+    ) -> None:
         super().__init__(parent)
         self.context = context
         self.problems = problems

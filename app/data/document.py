@@ -34,8 +34,14 @@ class _RowsCommand(QUndoCommand):
 
     MERGE_ID = 1
 
-    def __init__(self, document: DatasetDocument, text: str, forward: dict, backward: dict | None,
-                 mergeable: bool = False) -> None:
+    def __init__(
+        self,
+        document: DatasetDocument,
+        text: str,
+        forward: dict,
+        backward: dict | None,
+        mergeable: bool = False,
+    ) -> None:
         super().__init__(text)
         self.document, self.forward, self.backward = document, forward, backward
         self.mergeable = mergeable
@@ -46,8 +52,11 @@ class _RowsCommand(QUndoCommand):
         return self.MERGE_ID if self.mergeable else -1
 
     def mergeWith(self, other: QUndoCommand) -> bool:  # noqa: N802 - Qt's name
-        same_row = (isinstance(other, _RowsCommand) and other.mergeable
-                    and other.forward["positions"] == self.forward["positions"])
+        same_row = (
+            isinstance(other, _RowsCommand)
+            and other.mergeable
+            and other.forward["positions"] == self.forward["positions"]
+        )
         if not same_row or other.stamp - self.stamp > MERGE_SECONDS:
             return False
         self.forward, self.stamp = other.forward, other.stamp
@@ -59,8 +68,11 @@ class _RowsCommand(QUndoCommand):
     def undo(self) -> None:
         backward = self.backward
         if backward is None:  # undoing a delete: the rows come back as they were, ids and all
-            backward = {"op": "insert", "positions": sorted(self.forward["positions"]),
-                        "records": [self.document.store.record(i) for i in self.deleted_ids]}
+            backward = {
+                "op": "insert",
+                "positions": sorted(self.forward["positions"]),
+                "records": [self.document.store.record(i) for i in self.deleted_ids],
+            }
         self.document._apply(backward, ids=self.deleted_ids or None)
 
 
@@ -85,7 +97,9 @@ class DatasetDocument(QObject):
         self.undo.cleanChanged.connect(self._on_clean_changed)
 
     @classmethod
-    def open(cls, path: str | Path, fmt: str = "auto", columns: dict[str, str] | None = None) -> DatasetDocument:
+    def open(
+        cls, path: str | Path, fmt: str = "auto", columns: dict[str, str] | None = None
+    ) -> DatasetDocument:
         """Read the file (call on a worker thread; the document is then moved to the UI thread)."""
         store, shape = open_store(path, fmt, columns)
         return cls(Path(path), store, shape)
@@ -109,7 +123,9 @@ class DatasetDocument(QObject):
         keep = np.flatnonzero(positions >= 0)
         keep = keep[np.argsort(positions[keep], kind="stable")]
         issues = self.review.issues
-        return [(int(positions[k]), int(ids[k]), issue) for k in keep.tolist() for issue in issues[int(ids[k])]]
+        return [
+            (int(positions[k]), int(ids[k]), issue) for k in keep.tolist() for issue in issues[int(ids[k])]
+        ]
 
     def issue_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -140,7 +156,9 @@ class DatasetDocument(QObject):
         self.journal.start()
 
     # -- edits ---------------------------------------------------------------------------------
-    def set_records(self, ids: list[int], records: list[dict[str, Any]], text: str, typing: bool = False) -> None:
+    def set_records(
+        self, ids: list[int], records: list[dict[str, Any]], text: str, typing: bool = False
+    ) -> None:
         positions = [self.store.position(i) for i in ids]
         old = [self.store.record(i) for i in ids]
         forward = {"op": "set", "positions": positions, "records": records}
@@ -159,13 +177,20 @@ class DatasetDocument(QObject):
         """The one-click fix for every row with an issue of these kinds (sharing one fix): one undo step."""
         fix, label, _tip = FIXES[kinds[0]]
         wanted = set(kinds)
-        ids = [i for i, issues in self.review.issues.items()
-               if any(x.kind in wanted for x in issues) and self._present(i)]
+        ids = [
+            i
+            for i, issues in self.review.issues.items()
+            if any(x.kind in wanted for x in issues) and self._present(i)
+        ]
         if not ids:
             return 0
         ids.sort(key=self.store.position)
         if fix == "trim":
-            self.set_records(ids, [trimmed(self.store.record(i), self.shape) for i in ids], f"{label} ({len(ids)} row{'s' if len(ids) != 1 else ''})")
+            self.set_records(
+                ids,
+                [trimmed(self.store.record(i), self.shape) for i in ids],
+                f"{label} ({len(ids)} row{'s' if len(ids) != 1 else ''})",
+            )
         else:
             self.delete_rows(ids, f"{label} ({len(ids)} row{'s' if len(ids) != 1 else ''})")
         return len(ids)
@@ -186,7 +211,9 @@ class DatasetDocument(QObject):
         self._ops.append(op)
         deleted: list[int] = []
         if op["op"] == "set":
-            changed = [self.store.set_record(p, r) for p, r in zip(op["positions"], op["records"], strict=True)]
+            changed = [
+                self.store.set_record(p, r) for p, r in zip(op["positions"], op["records"], strict=True)
+            ]
             self._recheck(changed)
             self.rows_changed.emit(changed)
         elif op["op"] == "insert":
@@ -213,7 +240,11 @@ class DatasetDocument(QObject):
                     self.review.issues[i] = issues
                 else:
                     self.review.issues.pop(i, None)
-                if self.tokenizer is not None and len(self.review.lengths) and not isinstance(rendered, ValueError | None):
+                if (
+                    self.tokenizer is not None
+                    and len(self.review.lengths)
+                    and not isinstance(rendered, ValueError | None)
+                ):
                     self._set_length(i, len(rendered.input_ids) + rendered.truncated_tokens)
         self.issues_changed.emit()
 
@@ -253,8 +284,10 @@ class DatasetDocument(QObject):
             kept = keep_original(target) if target.exists() else None
             save_store(snapshot, target, progress, cancelled)
         except OSError as exc:  # a full disk, a read-only folder: the old file is still intact
-            raise DataError(f"{target.name} could not be written ({exc.strerror or exc}); the file on disk is "
-                            "unchanged.", "Free some disk space or make the folder writable, then save again.") from None
+            raise DataError(
+                f"{target.name} could not be written ({exc.strerror or exc}); the file on disk is unchanged.",
+                "Free some disk space or make the folder writable, then save again.",
+            ) from None
         return kept
 
     def saved(self, target: Path, ops_in_snapshot: int) -> None:

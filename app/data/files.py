@@ -22,8 +22,9 @@ class DatasetFiles(QObject):
     status = Signal(str)
     imported = Signal(object)  # Path of the copy in the project's datasets folder
 
-    def __init__(self, tasks: TaskRunner, toolbar: DataToolbar, editor: RowEditor,
-                 dialog_parent: QWidget) -> None:
+    def __init__(
+        self, tasks: TaskRunner, toolbar: DataToolbar, editor: RowEditor, dialog_parent: QWidget
+    ) -> None:
         super().__init__(dialog_parent)
         self.tasks = tasks
         self.toolbar = toolbar
@@ -35,20 +36,29 @@ class DatasetFiles(QObject):
 
     # ---- dialogs (tests replace these) --------------------------------------------------------
     def choose_import_file(self) -> str:
-        path, _f = QFileDialog.getOpenFileName(self.dialog_parent, "Import a data file", str(Path.home()),
-                                               "Data files (*.jsonl *.ndjson *.json *.csv *.tsv *.parquet *.txt *.md);;All files (*)")
+        path, _f = QFileDialog.getOpenFileName(
+            self.dialog_parent,
+            "Import a data file",
+            str(Path.home()),
+            "Data files (*.jsonl *.ndjson *.json *.csv *.tsv *.parquet *.txt *.md);;All files (*)",
+        )
         return path
 
     def choose_export_file(self, suggested: str) -> str:
-        path, _f = QFileDialog.getSaveFileName(self.dialog_parent, "Export the dataset", suggested,
-                                               "JSON Lines (*.jsonl);;Parquet (*.parquet)")
+        path, _f = QFileDialog.getSaveFileName(
+            self.dialog_parent, "Export the dataset", suggested, "JSON Lines (*.jsonl);;Parquet (*.parquet)"
+        )
         return path
 
     # ---- save, import, export -------------------------------------------------------------------------
     def ask_save_before_training(self, name: str) -> str:
-        box = QMessageBox(QMessageBox.Icon.Question, "Unsaved dataset edits",
-                          f"{name} has edits that are not saved. The run trains on the file as saved.",
-                          QMessageBox.StandardButton.Cancel, self.dialog_parent)
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Unsaved dataset edits",
+            f"{name} has edits that are not saved. The run trains on the file as saved.",
+            QMessageBox.StandardButton.Cancel,
+            self.dialog_parent,
+        )
         save = box.addButton("Save and start", QMessageBox.ButtonRole.AcceptRole)
         anyway = box.addButton("Start without them", QMessageBox.ButtonRole.DestructiveRole)
         box.setDefaultButton(save)
@@ -76,10 +86,14 @@ class DatasetFiles(QObject):
         self.editor.commit()
         snapshot, ops = document.snapshot()
         target = document.save_target()
-        task = Task(lambda progress, cancelled: DatasetDocument.write(snapshot, target, progress, cancelled), "save")
+        task = Task(
+            lambda progress, cancelled: DatasetDocument.write(snapshot, target, progress, cancelled), "save"
+        )
         outcome: dict = {}
         task.progress.connect(self.toolbar.show_progress)
-        task.finished.connect(while_alive(self, lambda kept: self._on_saved(document, target, ops, kept, outcome)))
+        task.finished.connect(
+            while_alive(self, lambda kept: self._on_saved(document, target, ops, kept, outcome))
+        )
         task.failed.connect(while_alive(self, lambda m, h: self._on_save_failed(m, h, outcome)))
         if wait:
             task.run()  # direct: the window is closing, its event loop may not run again
@@ -106,7 +120,9 @@ class DatasetFiles(QObject):
         outcome["ok"] = False
         self._saving = False
         self.toolbar.show_progress(0, 0, "")
-        self.failed.emit(f"The dataset was not saved: {message}", f"{hint} Your edits are kept in the autosave journal.")
+        self.failed.emit(
+            f"The dataset was not saved: {message}", f"{hint} Your edits are kept in the autosave journal."
+        )
 
     def _point_project_at(self, before: Path, target: Path) -> None:
         """After saving a CSV/JSON/text dataset as JSONL, the project trains on the saved file."""
@@ -129,8 +145,12 @@ class DatasetFiles(QObject):
         if not source:
             return
         project_dir = self.project.path
-        self.tasks.run(lambda _p, _c: import_dataset(project_dir, source), while_alive(self, self._on_imported),
-                       while_alive(self, lambda m, h: self.failed.emit(m, h)), name="import")
+        self.tasks.run(
+            lambda _p, _c: import_dataset(project_dir, source),
+            while_alive(self, self._on_imported),
+            while_alive(self, lambda m, h: self.failed.emit(m, h)),
+            name="import",
+        )
 
     def _on_imported(self, path: Path) -> None:
         self.status.emit(f"Imported {path.name} (a copy; your file is untouched).")
@@ -159,8 +179,12 @@ class DatasetFiles(QObject):
             append_records(path, [record_for_shape(messages, shape)])
             return Path(path)
 
-        self.tasks.run(add, while_alive(self, lambda p: self.status.emit(f"Added a row to {p.name}.")),
-                       while_alive(self, lambda m, h: self.failed.emit(m, h)), name="add chat row")
+        self.tasks.run(
+            add,
+            while_alive(self, lambda p: self.status.emit(f"Added a row to {p.name}.")),
+            while_alive(self, lambda m, h: self.failed.emit(m, h)),
+            name="add chat row",
+        )
 
     def export_file(self) -> None:
         from engine.data.row_store import save_store
@@ -172,10 +196,20 @@ class DatasetFiles(QObject):
         if not target:
             return
         snapshot, _ops = document.snapshot()
-        task = Task(lambda progress, cancelled: save_store(snapshot, Path(target), progress, cancelled), "export")
+        task = Task(
+            lambda progress, cancelled: save_store(snapshot, Path(target), progress, cancelled), "export"
+        )
         task.progress.connect(self.toolbar.show_progress)
-        task.finished.connect(while_alive(self, lambda _r: (self.toolbar.show_progress(0, 0, ""), self.status.emit(
-            f"Exported {len(snapshot)} rows to {target}."))))
-        task.failed.connect(while_alive(self, lambda m, h: (self.toolbar.show_progress(0, 0, ""), self.failed.emit(m, h))))
+        task.finished.connect(
+            while_alive(
+                self,
+                lambda _r: (
+                    self.toolbar.show_progress(0, 0, ""),
+                    self.status.emit(f"Exported {len(snapshot)} rows to {target}."),
+                ),
+            )
+        )
+        task.failed.connect(
+            while_alive(self, lambda m, h: (self.toolbar.show_progress(0, 0, ""), self.failed.emit(m, h)))
+        )
         self.tasks.start(task)
-

@@ -21,8 +21,9 @@ from engine.data.row_search import matching_rows
 class RowFinder(QObject):
     nothing_shown = Signal()  # the filter hides every row: no row is current
 
-    def __init__(self, tasks: TaskRunner, toolbar: DataToolbar, view: DatasetView,
-                 parent: QObject | None = None) -> None:
+    def __init__(
+        self, tasks: TaskRunner, toolbar: DataToolbar, view: DatasetView, parent: QObject | None = None
+    ) -> None:
         super().__init__(parent)
         self.tasks = tasks
         self.toolbar = toolbar

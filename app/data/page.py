@@ -64,7 +64,9 @@ class DataPage(QWidget):
         self.side = QTabWidget(self)
         self.side.addTab(self.editor, "Row")
         self.side.addTab(self.trained, "What gets trained")
-        self.side.currentChanged.connect(lambda _i: self.side.currentWidget() is self.trained and self._show_trained())
+        self.side.currentChanged.connect(
+            lambda _i: self.side.currentWidget() is self.trained and self._show_trained()
+        )
         self.bottom = QTabWidget(self)
         self.bottom.addTab(self.problems, "Problems")
         self.lengths_tab = QWidget(self)
@@ -87,8 +89,9 @@ class DataPage(QWidget):
         layout.addWidget(self.toolbar)
         layout.addWidget(self.splitter, 1)
 
-        self.checks = DatasetChecks(self.tasks, self.base_model, self.problems, self.bottom, self.lengths_tab,
-                                    self.toolbar, self)
+        self.checks = DatasetChecks(
+            self.tasks, self.base_model, self.problems, self.bottom, self.lengths_tab, self.toolbar, self
+        )
         self.files = DatasetFiles(self.tasks, self.toolbar, self.editor, self)
         self.finder = RowFinder(self.tasks, self.toolbar, self.view, self)
         self.finder.nothing_shown.connect(lambda: self._on_current_row(None))
@@ -99,7 +102,8 @@ class DataPage(QWidget):
         self.files.status.connect(self.status)
         self.files.imported.connect(self._on_dataset_chosen)
         self.base_model.tokenizer_loading.connect(
-            lambda: self.trained.show_message("Loading the base model's tokenizer…"))
+            lambda: self.trained.show_message("Loading the base model's tokenizer…")
+        )
         self.base_model.tokenizer_ready.connect(self._on_tokenizer_ready)
         self.base_model.tokenizer_failed.connect(self.trained.show_message)
         self.toolbar.dataset_chosen.connect(self._on_dataset_chosen)
@@ -122,18 +126,30 @@ class DataPage(QWidget):
             return act
 
         self.save_action = action("Save", self.files.save, QKeySequence.StandardKey.Save, "Save the dataset")
-        self.add_action = action("Add row", self.add_row, "Ctrl+Shift+N", "Add an empty row after the selected one")
-        self.duplicate_action = action("Duplicate", self.duplicate_rows, "Ctrl+Shift+D", "Duplicate the selected rows")
-        self.delete_action = action("Delete", self.delete_rows, QKeySequence.StandardKey.Delete, "Delete the selected rows")
-        self.toolbar.set_actions([self.save_action, self.add_action, self.duplicate_action, self.delete_action])
+        self.add_action = action(
+            "Add row", self.add_row, "Ctrl+Shift+N", "Add an empty row after the selected one"
+        )
+        self.duplicate_action = action(
+            "Duplicate", self.duplicate_rows, "Ctrl+Shift+D", "Duplicate the selected rows"
+        )
+        self.delete_action = action(
+            "Delete", self.delete_rows, QKeySequence.StandardKey.Delete, "Delete the selected rows"
+        )
+        self.toolbar.set_actions(
+            [self.save_action, self.add_action, self.duplicate_action, self.delete_action]
+        )
         self.addActions([self.toolbar.undo_action, self.toolbar.redo_action])
 
     # ---- dialogs (tests replace these) ----------------------------------------------------------
     def ask_recover(self, name: str, what: str) -> bool:
-        box = QMessageBox(QMessageBox.Icon.Question, "Recover unsaved edits",
-                          f"{name} has {what} from a session that ended without saving.\n\n"
-                          "Recover them, or discard them and open the file as it was last saved?",
-                          QMessageBox.StandardButton.Discard, self)
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Recover unsaved edits",
+            f"{name} has {what} from a session that ended without saving.\n\n"
+            "Recover them, or discard them and open the file as it was last saved?",
+            QMessageBox.StandardButton.Discard,
+            self,
+        )
         recover = box.addButton("Recover", QMessageBox.ButtonRole.AcceptRole)
         box.setDefaultButton(recover)
         box.exec()
@@ -143,18 +159,22 @@ class DataPage(QWidget):
         buttons = QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
         if can_cancel:
             buttons |= QMessageBox.StandardButton.Cancel
-        box = QMessageBox(QMessageBox.Icon.Warning, "Unsaved edits", f"{name} has unsaved edits.", buttons,
-                          self)
+        box = QMessageBox(
+            QMessageBox.Icon.Warning, "Unsaved edits", f"{name} has unsaved edits.", buttons, self
+        )
         if not can_cancel:
             later = box.addButton("Keep for later", QMessageBox.ButtonRole.RejectRole)
-            box.setInformativeText("Keep for later: the edits stay in the autosave journal and are offered "
-                                   "when you open the dataset again.")
+            box.setInformativeText(
+                "Keep for later: the edits stay in the autosave journal and are offered "
+                "when you open the dataset again."
+            )
         box.exec()
         clicked = box.clickedButton()
         if not can_cancel and clicked is later:
             return "later"
         return {QMessageBox.StandardButton.Save: "save", QMessageBox.StandardButton.Discard: "discard"}.get(
-            box.standardButton(clicked), "cancel")
+            box.standardButton(clicked), "cancel"
+        )
 
     # ---- project and dataset ----------------------------------------------------------------
     def show_project(self, project) -> None:
@@ -175,8 +195,11 @@ class DataPage(QWidget):
             if self.document is None and chosen is not None and self.isVisible():
                 self.open_dataset(chosen)
         if not usable or (self.document is None and chosen is None):
-            self.view.show_message("No dataset yet: import a data file (JSONL, JSON, CSV, Parquet, text) "
-                                   "with Import…" if usable else "No project selected.")
+            self.view.show_message(
+                "No dataset yet: import a data file (JSONL, JSON, CSV, Parquet, text) with Import…"
+                if usable
+                else "No project selected."
+            )
 
     @staticmethod
     def _default_dataset(project) -> Path | None:
@@ -189,7 +212,12 @@ class DataPage(QWidget):
     def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
         super().showEvent(event)
         chosen = self.toolbar.current_dataset()
-        if self.document is None and self._open_task is None and chosen is not None and self.project is not None:
+        if (
+            self.document is None
+            and self._open_task is None
+            and chosen is not None
+            and self.project is not None
+        ):
             self.open_dataset(chosen)
 
     def _load_project_settings(self, project) -> None:
@@ -231,7 +259,9 @@ class DataPage(QWidget):
         self.toolbar.select_dataset(Path(path))
         self.view.show_message(f"Opening {Path(path).name}…")
         task = Task(lambda _p, _c: open_store(path, fmt, columns), "open dataset")
-        task.finished.connect(while_alive(self, lambda result, p=Path(path), t=task: self._on_opened(t, p, *result)))
+        task.finished.connect(
+            while_alive(self, lambda result, p=Path(path), t=task: self._on_opened(t, p, *result))
+        )
         task.failed.connect(while_alive(self, lambda m, h, t=task: self._on_open_failed(t, m, h)))
         self._open_task = self.tasks.start(task)
 
@@ -257,8 +287,10 @@ class DataPage(QWidget):
                 document.start_journal()
         except OSError as exc:  # the file or project vanished meanwhile, or the folder is read-only
             document.deleteLater()
-            self.view.show_message(f"{path.name} cannot be edited: {exc.strerror or exc}.\n"
-                                   "Check that the file still exists and that its folder is writable.")
+            self.view.show_message(
+                f"{path.name} cannot be edited: {exc.strerror or exc}.\n"
+                "Check that the file still exists and that its folder is writable."
+            )
             return
         self._attach(document)
 
@@ -287,7 +319,8 @@ class DataPage(QWidget):
         self.editor.setEnabled(enabled)
 
     def close_document(self, can_cancel: bool = True) -> bool:
-        """Ask about unsaved edits; False when the user cancelled. Without cancel, "later" keeps the journal."""
+        """Ask about unsaved edits; False when the user cancelled.
+        Without cancel, "later" keeps the journal."""
         document = self.document
         if document is None:
             return True
@@ -341,15 +374,22 @@ class DataPage(QWidget):
             self.editor.set_record(None, document.shape.name if document else "messages")
             self.trained.show_message("Select a row to see what the model is trained on.")
             return
-        self.editor.set_record(document.store.record(row_id), document.shape.name, document.shape.columns,
-                               self._row_label(row_id))
+        self.editor.set_record(
+            document.store.record(row_id),
+            document.shape.name,
+            document.shape.columns,
+            self._row_label(row_id),
+        )
         self._show_trained()
 
     def _row_label(self, row_id: int) -> str:
         store = self.document.store
         line = store.line_of(row_id)
-        return f"Row {store.position(row_id) + 1}" + (f" · line {line}" if line else "") + (
-            " · edited" if store.is_edited(row_id) else "")
+        return (
+            f"Row {store.position(row_id) + 1}"
+            + (f" · line {line}" if line else "")
+            + (" · edited" if store.is_edited(row_id) else "")
+        )
 
     def _show_trained(self) -> None:
         document, row_id = self.document, self._current_id()
@@ -360,17 +400,23 @@ class DataPage(QWidget):
             if model.state == "failed":
                 return  # its message stays
             if model.waiting():
-                self.trained.show_message("Preparing the demo model (once, about a minute)… What each row "
-                                          "trains shows here when it is ready.")
+                self.trained.show_message(
+                    "Preparing the demo model (once, about a minute)… What each row "
+                    "trains shows here when it is ready."
+                )
                 return
             if self.side.currentWidget() is self.trained:
                 model.ensure_tokenizer()
-            self.trained.show_message("Loading the base model's tokenizer…" if model.folder else
-                                      "Choose a base model for this project (Train tab or Model library) "
-                                      "to see what each row trains.")
+            self.trained.show_message(
+                "Loading the base model's tokenizer…"
+                if model.folder
+                else "Choose a base model for this project (Train tab or Model library) "
+                "to see what each row trains."
+            )
             return
-        issues, rendered = review_row(document.store.peek(row_id), document.shape, model.tokenizer,
-                                      model.max_length)
+        issues, rendered = review_row(
+            document.store.peek(row_id), document.shape, model.tokenizer, model.max_length
+        )
         if rendered is None or isinstance(rendered, ValueError):
             reason = issues[0].message if issues else "it cannot be rendered"
             self.trained.show_message(f"This row is not trained: {reason}.")
@@ -381,8 +427,9 @@ class DataPage(QWidget):
         row_id = self._current_id()
         if self.document is None or row_id is None:
             return
-        self.document.set_records([row_id], [record], f"Edit row {self.document.store.position(row_id) + 1}",
-                                  typing=True)
+        self.document.set_records(
+            [row_id], [record], f"Edit row {self.document.store.position(row_id) + 1}", typing=True
+        )
 
     def _selected_ids(self) -> list[int]:
         return self.view.selected_ids()
@@ -391,7 +438,9 @@ class DataPage(QWidget):
         if self.document is None:
             return
         current = self._current_id()
-        position = self.document.store.position(current) + 1 if current is not None else len(self.document.store)
+        position = (
+            self.document.store.position(current) + 1 if current is not None else len(self.document.store)
+        )
         self.document.insert_records([position], [blank_record(self.document.shape)], "Add row")
         self.view.select_id(int(self.document.store.order[position]))
         self.side.setCurrentWidget(self.editor)
@@ -404,8 +453,11 @@ class DataPage(QWidget):
         ids.sort(key=store.position)
         # Each copy goes right after its original; positions count the copies inserted before it.
         positions = [store.position(i) + 1 + k for k, i in enumerate(ids)]
-        self.document.insert_records(positions, [store.record(i) for i in ids],
-                                     f"Duplicate {len(ids)} row{'s' if len(ids) > 1 else ''}")
+        self.document.insert_records(
+            positions,
+            [store.record(i) for i in ids],
+            f"Duplicate {len(ids)} row{'s' if len(ids) > 1 else ''}",
+        )
 
     def delete_rows(self) -> None:
         ids = self._selected_ids()
@@ -433,8 +485,12 @@ class DataPage(QWidget):
         current = self._current_id()
         if current in ids and self.editor.record() != self.document.store.peek(current):
             # Undo, redo or a fix changed the row on screen (typing in the editor already shows it).
-            self.editor.set_record(self.document.store.record(current), self.document.shape.name,
-                                   self.document.shape.columns, self._row_label(current))
+            self.editor.set_record(
+                self.document.store.record(current),
+                self.document.shape.name,
+                self.document.shape.columns,
+                self._row_label(current),
+            )
             self._show_trained()
         self.toolbar.update_state()
         self.checks.review_if_stale()

@@ -107,8 +107,11 @@ class ProblemsPanel(QWidget):
         self.kind.blockSignals(False)
         errors = sum(1 for e in entries if e[4] == "error")
         note = " · checking…" if reviewing else ""
-        self.summary.setText(f"{errors} rows the trainer skips, {len(entries) - errors} warnings{note}"
-                             if entries else f"No problems found{note}")
+        self.summary.setText(
+            f"{errors} rows the trainer skips, {len(entries) - errors} warnings{note}"
+            if entries
+            else f"No problems found{note}"
+        )
         self._fill_fixes(counts)
         self._on_kind_changed()
 
@@ -124,7 +127,9 @@ class ProblemsPanel(QWidget):
                 shown.add(label)
                 n = sum(counts.get(k, 0) for k, (_f, other, _t) in FIXES.items() if other == label)
                 button = QPushButton(f"{label} ({n})", self)
-                button.setToolTip(f"{tip}. Applies to every row with this problem; Undo (Ctrl+Z) takes it back.")
+                button.setToolTip(
+                    f"{tip}. Applies to every row with this problem; Undo (Ctrl+Z) takes it back."
+                )
                 button.clicked.connect(lambda _c=False, k=kind: self._on_fix(k))
                 self.fixes.addWidget(button)
                 self._buttons.append(button)

@@ -25,7 +25,8 @@ class ReviewRunner(QObject):
     failed = Signal(str, str)
 
     rows_in_process = 20_000
-    """Up to this many rows (with the tokenizer already loaded, or no model), a thread; else a child process."""
+    """Up to this many rows (with the tokenizer already loaded, or no model), a thread;
+    else a child process."""
 
     def __init__(self, tasks: TaskRunner, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -50,9 +51,17 @@ class ReviewRunner(QObject):
 
     def _start_thread(self, document, snapshot, tokenizer, max_length: int) -> None:
         shape = document.shape
-        task = Task(lambda progress, cancelled: review_store(
-            snapshot, shape, tokenizer, max_length, lambda d, t: progress(d, t, "Checking rows"), cancelled),
-            "review dataset")
+        task = Task(
+            lambda progress, cancelled: review_store(
+                snapshot,
+                shape,
+                tokenizer,
+                max_length,
+                lambda d, t: progress(d, t, "Checking rows"),
+                cancelled,
+            ),
+            "review dataset",
+        )
         task.progress.connect(self.progress)
         task.finished.connect(while_alive(self, lambda review, t=task: self._done(t, document, review)))
         task.failed.connect(while_alive(self, lambda m, h, t=task: self._fail(t, m, h)))
@@ -65,7 +74,9 @@ class ReviewRunner(QObject):
         write_state(snapshot, self._folder, model, max_length)
         process = EngineProcess(["data", "review-job", str(self._folder)], self)
         process.message.connect(lambda m, p=process: self._on_message(p, m))
-        process.ended.connect(lambda code, line, p=process: self._on_ended(p, document, max_length, code, line))
+        process.ended.connect(
+            lambda code, line, p=process: self._on_ended(p, document, max_length, code, line)
+        )
         self._process = process
         self.progress.emit(0, 0, "Checking rows (in a separate process)")
         process.start()
@@ -81,14 +92,20 @@ class ReviewRunner(QObject):
         folder = self._folder
         if code != EXIT_DONE:
             self._remove(folder)
-            self.failed.emit(f"The rows could not be checked: {error_message(line) or f'exit code {code}'}",
-                             "The table still works; reopen the dataset to check again.")
+            self.failed.emit(
+                f"The rows could not be checked: {error_message(line) or f'exit code {code}'}",
+                "The table still works; reopen the dataset to check again.",
+            )
             return
         from engine.data.review_job import read_result
 
         task = Task(lambda _p, _c: read_result(folder, max_length), "read review")
-        task.finished.connect(while_alive(self, lambda review, t=task: (self._remove(folder), self._done(t, document, review))))
-        task.failed.connect(while_alive(self, lambda m, h, t=task: (self._remove(folder), self._fail(t, m, h))))
+        task.finished.connect(
+            while_alive(self, lambda review, t=task: (self._remove(folder), self._done(t, document, review)))
+        )
+        task.failed.connect(
+            while_alive(self, lambda m, h, t=task: (self._remove(folder), self._fail(t, m, h)))
+        )
         self._task = self.tasks.start(task)
 
     def _done(self, task: Task, document, review) -> None:

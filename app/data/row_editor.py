@@ -129,9 +129,7 @@ class RowEditor(QWidget):
         if self._shape in CONVERSATIONS:
             key = self._key(CONVERSATIONS[self._shape][0])
             turns = [card.turn() for card in self.cards]
-            if (
-                turns or base.get(key) is not None
-            ):  # a missing or null list stays so until a turn is added
+            if turns or base.get(key) is not None:  # a missing or null list stays so until a turn is added
                 new[key] = turns
         for name, box in self.fields.items():
             value = box.value()
@@ -239,9 +237,7 @@ class RowEditor(QWidget):
             key = self._key(CONVERSATIONS[self._shape][0])
             turns = record.get(key)
             if turns is not None and not isinstance(turns, list):
-                return (
-                    f"{key!r} is {type(turns).__name__}, not a list of turns: fix it in Raw JSON."
-                )
+                return f"{key!r} is {type(turns).__name__}, not a list of turns: fix it in Raw JSON."
         return ""
 
     def _watch(self, box: FieldBox) -> None:
@@ -301,14 +297,10 @@ class RowEditor(QWidget):
         try:
             parsed = json.loads(self.raw_edit.toPlainText())
         except json.JSONDecodeError as exc:
-            self.raw_error.setText(
-                f"Invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-            )
+            self.raw_error.setText(f"Invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")
             return
         if not isinstance(parsed, dict):
-            self.raw_error.setText(
-                f"A row must be a JSON object {{...}}, not {type(parsed).__name__}."
-            )
+            self.raw_error.setText(f"A row must be a JSON object {{...}}, not {type(parsed).__name__}.")
             return
         self._timer.stop()
         self._committed = parsed

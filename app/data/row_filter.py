@@ -46,7 +46,9 @@ def visible_rows(document, spec: RowFilter, text_mask: np.ndarray | None) -> np.
         if spec.problem in (ANY_PROBLEM, NO_PROBLEM):
             flagged = list(review.issues)
         else:
-            flagged = [i for i, issues in review.issues.items() if any(x.kind == spec.problem for x in issues)]
+            flagged = [
+                i for i, issues in review.issues.items() if any(x.kind == spec.problem for x in issues)
+            ]
         hit = np.isin(ids, np.asarray(flagged, dtype=np.int64))
         ids = ids[~hit] if spec.problem == NO_PROBLEM else ids[hit]
     lengths = lengths_of(review.lengths, ids)

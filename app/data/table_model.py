@@ -46,11 +46,18 @@ class DatasetTableModel(QAbstractTableModel):
         self._italic.setItalic(True)
         self._right = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         roles = Qt.ItemDataRole
-        self._roles = {roles.DisplayRole: self._text, roles.EditRole: self._edit_text,
-                       roles.ForegroundRole: self._foreground, roles.FontRole: self._font,
-                       roles.ToolTipRole: self._tooltip, roles.TextAlignmentRole: self._alignment}
+        self._roles = {
+            roles.DisplayRole: self._text,
+            roles.EditRole: self._edit_text,
+            roles.ForegroundRole: self._foreground,
+            roles.FontRole: self._font,
+            roles.ToolTipRole: self._tooltip,
+            roles.TextAlignmentRole: self._alignment,
+        }
         self._roles.update({int(role): handler for role, handler in list(self._roles.items())})
-        self._editable = {"First prompt", "Last reply"} | {t for cols in _FIELD_COLUMNS.values() for t, _f in cols}
+        self._editable = {"First prompt", "Last reply"} | {
+            t for cols in _FIELD_COLUMNS.values() for t, _f in cols
+        }
 
     # -- Qt model API -------------------------------------------------------------------------
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
@@ -115,8 +122,14 @@ class DatasetTableModel(QAbstractTableModel):
             if not isinstance(turns, list):
                 return None
             wanted = ("user", "human") if column == "First prompt" else ("assistant", "gpt", "model", "bot")
-            hits = [i for i, t in enumerate(turns) if isinstance(t, dict) and str(t.get(role_key, "")).lower() in wanted]
-            if not hits or not isinstance(turns[hits[0 if column == "First prompt" else -1]].get(content_key), str):
+            hits = [
+                i
+                for i, t in enumerate(turns)
+                if isinstance(t, dict) and str(t.get(role_key, "")).lower() in wanted
+            ]
+            if not hits or not isinstance(
+                turns[hits[0 if column == "First prompt" else -1]].get(content_key), str
+            ):
                 return None
             return (key, hits[0 if column == "First prompt" else -1], content_key)
         for title, field in _FIELD_COLUMNS[shape.name]:
@@ -125,7 +138,9 @@ class DatasetTableModel(QAbstractTableModel):
                 return (key,)
         return None
 
-    def setData(self, index: QModelIndex | QPersistentModelIndex, value, role: int = Qt.ItemDataRole.EditRole) -> bool:  # noqa: N802
+    def setData(
+        self, index: QModelIndex | QPersistentModelIndex, value, role: int = Qt.ItemDataRole.EditRole
+    ) -> bool:  # noqa: N802
         if role != Qt.ItemDataRole.EditRole or not index.isValid():
             return False
         row_id = int(self.view[index.row()])
@@ -169,7 +184,11 @@ class DatasetTableModel(QAbstractTableModel):
             return KIND_LABELS.get(issues[0].kind, issues[0].kind) + more
         record = store.peek(row_id)
         if BROKEN in record:
-            return one_line(record[BROKEN]) if column in ("First prompt", "Instruction", "Prompt", "Text") else ""
+            return (
+                one_line(record[BROKEN])
+                if column in ("First prompt", "Instruction", "Prompt", "Text")
+                else ""
+            )
         return self._preview(record, column)
 
     def _preview(self, record: dict[str, Any], column: str) -> str:

@@ -38,10 +38,14 @@ class DatasetView(QStackedWidget):
         self.table.setWordWrap(False)
         self.table.setAlternatingRowColors(True)
         self.table.setItemDelegate(_OneLineDelegate(self.table))
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked | QAbstractItemView.EditTrigger.SelectedClicked)
+        self.table.setEditTriggers(
+            QAbstractItemView.EditTrigger.DoubleClicked | QAbstractItemView.EditTrigger.SelectedClicked
+        )
         header = self.table.verticalHeader()
         header.hide()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)  # no per-row measuring: a million rows scroll freely
+        header.setSectionResizeMode(
+            QHeaderView.ResizeMode.Fixed
+        )  # no per-row measuring: a million rows scroll freely
         header.setDefaultSectionSize(24)
         self.table.horizontalHeader().setHighlightSections(False)
         self.message = QLabel(self)
@@ -83,7 +87,9 @@ class DatasetView(QStackedWidget):
         if self.model is None:
             return None
         index = self.table.currentIndex()
-        return self.model.id_at(index.row()) if index.isValid() and index.row() < self.model.rowCount() else None
+        return (
+            self.model.id_at(index.row()) if index.isValid() and index.row() < self.model.rowCount() else None
+        )
 
     def selected_ids(self) -> list[int]:
         if self.model is None:

@@ -87,9 +87,7 @@ class TokenHistogram(QWidget):
         index = (lengths - lo) // width
         over = lengths > max_length
         total = np.bincount(index, minlength=count)
-        over_counts = (
-            np.bincount(index[over], minlength=count) if over.any() else np.zeros(count, np.int64)
-        )
+        over_counts = np.bincount(index[over], minlength=count) if over.any() else np.zeros(count, np.int64)
         under = total - over_counts
         # Bars span the integer values they hold: [edge - 0.5, next edge - 0.5].
         left = lo + width * np.arange(count) - 0.5

@@ -55,7 +55,9 @@ class DataToolbar(QWidget):
         self.progress.hide()
         self.progress_label = QLabel(self)
         for label in (self.state, self.progress_label):
-            label.setMinimumWidth(1)  # a long status may be clipped: it never widens the page over the browser
+            label.setMinimumWidth(
+                1
+            )  # a long status may be clipped: it never widens the page over the browser
 
         self.find = QLineEdit(self)
         self.find.setPlaceholderText("Find text in rows…")
@@ -66,7 +68,10 @@ class DataToolbar(QWidget):
         self.problem.currentIndexChanged.connect(self._emit_filter)
         self.min_tokens, self.max_tokens = QSpinBox(self), QSpinBox(self)
         self.max_tokens.setSpecialValueText("any")
-        for box, tip in ((self.min_tokens, "At least this many tokens"), (self.max_tokens, "At most (0: any)")):
+        for box, tip in (
+            (self.min_tokens, "At least this many tokens"),
+            (self.max_tokens, "At most (0: any)"),
+        ):
             box.setRange(0, 10_000_000)
             box.setToolTip(tip)
             box.setKeyboardTracking(False)
@@ -124,7 +129,9 @@ class DataToolbar(QWidget):
         action.setShortcut(QKeySequence(keys))
         action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         action.setEnabled(False)
-        action.triggered.connect(lambda _c=False: self.document and getattr(self.document.undo, name.lower())())
+        action.triggered.connect(
+            lambda _c=False: self.document and getattr(self.document.undo, name.lower())()
+        )
         return action
 
     def set_document(self, document) -> None:
@@ -146,8 +153,10 @@ class DataToolbar(QWidget):
 
     def _on_stack_changed(self, *_args) -> None:
         stack = self.document.undo if self.document is not None else None
-        for action, can, text in ((self.undo_action, stack and stack.canUndo(), stack and stack.undoText()),
-                                  (self.redo_action, stack and stack.canRedo(), stack and stack.redoText())):
+        for action, can, text in (
+            (self.undo_action, stack and stack.canUndo(), stack and stack.undoText()),
+            (self.redo_action, stack and stack.canRedo(), stack and stack.redoText()),
+        ):
             action.setEnabled(bool(can))
             keys = action.shortcut().toString()
             action.setToolTip(f"{action.text()} {text} ({keys})" if text else f"{action.text()} ({keys})")
@@ -229,8 +238,11 @@ class DataToolbar(QWidget):
             if not hasattr(widget, "own_tip"):
                 widget.own_tip = widget.toolTip()
             widget.setEnabled(known)
-            widget.setToolTip(widget.own_tip if known else
-                              "Token lengths appear once the base model's tokenizer has measured every row")
+            widget.setToolTip(
+                widget.own_tip
+                if known
+                else "Token lengths appear once the base model's tokenizer has measured every row"
+            )
 
     def clear_filters(self) -> None:
         for widget in (self.find, self.problem, self.min_tokens, self.max_tokens, self.sort):
@@ -245,8 +257,13 @@ class DataToolbar(QWidget):
         self._emit_filter()
 
     def current_filter(self) -> RowFilter:
-        return RowFilter(self.find.text().strip(), self.problem.currentData() or "", self.min_tokens.value(),
-                         self.max_tokens.value(), self.sort.currentData() or "file")
+        return RowFilter(
+            self.find.text().strip(),
+            self.problem.currentData() or "",
+            self.min_tokens.value(),
+            self.max_tokens.value(),
+            self.sort.currentData() or "file",
+        )
 
     def _emit_filter(self, *_args) -> None:
         self.filter_changed.emit(self.current_filter())

@@ -47,10 +47,7 @@ TRAINED_BIT, TINT_BIT, TAIL_BIT = 1, 2, 4
 
 def _blend(base: QColor, over: QColor, amount: float) -> QColor:
     """`over` laid on `base` at `amount`, so tints follow the palette's lightness."""
-    mix = [
-        round(b + (o - b) * amount)
-        for b, o in zip(base.getRgb()[:3], over.getRgb()[:3], strict=True)
-    ]
+    mix = [round(b + (o - b) * amount) for b, o in zip(base.getRgb()[:3], over.getRgb()[:3], strict=True)]
     return QColor(*mix)
 
 

@@ -69,9 +69,7 @@ class TextBox(QPlainTextEdit):
         # Before the first layout the document height is its block count; wrapping refines it.
         lines = max(2.0, self.document().size().height())
         frame = self.frameWidth() * 2 + int(self.document().documentMargin() * 2) + 2
-        self.setFixedHeight(
-            min(MAX_BOX_HEIGHT, int(lines * self.fontMetrics().lineSpacing()) + frame)
-        )
+        self.setFixedHeight(min(MAX_BOX_HEIGHT, int(lines * self.fontMetrics().lineSpacing()) + frame))
 
     def _on_size_changed(self, _size) -> None:
         self._fit()
@@ -138,15 +136,9 @@ class TurnCard(QFrame):
         self.role_combo.currentIndexChanged.connect(self._on_role_changed)
         self.number = QLabel()
         self.number.setForegroundRole(QPalette.ColorRole.PlaceholderText)
-        self.up_button = self._tool(
-            "↑", "Move this turn up", lambda: self.moveRequested.emit(self, -1)
-        )
-        self.down_button = self._tool(
-            "↓", "Move this turn down", lambda: self.moveRequested.emit(self, 1)
-        )
-        self.remove_button = self._tool(
-            "✕", "Remove this turn", lambda: self.removeRequested.emit(self)
-        )
+        self.up_button = self._tool("↑", "Move this turn up", lambda: self.moveRequested.emit(self, -1))
+        self.down_button = self._tool("↓", "Move this turn down", lambda: self.moveRequested.emit(self, 1))
+        self.remove_button = self._tool("✕", "Remove this turn", lambda: self.removeRequested.emit(self))
         header = QHBoxLayout()
         header.addWidget(self.role_combo)
         header.addWidget(self.number)
@@ -175,9 +167,7 @@ class TurnCard(QFrame):
                 self._roles.append(role)
                 self.role_combo.addItem("(no role)" if role is MISSING else shown_text(role))
             self.role_combo.setCurrentIndex(self._roles.index(role))
-        self.content.load(
-            fields.get(self._content_key, MISSING) if isinstance(turn, dict) else turn
-        )
+        self.content.load(fields.get(self._content_key, MISSING) if isinstance(turn, dict) else turn)
 
     def _tool(self, text: str, tip: str, slot) -> QToolButton:
         button = QToolButton()

@@ -42,7 +42,11 @@ QUANT_CHOICES = (
 
 def default_output(project: Path, source: Path, kind: str, quant: str) -> Path:
     """exports/<run>-merged or exports/<run>-<quant>.gguf, numbered when taken."""
-    run = source.parent.name if source.name in ("adapter",) or source.name.startswith("checkpoint-") else source.name
+    run = (
+        source.parent.name
+        if source.name in ("adapter",) or source.name.startswith("checkpoint-")
+        else source.name
+    )
     if source.name.startswith("checkpoint-"):
         run = f"{source.parent.parent.name}-{source.name.removeprefix('checkpoint-')}"
     stem = f"{run}-merged" if kind == "merged" else f"{run}-{quant}"
@@ -59,8 +63,13 @@ def default_output(project: Path, source: Path, kind: str, quant: str) -> Path:
 class ExportDialog(QDialog):
     exported = Signal(str)  # the written path, after a passed check (or with the check skipped)
 
-    def __init__(self, project: Path, source: Path, quant_types: tuple[str, ...] | None = None,
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        project: Path,
+        source: Path,
+        quant_types: tuple[str, ...] | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Export {source.name}")
         self.resize(760, 520)
@@ -81,7 +90,9 @@ class ExportDialog(QDialog):
                 self.quant.addItem(label, key)
         self.ollama = QCheckBox("Write an Ollama Modelfile next to it (chat template and stop tokens)", self)
         self.ollama.setChecked(True)
-        self.check = QCheckBox("Check the export: compare its answers and logits with the run's base + adapter", self)
+        self.check = QCheckBox(
+            "Check the export: compare its answers and logits with the run's base + adapter", self
+        )
         self.check.setChecked(True)
         self.output = QLineEdit(self)
         browse = QPushButton("Browse…", self)
@@ -105,11 +116,14 @@ class ExportDialog(QDialog):
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.table = QTableWidget(0, 5, self)
-        self.table.setHorizontalHeaderLabels(["Prompt", "Same answer", "Top-1 agreement", "Max logit diff",
-                                              "Writer diff"])
+        self.table.setHorizontalHeaderLabels(
+            ["Prompt", "Same answer", "Top-1 agreement", "Max logit diff", "Writer diff"]
+        )
         self.table.horizontalHeaderItem(4).setToolTip(
-            "Quantized GGUF: the largest logit difference from the run with its weights rounded exactly as the "
-            "file stores them. This decides the check; the other columns show what the rounding itself costs.")
+            "Quantized GGUF: the largest logit difference from the run with its weights rounded exactly "
+            "as the file stores them. This decides the check; "
+            "the other columns show what the rounding itself costs."
+        )
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().hide()
@@ -146,14 +160,19 @@ class ExportDialog(QDialog):
         gguf = self.kind() == "gguf"
         self.quant.setEnabled(gguf)
         self.ollama.setEnabled(gguf)
-        self.output.setText(str(default_output(self.project, self.source, self.kind(), self.quant.currentData())))
+        self.output.setText(
+            str(default_output(self.project, self.source, self.kind(), self.quant.currentData()))
+        )
 
     def _on_browse(self) -> None:
         if self.kind() == "gguf":
-            path, _ = QFileDialog.getSaveFileName(self, "Write GGUF file", self.output.text(), "GGUF (*.gguf)")
+            path, _ = QFileDialog.getSaveFileName(
+                self, "Write GGUF file", self.output.text(), "GGUF (*.gguf)"
+            )
         else:
-            path = QFileDialog.getExistingDirectory(self, "Parent folder of the merged model",
-                                                    str(Path(self.output.text()).parent))
+            path = QFileDialog.getExistingDirectory(
+                self, "Parent folder of the merged model", str(Path(self.output.text()).parent)
+            )
             path = str(Path(path) / Path(self.output.text()).name) if path else ""
         if path:
             self.output.setText(path)
@@ -199,7 +218,9 @@ class ExportDialog(QDialog):
         self.start_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         for widget in (self.merged_radio, self.gguf_radio, self.quant, self.ollama, self.check, self.output):
-            widget.setEnabled(not running and (widget not in (self.quant, self.ollama) or self.kind() == "gguf"))
+            widget.setEnabled(
+                not running and (widget not in (self.quant, self.ollama) or self.kind() == "gguf")
+            )
 
     def _on_message(self, message: dict) -> None:
         if "progress" in message:
@@ -216,8 +237,11 @@ class ExportDialog(QDialog):
         if code == EXIT_DONE and self.result:
             self.progress.setValue(100)
             verdict = f" The check {self._verdict}." if self._verdict else " Not checked."
-            self._show_status(f"Exported to {self.result['done']}.{verdict} {self._warning}".strip(), ok=True,
-                              warn=bool(self._warning))
+            self._show_status(
+                f"Exported to {self.result['done']}.{verdict} {self._warning}".strip(),
+                ok=True,
+                warn=bool(self._warning),
+            )
             self._on_format_changed()  # a fresh name, so "Export" again never collides with this one
             self.exported.emit(str(self.result["done"]))
         elif stopped_on_request(code, line):
@@ -232,28 +256,45 @@ class ExportDialog(QDialog):
         self.table.setRowCount(len(prompts))
         for row, p in enumerate(prompts):
             writer = p.get("writer_max_abs_logit_diff")
-            cells = (p.get("prompt", ""), "yes" if p.get("same_text") else "no",
-                     f"{float(p.get('top1_agreement') or 0):.0%}", f"{float(p.get('max_abs_logit_diff') or 0):.4f}",
-                     "—" if writer is None else f"{float(writer):.1e}")
+            cells = (
+                p.get("prompt", ""),
+                "yes" if p.get("same_text") else "no",
+                f"{float(p.get('top1_agreement') or 0):.0%}",
+                f"{float(p.get('max_abs_logit_diff') or 0):.4f}",
+                "—" if writer is None else f"{float(writer):.1e}",
+            )
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if col == 0:
-                    item.setToolTip(f"Run: {p.get('reference_text', '')}\nExport: {p.get('exported_text', '')}")
+                    item.setToolTip(
+                        f"Run: {p.get('reference_text', '')}\nExport: {p.get('exported_text', '')}"
+                    )
                 self.table.setItem(row, col, item)
         same = sum(1 for p in prompts if p.get("same_text"))
-        self._verdict = (f"{'passed' if report.get('passed') else 'FAILED'}: {len(prompts)} prompts compared with "
-                         f"the run's base + adapter, {same} with the same answer")
+        self._verdict = (
+            f"{'passed' if report.get('passed') else 'FAILED'}: {len(prompts)} prompts compared with "
+            f"the run's base + adapter, {same} with the same answer"
+        )
         changed = int(report.get("rounding_changed_answers") or 0)
         judged = sum(1 for p in prompts if p.get("writer_max_abs_logit_diff") is not None)
-        self._warning = (f"The file is right, but its rounding changes {changed} of {judged} answers of the run; "
-                         "a larger type keeps more of them (f16 keeps them all)." if changed and report.get("passed")
-                         else "")
-        self._show_status(f"Check {self._verdict}. {self._warning}".strip(), ok=bool(report.get("passed")),
-                          error=not report.get("passed"), warn=bool(self._warning))
+        self._warning = (
+            f"The file is right, but its rounding changes {changed} of {judged} answers of the run; "
+            "a larger type keeps more of them (f16 keeps them all)."
+            if changed and report.get("passed")
+            else ""
+        )
+        self._show_status(
+            f"Check {self._verdict}. {self._warning}".strip(),
+            ok=bool(report.get("passed")),
+            error=not report.get("passed"),
+            warn=bool(self._warning),
+        )
 
     def _show_status(self, text: str, ok: bool = False, error: bool = False, warn: bool = False) -> None:
         color = "#b9770e" if warn else "#1e8449" if ok else ("#c0392b" if error else "")
-        self.status.setText(f"<span style='color:{color}'>{html.escape(text)}</span>" if color else html.escape(text))
+        self.status.setText(
+            f"<span style='color:{color}'>{html.escape(text)}</span>" if color else html.escape(text)
+        )
 
     def done(self, result: int) -> None:  # closing the dialog cancels a running export
         if self._process is not None:

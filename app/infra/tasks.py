@@ -57,18 +57,25 @@ class Task(QObject):
 
     def run(self) -> None:  # runs on a pool thread
         try:
-            result = self._fn(lambda done, total, msg="": self.progress.emit(done, total, msg), self.is_cancelled)
+            result = self._fn(
+                lambda done, total, msg="": self.progress.emit(done, total, msg), self.is_cancelled
+            )
         except Cancelled:
             self.was_cancelled.emit()
         except UserError as exc:
             self.failed.emit(exc.message, exc.hint)
         except OSError as exc:  # a folder gone, not writable, or a full disk: the user can act on it
             where = f" {exc.filename}" if exc.filename else ""
-            self.failed.emit(f"Cannot use{where}: {exc.strerror or exc}.",
-                             "Check that the folder exists, that you may write to it and that the disk is not full.")
+            self.failed.emit(
+                f"Cannot use{where}: {exc.strerror or exc}.",
+                "Check that the folder exists, that you may write to it and that the disk is not full.",
+            )
         except Exception as exc:  # a bug: report it, keep the app alive
             log.error("task %s failed:\n%s", self.name, traceback.format_exc())
-            self.failed.emit(f"{type(exc).__name__}: {exc}", "This is a bug in Whetstone; Help → Diagnostics has the details to report.")
+            self.failed.emit(
+                f"{type(exc).__name__}: {exc}",
+                "This is a bug in Whetstone; Help → Diagnostics has the details to report.",
+            )
         else:
             self.finished.emit(result)
 
@@ -98,8 +105,13 @@ class TaskRunner(QObject):
         self._pool.start(_Runnable(task))
         return task
 
-    def run(self, fn: Callable[..., Any], on_done: Callable[[Any], None] | None = None,
-            on_failed: Callable[[str, str], None] | None = None, name: str = "") -> Task:
+    def run(
+        self,
+        fn: Callable[..., Any],
+        on_done: Callable[[Any], None] | None = None,
+        on_failed: Callable[[str, str], None] | None = None,
+        name: str = "",
+    ) -> Task:
         task = Task(fn, name)
         if on_done:
             task.finished.connect(on_done)

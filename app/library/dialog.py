@@ -37,11 +37,14 @@ def ask_remote_code_consent(parent: QWidget, info) -> bool:
     box = QMessageBox(parent)
     box.setIcon(QMessageBox.Icon.Warning)
     box.setWindowTitle("Allow this model's own code?")
-    box.setText(f"<b>{html.escape(info.name)}</b> needs Python code shipped inside its folder "
-                f"(model type {html.escape(str(info.model_type))!s} is not built into transformers).")
+    box.setText(
+        f"<b>{html.escape(info.name)}</b> needs Python code shipped inside its folder "
+        f"(model type {html.escape(str(info.model_type))!s} is not built into transformers)."
+    )
     box.setInformativeText(
         "Loading it runs that code with your user's rights: it can read and change your files. "
-        "Allow it only if you trust where this folder came from.\n\n" + str(info.path))
+        "Allow it only if you trust where this folder came from.\n\n" + str(info.path)
+    )
     allow = box.addButton("Allow its code", QMessageBox.ButtonRole.AcceptRole)
     box.addButton(QMessageBox.StandardButton.Cancel)
     box.setDefaultButton(QMessageBox.StandardButton.Cancel)
@@ -50,10 +53,12 @@ def ask_remote_code_consent(parent: QWidget, info) -> bool:
 
 
 class ModelLibraryDialog(QDialog):
-    modelChosen = Signal(object)   # ModelInfo the user picked for the current project
-    changed = Signal()             # the library's list changed (scan finished)
+    modelChosen = Signal(object)  # ModelInfo the user picked for the current project
+    changed = Signal()  # the library's list changed (scan finished)
 
-    def __init__(self, library, tasks: TaskRunner, can_choose: bool = True, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, library, tasks: TaskRunner, can_choose: bool = True, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Model library")
         self.resize(1000, 460)
@@ -101,16 +106,26 @@ class ModelLibraryDialog(QDialog):
         self.use_button = QPushButton("Use for this project", self)
         self.use_button.setVisible(can_choose)
         self.use_button.setDefault(True)
-        for button, slot in ((self.add_button, self.choose_folder_to_add),
-                             (self.gguf_button, self.choose_gguf_to_import),
-                             (self.consent_button, self._on_consent), (self.remove_button, self._on_remove),
-                             (self.rescan_button, self.rescan), (self.use_button, self._on_use)):
+        for button, slot in (
+            (self.add_button, self.choose_folder_to_add),
+            (self.gguf_button, self.choose_gguf_to_import),
+            (self.consent_button, self._on_consent),
+            (self.remove_button, self._on_remove),
+            (self.rescan_button, self.rescan),
+            (self.use_button, self._on_use),
+        ):
             button.clicked.connect(slot)
         close = QPushButton("Close", self)
         close.clicked.connect(self.reject)
 
         top = QHBoxLayout()
-        for button in (self.add_button, self.gguf_button, self.consent_button, self.remove_button, self.rescan_button):
+        for button in (
+            self.add_button,
+            self.gguf_button,
+            self.consent_button,
+            self.remove_button,
+            self.rescan_button,
+        ):
             top.addWidget(button)
         top.addStretch(1)
         bottom = QHBoxLayout()
@@ -160,7 +175,9 @@ class ModelLibraryDialog(QDialog):
         self.add_button.setEnabled(not busy)
         self.gguf_button.setEnabled(not busy)
         self.rescan_button.setEnabled(not busy)
-        self.consent_button.setEnabled(bool(info and info.needs_remote_code and not info.remote_code_allowed and not info.problem))
+        self.consent_button.setEnabled(
+            bool(info and info.needs_remote_code and not info.remote_code_allowed and not info.problem)
+        )
         self.remove_button.setEnabled(bool(info and info.source == "added") and not busy)
         self.use_button.setEnabled(bool(info and info.usable) and self._can_choose)
         self.details.setText(self._describe(info))
@@ -171,7 +188,9 @@ class ModelLibraryDialog(QDialog):
             return "Pick a model to see where it lives and what it needs."
         text = f"<b>{html.escape(info.name)}</b> — {html.escape(str(info.path))}"
         if info.problem:
-            text += f"<br><span style='color:#c0392b'>{html.escape(info.problem)}</span> {html.escape(info.hint)}"
+            text += (
+                f"<br><span style='color:#c0392b'>{html.escape(info.problem)}</span> {html.escape(info.hint)}"
+            )
         elif info.needs_remote_code and not info.remote_code_allowed:
             text += "<br>This model runs its own Python code; it is disabled until you allow that."
         elif not info.has_chat_template:
@@ -279,12 +298,15 @@ class ModelLibraryDialog(QDialog):
             self.rescan()
 
     def choose_gguf_to_import(self) -> None:
-        file, _ = QFileDialog.getOpenFileName(self, "Import a GGUF model", "", "GGUF models (*.gguf);;All files (*)")
+        file, _ = QFileDialog.getOpenFileName(
+            self, "Import a GGUF model", "", "GGUF models (*.gguf);;All files (*)"
+        )
         if file:
             self.import_gguf(file)
 
     def import_gguf(self, file: str | Path, name: str | None = None) -> EngineProcess:
-        """Convert a .gguf into a model folder in a child process (cancel kills it; nothing half-made stays)."""
+        """Convert a .gguf into a model folder in a child process
+        (cancel kills it; nothing half-made stays)."""
         args = ["models", "import-gguf", str(file), "--progress-json"] + (["--name", name] if name else [])
         self._import = EngineProcess(args, self)
         self._import.message.connect(self._on_import_message)

@@ -7,7 +7,16 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 from engine.models.info import SOURCE_LABELS, format_count, status_text
 from engine.util.units import format_size
 
-COLUMNS = ("Name", "Source", "Architecture", "Parameters", "Context", "Chat template", "4-bit memory", "Status")
+COLUMNS = (
+    "Name",
+    "Source",
+    "Architecture",
+    "Parameters",
+    "Context",
+    "Chat template",
+    "4-bit memory",
+    "Status",
+)
 SORT_ROLE = Qt.ItemDataRole.UserRole + 10
 
 
@@ -44,14 +53,27 @@ class LibraryTableModel(QAbstractTableModel):
             return None
         col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
-            return (info.name, SOURCE_LABELS.get(info.source, info.source), info.architecture or "?",
-                    format_count(info.parameters), f"{info.context_length:,}" if info.context_length else "?",
-                    "yes" if info.has_chat_template else "no", format_size(info.memory_4bit_bytes),
-                    status_text(info))[col]
+            return (
+                info.name,
+                SOURCE_LABELS.get(info.source, info.source),
+                info.architecture or "?",
+                format_count(info.parameters),
+                f"{info.context_length:,}" if info.context_length else "?",
+                "yes" if info.has_chat_template else "no",
+                format_size(info.memory_4bit_bytes),
+                status_text(info),
+            )[col]
         if role == SORT_ROLE:
-            return (info.name.casefold(), info.source, info.architecture or "", info.parameters or 0,
-                    info.context_length or 0, info.has_chat_template, info.memory_4bit_bytes or 0,
-                    status_text(info))[col]
+            return (
+                info.name.casefold(),
+                info.source,
+                info.architecture or "",
+                info.parameters or 0,
+                info.context_length or 0,
+                info.has_chat_template,
+                info.memory_4bit_bytes or 0,
+                status_text(info),
+            )[col]
         if role == Qt.ItemDataRole.ToolTipRole:
             tip = str(info.path)
             if info.problem:

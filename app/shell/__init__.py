@@ -1,1 +1,2 @@
-"""The window around the features: main window, project browser, workspace model, preferences, notifications."""
+"""The window around the features: main window, project browser, workspace model, preferences,
+notifications."""

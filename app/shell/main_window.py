@@ -45,9 +45,15 @@ from app.widgets.theme import apply_theme
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, settings: AppSettings, workspace_root: Path, workspace_why: str = "",
-                 background: bool = True, parent: QWidget | None = None,
-                 prepare_demo: bool | None = None) -> None:
+    def __init__(
+        self,
+        settings: AppSettings,
+        workspace_root: Path,
+        workspace_why: str = "",
+        background: bool = True,
+        parent: QWidget | None = None,
+        prepare_demo: bool | None = None,
+    ) -> None:
         """`background=False` skips the device probe and (unless `prepare_demo`) the demo model (tests)."""
         super().__init__(parent)
         from engine.workspace import Workspace  # light: no torch
@@ -83,8 +89,10 @@ class MainWindow(QMainWindow):
         self.setMinimumSize(860, 540)
         # First start: most of the screen (the Data and Train pages are laid out for about 1300 px).
         available = self.screen().availableGeometry()
-        self.resize(max(1180, min(1440, int(available.width() * 0.92))),
-                    max(740, min(900, int(available.height() * 0.9))))
+        self.resize(
+            max(1180, min(1440, int(available.width() * 0.92))),
+            max(740, min(900, int(available.height() * 0.9))),
+        )
 
         self.status_bar = StatusBar(probing=background, parent=self)
         self.setStatusBar(self.status_bar)
@@ -108,7 +116,8 @@ class MainWindow(QMainWindow):
         self.train_page.failed.connect(self._on_failed)
         # A finished run's next steps (and the runs list's menu): chat with it, export it, rename it.
         self.train_page.chatRequested.connect(
-            lambda run: self.chat_page.chat_with(run) and self.pages.setCurrentIndex(2))
+            lambda run: self.chat_page.chat_with(run) and self.pages.setCurrentIndex(2)
+        )
         self.train_page.exportRequested.connect(self.project_actions.export)
         self.train_page.runRenamed.connect(lambda _run: self.workspace_model.refresh())
         self.browser.renameRunRequested.connect(self.train_page.rename_run)
@@ -134,8 +143,12 @@ class MainWindow(QMainWindow):
             self.browser.select_project(demo_path or saved or None)
             self.workspace_model.refresh()  # its result starts the demo model when a project needs it
 
-        self.tasks.run(lambda _p, _c: self.workspace_model.workspace.first_start(), opened,
-                       self._on_failed, name="first start")
+        self.tasks.run(
+            lambda _p, _c: self.workspace_model.workspace.first_start(),
+            opened,
+            self._on_failed,
+            name="first start",
+        )
         self.library.scan()
         self.train_page.prewarm()
         if self._background:
@@ -180,29 +193,41 @@ class MainWindow(QMainWindow):
         bar = self.menuBar()
         file = bar.addMenu("&File")
         projects = self.project_actions
-        self.new_action = self._action("&New project…", projects.new_project, QKeySequence.StandardKey.New,
-                                       file)
+        self.new_action = self._action(
+            "&New project…", projects.new_project, QKeySequence.StandardKey.New, file
+        )
         file.addSeparator()
         self._action("Change &workspace folder…", self.change_workspace, None, file)
-        self._action("Show workspace in file manager",
-                     lambda: projects.reveal(self.workspace_model.workspace.root), None, file)
+        self._action(
+            "Show workspace in file manager",
+            lambda: projects.reveal(self.workspace_model.workspace.root),
+            None,
+            file,
+        )
         file.addSeparator()
         self._action("&Quit", self.close, QKeySequence.StandardKey.Quit, file)
 
         project = bar.addMenu("&Project")
         self.rename_action = self._action("&Rename…", self._rename_selected, "F2", project)
         self.duplicate_action = self._action("&Duplicate…", projects.duplicate_project, "Ctrl+D", project)
-        self.delete_action = self._action("De&lete…", projects.delete_project, QKeySequence.StandardKey.Delete,
-                                          project)
+        self.delete_action = self._action(
+            "De&lete…", projects.delete_project, QKeySequence.StandardKey.Delete, project
+        )
         # Del deletes a project only from the project browser: in the Data tab it deletes rows.
         self.removeAction(self.delete_action)
         self.browser.addAction(self.delete_action)
         self.delete_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        self.export_action = self._action("E&xport run…", projects.export_current, "Ctrl+E", project,
-                                          "Write a merged model or a GGUF file (+ Ollama Modelfile) and check it")
+        self.export_action = self._action(
+            "E&xport run…",
+            projects.export_current,
+            "Ctrl+E",
+            project,
+            "Write a merged model or a GGUF file (+ Ollama Modelfile) and check it",
+        )
         project.addSeparator()
-        self.reveal_action = self._action("Show in file &manager", projects.reveal_current, "Ctrl+Shift+R",
-                                          project)
+        self.reveal_action = self._action(
+            "Show in file &manager", projects.reveal_current, "Ctrl+Shift+R", project
+        )
         self._action("Re&fresh", self.workspace_model.refresh, QKeySequence.StandardKey.Refresh, project)
 
         models = bar.addMenu("&Models")
@@ -227,7 +252,13 @@ class MainWindow(QMainWindow):
         self._action("&About Whetstone", self.show_about, None, help_menu)
 
         self.browser.set_actions(
-            [self.new_action, self.rename_action, self.duplicate_action, self.delete_action, self.reveal_action],
+            [
+                self.new_action,
+                self.rename_action,
+                self.duplicate_action,
+                self.delete_action,
+                self.reveal_action,
+            ],
             [self.export_action, self.reveal_action],
         )
         self._update_actions()
@@ -245,18 +276,23 @@ class MainWindow(QMainWindow):
         self.pages.setCurrentIndex(max(0, min(tab, self.pages.count() - 1)))
 
     def save_state(self) -> None:
-        self.settings.save_window_state(self.saveGeometry(), self.saveState(), self.splitter.saveState(),
-                                        self.pages.currentIndex())
+        self.settings.save_window_state(
+            self.saveGeometry(), self.saveState(), self.splitter.saveState(), self.pages.currentIndex()
+        )
         self.settings.current_project = str(self.current_project or "")
         self.settings.sync()
 
     def ask_about_running(self, count: int) -> str:
         """Closing during a run: "stop", "leave" (it goes on; the next start re-attaches) or "cancel"."""
-        box = QMessageBox(QMessageBox.Icon.Question, "A run is training",
-                          f"{count} run{'s are' if count != 1 else ' is'} still training.\n\n"
-                          "Leave it running: training goes on without the window, and Whetstone shows it "
-                          "again when you reopen it.\nStop: it saves a checkpoint and ends; you can resume later.",
-                          QMessageBox.StandardButton.Cancel, self)
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "A run is training",
+            f"{count} run{'s are' if count != 1 else ' is'} still training.\n\n"
+            "Leave it running: training goes on without the window, and Whetstone shows it "
+            "again when you reopen it.\nStop: it saves a checkpoint and ends; you can resume later.",
+            QMessageBox.StandardButton.Cancel,
+            self,
+        )
         leave = box.addButton("Leave it running", QMessageBox.ButtonRole.AcceptRole)
         stop = box.addButton("Stop the run", QMessageBox.ButtonRole.DestructiveRole)
         box.setDefaultButton(leave)
@@ -326,7 +362,11 @@ class MainWindow(QMainWindow):
         if state == "refused":
             return  # the Train tab says why; nothing ran
         name = f"“{run_title(run_dir)}”"
-        titles = {"done": f"Run {name} finished", "paused": f"Run {name} paused", "stopped": f"Run {name} stopped"}
+        titles = {
+            "done": f"Run {name} finished",
+            "paused": f"Run {name} paused",
+            "stopped": f"Run {name} stopped",
+        }
         self.notifier.notify(titles.get(state, f"Run {name} failed"), message, ok=state in titles)
 
     def _reattach_runs(self, projects: list) -> None:
@@ -390,7 +430,9 @@ class MainWindow(QMainWindow):
         self.project_actions.rename_project()
 
     def change_workspace(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Workspace folder", str(self.workspace_model.workspace.root))
+        folder = QFileDialog.getExistingDirectory(
+            self, "Workspace folder", str(self.workspace_model.workspace.root)
+        )
         if not folder:
             return
         self.settings.workspace = folder
@@ -398,7 +440,9 @@ class MainWindow(QMainWindow):
         note = ""
         if "WHETSTONE_HOME" in self.workspace_why:
             note = "\n\nWHETSTONE_HOME is set in the environment and still wins until it is unset."
-        QMessageBox.information(self, "Workspace folder", f"Whetstone will use {folder} from the next start.{note}")
+        QMessageBox.information(
+            self, "Workspace folder", f"Whetstone will use {folder} from the next start.{note}"
+        )
 
     def set_theme(self, key: str) -> None:
         self.settings.theme = key
@@ -418,6 +462,12 @@ class MainWindow(QMainWindow):
         from importlib.metadata import version
 
         root = self.workspace_model.workspace.root
-        QMessageBox.about(self, "About Whetstone", (
-            f"<b>Whetstone {version('whetstone')}</b><br>Fine-tune open LLMs with QLoRA on your own machine, offline."
-            f"<br><br>Workspace: {html.escape(str(root))}<br>({html.escape(self.workspace_why)})"))
+        QMessageBox.about(
+            self,
+            "About Whetstone",
+            (
+                f"<b>Whetstone {version('whetstone')}</b><br>"
+                "Fine-tune open LLMs with QLoRA on your own machine, offline."
+                f"<br><br>Workspace: {html.escape(str(root))}<br>({html.escape(self.workspace_why)})"
+            ),
+        )

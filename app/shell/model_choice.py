@@ -38,8 +38,9 @@ class ModelChoice(QObject):
         from engine.models.library import ModelLibrary
 
         library = ModelLibrary(self.workspace_root)
-        self.tasks.run(lambda _p, cancelled: library.scan(cancel=cancelled), self.models_scanned.emit,
-                       name="model scan")
+        self.tasks.run(
+            lambda _p, cancelled: library.scan(cancel=cancelled), self.models_scanned.emit, name="model scan"
+        )
 
     def open(self):
         """Show the library dialog (returned for tests)."""
@@ -47,8 +48,9 @@ class ModelChoice(QObject):
         from engine.models.library import ModelLibrary
 
         if self.dialog is None:
-            self.dialog = ModelLibraryDialog(ModelLibrary(self.workspace_root), self.tasks,
-                                             parent=self.dialog_parent)
+            self.dialog = ModelLibraryDialog(
+                ModelLibrary(self.workspace_root), self.tasks, parent=self.dialog_parent
+            )
             self.dialog.modelChosen.connect(self.use_model)
             self.dialog.finished.connect(lambda _r: self.scan())
         else:
@@ -75,12 +77,14 @@ class ModelChoice(QObject):
 
         def change(_p, _c):
             config = load_project_config(path)
-            config = config.with_overrides({"model.path": str(info.path),
-                                            "model.trust_remote_code": bool(info.needs_remote_code)})
+            config = config.with_overrides(
+                {"model.path": str(info.path), "model.trust_remote_code": bool(info.needs_remote_code)}
+            )
             save_project_config(path, config)
 
-        self.tasks.run(change, lambda _r: self.model_set.emit(str(info.path)), self.failed.emit,
-                       name="set model")
+        self.tasks.run(
+            change, lambda _r: self.model_set.emit(str(info.path)), self.failed.emit, name="set model"
+        )
         self.status.emit(f"{info.name} is now the base model of this project.")
 
     def shutdown(self) -> None:

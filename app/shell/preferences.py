@@ -56,7 +56,9 @@ class AppSettings:
         tab = self._s.value("window/tab", 0)
         return blob("window/geometry"), blob("window/state"), blob("window/splitter"), int(tab or 0)
 
-    def save_window_state(self, geometry: QByteArray, state: QByteArray, splitter: QByteArray, tab: int) -> None:
+    def save_window_state(
+        self, geometry: QByteArray, state: QByteArray, splitter: QByteArray, tab: int
+    ) -> None:
         self._s.setValue("window/geometry", geometry)
         self._s.setValue("window/state", state)
         self._s.setValue("window/splitter", splitter)

@@ -27,8 +27,13 @@ class Dialogs(Protocol):
 
 
 class ProjectActions(QObject):
-    def __init__(self, workspace_model: WorkspaceModel, browser: ProjectBrowser, dialogs: Dialogs,
-                 dialog_parent: QWidget) -> None:
+    def __init__(
+        self,
+        workspace_model: WorkspaceModel,
+        browser: ProjectBrowser,
+        dialogs: Dialogs,
+        dialog_parent: QWidget,
+    ) -> None:
         super().__init__(dialog_parent)
         self.workspace_model = workspace_model
         self.browser = browser
@@ -61,9 +66,11 @@ class ProjectActions(QObject):
         project = self._current()
         if project is None:
             return
-        name = self.dialogs.ask_text("Duplicate project",
-                                     "Name of the copy (datasets and settings are copied, runs are not):",
-                                     f"{project.name} copy")
+        name = self.dialogs.ask_text(
+            "Duplicate project",
+            "Name of the copy (datasets and settings are copied, runs are not):",
+            f"{project.name} copy",
+        )
         if name:
             self.workspace_model.duplicate_project(project.path, name, on_done=self.browser.select_project)
 
@@ -73,8 +80,10 @@ class ProjectActions(QObject):
             return
         runs = len(project.runs)
         detail = f" and its {runs} run{'s' if runs != 1 else ''} (checkpoints and adapters)" if runs else ""
-        message = (f"Delete the project “{project.name}”{detail}?\n\n{project.path}\n\n"
-                   "Its folder is removed from disk. This cannot be undone.")
+        message = (
+            f"Delete the project “{project.name}”{detail}?\n\n{project.path}\n\n"
+            "Its folder is removed from disk. This cannot be undone."
+        )
         if self.dialogs.confirm("Delete project", message, "Delete"):
             self.workspace_model.delete_project(project.path)
 

@@ -25,8 +25,9 @@ KIND_ROLE = Qt.ItemDataRole.UserRole + 1
 PATH_ROLE = Qt.ItemDataRole.UserRole + 2
 PROJECT_ROLE = Qt.ItemDataRole.UserRole + 3
 
+
 class ProjectBrowser(QWidget):
-    projectSelected = Signal(object)   # Path of the selected item's project, or None
+    projectSelected = Signal(object)  # Path of the selected item's project, or None
     itemActivated = Signal(str, object)  # kind, path (double click / Enter)
     renameRunRequested = Signal(Path)  # a run's display name (its folder keeps its name)
 
@@ -143,7 +144,9 @@ class ProjectBrowser(QWidget):
             item = QStandardItem(style.standardIcon(QStyle.StandardPixmap.SP_FileIcon), ds.name)
             self._tag(item, "dataset", ds.path, project.path)
             default = project.dataset and Path(project.dataset).name == ds.name
-            datasets[0].appendRow([item, self._detail(format_size(ds.size_bytes) + (" · used for training" if default else ""))])
+            datasets[0].appendRow(
+                [item, self._detail(format_size(ds.size_bytes) + (" · used for training" if default else ""))]
+            )
         runs = self._group("Runs", "runs", project, len(project.runs))
         for run in project.runs:
             item = QStandardItem(self._run_icon(run.state), run_title(run))
@@ -154,7 +157,9 @@ class ProjectBrowser(QWidget):
                 self._tag(child, "checkpoint", path, project.path)
                 item.appendRow([child, self._detail(f"resumable from step {step}")])
             if run.adapter:
-                child = QStandardItem(style.standardIcon(QStyle.StandardPixmap.SP_DialogApplyButton), "adapter")
+                child = QStandardItem(
+                    style.standardIcon(QStyle.StandardPixmap.SP_DialogApplyButton), "adapter"
+                )
                 self._tag(child, "adapter", run.adapter, project.path)
                 item.appendRow([child, self._detail("final LoRA adapter")])
             runs[0].appendRow([item, self._detail(run_details(run))])
@@ -175,8 +180,10 @@ class ProjectBrowser(QWidget):
 
     def _run_icon(self, state: str):
         pixmap = {
-            "running": QStyle.StandardPixmap.SP_MediaPlay, "done": QStyle.StandardPixmap.SP_DialogApplyButton,
-            "failed": QStyle.StandardPixmap.SP_MessageBoxCritical, "stopped": QStyle.StandardPixmap.SP_MediaStop,
+            "running": QStyle.StandardPixmap.SP_MediaPlay,
+            "done": QStyle.StandardPixmap.SP_DialogApplyButton,
+            "failed": QStyle.StandardPixmap.SP_MessageBoxCritical,
+            "stopped": QStyle.StandardPixmap.SP_MediaStop,
             "paused": QStyle.StandardPixmap.SP_MediaPause,
             "interrupted": QStyle.StandardPixmap.SP_MessageBoxWarning,
         }.get(state, QStyle.StandardPixmap.SP_FileIcon)

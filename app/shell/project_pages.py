@@ -14,8 +14,9 @@ class ProjectPages(QTabWidget):
     """The pages' own minimum: a page's widgets (a long status text) must not push the project
     browser aside. Pages are laid out for more; below it they are clipped, not the browser."""
 
-    def __init__(self, data_page: QWidget, train_page: QWidget, chat_page: QWidget,
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self, data_page: QWidget, train_page: QWidget, chat_page: QWidget, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.setDocumentMode(True)
         self.setMinimumWidth(self.MINIMUM_WIDTH)

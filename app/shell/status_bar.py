@@ -17,11 +17,15 @@ class StatusBar(QStatusBar):
         self.busy_bar.setMaximumWidth(120)
         self.busy_bar.hide()
         self.busy_label = QLabel(self)
-        self.device_label = QLabel("Detecting compute device…" if probing else "Compute device not probed", self)
+        self.device_label = QLabel(
+            "Detecting compute device…" if probing else "Compute device not probed", self
+        )
         self.device_label.setToolTip("Help → Diagnostics shows versions, GPUs and the bitsandbytes backend.")
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         self.offline_label = QLabel("● Offline: no network use" if offline else "Network allowed", self)
-        self.offline_label.setToolTip("Whetstone never downloads models or data; everything comes from local folders.")
+        self.offline_label.setToolTip(
+            "Whetstone never downloads models or data; everything comes from local folders."
+        )
         self.addWidget(self.busy_bar)
         self.addWidget(self.busy_label)
         self.addPermanentWidget(self.device_label)
@@ -35,6 +39,10 @@ class StatusBar(QStatusBar):
 
     def set_device(self, text: str) -> None:
         self.device_label.setText(text)
+
+    def device_text(self) -> str:
+        """What the status bar says about the compute device (e.g. for the start-up report)."""
+        return self.device_label.text()
 
     def note(self, text: str, msecs: int = 10000) -> None:
         """A short message that goes away by itself."""

@@ -23,9 +23,9 @@ RESCAN_EVENTS = ("status", "checkpoint")  # the events that change what a scan s
 
 
 class WorkspaceModel(QObject):
-    changed = Signal(list)       # list[engine.workspace.ProjectSummary]
-    failed = Signal(str, str)    # message, hint: an action or a scan went wrong
-    busy = Signal(str)           # what a long action is doing ("" when idle)
+    changed = Signal(list)  # list[engine.workspace.ProjectSummary]
+    failed = Signal(str, str)  # message, hint: an action or a scan went wrong
+    busy = Signal(str)  # what a long action is doing ("" when idle)
 
     def __init__(self, workspace, tasks: TaskRunner, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -48,8 +48,12 @@ class WorkspaceModel(QObject):
             self._dirty = True
             return
         self._scanning = True
-        self._tasks.run(lambda _p, _c: self.workspace.list_projects(), self._on_scanned,
-                        self._on_scan_failed, name="scan workspace")
+        self._tasks.run(
+            lambda _p, _c: self.workspace.list_projects(),
+            self._on_scanned,
+            self._on_scan_failed,
+            name="scan workspace",
+        )
 
     def project(self, path: Path | str | None):
         if path is None:
@@ -121,7 +125,9 @@ class WorkspaceModel(QObject):
         self._act(f"Renaming to {new_name}…", lambda: self.workspace.rename_project(path, new_name), on_done)
 
     def duplicate_project(self, path: Path, new_name: str, on_done: Callable | None = None) -> None:
-        self._act(f"Duplicating as {new_name}…", lambda: self.workspace.duplicate_project(path, new_name), on_done)
+        self._act(
+            f"Duplicating as {new_name}…", lambda: self.workspace.duplicate_project(path, new_name), on_done
+        )
 
     def delete_project(self, path: Path, on_done: Callable | None = None) -> None:
         self._act(f"Deleting {path.name}…", lambda: self.workspace.delete_project(path), on_done)

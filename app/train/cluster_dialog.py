@@ -62,8 +62,10 @@ class ClusterBundleDialog(QDialog):
 
         intro = QLabel(
             "Writes a folder you carry to a machine with several GPUs, or to a Slurm cluster: these "
-            "settings, a copy of the training data, and scripts that start the same engine with "
-            "PyTorch's <code>torchrun</code> (one process per GPU, each with its own 4-bit copy of the model).", self)
+            "settings, a copy of the training data, and scripts that start the same engine with PyTorch's "
+            "<code>torchrun</code> (one process per GPU, each with its own 4-bit copy of the model).",
+            self,
+        )
         intro.setWordWrap(True)
         intro.setTextFormat(Qt.TextFormat.RichText)
         self.folder = QLineEdit(str(default_folder(project, name)), self)
@@ -75,8 +77,12 @@ class ClusterBundleDialog(QDialog):
         for box in (self.nodes, self.gpus):
             box.setMinimumWidth(90)
         model = Path(config.model.path)
-        self.with_model = QCheckBox(f"Copy the base model into the folder ({format_size(folder_size(model))})", self)
-        self.with_model.setToolTip("Leave off when the cluster already has the model: the scripts take MODEL=/path.")
+        self.with_model = QCheckBox(
+            f"Copy the base model into the folder ({format_size(folder_size(model))})", self
+        )
+        self.with_model.setToolTip(
+            "Leave off when the cluster already has the model: the scripts take MODEL=/path."
+        )
         self.batch_note = QLabel(self)
         self.batch_note.setWordWrap(True)
         self.status = QLabel(self)
@@ -124,12 +130,16 @@ class ClusterBundleDialog(QDialog):
         one = t.batch_size * t.gradient_accumulation
         processes = self.nodes.value() * self.gpus.value()
         self.batch_note.setText(
-            f"Batch size {t.batch_size} is per GPU: with {processes} GPUs ({self.nodes.value()} × {self.gpus.value()}) "
-            f"each step trains {one * processes} rows instead of {one}. To keep the batch you tuned here, lower "
-            f"gradient accumulation or pass --batch-size to the script.")
+            f"Batch size {t.batch_size} is per GPU: with {processes} GPUs "
+            f"({self.nodes.value()} × {self.gpus.value()}) "
+            f"each step trains {one * processes} rows instead of {one}. To keep the batch you tuned here, "
+            f"lower gradient accumulation or pass --batch-size to the script."
+        )
 
     def _on_browse(self) -> None:
-        chosen = QFileDialog.getExistingDirectory(self, "Folder for the cluster bundle", str(Path(self.folder.text()).parent))
+        chosen = QFileDialog.getExistingDirectory(
+            self, "Folder for the cluster bundle", str(Path(self.folder.text()).parent)
+        )
         if chosen:
             self.folder.setText(str(Path(chosen) / f"cluster-{self.name}"))
 
@@ -139,8 +149,15 @@ class ClusterBundleDialog(QDialog):
         # The engine names the bundle's run after the config file: <name>.toml in a folder of its own.
         self._config_file = Path(tempfile.mkdtemp(prefix="whetstone-cluster-")) / f"{self.name}.toml"
         self._config_file.write_text(config_to_toml(self.config), encoding="utf-8")
-        args = ["cluster-bundle", str(self._config_file), self.folder.text().strip(), "--nodes", str(self.nodes.value()),
-                "--gpus-per-node", str(self.gpus.value())]
+        args = [
+            "cluster-bundle",
+            str(self._config_file),
+            self.folder.text().strip(),
+            "--nodes",
+            str(self.nodes.value()),
+            "--gpus-per-node",
+            str(self.gpus.value()),
+        ]
         if self.with_model.isChecked():
             args.append("--with-model")
         self._engine = EngineProcess(args, self)

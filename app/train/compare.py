@@ -41,12 +41,23 @@ from engine.errors import UserError
 from engine.runs.history import RunHistory, config_diff, load_history, load_run_config, smooth
 
 # Mid-tone colours that read on both the light and the dark palette, one per run.
-RUN_COLORS = ("#3b82f6", "#f97316", "#22c55e", "#ef4444", "#a855f7",
-              "#14b8a6", "#ec4899", "#eab308", "#64748b", "#84cc16")
+RUN_COLORS = (
+    "#3b82f6",
+    "#f97316",
+    "#22c55e",
+    "#ef4444",
+    "#a855f7",
+    "#14b8a6",
+    "#ec4899",
+    "#eab308",
+    "#64748b",
+    "#84cc16",
+)
 
 
 def _loader(index: int, run_dir: Path) -> Callable:
     """A task function: (index, history, config dict or the reason there is none)."""
+
     def load(_progress, _cancelled) -> tuple[int, RunHistory, dict | str]:
         history = load_history(run_dir)
         try:
@@ -54,6 +65,7 @@ def _loader(index: int, run_dir: Path) -> Callable:
         except UserError as exc:
             config = f"{exc.message} {exc.hint}".strip()
         return index, history, config
+
     return load
 
 
@@ -97,8 +109,12 @@ class CompareRunsDialog(QDialog):
         self._build()
         self._apply_palette()
         for index, run_dir in enumerate(self.run_dirs):
-            runner.run(_loader(index, run_dir), on_done=self._on_loaded, on_failed=self._on_load_failed,
-                       name=f"load run {run_dir.name}")
+            runner.run(
+                _loader(index, run_dir),
+                on_done=self._on_loaded,
+                on_failed=self._on_load_failed,
+                name=f"load run {run_dir.name}",
+            )
         self._update_loading()
 
     # ---- for callers and tests ------------------------------------------------------------
@@ -159,8 +175,13 @@ class CompareRunsDialog(QDialog):
         for index, name in enumerate(self.names):
             color = QColor(RUN_COLORS[index % len(RUN_COLORS)])
             loss = self._plot.plot(pen=pg.mkPen(color, width=2), name=name)
-            evals = self._plot.plot(pen=pg.mkPen(color, width=1.5, style=Qt.PenStyle.DashLine),
-                                    symbol="o", symbolSize=5, symbolBrush=color, symbolPen=None)
+            evals = self._plot.plot(
+                pen=pg.mkPen(color, width=1.5, style=Qt.PenStyle.DashLine),
+                symbol="o",
+                symbolSize=5,
+                symbolBrush=color,
+                symbolPen=None,
+            )
             evals.setZValue(1)  # few points: keep them above the dense training curves
             self._loss_curves.append(loss)
             self._eval_curves.append(evals)
@@ -291,7 +312,9 @@ class CompareRunsDialog(QDialog):
         if a < 0 or b < 0 or a == b:
             note = "Choose two different runs to compare their settings."
         elif isinstance(config_a, str) or isinstance(config_b, str):
-            note = "Cannot compare settings: " + " ".join(c for c in (config_a, config_b) if isinstance(c, str))
+            note = "Cannot compare settings: " + " ".join(
+                c for c in (config_a, config_b) if isinstance(c, str)
+            )
         elif config_a is None or config_b is None:
             note = "Cannot compare settings: a run could not be read."
         else:

@@ -25,8 +25,13 @@ class RunFeed(QObject):
     _history = Signal(object, object)
     _history_done = Signal(object)
 
-    def __init__(self, run_dir: Path, history_end: int, on_close: Callable[[RunFeed], None] | None = None,
-                 parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        history_end: int,
+        on_close: Callable[[RunFeed], None] | None = None,
+        parent: QObject | None = None,
+    ) -> None:
         """`history_end`: the byte offset where live batches will start (the file's size if none will)."""
         super().__init__(parent)
         self.run_dir = Path(run_dir)
@@ -75,8 +80,13 @@ class RunFeed(QObject):
             except RuntimeError:  # the feed was deleted without being closed: nobody to tell
                 holder[0].stop()
 
-        reader = HistoryReader(self.path, start, end, lambda events: send(self._history, events),
-                               lambda: send(self._history_done))
+        reader = HistoryReader(
+            self.path,
+            start,
+            end,
+            lambda events: send(self._history, events),
+            lambda: send(self._history_done),
+        )
         holder.append(reader)
         self._reader = reader
         reader.start()

@@ -34,8 +34,15 @@ from engine.runs.verdict import STATE_HEADINGS, judge_run
 from engine.util.files import format_duration
 
 STATE_COLOURS = {
-    "starting": "#5b8def", "loading": "#5b8def", "training": "#2e8b57", "saving": "#2e8b57",
-    "running": "#2e8b57", "done": "#2e8b57", "stopped": "#b9770e", "paused": "#b9770e", "failed": "#d9534f",
+    "starting": "#5b8def",
+    "loading": "#5b8def",
+    "training": "#2e8b57",
+    "saving": "#2e8b57",
+    "running": "#2e8b57",
+    "done": "#2e8b57",
+    "stopped": "#b9770e",
+    "paused": "#b9770e",
+    "failed": "#d9534f",
     "interrupted": "#d9534f",
 }
 ACTIVE = ("starting", "loading", "training", "saving", "running")
@@ -65,9 +72,13 @@ class RunMonitor(QWidget):
         self.progress = QProgressBar(self)
         self.eta = QLabel(self)
         self.stop_button = QPushButton("Stop", self)
-        self.stop_button.setToolTip("Finish the current step, save a checkpoint and end the run (it can be resumed).")
+        self.stop_button.setToolTip(
+            "Finish the current step, save a checkpoint and end the run (it can be resumed)."
+        )
         self.pause_button = QPushButton("Pause", self)
-        self.pause_button.setToolTip("Save a checkpoint and stop; the run shows as paused until you resume it.")
+        self.pause_button.setToolTip(
+            "Save a checkpoint and stop; the run shows as paused until you resume it."
+        )
         self.checkpoint = QComboBox(self)
         self.checkpoint.setToolTip("Resume from this checkpoint; later checkpoints are removed.")
         self.resume_button = QPushButton("Resume", self)
@@ -77,14 +88,22 @@ class RunMonitor(QWidget):
         self.more_steps.setPrefix("+")
         self.more_steps.setSuffix(" steps")
         self.further_button = QPushButton("Train further", self)
-        self.further_button.setToolTip("Continue this run from its last checkpoint for more steps; the curve goes on.")
+        self.further_button.setToolTip(
+            "Continue this run from its last checkpoint for more steps; the curve goes on."
+        )
 
         header = QHBoxLayout()
         header.addWidget(self.title)
         header.addWidget(self.state_label)
         header.addStretch(1)
-        for widget in (self.stop_button, self.pause_button, self.checkpoint, self.resume_button,
-                       self.more_steps, self.further_button):
+        for widget in (
+            self.stop_button,
+            self.pause_button,
+            self.checkpoint,
+            self.resume_button,
+            self.more_steps,
+            self.further_button,
+        ):
             header.addWidget(widget)
         progress_row = QHBoxLayout()
         progress_row.addWidget(self.progress, 1)
@@ -175,7 +194,7 @@ class RunMonitor(QWidget):
         self.plots.add_events(events)
         lines = []
         metrics = [e for e in events if e.get("type") == "metrics"]
-        for event in metrics[-self._recent.maxlen:]:  # only the latest ones matter for progress and ETA
+        for event in metrics[-self._recent.maxlen :]:  # only the latest ones matter for progress and ETA
             self.step = int(event.get("step") or self.step)
             self.max_steps = int(event.get("max_steps") or self.max_steps)
             self._recent.append((float(event.get("time") or 0), self.step))
@@ -219,9 +238,12 @@ class RunMonitor(QWidget):
         self.stop_button.setEnabled(active)
         self.pause_button.setEnabled(active)
         self.checkpoint.setEnabled(not active and has_checkpoint)
-        # A finished run resumes only from an earlier checkpoint (a new branch); its latest one trains further.
+        # A finished run resumes only from an earlier checkpoint (a new branch);
+        # its latest one trains further.
         earlier = self.checkpoints and self.checkpoint.currentData() not in (None, self.checkpoints[-1])
-        self.resume_button.setEnabled(not active and has_checkpoint and (self.state != "done" or bool(earlier)))
+        self.resume_button.setEnabled(
+            not active and has_checkpoint and (self.state != "done" or bool(earlier))
+        )
         self.further_button.setEnabled(not active and self.state == "done" and has_checkpoint)
         self.more_steps.setEnabled(self.further_button.isEnabled())
 

@@ -38,11 +38,15 @@ class RunNextSteps(QFrame):
         self._row.addStretch(1)
         self.buttons: dict[str, QPushButton] = {}
         self.chat_button = self.add_step(
-            "Chat with it", "Open the Chat tab with this run's adapter side by side with the base model",
-            self.chatRequested.emit)
+            "Chat with it",
+            "Open the Chat tab with this run's adapter side by side with the base model",
+            self.chatRequested.emit,
+        )
         self.export_button = self.add_step(
-            "Export…", "Write a merged model or a GGUF file (+ Ollama Modelfile) from this run",
-            self.exportRequested.emit)
+            "Export…",
+            "Write a merged model or a GGUF file (+ Ollama Modelfile) from this run",
+            self.exportRequested.emit,
+        )
         self.hide()
 
     def add_step(self, text: str, tip: str, slot: Callable[[Path], object]) -> QPushButton:
@@ -55,7 +59,8 @@ class RunNextSteps(QFrame):
         return button
 
     def show_for(self, run_dir: Path | None, state: str, has_result: bool) -> None:
-        """Visible for a finished run with an adapter or a checkpoint; hidden otherwise (and while it trains)."""
+        """Visible for a finished run with an adapter or a checkpoint;
+        hidden otherwise (and while it trains)."""
         self.run_dir = Path(run_dir) if run_dir is not None else None
         visible = self.run_dir is not None and state in FINISHED and has_result
         if visible:

@@ -52,12 +52,18 @@ class TrainPage(QWidget):
         """Called with the training data file before a run starts; False keeps it from starting."""
         self.runs_list = QListWidget(self)
         self.runs_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.runs_list.setToolTip("Select several runs (Ctrl/Shift) and press Compare to overlay their curves.")
+        self.runs_list.setToolTip(
+            "Select several runs (Ctrl/Shift) and press Compare to overlay their curves."
+        )
         self.runs_list.setWordWrap(True)  # long run names wrap instead of hiding behind a scroll bar
         self.runs_list.setMinimumWidth(self.fontMetrics().horizontalAdvance("Quick test · lr 3e-4 ·"))
         self.compare_button = QPushButton("Compare…", self)
-        self.compare_button.setToolTip("Overlay the loss curves of the selected runs and list their setting differences.")
-        self.empty = QLabel("No project selected. Pick one on the left, or create one with File → New project.", self)
+        self.compare_button.setToolTip(
+            "Overlay the loss curves of the selected runs and list their setting differences."
+        )
+        self.empty = QLabel(
+            "No project selected. Pick one on the left, or create one with File → New project.", self
+        )
         self.empty.setWordWrap(True)
         self.setup = RunSetup(tasks, self)
         self.loading = QLabel("Loading the plots…", self)
@@ -126,9 +132,11 @@ class TrainPage(QWidget):
             self.stack.addWidget(self._monitor)
             self._monitor.stopRequested.connect(self.manager.stop)
             self._monitor.resumeRequested.connect(
-                lambda run, step: self._launch(self.manager.resume, run, step=step))
+                lambda run, step: self._launch(self.manager.resume, run, step=step)
+            )
             self._monitor.trainFurtherRequested.connect(
-                lambda run, steps: self._launch(self.manager.resume, run, max_steps=steps))
+                lambda run, steps: self._launch(self.manager.resume, run, max_steps=steps)
+            )
         return self._monitor
 
     def _on_plots_imported(self) -> None:
@@ -185,11 +193,18 @@ class TrainPage(QWidget):
         self._on_current_changed(self.runs_list.item(0))
 
     def _on_current_changed(self, item, _previous=None) -> None:
-        run_dir = Path(item.data(Qt.ItemDataRole.UserRole)) if item and item.data(Qt.ItemDataRole.UserRole) else None
+        run_dir = (
+            Path(item.data(Qt.ItemDataRole.UserRole))
+            if item and item.data(Qt.ItemDataRole.UserRole)
+            else None
+        )
         summary = self.runs().get(run_dir) if run_dir else None
         active = summary is not None and self.manager.is_active(summary.path)
-        self.next_steps.show_for(run_dir, "running" if active else getattr(summary, "state", "new"),
-                                 summary is not None and bool(summary.adapter or summary.checkpoints))
+        self.next_steps.show_for(
+            run_dir,
+            "running" if active else getattr(summary, "state", "new"),
+            summary is not None and bool(summary.adapter or summary.checkpoints),
+        )
         if summary is None:
             self.stack.setCurrentWidget(self.setup)
             return
@@ -249,7 +264,9 @@ class TrainPage(QWidget):
         from engine.runs.names import write_run_name
 
         run_dir = Path(run_dir)
-        name = self.ask_text("Rename run", f"Name of the run (its folder stays {run_dir.name}):", run_title(run_dir))
+        name = self.ask_text(
+            "Rename run", f"Name of the run (its folder stays {run_dir.name}):", run_title(run_dir)
+        )
         if name is None or name.strip() == run_title(run_dir):
             return
         try:
@@ -287,14 +304,17 @@ class TrainPage(QWidget):
             self._launch(self.manager.start_new, project, folder)
 
         self.setup.start_button.setEnabled(False)
-        self.tasks.run(save, saved,
-                       lambda message, hint: self.failed.emit(message, hint), name="save settings")
+        self.tasks.run(
+            save, saved, lambda message, hint: self.failed.emit(message, hint), name="save settings"
+        )
 
     def _launch(self, start, *args, **kwargs) -> None:
         try:
             start(*args, **kwargs)
         except OSError as exc:
-            self.failed.emit(f"The engine could not be started: {exc}.", "Check that the project folder is writable.")
+            self.failed.emit(
+                f"The engine could not be started: {exc}.", "Check that the project folder is writable."
+            )
         finally:
             self.setup.start_button.setEnabled(not self.setup.errors)
 
@@ -309,14 +329,21 @@ class TrainPage(QWidget):
             summary = summarize_run(run_dir)
         except FileNotFoundError:
             return
-        if all(self.runs_list.item(i).data(Qt.ItemDataRole.UserRole) != str(run_dir)
-               for i in range(self.runs_list.count())):
+        if all(
+            self.runs_list.item(i).data(Qt.ItemDataRole.UserRole) != str(run_dir)
+            for i in range(self.runs_list.count())
+        ):
             item = QListWidgetItem(f"{run_title(summary)}\nrunning")
             item.setData(Qt.ItemDataRole.UserRole, str(run_dir))
             self.runs_list.insertItem(1, item)
         self.runs_list.blockSignals(True)
-        self.runs_list.setCurrentRow(next(i for i in range(self.runs_list.count())
-                                          if self.runs_list.item(i).data(Qt.ItemDataRole.UserRole) == str(run_dir)))
+        self.runs_list.setCurrentRow(
+            next(
+                i
+                for i in range(self.runs_list.count())
+                if self.runs_list.item(i).data(Qt.ItemDataRole.UserRole) == str(run_dir)
+            )
+        )
         self.runs_list.blockSignals(False)
         self.monitor.show_run(summary, True)
         self.monitor.title.setText(run_title(summary))

@@ -24,12 +24,18 @@ from engine.runs.history import SERIES, RunHistory, smooth
 
 # Mid-tone colours that read on both the light and the dark palette.
 COLORS = {
-    "loss": "#2563eb", "eval_loss": "#f97316", "learning_rate": "#a855f7",
-    "grad_norm": "#ef4444", "tokens_per_second": "#14b8a6", "peak_memory_mb": "#eab308",
+    "loss": "#2563eb",
+    "eval_loss": "#f97316",
+    "learning_rate": "#a855f7",
+    "grad_norm": "#ef4444",
+    "tokens_per_second": "#14b8a6",
+    "peak_memory_mb": "#eab308",
 }
 TITLES = {
-    "learning_rate": "Learning rate", "grad_norm": "Gradient norm",
-    "tokens_per_second": "Throughput (tokens/s)", "peak_memory_mb": "Peak memory (MB)",
+    "learning_rate": "Learning rate",
+    "grad_norm": "Gradient norm",
+    "tokens_per_second": "Throughput (tokens/s)",
+    "peak_memory_mb": "Peak memory (MB)",
 }
 MEMORY_KINDS = {"cuda_allocated": "GPU allocated", "process_rss": "process RSS"}
 CURVES = ("loss", "loss_smoothed", *SERIES[1:])
@@ -154,7 +160,9 @@ class RunPlots(QWidget):
         self._plots = {"loss": loss}
         for i, name in enumerate(SERIES[2:]):
             axes = {"left": ScientificAxis("left")} if name == "learning_rate" else None
-            self._plots[name] = self._canvas.addPlot(row=1 + i // 2, col=i % 2, viewBox=StepViewBox(), axisItems=axes)
+            self._plots[name] = self._canvas.addPlot(
+                row=1 + i // 2, col=i % 2, viewBox=StepViewBox(), axisItems=axes
+            )
         self._canvas.ci.layout.setRowStretchFactor(0, 3)  # the loss is what people watch
         self._canvas.ci.layout.setRowStretchFactor(1, 2)
         self._canvas.ci.layout.setRowStretchFactor(2, 2)
@@ -185,8 +193,14 @@ class RunPlots(QWidget):
         self._curves["loss"] = loss.plot(pen=pg.mkPen(faint, width=1), name="training loss", **dense)
         self._curves["loss_smoothed"] = loss.plot(pen=pg.mkPen(blue, width=2), name="smoothed", **dense)
         orange = COLORS["eval_loss"]
-        self._curves["eval_loss"] = loss.plot(pen=pg.mkPen(orange, width=1.5), symbol="o", symbolSize=6,
-                                              symbolBrush=orange, symbolPen=None, **dense)
+        self._curves["eval_loss"] = loss.plot(
+            pen=pg.mkPen(orange, width=1.5),
+            symbol="o",
+            symbolSize=6,
+            symbolBrush=orange,
+            symbolPen=None,
+            **dense,
+        )
         for name in SERIES[2:]:
             self._curves[name] = self._plots[name].plot(pen=pg.mkPen(COLORS[name], width=1), **dense)
         # Peak mode keeps spikes of the raw curves; on the smoothed one it would draw its residual

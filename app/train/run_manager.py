@@ -29,7 +29,8 @@ def new_run_name(project: Path) -> str:
 
 class RunManager(QObject):
     started = Signal(Path)
-    # run folder, state (done/stopped/paused/failed/interrupted, or refused: the engine would not start), message
+    # run folder, state (done/stopped/paused/failed/interrupted, or refused: the engine would
+    # not start), message
     finished = Signal(Path, str, str)
     events = Signal(Path, object)  # run folder, a list of the events its engine just wrote
     # From a watcher's thread to the manager on the UI thread (queued): watcher, EventBatch / Verdict.
@@ -52,9 +53,15 @@ class RunManager(QObject):
         self._launch(run_dir, ["train", "--project", str(project), "--output", str(run_dir)])
         return run_dir
 
-    def resume(self, run_dir: Path, step: int | None = None, max_steps: int | None = None,
-               epochs: float | None = None) -> None:
-        """Continue from the latest (or `step`'s) checkpoint; more steps or epochs train a finished run further."""
+    def resume(
+        self,
+        run_dir: Path,
+        step: int | None = None,
+        max_steps: int | None = None,
+        epochs: float | None = None,
+    ) -> None:
+        """Continue from the latest (or `step`'s) checkpoint;
+        more steps or epochs train a finished run further."""
         args = ["train", "--output", str(run_dir), "--resume"]
         if step is not None:
             args += ["--resume-from", str(step)]
@@ -85,8 +92,9 @@ class RunManager(QObject):
             except RuntimeError:  # the manager is gone (its window was deleted): nobody to tell
                 holder[0].stop()
 
-        watcher = RunWatcher(run_dir, lambda batch: send(self._batch, batch),
-                             lambda verdict: send(self._ended, verdict))
+        watcher = RunWatcher(
+            run_dir, lambda batch: send(self._batch, batch), lambda verdict: send(self._ended, verdict)
+        )
         holder.append(watcher)
         return watcher
 

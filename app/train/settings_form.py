@@ -29,9 +29,24 @@ from engine.config import _GROUPS, CHOICES, field_errors, field_help
 # What the form shows, by group; paths, columns and consent are set elsewhere (model, data pickers).
 SHOWN = {
     "lora": ("rank", "alpha", "dropout", "target_modules", "use_rslora", "use_dora"),
-    "training": ("max_steps", "epochs", "batch_size", "gradient_accumulation", "learning_rate", "lr_scheduler",
-                 "warmup_ratio", "weight_decay", "max_grad_norm", "gradient_checkpointing", "group_by_length",
-                 "padding_free", "eval_every", "save_every", "keep_checkpoints", "seed"),
+    "training": (
+        "max_steps",
+        "epochs",
+        "batch_size",
+        "gradient_accumulation",
+        "learning_rate",
+        "lr_scheduler",
+        "warmup_ratio",
+        "weight_decay",
+        "max_grad_norm",
+        "gradient_checkpointing",
+        "group_by_length",
+        "padding_free",
+        "eval_every",
+        "save_every",
+        "keep_checkpoints",
+        "seed",
+    ),
     "data": ("format", "max_length", "text_mode", "seed"),
     "quantization": ("load_in_4bit", "quant_type", "double_quant", "compute_dtype"),
 }
@@ -39,8 +54,13 @@ TITLES = {"lora": "LoRA adapter", "training": "Training", "data": "Data", "quant
 ERROR_STYLE = "border: 1px solid #d9534f;"
 
 
-LABELS = {"use_rslora": "Use rsLoRA", "use_dora": "Use DoRA", "load_in_4bit": "Load in 4-bit", "lr_scheduler": "LR schedule",
-          "max_grad_norm": "Max gradient norm"}
+LABELS = {
+    "use_rslora": "Use rsLoRA",
+    "use_dora": "Use DoRA",
+    "load_in_4bit": "Load in 4-bit",
+    "lr_scheduler": "LR schedule",
+    "max_grad_norm": "Max gradient norm",
+}
 
 
 def _label(name: str) -> str:
@@ -48,7 +68,11 @@ def _label(name: str) -> str:
 
 
 def _field_types() -> dict[str, type]:
-    return {f"{g}.{f.name}": type(getattr(cls(), f.name)) for g, cls in _GROUPS.items() for f in dataclasses.fields(cls)}
+    return {
+        f"{g}.{f.name}": type(getattr(cls(), f.name))
+        for g, cls in _GROUPS.items()
+        for f in dataclasses.fields(cls)
+    }
 
 
 def parse(text: str, kind: type) -> Any:
@@ -56,7 +80,7 @@ def parse(text: str, kind: type) -> Any:
     text = text.strip()
     if kind is list:
         return [part.strip() for part in text.split(",") if part.strip()]
-    for convert in ((int,) if kind is int else (float,) if kind is float else ()):
+    for convert in (int,) if kind is int else (float,) if kind is float else ():
         try:
             return convert(text)
         except ValueError:

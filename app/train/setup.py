@@ -58,7 +58,9 @@ class RunSetup(QWidget):
 
         self.preset = QComboBox(self)
         self.preset.addItems([CUSTOM, *(p.name for p in self.presets)])
-        self.preset.setToolTip("A preset sets rank, length, steps, batch and learning rate; your model and data stay.")
+        self.preset.setToolTip(
+            "A preset sets rank, length, steps, batch and learning rate; your model and data stay."
+        )
         self.preset_note = QLabel(self)
         self.preset_note.setWordWrap(True)
         self.preset_note.setStyleSheet("color: gray;")
@@ -71,7 +73,9 @@ class RunSetup(QWidget):
         self.ratio.setMaximumWidth(70)
         self.ratio.setToolTip("Share of the training rows held out to measure evaluation loss (0.05 = 5%).")
         self.run_name = QLineEdit(self)
-        self.run_name.setToolTip("How the run is listed (you can rename it later); its folder is named by the date.")
+        self.run_name.setToolTip(
+            "How the run is listed (you can rename it later); its folder is named by the date."
+        )
         self.top_errors = QLabel(self)
         self.top_errors.setStyleSheet("color: #d9534f;")
         self.top_errors.setWordWrap(True)
@@ -101,7 +105,9 @@ class RunSetup(QWidget):
         self.estimate_label.setWordWrap(True)
         self.estimate_label.setTextFormat(Qt.TextFormat.RichText)
         self.fit_button = QPushButton("Check fit (a few real steps)", fit_box)
-        self.fit_button.setToolTip("Loads the model and trains 3 steps on the longest rows: real peak memory, speed, ETA.")
+        self.fit_button.setToolTip(
+            "Loads the model and trains 3 steps on the longest rows: real peak memory, speed, ETA."
+        )
         self.fit_label = QLabel(fit_box)
         self.fit_label.setWordWrap(True)
         self.fit_label.setTextFormat(Qt.TextFormat.RichText)
@@ -118,8 +124,10 @@ class RunSetup(QWidget):
         self.start_button = QPushButton("Start run", self)
         self.start_button.setDefault(True)
         self.cluster_button = QPushButton("Train on a cluster…", self)
-        self.cluster_button.setToolTip("Write these settings, the data and torchrun / Slurm scripts into a folder, "
-                                       "to train on several GPUs or machines.")
+        self.cluster_button.setToolTip(
+            "Write these settings, the data and torchrun / Slurm scripts into a folder, "
+            "to train on several GPUs or machines."
+        )
         bottom = QHBoxLayout()
         bottom.addWidget(self.top_errors, 1)
         bottom.addWidget(self.cluster_button)
@@ -269,19 +277,30 @@ class RunSetup(QWidget):
         self.ratio.setVisible(self.validation.currentData() == "ratio")
         self.ratio.setStyleSheet("border: 1px solid #d9534f;" if "data.validation_ratio" in errors else "")
         self.errors = errors
-        shown = [m for k, m in errors.items() if k.split(".")[0] in ("model", "run") or k.startswith("data.path")
-                 or k == "data.validation_ratio"]
+        shown = [
+            m
+            for k, m in errors.items()
+            if k.split(".")[0] in ("model", "run")
+            or k.startswith("data.path")
+            or k == "data.validation_ratio"
+        ]
         count = len(errors)
         summary = f"{count} setting{'s' if count != 1 else ''} to fix before starting. " if count else ""
         self.top_errors.setText(summary + " ".join(shown))
         self.start_button.setEnabled(not errors and self.project is not None)
         self.cluster_button.setEnabled(not errors and self.project is not None)
         self.fit_button.setEnabled(not errors and self._fit is None)
-        matching = [i for i, p in enumerate(self.presets, start=1) if p.matches(RunConfig.from_dict(raw))] \
-            if not errors else []
+        matching = (
+            [i for i, p in enumerate(self.presets, start=1) if p.matches(RunConfig.from_dict(raw))]
+            if not errors
+            else []
+        )
         self.preset.setCurrentIndex(matching[0] if matching else 0)
-        self.preset_note.setText(self.presets[matching[0] - 1].description if matching else
-                                 "Your own settings. Pick a preset to start from a known recipe.")
+        self.preset_note.setText(
+            self.presets[matching[0] - 1].description
+            if matching
+            else "Your own settings. Pick a preset to start from a known recipe."
+        )
         self._estimate_timer.start()
 
     def _check_run_name(self, raw: dict, errors: dict) -> None:
@@ -370,8 +389,10 @@ class RunSetup(QWidget):
         except Exception as exc:  # an unusual model the arithmetic cannot read; the engine may still train it
             self.estimate_label.setText(f"<i>No estimate: {html.escape(str(exc))}</i>")
             return
-        rows = "".join(f"<tr><td>{html.escape(p.name)}</td><td align='right'>{format_size(p.bytes)}</td></tr>"
-                       for p in estimate.parts)
+        rows = "".join(
+            f"<tr><td>{html.escape(p.name)}</td><td align='right'>{format_size(p.bytes)}</td></tr>"
+            for p in estimate.parts
+        )
         free = self.free_gpu_bytes
         if free is None:
             verdict = "No CUDA GPU here: this is what a GPU would need. On the CPU the run uses RAM."
@@ -379,18 +400,22 @@ class RunSetup(QWidget):
             verdict = f"<b style='color:#2e8b57'>Fits</b> in the {format_size(free)} free on the GPU."
         else:
             tips = "".join(f"<li>{html.escape(t)}</li>" for t in suggestions(estimate, config, free)[:4])
-            verdict = (f"<b style='color:#d9534f'>Will not fit</b> in the {format_size(free)} free. Try:"
-                       f"<ul style='margin:0'>{tips}</ul>")
+            verdict = (
+                f"<b style='color:#d9534f'>Will not fit</b> in the {format_size(free)} free. Try:"
+                f"<ul style='margin:0'>{tips}</ul>"
+            )
         self.estimate_label.setText(
             f"<b>Estimated GPU memory: {format_size(estimate.total_bytes)}</b>"
-            f"<table cellspacing='2'>{rows}</table><p>{verdict}</p>")
+            f"<table cellspacing='2'>{rows}</table><p>{verdict}</p>"
+        )
 
     def check_fit(self) -> None:
         config = self.config()
         if config is None or self._fit is not None:
             return
-        handle = tempfile.NamedTemporaryFile("w", suffix=".toml", prefix="whetstone-fit-", delete=False,
-                                             encoding="utf-8")
+        handle = tempfile.NamedTemporaryFile(
+            "w", suffix=".toml", prefix="whetstone-fit-", delete=False, encoding="utf-8"
+        )
         with handle:
             handle.write(config_to_toml(config))
         self._fit_file = Path(handle.name)
@@ -409,8 +434,9 @@ class RunSetup(QWidget):
 
     def _on_fit_ended(self, code: int, line: str) -> None:
         if code != EXIT_DONE:
-            self.fit_label.setText(f"<span style='color:#d9534f'>The fit check failed: "
-                                   f"{html.escape(error_message(line))}</span>")
+            self.fit_label.setText(
+                f"<span style='color:#d9534f'>The fit check failed: {html.escape(error_message(line))}</span>"
+            )
         if self._fit_file is not None:
             self._fit_file.unlink(missing_ok=True)
         self._fit, self._fit_file = None, None
@@ -423,14 +449,20 @@ class RunSetup(QWidget):
 
 def fit_report_html(report: dict) -> str:
     kind = "GPU peak" if report.get("memory_kind") == "cuda_allocated" else "Process peak (RAM)"
-    lines = [f"<b style='color:{'#2e8b57' if report.get('fits') else '#d9534f'}'>"
-             f"{html.escape(str(report.get('message', '')))}</b>"]
+    lines = [
+        f"<b style='color:{'#2e8b57' if report.get('fits') else '#d9534f'}'>"
+        f"{html.escape(str(report.get('message', '')))}</b>"
+    ]
     if report.get("peak_memory_bytes"):
-        lines.append(f"{kind}: {format_size(int(report['peak_memory_bytes']))} at {report.get('sequence_length')} tokens")
+        lines.append(
+            f"{kind}: {format_size(int(report['peak_memory_bytes']))} "
+            f"at {report.get('sequence_length')} tokens"
+        )
     if report.get("tokens_per_second"):
         lines.append(f"Speed: {report['tokens_per_second']:.0f} tokens/s")
     if report.get("eta_seconds"):
-        lines.append(f"Whole run ({report.get('total_steps')} steps): about {format_duration(report['eta_seconds'])}")
+        lines.append(
+            f"Whole run ({report.get('total_steps')} steps): about {format_duration(report['eta_seconds'])}"
+        )
     tips = "".join(f"<li>{html.escape(t)}</li>" for t in report.get("suggestions") or [])
     return "<br>".join(lines) + (f"<ul style='margin:0'>{tips}</ul>" if tips else "")
-

@@ -54,8 +54,14 @@ def launch_engine(run_dir: Path, args: list[str]) -> subprocess.Popen:
     with open(run_dir / OUTPUT_LOG_NAME, "ab") as log:
         log.write(f"--- {time.ctime()}: whetstone-engine {' '.join(args)}\n".encode())
         log.flush()
-        return subprocess.Popen(engine_command(*args), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, **kwargs)
+        return subprocess.Popen(
+            engine_command(*args),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            **kwargs,
+        )
 
 
 def last_error_line(run_dir: Path) -> str:
@@ -84,8 +90,13 @@ class RunWatcher:
     object's lifetime depends on a thread's).
     """
 
-    def __init__(self, run_dir: Path, on_batch: Callable[[EventBatch], None],
-                 on_end: Callable[[Verdict], None], process: subprocess.Popen | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        on_batch: Callable[[EventBatch], None],
+        on_end: Callable[[Verdict], None],
+        process: subprocess.Popen | None = None,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self._on_batch, self._on_end = on_batch, on_end
         self.process = process
@@ -156,8 +167,9 @@ class HistoryReader:
     collection over them stalled the UI for over a second.
     """
 
-    def __init__(self, path: Path, start: int, end: int, on_events: Callable[[list], None],
-                 on_done: Callable[[], None]) -> None:
+    def __init__(
+        self, path: Path, start: int, end: int, on_events: Callable[[list], None], on_done: Callable[[], None]
+    ) -> None:
         self._tail = EventTail(path, offset=start)
         self.end = end
         self._on_events, self._on_done = on_events, on_done
@@ -188,7 +200,7 @@ class HistoryReader:
                         return
                 if self._quit.is_set():
                     return
-                self._on_events(batch[start:start + HISTORY_CHUNK])
+                self._on_events(batch[start : start + HISTORY_CHUNK])
             if self._tail.offset == before:
                 break  # the file is shorter than expected (replaced or truncated): nothing more to read
         if not self._quit.is_set():

@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QWidget
 
 
 class SmoothingControl(QWidget):
-    """"Smoothing [slider] 0.60": the loss EMA weight, 0 (raw) to 0.99; shared by plots and compare."""
+    """ "Smoothing [slider] 0.60": the loss EMA weight, 0 (raw) to 0.99; shared by plots and compare."""
 
     changed = Signal(float)
 

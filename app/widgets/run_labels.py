@@ -29,7 +29,8 @@ def run_details(run) -> str:
 
 
 def run_title(run) -> str:
-    """The name the user gave the run (RUN_DIR/run.toml), else its folder name; `run` is a summary or a folder."""
+    """The name the user gave the run (RUN_DIR/run.toml), else its folder name;
+    `run` is a summary or a folder."""
     return run_display_name(run if isinstance(run, str | Path) else run.path)
 
 

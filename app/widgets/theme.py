@@ -52,6 +52,7 @@ def apply_theme(app: QApplication, preference: str) -> str:
 
 def follow_system(app: QApplication, preference_getter) -> None:
     """Re-apply the palette when the system switches light/dark and the user chose 'system'."""
+
     def on_change(_scheme) -> None:
         if preference_getter() == "system":
             apply_theme(app, "system")

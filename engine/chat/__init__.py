@@ -1,1 +1,2 @@
-"""Chat: generation settings, loading a model for chat, streaming replies, the chat server, saved conversations."""
+"""Chat: generation settings, loading a model for chat, streaming replies, the chat server,
+saved conversations."""

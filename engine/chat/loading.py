@@ -18,12 +18,22 @@ from engine.models.adapters import AdapterFolder, check_adapter, load_adapter, r
 from engine.models.folder import ModelFolder
 from engine.models.loading import inspect_model_folder, load_model, load_tokenizer
 
-__all__ = ["MAX_SEED", "GenerationSettings", "ReplyStream", "check_for_chat", "generate_text",
-           "load_for_chat", "resolve_adapter_dir", "start_reply", "stream_chat"]
+__all__ = [
+    "MAX_SEED",
+    "GenerationSettings",
+    "ReplyStream",
+    "check_for_chat",
+    "generate_text",
+    "load_for_chat",
+    "resolve_adapter_dir",
+    "start_reply",
+    "stream_chat",
+]
 
 
-def check_for_chat(model_cfg: ModelConfig, adapter: str | Path | None = None
-                   ) -> tuple[ModelFolder, AdapterFolder | None]:
+def check_for_chat(
+    model_cfg: ModelConfig, adapter: str | Path | None = None
+) -> tuple[ModelFolder, AdapterFolder | None]:
     """Every check of the base and the adapter that needs no torch; ModelError naming what is wrong."""
     folder = inspect_model_folder(model_cfg)
     checked = check_adapter(adapter, folder, model_cfg.allow_pickle_weights) if adapter else None
@@ -44,8 +54,7 @@ def load_for_chat(
     _folder, checked = check_for_chat(model_cfg, adapter)
     report("Loading the tokenizer…")
     tokenizer = load_tokenizer(model_cfg)
-    report(f"Loading the model in 4 bits on {device.upper()}…" if device
-           else "Loading the model in 4 bits…")
+    report(f"Loading the model in 4 bits on {device.upper()}…" if device else "Loading the model in 4 bits…")
     model = load_model(model_cfg, quant or QuantizationConfig(), device=device)
     if checked is not None:
         report("Loading the adapter…")

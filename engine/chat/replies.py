@@ -157,9 +157,7 @@ class IncrementalDecoder:
 class _Tap:
     """Stopping criterion that sees each new token first (see the module docstring)."""
 
-    def __init__(
-        self, stream: ReplyStream, tokenizer, prompt_len: int, settings: GenerationSettings
-    ):
+    def __init__(self, stream: ReplyStream, tokenizer, prompt_len: int, settings: GenerationSettings):
         self.stream = stream
         self.decoder = IncrementalDecoder(tokenizer)
         self.filter = StopStringFilter(settings.stop_strings)
@@ -285,8 +283,10 @@ def _prompt_ids(tokenizer, messages: list[dict[str, Any]]):
         try:
             prompt = render_chat_template(tokenizer, plain, add_generation_prompt=True)
         except TemplateRefused as exc:  # e.g. roles that do not alternate: say so, with the folder
-            raise DataError(f"{str(exc)[:1].upper()}{str(exc)[1:]}.",
-                            "Change the conversation, or fix the model's chat template.") from None
+            raise DataError(
+                f"{str(exc)[:1].upper()}{str(exc)[1:]}.",
+                "Change the conversation, or fix the model's chat template.",
+            ) from None
     else:
         prompt = "\n".join(m["content"] for m in plain)
     return tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
@@ -360,11 +360,7 @@ def start_reply(
             speed = None
             if first is not None and last is not None and tap.new_tokens > 1 and last > first:
                 speed = (tap.new_tokens - 1) / (last - first)
-            ttft = (
-                None
-                if stream._first_chunk_at is None
-                else stream._first_chunk_at - stream._started_at
-            )
+            ttft = None if stream._first_chunk_at is None else stream._first_chunk_at - stream._started_at
             stream.stats = ReplyStats(
                 prompt_len, tap.new_tokens, ttft, end - stream._started_at, speed, reason
             )

@@ -116,9 +116,7 @@ class ChatServer:
         """The accepted generate (id, cancel event), from acceptance until its done/error."""
         self.model = None
         self.tokenizer = None
-        self._warm = threading.Thread(
-            target=_import_libraries, name="whetstone-chat-warm-up", daemon=True
-        )
+        self._warm = threading.Thread(target=_import_libraries, name="whetstone-chat-warm-up", daemon=True)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -180,9 +178,7 @@ class ChatServer:
         try:
             request = json.loads(raw.decode("utf-8", "replace"))
         except ValueError as exc:
-            self._refuse(
-                None, "protocol", f"Not a JSON line: {exc}.", "Send one JSON object per line."
-            )
+            self._refuse(None, "protocol", f"Not a JSON line: {exc}.", "Send one JSON object per line.")
             return
         op = request.get("op") if isinstance(request, dict) else None
         if op == "quit":
@@ -251,13 +247,9 @@ class ChatServer:
         if not isinstance(path, str) or not path:
             raise ModelError("No model folder given.", "Pick a local model folder.")
         if adapter is not None and not isinstance(adapter, str):
-            raise ConfigError(
-                f"adapter = {adapter!r} is not allowed: it must be a folder path or null."
-            )
+            raise ConfigError(f"adapter = {adapter!r} is not allowed: it must be a folder path or null.")
         if device not in DEVICES:
-            raise ConfigError(
-                f"device = {device!r} is not allowed: it must be one of {', '.join(DEVICES)}."
-            )
+            raise ConfigError(f"device = {device!r} is not allowed: it must be one of {', '.join(DEVICES)}.")
         model_cfg = ModelConfig(path=path)
         # A wrong folder or adapter is reported before the current model goes.
         _folder, checked = check_for_chat(model_cfg, adapter or None)
@@ -283,7 +275,10 @@ class ChatServer:
         before = torch.cuda.memory_allocated() if on_gpu else psutil.Process().memory_info().rss
 
         model, tokenizer = load_for_chat(
-            path, adapter or None, model_cfg=model_cfg, device=device,
+            path,
+            adapter or None,
+            model_cfg=model_cfg,
+            device=device,
             progress=lambda message: self.send({"type": "loading", "message": message}),
         )
         self.model, self.tokenizer = model, tokenizer
@@ -314,19 +309,13 @@ class ChatServer:
 
         reply_id, cancel = reply
         if self.model is None:
-            raise UserError(
-                "No model is loaded.", "Load a model before sending a message.", "not_loaded"
-            )
+            raise UserError("No model is loaded.", "Load a model before sending a message.", "not_loaded")
         messages = request.get("messages")
         if not isinstance(messages, list) or not all(
-            isinstance(m, dict)
-            and isinstance(m.get("role"), str)
-            and isinstance(m.get("content"), str)
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
             for m in messages
         ):
-            raise DataError(
-                'messages must be a list of {"role": ..., "content": ...} objects with text.'
-            )
+            raise DataError('messages must be a list of {"role": ..., "content": ...} objects with text.')
         settings = GenerationSettings.from_dict(request.get("settings") or {})
         stream = start_reply(self.model, self.tokenizer, messages, settings, cancel)
         pending, last_write = "", None
@@ -339,9 +328,7 @@ class ChatServer:
         if pending:
             self.send({"type": "chunk", "id": reply_id, "text": pending})
         self._release(reply)
-        self.send(
-            {"type": "done", "id": reply_id, "text": stream.text, "stats": stream.stats.to_dict()}
-        )
+        self.send({"type": "done", "id": reply_id, "text": stream.text, "stats": stream.stats.to_dict()})
 
 
 def _import_libraries() -> None:

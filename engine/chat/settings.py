@@ -40,9 +40,7 @@ class GenerationSettings:
 
     def validate(self) -> None:
         def bad(name: str, value: Any, allowed: str) -> ConfigError:
-            return ConfigError(
-                f"generation.{name} = {value!r} is not allowed: it must be {allowed}."
-            )
+            return ConfigError(f"generation.{name} = {value!r} is not allowed: it must be {allowed}.")
 
         def number(name: str, integer: bool = False) -> float:
             value = getattr(self, name)

@@ -152,8 +152,10 @@ def save_conversation(project_dir: str | Path, conv: Conversation) -> Path:
         "messages": conv.messages,
     }
     if conv.compare is not None:
-        data["compare"] = {"adapter": relative_inside(project_dir, conv.compare.get("adapter")),
-                           "messages": conv.compare["messages"]}
+        data["compare"] = {
+            "adapter": relative_inside(project_dir, conv.compare.get("adapter")),
+            "messages": conv.compare["messages"],
+        }
     path = folder / f"{conv.id}.json"
     atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
     return path
@@ -178,8 +180,10 @@ def _read_conversation(project_dir: Path, path: Path) -> Conversation:
         if compare is not None:
             if not isinstance(compare, dict):
                 raise DataError("its compare side is not an object")
-            compare = {"adapter": _absolute(project_dir, compare.get("adapter") or None),
-                       "messages": _check_messages(compare.get("messages"))}
+            compare = {
+                "adapter": _absolute(project_dir, compare.get("adapter") or None),
+                "messages": _check_messages(compare.get("messages")),
+            }
     except UserError as exc:
         raise DataError(f"{path.name}: {exc.message}") from None
     return Conversation(
@@ -273,9 +277,7 @@ def conversation_to_row(messages: list[dict[str, Any]]) -> dict[str, list[dict[s
         )
     for i, message in enumerate(messages, start=1):
         if message["role"] == "assistant" and not message["content"].strip():
-            raise DataError(
-                f"Assistant message {i} is empty.", "Write the reply, or delete that turn."
-            )
+            raise DataError(f"Assistant message {i} is empty.", "Write the reply, or delete that turn.")
     return {"messages": [{"role": m["role"], "content": m["content"]} for m in messages]}
 
 
@@ -417,9 +419,7 @@ def save_prompt_set_results(
     return path
 
 
-def load_prompt_set_results(
-    project_dir: str | Path, set_slug: str, label: str
-) -> list[dict[str, Any]]:
+def load_prompt_set_results(project_dir: str | Path, set_slug: str, label: str) -> list[dict[str, Any]]:
     path = _results_path(project_dir, set_slug, label)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -15,13 +15,19 @@ from engine.errors import ConfigError
 
 def add_parser(sub) -> None:
     """Add the `cluster-bundle` command to the caller's subparsers."""
-    bundle = sub.add_parser("cluster-bundle",
-                            help="write a folder (config, data, torchrun and Slurm scripts) to train on a cluster")
+    bundle = sub.add_parser(
+        "cluster-bundle",
+        help="write a folder (config, data, torchrun and Slurm scripts) to train on a cluster",
+    )
     bundle.add_argument("source", help="run folder, project folder, or config TOML file")
     bundle.add_argument("out_dir", help="folder to create (new or empty)")
-    bundle.add_argument("--with-model", action="store_true", help="copy the base model folder into the bundle too")
+    bundle.add_argument(
+        "--with-model", action="store_true", help="copy the base model folder into the bundle too"
+    )
     bundle.add_argument("--nodes", type=int, default=2, help="machines in the Slurm script (default 2)")
-    bundle.add_argument("--gpus-per-node", type=int, default=8, help="GPUs per machine in the Slurm script (default 8)")
+    bundle.add_argument(
+        "--gpus-per-node", type=int, default=8, help="GPUs per machine in the Slurm script (default 8)"
+    )
 
 
 def source_config(source: Path):
@@ -36,8 +42,10 @@ def source_config(source: Path):
         from engine.workspace import load_project_config
 
         return load_project_config(source), source.name
-    raise ConfigError(f"{source} is not a run folder, a project folder or a config file.",
-                      "Pass a run folder (it holds config.toml), a project folder (project.toml) or a TOML file.")
+    raise ConfigError(
+        f"{source} is not a run folder, a project folder or a config file.",
+        "Pass a run folder (it holds config.toml), a project folder (project.toml) or a TOML file.",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,7 +53,14 @@ def run(args: argparse.Namespace) -> int:
 
     source = Path(args.source).expanduser().resolve()
     config, name = source_config(source)
-    bundle = write_cluster_bundle(config, args.out_dir, name, str(source), with_model=args.with_model,
-                                  nodes=args.nodes, gpus_per_node=args.gpus_per_node)
+    bundle = write_cluster_bundle(
+        config,
+        args.out_dir,
+        name,
+        str(source),
+        with_model=args.with_model,
+        nodes=args.nodes,
+        gpus_per_node=args.gpus_per_node,
+    )
     print(describe(bundle))
     return EXIT_DONE

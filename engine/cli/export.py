@@ -15,13 +15,11 @@ it did not write in that export: an existing Modelfile next to the GGUF is refus
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 
+from engine.cli.progress import ProgressOutput, sigterm_stops
 from engine.cli.protocol import EXIT_DONE, EXIT_STOPPED
 from engine.errors import ConfigError, UserError
 from engine.util.disk import io_error
@@ -29,51 +27,42 @@ from engine.util.disk import io_error
 
 def add_parser(sub) -> None:
     """Add the `export` command to the caller's subparsers."""
-    export = sub.add_parser("export", help="merge a run's adapter into its base (folder or GGUF) and check it")
+    export = sub.add_parser(
+        "export", help="merge a run's adapter into its base (folder or GGUF) and check it"
+    )
     export.add_argument("source", help="run folder, adapter folder or checkpoint folder")
     target = export.add_mutually_exclusive_group(required=True)
     target.add_argument("--merged", metavar="OUT_DIR", help="write a merged 16-bit Hugging Face folder")
     target.add_argument("--gguf", metavar="OUT.gguf", help="write a GGUF file for llama.cpp / Ollama")
     export.add_argument("--quant", default="q8_0", help="GGUF weight type, e.g. f16, q8_0 (default q8_0)")
-    export.add_argument("--ollama", action="store_true", help="also write an Ollama Modelfile next to the GGUF")
-    export.add_argument("--no-check", action="store_true", help="skip comparing the export with base + adapter")
+    export.add_argument(
+        "--ollama", action="store_true", help="also write an Ollama Modelfile next to the GGUF"
+    )
+    export.add_argument(
+        "--no-check", action="store_true", help="skip comparing the export with base + adapter"
+    )
     export.add_argument("--progress-json", action="store_true", help="one JSON object per line on stdout")
 
 
 def run(args: argparse.Namespace) -> int:
     from engine.errors import Cancelled
 
-    def emit(obj: dict) -> None:
-        sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
-        sys.stdout.flush()
-
-    def progress(fraction: float, message: str) -> None:
-        if args.progress_json:
-            emit({"progress": round(fraction, 3), "message": message})
-        else:
-            print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
-
-    # The GUI cancels by terminating us: clean up like Ctrl+C (signals only work on the main thread).
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
+    out = ProgressOutput(args.progress_json)
     try:
-        try:
-            return _export(args, progress, emit)
-        except Exception as exc:  # a full disk or a failed write: an `io` error, not a traceback
-            error = io_error(exc, f"the export to {args.merged or args.gguf}")
-            if error is None:
-                raise
-            raise error from exc
+        with sigterm_stops():  # the GUI cancels by terminating us: clean up like Ctrl+C
+            try:
+                return _export(args, out.progress, out.emit)
+            except Exception as exc:  # a full disk or a failed write: an `io` error, not a traceback
+                error = io_error(exc, f"the export to {args.merged or args.gguf}")
+                if error is None:
+                    raise
+                raise error from exc
     except Cancelled:
         sys.stderr.write("stopped.\n")
         return EXIT_STOPPED
     except UserError as exc:
-        if args.progress_json:
-            emit({"error": exc.message, "hint": exc.hint, "kind": exc.kind})
+        out.error(exc)
         raise
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def _export(args: argparse.Namespace, progress, emit) -> int:
@@ -92,10 +81,7 @@ def _export(args: argparse.Namespace, progress, emit) -> int:
         out, extra = _export_gguf(args, source, progress)
     if not args.no_check:
         _check(args, source, out, progress, emit, extra)
-    if args.progress_json:
-        emit({"done": str(out)})
-    else:
-        print(out)
+    ProgressOutput(args.progress_json).done(out)
     return EXIT_DONE
 
 
@@ -110,8 +96,9 @@ def _export_gguf(args: argparse.Namespace, source, progress) -> tuple[Path, list
     if out.suffix.lower() != ".gguf":
         raise ConfigError(f"{out.name} does not end in .gguf.", "Name the output file like model.gguf.")
     if os.path.lexists(out):
-        raise ConfigError(f"Output {out} already exists.",
-                          "Choose a new file name; an export never overwrites files.")
+        raise ConfigError(
+            f"Output {out} already exists.", "Choose a new file name; an export never overwrites files."
+        )
     prepare_output_folder(out.parent, "the GGUF file")
     if args.ollama:
         refuse_existing_modelfile(out)  # before minutes of work, not after
@@ -124,8 +111,9 @@ def _export_gguf(args: argparse.Namespace, source, progress) -> tuple[Path, list
     try:
         write_merged(source, tmp, progress=lambda f, m: progress(scale * 0.45 * f, m))
         check_free_space(out.parent, gguf_write.estimate_gguf_bytes(tmp, args.quant), "the GGUF file")
-        gguf_write.write_gguf(tmp, out, args.quant, progress=lambda f, m: progress(scale * (0.45 + 0.5 * f), m),
-                              cancel=None)
+        gguf_write.write_gguf(
+            tmp, out, args.quant, progress=lambda f, m: progress(scale * (0.45 + 0.5 * f), m), cancel=None
+        )
         written.append(out)
         if args.ollama:
             written.append(Path(write_modelfile(out, tmp)))
@@ -145,7 +133,9 @@ def _check(args: argparse.Namespace, source, out: Path, progress, emit, extra: l
     from engine.export.check import check_export
 
     progress(0.8, "Checking the export against base + adapter")
-    report = check_export(source, merged_dir=out if args.merged else None, gguf_file=None if args.merged else out)
+    report = check_export(
+        source, merged_dir=out if args.merged else None, gguf_file=None if args.merged else out
+    )
     progress(1.0, "Check passed" if report.passed else "Check failed")
     if args.progress_json:
         emit({"check": report.as_dict()})
@@ -159,11 +149,10 @@ def _check(args: argparse.Namespace, source, out: Path, progress, emit, extra: l
         worst = max((d for d in diffs if d is not None and d == d), default=0.0)  # NaN: not measured
         files = ", ".join(str(p) for p in [out, *extra])
         raise UserError(
-            f"export check failed: {sum(not p.passed for p in report.prompts)} of {len(report.prompts)} prompts "
+            f"export check failed: {sum(not p.passed for p in report.prompts)} of "
+            f"{len(report.prompts)} prompts "
             f"disagree with base + adapter (worst max logit diff {worst:.3g}, tolerance "
             f"{WRITER_TOLERANCE[0] if writer else report.tolerance:g}).",
-            f"The exported files are kept for inspection: {files}.", kind="model")
-
-
-def _interrupt(_signum, _frame) -> None:
-    raise KeyboardInterrupt
+            f"The exported files are kept for inspection: {files}.",
+            kind="model",
+        )

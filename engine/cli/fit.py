@@ -1,7 +1,8 @@
 """`whetstone-engine fit-check --config RUN.toml`: will this run fit, and how long will it take?
 
 Without --estimate-only it loads the model and runs a few real steps on the longest rows
-(see engine.training.fit_check); with it, only the arithmetic of engine.models.memory_estimate runs (no torch).
+(see engine.training.fit_check); with it, only the arithmetic of engine.models.memory_estimate
+runs (no torch).
 
 With --json stdout carries one JSON object per line:
   {"type": "progress", "message": "Loading the model…"}            while working
@@ -33,9 +34,17 @@ def add_parser(sub) -> None:
     fit.add_argument("--data", help="training data (overrides data.path)")
     fit.add_argument("--steps", type=int, default=3, help="steps to run; the first is warm-up (default 3)")
     fit.add_argument("--estimate-only", action="store_true", help="print the estimate only; load no model")
-    fit.add_argument("--free-gib", type=float, help="with --estimate-only: judge the estimate against this much free memory")
-    fit.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
-                     help="with --estimate-only: estimate for this device (default cuda)")
+    fit.add_argument(
+        "--free-gib",
+        type=float,
+        help="with --estimate-only: judge the estimate against this much free memory",
+    )
+    fit.add_argument(
+        "--device",
+        choices=("cuda", "cpu"),
+        default="cuda",
+        help="with --estimate-only: estimate for this device (default cuda)",
+    )
     fit.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
 
 
@@ -83,7 +92,15 @@ def _estimate_only(args: argparse.Namespace, config) -> int:
     fits = estimate.fits(free) if free else None
     tips = suggestions(estimate, config, free) if free and not fits else []
     if args.json:
-        _emit({"type": "estimate", **estimate.as_dict(), "free_memory_bytes": free, "fits": fits, "suggestions": tips})
+        _emit(
+            {
+                "type": "estimate",
+                **estimate.as_dict(),
+                "free_memory_bytes": free,
+                "fits": fits,
+                "suggestions": tips,
+            }
+        )
         return 0
     _print_parts(estimate)
     if free:
@@ -102,7 +119,8 @@ def _fit(args: argparse.Namespace, config) -> int:
         else:
             print(message, file=sys.stderr, flush=True)
 
-    # The GUI cancels by terminating us: stop like Ctrl+C (main() answers exit 3); signals need the main thread.
+    # The GUI cancels by terminating us: stop like Ctrl+C (main() answers exit 3); signals need
+    # the main thread.
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
     try:
@@ -115,11 +133,16 @@ def _fit(args: argparse.Namespace, config) -> int:
         return 0
     print(report.message)
     kind = "GPU peak (allocated)" if report.memory_kind == "cuda_allocated" else "Process peak (RSS)"
-    print(f"  {kind}: {format_size(report.peak_memory_bytes)}; estimate {format_size(report.estimate.total_bytes)} "
-          f"({format_size(report.estimate.tensor_bytes)} in tensors)")
+    print(
+        f"  {kind}: {format_size(report.peak_memory_bytes)}; "
+        f"estimate {format_size(report.estimate.total_bytes)} "
+        f"({format_size(report.estimate.tensor_bytes)} in tensors)"
+    )
     if report.seconds_per_step:
-        print(f"  {report.seconds_per_step:.2f} s per step, {report.tokens_per_second:.0f} tokens/s; "
-              f"{report.total_steps} steps take about {format_duration(report.eta_seconds or 0)}")
+        print(
+            f"  {report.seconds_per_step:.2f} s per step, {report.tokens_per_second:.0f} tokens/s; "
+            f"{report.total_steps} steps take about {format_duration(report.eta_seconds or 0)}"
+        )
     for tip in report.suggestions:
         print(f"  try: {tip}")
     return 0

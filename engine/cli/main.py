@@ -61,12 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="fine-tune a model with QLoRA into a run folder")
     train.add_argument("--model", help="local Hugging Face model folder")
-    train.add_argument("--data", help="training data: .jsonl .json .csv .tsv .parquet .txt or a save_to_disk folder")
+    train.add_argument(
+        "--data", help="training data: .jsonl .json .csv .tsv .parquet .txt or a save_to_disk folder"
+    )
     train.add_argument("--validation-data", help="separate validation file")
-    train.add_argument("--format", help="row shape: auto, messages, sharegpt, alpaca, prompt_completion, text")
+    train.add_argument(
+        "--format", help="row shape: auto, messages, sharegpt, alpaca, prompt_completion, text"
+    )
     train.add_argument("--output", required=True, help="run folder to create (or to resume with --resume)")
     train.add_argument("--config", help="TOML config file; flags override it")
-    train.add_argument("--project", help="Whetstone project folder: use its settings (project.toml); flags override them")
+    train.add_argument(
+        "--project", help="Whetstone project folder: use its settings (project.toml); flags override them"
+    )
     train.add_argument("--max-steps", type=int)
     train.add_argument("--epochs", type=float)
     train.add_argument("--learning-rate", type=float)
@@ -76,12 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-every", type=int)
     train.add_argument("--save-every", type=int)
     train.add_argument("--seed", type=int)
-    train.add_argument("--resume", action="store_true",
-                       help="continue from the last complete checkpoint (with a larger --max-steps: train a finished run further)")
-    train.add_argument("--resume-from", type=int, metavar="STEP",
-                       help="with --resume: continue from the complete checkpoint of this step; later ones are removed")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the last complete checkpoint "
+        "(with a larger --max-steps: train a finished run further)",
+    )
+    train.add_argument(
+        "--resume-from",
+        type=int,
+        metavar="STEP",
+        help="with --resume: continue from the complete checkpoint of this step; later ones are removed",
+    )
     train.add_argument("--quiet", action="store_true", help="print only the final line")
-    train.add_argument("--name", help="the run's display name (e.g. \"Quick test · lr 3e-4\"); the folder keeps its name")
+    train.add_argument(
+        "--name", help='the run\'s display name (e.g. "Quick test · lr 3e-4"); the folder keeps its name'
+    )
 
     gen = sub.add_parser("generate", help="reply to a prompt (chat template applied, greedy)")
     gen.add_argument("--model", required=True, help="local Hugging Face model folder")
@@ -91,15 +107,25 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-new-tokens", type=int, default=256)
     gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
 
-    data = sub.add_parser("data", help="inspect data files").add_subparsers(dest="data_command", required=True,
-                                                                          parser_class=_Parser)
-    check = data.add_parser("check", help="report a data file's shape, problems and (with --model) token lengths")
+    data = sub.add_parser("data", help="inspect data files").add_subparsers(
+        dest="data_command", required=True, parser_class=_Parser
+    )
+    check = data.add_parser(
+        "check", help="report a data file's shape, problems and (with --model) token lengths"
+    )
     check.add_argument("file")
     check.add_argument("--model", help="model folder whose tokenizer and chat template render the rows")
     check.add_argument("--max-length", type=int, default=1024)
-    check.add_argument("--format", default="auto", help="auto, messages, sharegpt, alpaca, prompt_completion, text")
-    check.add_argument("--column", action="append", default=[], metavar="FIELD=NAME",
-                       help="your column for a standard field, e.g. --column prompt=question (repeatable)")
+    check.add_argument(
+        "--format", default="auto", help="auto, messages, sharegpt, alpaca, prompt_completion, text"
+    )
+    check.add_argument(
+        "--column",
+        action="append",
+        default=[],
+        metavar="FIELD=NAME",
+        help="your column for a standard field, e.g. --column prompt=question (repeatable)",
+    )
     check.add_argument("--text-mode", default="blank_lines", choices=("blank_lines", "file"))
     check.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -130,16 +156,30 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help (0) or a bad flag (2): return, so callers in-process get the code
         return int(exc.code or 0)
-    _quiet_libraries(light=args.command in LIGHT_COMMANDS and getattr(args, "models_command", "") != "import-gguf")
+    _quiet_libraries(
+        light=args.command in LIGHT_COMMANDS and getattr(args, "models_command", "") != "import-gguf"
+    )
     run_dir = Path(args.output) if getattr(args, "output", None) else None
     if getattr(args, "allow_remote_code", False):  # consent from the user, not from a config file
         from engine.models.library import allow_remote_code_in_this_process
 
         allow_remote_code_in_this_process()
     try:
-        handler = {"train": cmd_train, "generate": cmd_generate, "demo-model": cmd_demo_model, "demo": cmd_demo,
-                   "data": cmd_data, "models": cli_models.run, "fit-check": cli_fit.run, "chat-server": chat_server.run, "cluster-bundle": cli_cluster.run, "export": cli_export.run, "diagnostics": cli_workspace.run,
-                   "project": cli_workspace.run, "runs": cli_runs.run}
+        handler = {
+            "train": cmd_train,
+            "generate": cmd_generate,
+            "demo-model": cmd_demo_model,
+            "demo": cmd_demo,
+            "data": cmd_data,
+            "models": cli_models.run,
+            "fit-check": cli_fit.run,
+            "chat-server": chat_server.run,
+            "cluster-bundle": cli_cluster.run,
+            "export": cli_export.run,
+            "diagnostics": cli_workspace.run,
+            "project": cli_workspace.run,
+            "runs": cli_runs.run,
+        }
         return handler[args.command](args)
     except UserError as exc:
         sys.stderr.write(error_line(exc.one_line()) + "\n")
@@ -196,7 +236,11 @@ def resolve_train_config(args: argparse.Namespace) -> RunConfig:
         config = load_config(run_dir / "config.toml")
     else:
         config = RunConfig()
-    overrides = {field: getattr(args, flag) for flag, field in TRAIN_OVERRIDES.items() if getattr(args, flag) is not None}
+    overrides = {
+        field: getattr(args, flag)
+        for flag, field in TRAIN_OVERRIDES.items()
+        if getattr(args, flag) is not None
+    }
     if "data.path" in overrides:
         overrides["data.path"] = str(Path(overrides["data.path"]).expanduser().resolve())
     return config.with_overrides(overrides)
@@ -223,11 +267,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     ranks = ranks_from_env()
     main_rank = ranks.is_main  # under torchrun, rank 0 speaks for all
     name = None if args.name is None else check_run_name(args.name)  # a bad name: exit 2, nothing written
-    result = train(config, args.output, resume=args.resume, name=name,
-                   echo=None if args.quiet or not main_rank else print_event, resume_step=args.resume_from)
+    result = train(
+        config,
+        args.output,
+        resume=args.resume,
+        name=name,
+        echo=None if args.quiet or not main_rank else print_event,
+        resume_step=args.resume_from,
+    )
     if result.state == "stopped":
         if main_rank:
-            print(f"Stopped at step {result.step}; resume with: whetstone-engine train --output {args.output} --resume")
+            print(
+                f"Stopped at step {result.step}; resume with: "
+                f"whetstone-engine train --output {args.output} --resume"
+            )
         # torchrun takes any other exit code for a crash and kills the other ranks mid-write; the
         # run's events say "stopped", and the cluster bundle's scripts turn that back into exit 3.
         return EXIT_DONE if ranks.distributed else EXIT_STOPPED
@@ -240,7 +293,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from engine.chat.loading import GenerationSettings, load_for_chat, stream_chat
 
     model, tokenizer = load_for_chat(args.model, args.adapter)
-    messages = ([{"role": "system", "content": args.system}] if args.system else [])
+    messages = [{"role": "system", "content": args.system}] if args.system else []
     messages.append({"role": "user", "content": args.prompt})
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
     for chunk in stream_chat(model, tokenizer, messages, settings):
@@ -277,16 +330,21 @@ def cmd_data(args: argparse.Namespace) -> int:
         from engine.models.loading import load_tokenizer
 
         tokenizer = load_tokenizer(ModelConfig(path=args.model))
-    report = check_data(args.file, args.format, columns, args.text_mode, tokenizer, args.max_length,
-                        allow_empty=True)
+    report = check_data(
+        args.file, args.format, columns, args.text_mode, tokenizer, args.max_length, allow_empty=True
+    )
     if report.valid_rows == 0:  # --json still prints its report: the problems are what the user needs
         if args.json:
             print(json.dumps(report.as_dict(), ensure_ascii=False))
         counts = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in report.skipped().items())
-        raise UserError(f"{args.file} has no usable rows ({counts or 'none read'}). First problem: "
-                        f"{report.first_problem() or 'none listed'}.",
-                        "Fix the rows listed in the report above." if args.json
-                        else "Run again with --json to list every problem.", "data")
+        raise UserError(
+            f"{args.file} has no usable rows ({counts or 'none read'}). First problem: "
+            f"{report.first_problem() or 'none listed'}.",
+            "Fix the rows listed in the report above."
+            if args.json
+            else "Run again with --json to list every problem.",
+            "data",
+        )
     print(json.dumps(report.as_dict(), ensure_ascii=False) if args.json else report.human())
     return EXIT_DONE
 
@@ -309,9 +367,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from engine.training.recipe import train
 
     model_dir = ensure_demo_model()
-    run_dir = Path(args.output) if args.output else whetstone_home() / "runs" / time.strftime("demo-%Y%m%d-%H%M%S")
+    run_dir = (
+        Path(args.output) if args.output else whetstone_home() / "runs" / time.strftime("demo-%Y%m%d-%H%M%S")
+    )
     config = load_demo_config().with_overrides(
-        {"model.path": str(model_dir), "data.path": str(demo_dataset_path()), "training.max_steps": args.max_steps}
+        {
+            "model.path": str(model_dir),
+            "data.path": str(demo_dataset_path()),
+            "training.max_steps": args.max_steps,
+        }
     )
     print(f"Fine-tuning {model_dir.name} on {demo_dataset_path().name} into {run_dir}")
     result = train(config, run_dir, echo=print_event)

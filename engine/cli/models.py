@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import sys
-import threading
 from pathlib import Path
 
+from engine.cli.progress import ProgressOutput, sigterm_stops
 from engine.cli.protocol import EXIT_DONE
 from engine.errors import UserError
 from engine.models.info import SOURCE_LABELS, format_count, status_text
@@ -45,8 +43,13 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    handler = {"list": _list, "add": _add, "remove": _remove, "allow-remote-code": _allow,
-               "import-gguf": _import_gguf}[args.models_command]
+    handler = {
+        "list": _list,
+        "add": _add,
+        "remove": _remove,
+        "allow-remote-code": _allow,
+        "import-gguf": _import_gguf,
+    }[args.models_command]
     return handler(args)
 
 
@@ -59,9 +62,16 @@ def _list(args: argparse.Namespace) -> int:
         return EXIT_DONE
     header = ("NAME", "SOURCE", "ARCHITECTURE", "PARAMS", "CONTEXT", "CHAT", "4-BIT", "STATUS")
     rows = [header] + [
-        (info.name, SOURCE_LABELS.get(info.source, info.source), info.architecture or "-", format_count(info.parameters),
-         str(info.context_length or "-"), "yes" if info.has_chat_template else "no",
-         format_size(info.memory_4bit_bytes), status_text(info))
+        (
+            info.name,
+            SOURCE_LABELS.get(info.source, info.source),
+            info.architecture or "-",
+            format_count(info.parameters),
+            str(info.context_length or "-"),
+            "yes" if info.has_chat_template else "no",
+            format_size(info.memory_4bit_bytes),
+            status_text(info),
+        )
         for info in infos
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
@@ -75,12 +85,16 @@ def _add(args: argparse.Namespace) -> int:
 
     info = ModelLibrary().add_folder(args.path)
     print(f"Added {info.name} ({info.path})")
-    print(f"  {info.architecture or '?'}, {format_count(info.parameters)} parameters, context "
-          f"{info.context_length or '?'}, chat template {'yes' if info.has_chat_template else 'no'}, "
-          f"about {format_size(info.memory_4bit_bytes)} of weights in 4-bit")
+    print(
+        f"  {info.architecture or '?'}, {format_count(info.parameters)} parameters, context "
+        f"{info.context_length or '?'}, chat template {'yes' if info.has_chat_template else 'no'}, "
+        f"about {format_size(info.memory_4bit_bytes)} of weights in 4-bit"
+    )
     if info.needs_remote_code and not info.remote_code_allowed:
-        print("  It needs its own Python code. Only if you trust it: "
-              f"whetstone-engine models allow-remote-code {info.path}")
+        print(
+            "  It needs its own Python code. Only if you trust it: "
+            f"whetstone-engine models allow-remote-code {info.path}"
+        )
     return EXIT_DONE
 
 
@@ -90,9 +104,12 @@ def _remove(args: argparse.Namespace) -> int:
     library = ModelLibrary()
     path = Path(args.path).expanduser().resolve()
     if path not in library.added_folders():
-        raise UserError(f"{path} is not a folder added to the library.",
-                        "Only added folders can be removed; imported and HF-cache models are listed because "
-                        "they are on disk.", "model")
+        raise UserError(
+            f"{path} is not a folder added to the library.",
+            "Only added folders can be removed; imported and HF-cache models are listed because "
+            "they are on disk.",
+            "model",
+        )
     library.remove(path)
     print(f"Removed {path} from the library (its files are untouched).")
     return EXIT_DONE
@@ -112,34 +129,12 @@ def _allow(args: argparse.Namespace) -> int:
 def _import_gguf(args: argparse.Namespace) -> int:
     from engine.models.library import import_gguf
 
-    def emit(obj: dict) -> None:
-        sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
-        sys.stdout.flush()
-
-    def progress(fraction: float, message: str) -> None:
-        if args.progress_json:
-            emit({"progress": round(fraction, 3), "message": message})
-        else:
-            print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
-
-    # The GUI cancels by terminating us: clean up like Ctrl+C (signals only work on the main thread).
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
+    out = ProgressOutput(args.progress_json)
     try:
-        folder = import_gguf(args.file, name=args.name, progress=progress)
+        with sigterm_stops():  # the GUI cancels by terminating us: clean up like Ctrl+C
+            folder = import_gguf(args.file, name=args.name, progress=out.progress)
     except UserError as exc:
-        if args.progress_json:
-            emit({"error": exc.message, "hint": exc.hint})
+        out.error(exc)
         raise
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
-    if args.progress_json:
-        emit({"done": str(folder)})
-    else:
-        print(folder)
+    out.done(folder)
     return EXIT_DONE
-
-
-def _interrupt(_signum, _frame) -> None:
-    raise KeyboardInterrupt

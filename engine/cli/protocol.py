@@ -51,7 +51,7 @@ def error_message(line: str) -> str:
     """What an error line says, for a person: `error: ` dropped; an internal error keeps its label."""
     line = line.strip()
     if line.startswith(ERROR_PREFIX):
-        return line[len(ERROR_PREFIX):].strip()
+        return line[len(ERROR_PREFIX) :].strip()
     return line
 
 

@@ -11,7 +11,9 @@ from engine.runs.state import CONFIG_NAME, EVENTS_NAME
 
 
 def add_parser(sub) -> None:
-    runs = sub.add_parser("runs", help="name runs (the display name shown in lists; the folder keeps its name)")
+    runs = sub.add_parser(
+        "runs", help="name runs (the display name shown in lists; the folder keeps its name)"
+    )
     actions = runs.add_subparsers(dest="runs_command", required=True, parser_class=type(runs))
     rename = actions.add_parser("rename", help="set a run's display name")
     rename.add_argument("run_dir", metavar="RUN_DIR", help="the run folder")
@@ -20,10 +22,15 @@ def add_parser(sub) -> None:
 
 def check_is_run(run_dir: Path) -> None:
     if not run_dir.is_dir():
-        raise UserError(f"Run folder {run_dir} does not exist.", "Check the path (see `project show`).", kind="io")
+        raise UserError(
+            f"Run folder {run_dir} does not exist.", "Check the path (see `project show`).", kind="io"
+        )
     if not ((run_dir / CONFIG_NAME).is_file() or (run_dir / EVENTS_NAME).is_file()):
-        raise UserError(f"{run_dir} is not a run folder (it has no {CONFIG_NAME} or {EVENTS_NAME}).",
-                        "Give the folder of a run, e.g. PROJECT/runs/run-20261206-212735.", kind="io")
+        raise UserError(
+            f"{run_dir} is not a run folder (it has no {CONFIG_NAME} or {EVENTS_NAME}).",
+            "Give the folder of a run, e.g. PROJECT/runs/run-20261206-212735.",
+            kind="io",
+        )
 
 
 def run(args: argparse.Namespace) -> int:

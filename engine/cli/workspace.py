@@ -59,11 +59,19 @@ def run(args: argparse.Namespace) -> int:
             print(_project_line(project))
         return EXIT_DONE
     if args.project_command == "create":
-        if args.model and not Path(args.model).expanduser().is_dir():  # a typo fails now, not at the first run
+        if (
+            args.model and not Path(args.model).expanduser().is_dir()
+        ):  # a typo fails now, not at the first run
             from engine.errors import ModelError
 
-            raise ModelError(f"Model folder {args.model} does not exist.", "Check the path; models are never downloaded.")
-        print(workspace.create_project(args.name, model=args.model, dataset=Path(args.data) if args.data else None))
+            raise ModelError(
+                f"Model folder {args.model} does not exist.", "Check the path; models are never downloaded."
+            )
+        print(
+            workspace.create_project(
+                args.name, model=args.model, dataset=Path(args.data) if args.data else None
+            )
+        )
         return EXIT_DONE
     if args.project_command == "show":
         summary = workspace.summarize(Path(args.dir).expanduser())

@@ -47,7 +47,9 @@ class CheckReport:
         ]
         skipped = self.skipped()
         if skipped:
-            lines.append("skipped: " + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in skipped.items()))
+            lines.append(
+                "skipped: " + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in skipped.items())
+            )
         warnings = [p for p in self.problems if p.severity == "warning"]
         if warnings:
             lines.append(f"warnings: {len(warnings)} (rows kept as they are)")
@@ -57,7 +59,9 @@ class CheckReport:
             lines.append(f"  ... {len(self.problems) - limit} more (use --json for all)")
         if self.token_stats:
             s = self.token_stats
-            lines.append(f"tokens per row: min {s['min']}, median {s['median']:g}, p95 {s['p95']}, max {s['max']}")
+            lines.append(
+                f"tokens per row: min {s['min']}, median {s['median']:g}, p95 {s['p95']}, max {s['max']}"
+            )
             lines.append(
                 f"after truncation to {s['max_length']}: {s['trained_tokens']} tokens trained, "
                 f"{s['truncated_rows']} rows truncated ({s['truncated_tokens']} tokens cut)"
@@ -65,9 +69,16 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def check_data(path: str | Path, fmt: str = "auto", columns: dict[str, str] | None = None,
-               text_mode: str = "blank_lines", tokenizer=None, max_length: int = 1024, progress=None,
-               allow_empty: bool = False) -> CheckReport:
+def check_data(
+    path: str | Path,
+    fmt: str = "auto",
+    columns: dict[str, str] | None = None,
+    text_mode: str = "blank_lines",
+    tokenizer=None,
+    max_length: int = 1024,
+    progress=None,
+    allow_empty: bool = False,
+) -> CheckReport:
     """Read and check a file; with a tokenizer, also render every row and add token statistics.
 
     Raises DataError when no row is read usable (the CLI turns that into exit code 2), unless
@@ -87,17 +98,37 @@ def check_data(path: str | Path, fmt: str = "auto", columns: dict[str, str] | No
                 problems.append(Problem(row, line, error, "unrenderable"))
                 valid -= 1
             elif rendered.trained_tokens == 0:
-                problems.append(Problem(row, line, "no trainable tokens after masking"
-                                        + (" and truncation" if rendered.truncated_tokens else ""), "no_trainable_tokens"))
+                problems.append(
+                    Problem(
+                        row,
+                        line,
+                        "no trainable tokens after masking"
+                        + (" and truncation" if rendered.truncated_tokens else ""),
+                        "no_trainable_tokens",
+                    )
+                )
                 valid -= 1
             elif rendered.truncated_tokens:
                 chars = getattr(rendered, "estimated_from_chars", None)  # measured from a clipped copy
-                by = f"about {rendered.truncated_tokens:,} tokens ({chars:,} characters)" if chars else \
-                    f"{rendered.truncated_tokens} tokens"
-                problems.append(Problem(row, line, f"longer than the max length {max_length}: "
-                                        f"will be truncated by {by}", "truncated", "warning"))
+                by = (
+                    f"about {rendered.truncated_tokens:,} tokens ({chars:,} characters)"
+                    if chars
+                    else f"{rendered.truncated_tokens} tokens"
+                )
+                problems.append(
+                    Problem(
+                        row,
+                        line,
+                        f"longer than the max length {max_length}: will be truncated by {by}",
+                        "truncated",
+                        "warning",
+                    )
+                )
 
-        stats = token_length_stats(tokenizer, read.rows, max_length, progress=progress, total=len(read.rows),
-                                   on_row=on_row).as_dict()
+        stats = token_length_stats(
+            tokenizer, read.rows, max_length, progress=progress, total=len(read.rows), on_row=on_row
+        ).as_dict()
         problems.sort(key=lambda p: p.row or 0)
-    return CheckReport(str(path), read.kind, read.format, read.shape.reason, read.records, valid, problems, stats)
+    return CheckReport(
+        str(path), read.kind, read.format, read.shape.reason, read.records, valid, problems, stats
+    )

@@ -42,7 +42,9 @@ class PendingEdits:
     last_edit: float | None = None
 
     def describe(self) -> str:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.last_edit)) if self.last_edit else "earlier"
+        when = (
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(self.last_edit)) if self.last_edit else "earlier"
+        )
         return f"{len(self.ops)} unsaved edit{'s' if len(self.ops) != 1 else ''} (last at {when})"
 
 

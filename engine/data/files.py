@@ -16,8 +16,17 @@ from typing import Any
 from engine.errors import DataError
 
 FILE_KINDS = ("jsonl", "json", "csv", "tsv", "parquet", "text", "arrow")
-_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
-             ".parquet": "parquet", ".txt": "text", ".md": "text", ".text": "text"}
+_SUFFIXES = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+    ".txt": "text",
+    ".md": "text",
+    ".text": "text",
+}
 _CHUNK = 20_000
 
 
@@ -58,11 +67,15 @@ def file_kind(path: Path) -> str:
     if path.is_dir():
         if (path / "dataset_info.json").is_file() or (path / "state.json").is_file():
             return "arrow"
-        raise DataError(f"{path} is a folder but not one written by datasets.save_to_disk.", "Pass a data file.")
+        raise DataError(
+            f"{path} is a folder but not one written by datasets.save_to_disk.", "Pass a data file."
+        )
     kind = _SUFFIXES.get(path.suffix.lower())
     if kind is None:
-        raise DataError(f"Cannot tell what kind of file {path.name} is.",
-                        "Use .jsonl, .json, .csv, .tsv, .parquet or .txt, or a datasets.save_to_disk folder.")
+        raise DataError(
+            f"Cannot tell what kind of file {path.name} is.",
+            "Use .jsonl, .json, .csv, .tsv, .parquet or .txt, or a datasets.save_to_disk folder.",
+        )
     return kind
 
 
@@ -76,8 +89,15 @@ def read_file(path: str | Path, text_mode: str = "blank_lines") -> RawFile:
     kind = file_kind(path)
     if kind in ("jsonl", "json", "csv", "tsv", "text"):
         _refuse_utf16(path)
-    reader = {"jsonl": read_jsonl, "json": _read_json, "csv": _read_csv, "tsv": _read_csv,
-              "parquet": _read_parquet, "text": _read_text, "arrow": _read_arrow}[kind]
+    reader = {
+        "jsonl": read_jsonl,
+        "json": _read_json,
+        "csv": _read_csv,
+        "tsv": _read_csv,
+        "parquet": _read_parquet,
+        "text": _read_text,
+        "arrow": _read_arrow,
+    }[kind]
     raw = reader(path, text_mode) if kind == "text" else reader(path)
     raw.kind = kind
     if raw.records == 0:
@@ -90,8 +110,10 @@ def _refuse_utf16(path: Path) -> None:
     with open(path, "rb") as handle:
         head = handle.read(2)
     if head in (b"\xff\xfe", b"\xfe\xff"):
-        raise DataError(f"{path} is UTF-16 text; Whetstone reads UTF-8.",
-                        "Save it again as UTF-8 (in Notepad: Save As, Encoding: UTF-8).")
+        raise DataError(
+            f"{path} is UTF-16 text; Whetstone reads UTF-8.",
+            "Save it again as UTF-8 (in Notepad: Save As, Encoding: UTF-8).",
+        )
 
 
 def _dataset_from_chunks(chunks: list[list[dict]]):
@@ -129,19 +151,33 @@ def _read_json(path: Path) -> RawFile:
             obj = json.loads(text)
         except RecursionError:  # one record nested too deeply: read the list item by item
             if not text.lstrip().startswith("["):
-                raise DataError(f"{path} is {json_safety.TOO_DEEP}.", "Flatten the data, or use a list of "
-                                'records [{"prompt": ..., "completion": ...}, ...] so only that record is skipped.') from None
+                raise DataError(
+                    f"{path} is {json_safety.TOO_DEEP}.",
+                    "Flatten the data, or use a list of "
+                    'records [{"prompt": ..., "completion": ...}, ...] so only that record is skipped.',
+                ) from None
             obj = list(json_safety.iter_list_items(text))
     except json.JSONDecodeError as exc:
         if bad_byte is not None:
-            raise DataError(f"{path} has bytes that are not UTF-8 (byte {bad_byte}; "
-                            "the file may be Latin-1/Windows-1252).", "Save the file as UTF-8.") from None
-        hint = "It looks like JSON Lines: rename it to .jsonl." if exc.msg == "Extra data" else "Fix the JSON syntax."
-        raise DataError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.", hint) from None
+            raise DataError(
+                f"{path} has bytes that are not UTF-8 (byte {bad_byte}; "
+                "the file may be Latin-1/Windows-1252).",
+                "Save the file as UTF-8.",
+            ) from None
+        hint = (
+            "It looks like JSON Lines: rename it to .jsonl."
+            if exc.msg == "Extra data"
+            else "Fix the JSON syntax."
+        )
+        raise DataError(
+            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.", hint
+        ) from None
     if isinstance(obj, dict) and obj and all(isinstance(v, list) for v in obj.values()):
         lengths = {len(v) for v in obj.values()}
         if len(lengths) != 1:
-            raise DataError(f"{path} holds columns of different lengths {sorted(lengths)}.", "Make every column as long.")
+            raise DataError(
+                f"{path} holds columns of different lengths {sorted(lengths)}.", "Make every column as long."
+            )
         n = lengths.pop()
         records = [{k: obj[k][i] for k in obj} for i in range(n)]
     elif isinstance(obj, dict) and isinstance(obj.get("data") or obj.get("rows"), list):
@@ -149,8 +185,10 @@ def _read_json(path: Path) -> RawFile:
     elif isinstance(obj, list):
         records = obj
     else:
-        raise DataError(f"{path} is neither a list of records nor an object of columns.",
-                        'Use [{"prompt": ..., "completion": ...}, ...] or {"prompt": [...], "completion": [...]}.')
+        raise DataError(
+            f"{path} is neither a list of records nor an object of columns.",
+            'Use [{"prompt": ..., "completion": ...}, ...] or {"prompt": [...], "completion": [...]}.',
+        )
     problems, good, numbers = [], [], []
     for i, rec in enumerate(records, start=1):
         if isinstance(rec, json_safety.TooDeep) or json_safety.too_deep(rec):
@@ -158,14 +196,27 @@ def _read_json(path: Path) -> RawFile:
         elif isinstance(rec, dict):
             line = json.dumps(rec, ensure_ascii=False)
             if bad_byte is not None and not _is_utf8(line):  # a byte kept apart by surrogateescape
-                problems.append(Problem(i, None, "holds bytes that are not UTF-8 (the file may be "
-                                        "Latin-1/Windows-1252: save it as UTF-8)", "not_utf8"))
+                problems.append(
+                    Problem(
+                        i,
+                        None,
+                        "holds bytes that are not UTF-8 (the file may be "
+                        "Latin-1/Windows-1252: save it as UTF-8)",
+                        "not_utf8",
+                    )
+                )
                 continue
             good.append({"__json__": line})
             numbers.append(i)
         else:
-            problems.append(Problem(i, None, f"wrong type: record is {json_safety.json_type(rec)}, not an object",
-                                    "wrong_type"))
+            problems.append(
+                Problem(
+                    i,
+                    None,
+                    f"wrong type: record is {json_safety.json_type(rec)}, not an object",
+                    "wrong_type",
+                )
+            )
     return RawFile(path, "json", datasets.Dataset.from_list(good), numbers, None, problems, len(records))
 
 
@@ -182,10 +233,14 @@ def _check_names(table, path: Path) -> None:
     try:
         names = table.column_names
     except UnicodeDecodeError:
-        raise DataError(f"{path.name} has a header that is not UTF-8 text.", "Save the file as UTF-8.") from None
+        raise DataError(
+            f"{path.name} has a header that is not UTF-8 text.", "Save the file as UTF-8."
+        ) from None
     if any(not name.strip("\x00 \t") for name in names) or len(set(names)) != len(names):
-        raise DataError(f"{path.name} has an empty or repeated column name in its header ({names[:8]}).",
-                        "Give every column a distinct name in the first row.")
+        raise DataError(
+            f"{path.name} has an empty or repeated column name in its header ({names[:8]}).",
+            "Give every column a distinct name in the first row.",
+        )
 
 
 def _as_dataset(table, path: Path):
@@ -197,7 +252,9 @@ def _as_dataset(table, path: Path):
         return datasets.Dataset(table)
     except Exception as exc:  # datasets refuses some Arrow schemas with several error types
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{path.name} has columns that cannot be read ({reason}).", "Export it again with plain columns.") from None
+        raise DataError(
+            f"{path.name} has columns that cannot be read ({reason}).", "Export it again with plain columns."
+        ) from None
 
 
 def _read_csv(path: Path) -> RawFile:
@@ -212,16 +269,27 @@ def _read_csv(path: Path) -> RawFile:
     parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
     try:
         # The header first (types inferred from the first block are ignored), then every column as text.
-        with pacsv.open_csv(path, parse_options=parse, convert_options=pacsv.ConvertOptions(check_utf8=False)) as head:
+        with pacsv.open_csv(
+            path, parse_options=parse, convert_options=pacsv.ConvertOptions(check_utf8=False)
+        ) as head:
             names = head.schema.names
-        table = pacsv.read_csv(path, parse_options=parse, convert_options=pacsv.ConvertOptions(
-            strings_can_be_null=False, check_utf8=False, column_types=dict.fromkeys(names, pa.string())))
+        table = pacsv.read_csv(
+            path,
+            parse_options=parse,
+            convert_options=pacsv.ConvertOptions(
+                strings_can_be_null=False, check_utf8=False, column_types=dict.fromkeys(names, pa.string())
+            ),
+        )
     except UnicodeDecodeError:
-        raise DataError(f"{path.name} has a header that is not UTF-8 text "
-                        "(the file may be Latin-1/Windows-1252).", "Save the file as UTF-8.") from None
+        raise DataError(
+            f"{path.name} has a header that is not UTF-8 text (the file may be Latin-1/Windows-1252).",
+            "Save the file as UTF-8.",
+        ) from None
     except pa.ArrowInvalid as exc:
-        raise DataError(f"{path} cannot be read as {'TSV' if delimiter == chr(9) else 'CSV'}: {exc}",
-                        "Check quoting and the header row.") from None
+        raise DataError(
+            f"{path} cannot be read as {'TSV' if delimiter == chr(9) else 'CSV'}: {exc}",
+            "Check quoting and the header row.",
+        ) from None
     n = table.num_rows
     _check_names(table, path)  # before any cell is looked at
     table, kept, problems = drop_invalid_utf8(table)
@@ -256,8 +324,10 @@ def _read_text(path: Path, text_mode: str) -> RawFile:
     except UnicodeDecodeError as exc:
         if text_mode == "file":
             line = data[: exc.start].count(b"\n") + 1
-            raise DataError(f"{path} line {line} has bytes that are not UTF-8 "
-                            "(the file may be Latin-1/Windows-1252).", "Save the file as UTF-8.") from None
+            raise DataError(
+                f"{path} line {line} has bytes that are not UTF-8 (the file may be Latin-1/Windows-1252).",
+                "Save the file as UTF-8.",
+            ) from None
         text = data.decode("utf-8", errors="surrogateescape")  # bad bytes kept apart, found per paragraph
     if text_mode == "file":
         docs, lines = [text], [1]
@@ -297,8 +367,10 @@ def _not_utf8_line(doc: str, first_line: int) -> tuple[int, str] | None:
             line.encode("utf-8")
         except UnicodeEncodeError as exc:  # a byte kept apart by surrogateescape
             start = len(line[: exc.start].encode("utf-8", errors="surrogateescape"))
-            return first_line + offset, (f"not UTF-8 at byte {start + 1} of the line "
-                                         "(the file may be Latin-1/Windows-1252: save it as UTF-8)")
+            return first_line + offset, (
+                f"not UTF-8 at byte {start + 1} of the line "
+                "(the file may be Latin-1/Windows-1252: save it as UTF-8)"
+            )
     return None
 
 
@@ -308,10 +380,15 @@ def _read_arrow(path: Path) -> RawFile:
     try:
         table = datasets.load_from_disk(str(path))
     except Exception as exc:  # datasets raises several types for damaged folders
-        raise DataError(f"{path} cannot be opened as a saved dataset: {exc}", "Save it again with save_to_disk.") from None
+        raise DataError(
+            f"{path} cannot be opened as a saved dataset: {exc}", "Save it again with save_to_disk."
+        ) from None
     if isinstance(table, datasets.DatasetDict):
         if "train" not in table:
-            raise DataError(f"{path} holds splits {list(table)} but no 'train' split.", "Save the split you want to train on.")
+            raise DataError(
+                f"{path} holds splits {list(table)} but no 'train' split.",
+                "Save the split you want to train on.",
+            )
         table = table["train"]
     n = len(table)
     return RawFile(path, "arrow", table, list(range(1, n + 1)), None, [], n)

@@ -41,13 +41,18 @@ def read_clean_jsonl(path: Path):
     try:
         if offset:  # skip the byte order mark without copying the file
             with pa.memory_map(str(path)) as mapped:
-                table = pajson.read_json(pa.BufferReader(mapped.read_buffer().slice(offset)), read_options=options)
+                table = pajson.read_json(
+                    pa.BufferReader(mapped.read_buffer().slice(offset)), read_options=options
+                )
         else:
             table = pajson.read_json(path, read_options=options)
         table.validate(full=True)  # strings that are not UTF-8: the line reader names the lines
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
         return None
-    if table.num_rows != lines or 1 + max(map(_type_depth, table.schema.types), default=0) > json_safety.MAX_NESTING:
+    if (
+        table.num_rows != lines
+        or 1 + max(map(_type_depth, table.schema.types), default=0) > json_safety.MAX_NESTING
+    ):
         return None
     return table, lines
 
@@ -98,7 +103,7 @@ def scan_clean_jsonl(path: Path) -> tuple[int, int] | None:
         except ValueError:  # an empty file cannot be mapped
             return None
     with mapped:
-        offset = len(BOM) if mapped[:len(BOM)] == BOM else 0
+        offset = len(BOM) if mapped[: len(BOM)] == BOM else 0
         lines = _lines_if_all_objects(mapped, offset)
     return None if lines is None else (lines, offset)
 
@@ -112,7 +117,7 @@ def _lines_if_all_objects(mapped, offset: int = 0) -> int | None:
         return None
     lines, step, carry, last_newline = 0, 1 << 26, 0, -1
     for start in range(0, len(data), step):
-        block = data[start:start + step]
+        block = data[start : start + step]
         newlines = np.flatnonzero(block == ord("\n")) + start
         following = newlines[newlines + 1 < len(data)] + 1
         if not (data[following] == ord("{")).all():
@@ -146,15 +151,21 @@ def _read_jsonl_lines(path: Path) -> RawFile:
     with open(path, "rb") as handle:
         for number, line_bytes in enumerate(handle, start=1):
             if number == 1 and line_bytes.startswith(BOM):
-                line_bytes = line_bytes[len(BOM):]
+                line_bytes = line_bytes[len(BOM) :]
             if not line_bytes.strip():
                 continue
             record += 1
             try:
                 line = line_bytes.rstrip(b"\r\n").decode("utf-8")
             except UnicodeDecodeError as exc:
-                problems.append(Problem(record, number, f"not UTF-8 at byte {exc.start + 1} of the line "
-                                        f"({ENCODING_HINT})", "not_utf8"))
+                problems.append(
+                    Problem(
+                        record,
+                        number,
+                        f"not UTF-8 at byte {exc.start + 1} of the line ({ENCODING_HINT})",
+                        "not_utf8",
+                    )
+                )
                 continue
             try:
                 obj = json_safety.loads(line)
@@ -163,11 +174,19 @@ def _read_jsonl_lines(path: Path) -> RawFile:
                 continue
             except ValueError as exc:  # json.JSONDecodeError
                 msg, col = getattr(exc, "msg", str(exc)), getattr(exc, "colno", 0)
-                problems.append(Problem(record, number, f"invalid JSON: {msg} at column {col}", "invalid_json"))
+                problems.append(
+                    Problem(record, number, f"invalid JSON: {msg} at column {col}", "invalid_json")
+                )
                 continue
             if not isinstance(obj, dict):
-                problems.append(Problem(record, number, f"wrong type: the line is {json_safety.json_type(obj)}, "
-                                        "not an object", "wrong_type"))
+                problems.append(
+                    Problem(
+                        record,
+                        number,
+                        f"wrong type: the line is {json_safety.json_type(obj)}, not an object",
+                        "wrong_type",
+                    )
+                )
                 continue
             # Stored as JSON text: rows of one file may disagree on types, which Arrow columns cannot hold.
             rows.append({"__json__": line})

@@ -34,8 +34,11 @@ class Clip:
 def _strings(row: Any) -> list[tuple[Any, Any]]:
     """(container, key) of every text a row holds, in the order a template renders them."""
     if isinstance(row, list):
-        return [(message, "content") for message in row if isinstance(message, dict)
-                and isinstance(message.get("content"), str)]
+        return [
+            (message, "content")
+            for message in row
+            if isinstance(message, dict) and isinstance(message.get("content"), str)
+        ]
     if isinstance(row, dict):
         return [(row, key) for key in ("prompt", "completion", "text") if isinstance(row.get(key), str)]
     return []
@@ -59,7 +62,7 @@ def clip_long_row(row: Any, max_length: int) -> tuple[Any, Clip | None]:
             used += len(text)
             continue
         else:
-            container[key] = piece = text[:max(budget - used, MIN_PIECE)]
+            container[key] = piece = text[: max(budget - used, MIN_PIECE)]
             clip = Clip(piece, full, 0)
         used += len(container[key])
     assert clip is not None  # full > budget, so some string crosses it
@@ -76,9 +79,11 @@ def measure_clipped(rendered, clip: Clip, max_length: int):
     cut = found + len(key) if found >= 0 else 0
     safe = sum(1 for _start, end in rendered.offsets if end <= cut)  # tokens the cut cannot change
     if safe < max_length + MARGIN:
-        raise ValueError(f"the row has {clip.full_chars:,} characters, far more than max_length {max_length} "
-                         f"tokens can hold, and too few tokens in its first {clip.kept_chars:,} to measure it: "
-                         "shorten or split it")
+        raise ValueError(
+            f"the row has {clip.full_chars:,} characters, far more than max_length {max_length} "
+            f"tokens can hold, and too few tokens in its first {clip.kept_chars:,} to measure it: "
+            "shorten or split it"
+        )
     total = len(rendered.offsets) + round((clip.full_chars - clip.kept_chars) * safe / max(cut, 1))
     rendered.truncated_tokens = max(total - max_length, rendered.truncated_tokens)
     rendered.estimated_from_chars = clip.full_chars

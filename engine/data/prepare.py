@@ -10,7 +10,7 @@ from typing import Any
 from engine.config import DataConfig
 from engine.data.reading import ReadResult, read_data
 from engine.data.rendering import IGNORE_INDEX
-from engine.data.stats import iter_rendered
+from engine.data.tokenizing import iter_rendered
 from engine.errors import DataError
 
 
@@ -46,7 +46,9 @@ def read_config_data(cfg: DataConfig, path: str | None = None) -> ReadResult:
 
 def _tokenize(tokenizer, read: ReadResult, cfg: DataConfig, report: DataReport) -> list[dict]:
     skipped = Counter(read.skipped_by_reason())
-    report.first_problems += [f"{p.where()}: {p.message}" for p in read.problems if p.severity == "error"][:20]
+    report.first_problems += [f"{p.where()}: {p.message}" for p in read.problems if p.severity == "error"][
+        :20
+    ]
     report.rows_read += read.records
     examples = []
     results = (r for batch in iter_rendered(tokenizer, read.rows, cfg.max_length) for r in batch)
@@ -57,7 +59,9 @@ def _tokenize(tokenizer, read: ReadResult, cfg: DataConfig, report: DataReport) 
             report.first_problems.append(f"{where}: {rendered}")
             continue
         if rendered.trained_tokens == 0:
-            reason = "no trainable tokens after truncation" if rendered.truncated_tokens else "no trainable tokens"
+            reason = (
+                "no trainable tokens after truncation" if rendered.truncated_tokens else "no trainable tokens"
+            )
             skipped[reason] += 1
             report.first_problems.append(f"{where}: {reason}")
             continue
@@ -91,7 +95,9 @@ def prepare_data(tokenizer, cfg: DataConfig, read: ReadResult | None = None) -> 
             train = [ex for i, ex in enumerate(train) if i not in held]
     if not train:
         first = f" First: {report.first_problems[0]}." if report.first_problems else ""
-        raise DataError(f"No row of {cfg.path} can be trained on.{first}", "Fix the rows or raise data.max_length.")
+        raise DataError(
+            f"No row of {cfg.path} can be trained on.{first}", "Fix the rows or raise data.max_length."
+        )
     report.rows_used = len(train) + len(validation)
     return PreparedData(train=train, validation=validation, format=read.format, report=report)
 

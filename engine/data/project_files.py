@@ -99,5 +99,7 @@ def append_records(data_path: str | Path, records: list[dict]) -> None:
         store.insert(list(range(len(store), len(store) + len(records))), records)
         save_store(store, data_path)
     else:
-        raise DataError(f"Rows can only be added to JSON Lines or Parquet datasets, not {data_path.name}.",
-                        "Open it in the Data tab and save it (it becomes JSON Lines), or pick another dataset.")
+        raise DataError(
+            f"Rows can only be added to JSON Lines or Parquet datasets, not {data_path.name}.",
+            "Open it in the Data tab and save it (it becomes JSON Lines), or pick another dataset.",
+        )

@@ -61,7 +61,9 @@ def iter_checked(raw: RawFile, shape: Shape) -> Iterator[tuple[int, int | None, 
 
 
 def duplicate_key(row: Any) -> bytes:
-    return hashlib.blake2b(json.dumps(row, sort_keys=True, ensure_ascii=False).encode(), digest_size=16).digest()
+    return hashlib.blake2b(
+        json.dumps(row, sort_keys=True, ensure_ascii=False).encode(), digest_size=16
+    ).digest()
 
 
 def no_usable_rows(path: str | Path, problems: list[Problem]) -> DataError:
@@ -70,8 +72,9 @@ def no_usable_rows(path: str | Path, problems: list[Problem]) -> DataError:
     return DataError(f"{path} has no usable rows ({len(errors)} bad).{first}", "Fix the rows and try again.")
 
 
-def open_data(path: str | Path, fmt: str = "auto", columns: dict[str, str] | None = None,
-              text_mode: str = "blank_lines") -> tuple[RawFile, Shape]:
+def open_data(
+    path: str | Path, fmt: str = "auto", columns: dict[str, str] | None = None, text_mode: str = "blank_lines"
+) -> tuple[RawFile, Shape]:
     raw = read_file(path, text_mode)
     if raw.table.num_rows == 0:
         raise no_usable_rows(path, raw.problems)
@@ -85,8 +88,13 @@ def _shape_of(raw: RawFile, path: str | Path, fmt: str, columns: dict[str, str] 
         raise DataError(f"{Path(path).name}: {exc.message}", exc.hint) from None
 
 
-def read_data(path: str | Path, fmt: str = "auto", columns: dict[str, str] | None = None,
-              text_mode: str = "blank_lines", allow_empty: bool = False) -> ReadResult:
+def read_data(
+    path: str | Path,
+    fmt: str = "auto",
+    columns: dict[str, str] | None = None,
+    text_mode: str = "blank_lines",
+    allow_empty: bool = False,
+) -> ReadResult:
     """Read and check a whole file; raise DataError if no row is usable (unless `allow_empty`:
     then the result has no rows, and the problems say why)."""
     raw = read_file(path, text_mode)
@@ -111,7 +119,7 @@ def read_data(path: str | Path, fmt: str = "auto", columns: dict[str, str] | Non
         rows.append(value)
         row_numbers.append(row)
         line_numbers.append(line)
-    problems.sort(key=lambda p: (p.row or 0))
+    problems.sort(key=lambda p: p.row or 0)
     if not rows and not allow_empty:
         raise no_usable_rows(path, problems)
     return ReadResult(rows, row_numbers, line_numbers, shape, raw.kind, raw.records, problems)

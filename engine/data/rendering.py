@@ -82,14 +82,19 @@ def render_text(tokenizer, row: list[dict[str, str]] | dict[str, Any]) -> tuple[
             raise ValueError("the model has no chat template, so chat rows cannot be rendered")
         return conversation_spans(tokenizer, row)
     if tokenizer.chat_template:
-        messages = [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["completion"]}]
+        messages = [
+            {"role": "user", "content": row["prompt"]},
+            {"role": "assistant", "content": row["completion"]},
+        ]
         return conversation_spans(tokenizer, messages)
     # No template: plain continuation, ending with eos so the model learns to stop.
     text = row["prompt"] + row["completion"] + eos
     return text, [(len(row["prompt"]), len(text))]
 
 
-def build_rendered(text: str, spans: list[tuple[int, int]], ids: list[int], offsets, max_length: int) -> Rendered:
+def build_rendered(
+    text: str, spans: list[tuple[int, int]], ids: list[int], offsets, max_length: int
+) -> Rendered:
     """Labels from token offsets: a token is trained when it overlaps a trained span."""
     ids = list(ids)
     offsets = list(map(tuple, offsets))  # the tokenizer gives tuples already; this is a cheap copy
@@ -102,8 +107,9 @@ def build_rendered(text: str, spans: list[tuple[int, int]], ids: list[int], offs
     truncated = max(0, len(ids) - max_length)
     if truncated:
         ids, labels = ids[:max_length], labels[:max_length]
-    return Rendered(text=text, input_ids=ids, labels=labels, spans=spans, truncated_tokens=truncated,
-                    offsets=offsets)
+    return Rendered(
+        text=text, input_ids=ids, labels=labels, spans=spans, truncated_tokens=truncated, offsets=offsets
+    )
 
 
 def render_row(tokenizer, row: list[dict[str, str]] | dict[str, Any], max_length: int) -> Rendered:

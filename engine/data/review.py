@@ -41,7 +41,11 @@ KIND_LABELS = {
 }
 # kind -> (fix, button label, what it does): the fixes whose effect is obvious. Each drops or trims rows.
 FIXES = {
-    "surrounding_whitespace": ("trim", "Trim whitespace", "Removes spaces and newlines around every trained text"),
+    "surrounding_whitespace": (
+        "trim",
+        "Trim whitespace",
+        "Removes spaces and newlines around every trained text",
+    ),
     "duplicate": ("drop", "Drop duplicates", "Deletes exact copies of earlier rows; the first one stays"),
     "empty_assistant": ("drop", "Drop empty rows", "Deletes rows with an empty reply or empty text"),
     "empty_text": ("drop", "Drop empty rows", "Deletes rows with an empty reply or empty text"),
@@ -80,8 +84,11 @@ def _text_fields(record: dict[str, Any], shape: Shape) -> list[tuple[list | dict
     """(container, key, label) of every text the shape trains on, for whitespace checks and trims."""
     found = []
     if shape.name in _CONVERSATION_KEYS:
-        turns = record.get(shape.columns.get(shape.name, shape.name) if shape.name == "messages"
-                           else shape.columns.get("conversations", "conversations"))
+        turns = record.get(
+            shape.columns.get(shape.name, shape.name)
+            if shape.name == "messages"
+            else shape.columns.get("conversations", "conversations")
+        )
         content = _CONVERSATION_KEYS[shape.name]
         if isinstance(turns, list):
             for i, turn in enumerate(turns, start=1):
@@ -96,8 +103,11 @@ def _text_fields(record: dict[str, Any], shape: Shape) -> list[tuple[list | dict
 
 
 def has_surrounding_whitespace(record: dict[str, Any], shape: Shape) -> list[str]:
-    return [label for holder, key, label in _text_fields(record, shape)
-            if holder[key] and holder[key] != holder[key].strip()]
+    return [
+        label
+        for holder, key, label in _text_fields(record, shape)
+        if holder[key] and holder[key] != holder[key].strip()
+    ]
 
 
 def trimmed(record: dict[str, Any], shape: Shape) -> dict[str, Any]:
@@ -119,7 +129,9 @@ def broken_issue(text: str) -> RowIssue:
     except ValueError:
         value = None
     if isinstance(value, dict):  # it parses once its bad bytes are replaced (shown as \ufffd)
-        return RowIssue("not_utf8", "this line has bytes that are not UTF-8 (shown as \ufffd); save the file as UTF-8")
+        return RowIssue(
+            "not_utf8", "this line has bytes that are not UTF-8 (shown as \ufffd); save the file as UTF-8"
+        )
     return RowIssue("invalid_json", "this line is not a valid JSON object")
 
 
@@ -132,8 +144,15 @@ def check_row(record: dict[str, Any], shape: Shape) -> tuple[Any, list[RowIssue]
     except RowProblem as exc:
         return None, [RowIssue(exc.kind, str(exc))]
     spaced = has_surrounding_whitespace(record, shape)
-    issues = [RowIssue("surrounding_whitespace", "whitespace around the text of " + ", ".join(spaced[:3]),
-                       "warning")] if spaced else []
+    issues = (
+        [
+            RowIssue(
+                "surrounding_whitespace", "whitespace around the text of " + ", ".join(spaced[:3]), "warning"
+            )
+        ]
+        if spaced
+        else []
+    )
     return normalised, issues
 
 
@@ -142,17 +161,29 @@ def rendered_issues(rendered: Rendered | ValueError, max_length: int) -> list[Ro
     if isinstance(rendered, ValueError):
         return [RowIssue("unrenderable", str(rendered))]
     if rendered.trained_tokens == 0:
-        return [RowIssue("no_trainable_tokens", "no trainable tokens after masking"
-                         + (" and truncation" if rendered.truncated_tokens else ""))]
+        return [
+            RowIssue(
+                "no_trainable_tokens",
+                "no trainable tokens after masking"
+                + (" and truncation" if rendered.truncated_tokens else ""),
+            )
+        ]
     if rendered.truncated_tokens:
         about = "about " if getattr(rendered, "estimated_from_chars", None) else ""  # from a clipped copy
-        return [RowIssue("truncated", f"longer than the max length {max_length}: "
-                         f"{about}{rendered.truncated_tokens} tokens will be cut", "warning")]
+        return [
+            RowIssue(
+                "truncated",
+                f"longer than the max length {max_length}: "
+                f"{about}{rendered.truncated_tokens} tokens will be cut",
+                "warning",
+            )
+        ]
     return []
 
 
-def review_row(record: dict[str, Any], shape: Shape, tokenizer=None, max_length: int = 1024
-               ) -> tuple[list[RowIssue], Rendered | ValueError | None]:
+def review_row(
+    record: dict[str, Any], shape: Shape, tokenizer=None, max_length: int = 1024
+) -> tuple[list[RowIssue], Rendered | ValueError | None]:
     """One row's issues (duplicates aside) and its rendering, e.g. right after it was edited."""
     normalised, issues = check_row(record, shape)
     rendered = None
@@ -168,11 +199,17 @@ def review_row(record: dict[str, Any], shape: Shape, tokenizer=None, max_length:
     return issues, rendered
 
 
-def review_store(store: RowStore, shape: Shape, tokenizer=None, max_length: int = 1024,
-                 progress: Callable[[int, int], None] | None = None,
-                 cancel: threading.Event | Callable[[], bool] | None = None, batch: int = 2000) -> Review:
+def review_store(
+    store: RowStore,
+    shape: Shape,
+    tokenizer=None,
+    max_length: int = 1024,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | Callable[[], bool] | None = None,
+    batch: int = 2000,
+) -> Review:
     """Check every row; with a tokenizer, also render them all and record their token lengths."""
-    from engine.data.stats import iter_rendered
+    from engine.data.tokenizing import iter_rendered
 
     cancelled = cancel.is_set if isinstance(cancel, threading.Event) else cancel
     review = Review(max_length=max_length)

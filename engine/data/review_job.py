@@ -29,9 +29,17 @@ def write_state(store: RowStore, folder: Path, model: str | None = None, max_len
         for row_id, record in store.overrides.items():
             handle.write(json.dumps([row_id, record], ensure_ascii=False) + "\n")
     stat = store.path.stat()
-    meta = {"file": str(store.path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "next_id": store._next_id,
-            "format": store.options["fmt"], "columns": store.options["columns"], "text_mode": store.options["text_mode"],
-            "model": model, "max_length": max_length}
+    meta = {
+        "file": str(store.path),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "next_id": store._next_id,
+        "format": store.options["fmt"],
+        "columns": store.options["columns"],
+        "text_mode": store.options["text_mode"],
+        "model": model,
+        "max_length": max_length,
+    }
     atomic_write_text(folder / "job.json", json.dumps(meta))
 
 
@@ -50,7 +58,8 @@ def read_state(folder: Path) -> tuple[RowStore, Any, dict[str, Any]]:
 
 
 def run_job(folder: Path, progress=None) -> Review:
-    """The child's work: rebuild the rows, review them (with the model's tokenizer if given), write the result."""
+    """The child's work: rebuild the rows, review them (with the model's tokenizer if given),
+    write the result."""
     store, shape, meta = read_state(folder)
     tokenizer = None
     if meta["model"]:
@@ -60,7 +69,9 @@ def run_job(folder: Path, progress=None) -> Review:
         tokenizer = load_tokenizer(ModelConfig(path=meta["model"]))
     review = review_store(store, shape, tokenizer, meta["max_length"], progress)
     np.save(folder / "lengths.npy", review.lengths)
-    issues = [[row_id, i.kind, i.message, i.severity] for row_id, found in review.issues.items() for i in found]
+    issues = [
+        [row_id, i.kind, i.message, i.severity] for row_id, found in review.issues.items() for i in found
+    ]
     atomic_write_text(folder / "issues.json", json.dumps(issues, ensure_ascii=False))
     return review
 

@@ -31,8 +31,15 @@ _CACHE_ROWS = 4096
 
 
 class RowStore:
-    def __init__(self, path: Path, kind: str, table, broken: dict[int, str], line_numbers: np.ndarray | None,
-                 file_problems: list | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        kind: str,
+        table,
+        broken: dict[int, str],
+        line_numbers: np.ndarray | None,
+        file_problems: list | None = None,
+    ) -> None:
         self.path = path
         self.kind = kind
         self.table = table
@@ -95,7 +102,7 @@ class RowStore:
         """(id, record) for every row in order; base rows are decoded a batch at a time."""
         json_column = self.table.column_names == ["__json__"]
         for start in range(0, len(self.order), batch):
-            ids = self.order[start:start + batch]
+            ids = self.order[start : start + batch]
             plain = ids[(ids < self.base_rows)]
             plain = plain[self._table_index[plain] >= 0]
             decoded: dict[int, Any] = {}
@@ -153,8 +160,9 @@ class RowStore:
         self.overrides[row_id] = record
         return row_id
 
-    def insert(self, positions: list[int], records: list[dict[str, Any]] | None = None,
-               ids: list[int] | None = None) -> list[int]:
+    def insert(
+        self, positions: list[int], records: list[dict[str, Any]] | None = None, ids: list[int] | None = None
+    ) -> list[int]:
         """Put rows at `positions` (ascending, each counted in the order after insertion).
 
         New records get new ids; `ids` re-inserts rows that were deleted (undo) as they were.
@@ -217,8 +225,9 @@ def _insert_many(order: np.ndarray, positions: list[int], ids: list[int]) -> np.
     return out
 
 
-def open_store(path: str | Path, fmt: str = "auto", columns: dict[str, str] | None = None,
-               text_mode: str = "blank_lines") -> tuple[RowStore, Shape]:
+def open_store(
+    path: str | Path, fmt: str = "auto", columns: dict[str, str] | None = None, text_mode: str = "blank_lines"
+) -> tuple[RowStore, Shape]:
     """Open any file the data layer reads for editing; the shape is detected as for training.
 
     A clean JSONL file goes straight to pyarrow's multi-threaded reader (no `datasets` import,
@@ -310,14 +319,20 @@ def save_store(store: RowStore, path: str | Path, progress=None, cancelled=None)
 
         records = [r for _i, r in store.iter_records()]
         if any(BROKEN in r for r in records):
-            raise DataError("Some rows are lines that are not valid JSON; Parquet cannot hold them.",
-                            "Fix or drop the broken lines first (Problems panel), or export as JSONL.")
+            raise DataError(
+                "Some rows are lines that are not valid JSON; Parquet cannot hold them.",
+                "Fix or drop the broken lines first (Problems panel), or export as JSONL.",
+            )
         import pyarrow as pa
 
         try:
             write_parquet(path, records)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            raise DataError(f"The rows do not fit one Parquet table: {str(exc).splitlines()[0]}",
-                            "Give every row the same field types, or save as JSON Lines (Export…).") from None
+            raise DataError(
+                f"The rows do not fit one Parquet table: {str(exc).splitlines()[0]}",
+                "Give every row the same field types, or save as JSON Lines (Export…).",
+            ) from None
     else:
-        raise DataError(f"Cannot save data as {suffix or 'a file without a suffix'}.", "Use .jsonl or .parquet.")
+        raise DataError(
+            f"Cannot save data as {suffix or 'a file without a suffix'}.", "Use .jsonl or .parquet."
+        )

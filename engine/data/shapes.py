@@ -14,8 +14,16 @@ from engine.errors import DataError
 
 SHAPES = ("messages", "sharegpt", "alpaca", "prompt_completion", "text")
 ROLES = ("system", "user", "assistant")
-SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
-                  "assistant": "assistant", "model": "assistant", "bot": "assistant", "chatgpt": "assistant"}
+SHAREGPT_ROLES = {
+    "system": "system",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "model": "assistant",
+    "bot": "assistant",
+    "chatgpt": "assistant",
+}
 # The fields each shape reads, under their standard names; a column mapping renames them.
 FIELDS = {
     "messages": ("messages",),
@@ -24,8 +32,13 @@ FIELDS = {
     "prompt_completion": ("prompt", "completion"),
     "text": ("text",),
 }
-REQUIRED = {"messages": ("messages",), "sharegpt": ("conversations",), "alpaca": ("instruction", "output"),
-            "prompt_completion": ("prompt", "completion"), "text": ("text",)}
+REQUIRED = {
+    "messages": ("messages",),
+    "sharegpt": ("conversations",),
+    "alpaca": ("instruction", "output"),
+    "prompt_completion": ("prompt", "completion"),
+    "text": ("text",),
+}
 
 
 class RowProblem(ValueError):
@@ -58,24 +71,31 @@ def detect_shape(columns: list[str], choice: str = "auto", mapping: dict[str, st
         missing = [f for f in REQUIRED[choice] if mapping.get(f, f) not in present]
         if missing:
             raise DataError(
-                f"The data has no column {mapping.get(missing[0], missing[0])!r} needed for the {choice} shape "
+                f"The data has no column {mapping.get(missing[0], missing[0])!r} "
+                f"needed for the {choice} shape "
                 f"(columns: {', '.join(sorted(present)) or 'none'}).",
-                f"Map it with data.columns, e.g. {{{missing[0]} = \"your_column\"}} (CLI: --column {missing[0]}=your_column).",
+                f'Map it with data.columns, e.g. {{{missing[0]} = "your_column"}} '
+                f"(CLI: --column {missing[0]}=your_column).",
             )
         return Shape(choice, mapping, "chosen by you")
     for name in ("messages", "sharegpt", "alpaca", "prompt_completion", "text"):
         needed = [mapping.get(f, f) for f in REQUIRED[name]]
         if all(c in present for c in needed):
-            return Shape(name, mapping, f"it has the column{'s' if len(needed) > 1 else ''} {', '.join(needed)}")
+            return Shape(
+                name, mapping, f"it has the column{'s' if len(needed) > 1 else ''} {', '.join(needed)}"
+            )
     unknown = [(field, column) for field, column in mapping.items() if column not in present]
     if unknown:
         field, column = unknown[0]
-        raise DataError(f"The data has no column {column!r} (given for {field}; its columns: "
-                        f"{', '.join(sorted(present)) or 'none'}).",
-                        f"Name one of its columns, e.g. --column {field}=NAME (data.columns in a config).")
+        raise DataError(
+            f"The data has no column {column!r} (given for {field}; its columns: "
+            f"{', '.join(sorted(present)) or 'none'}).",
+            f"Name one of its columns, e.g. --column {field}=NAME (data.columns in a config).",
+        )
     raise DataError(
         f"Cannot tell the data's shape from its columns ({', '.join(sorted(present)) or 'none'}).",
-        "Expected messages, conversations (ShareGPT), instruction/output (Alpaca), prompt/completion or text; "
+        "Expected messages, conversations (ShareGPT), instruction/output (Alpaca), "
+        "prompt/completion or text; "
         "or name yours with data.format and data.columns (CLI: --format and --column FIELD=NAME).",
     )
 
@@ -98,7 +118,9 @@ def _check_conversation(messages: list[dict[str, str]]) -> list[dict[str, str]]:
     return messages
 
 
-def _conversation(turns: Any, field: str, role_key: str, content_key: str, roles: dict) -> list[dict[str, str]]:
+def _conversation(
+    turns: Any, field: str, role_key: str, content_key: str, roles: dict
+) -> list[dict[str, str]]:
     """Check a list of turns and map each to {"role", "content"} with the standard role names."""
     if not isinstance(turns, list):
         raise RowProblem("wrong_type", f"wrong type: {field} is {json_type(turns)}, not a list")
@@ -109,7 +131,9 @@ def _conversation(turns: Any, field: str, role_key: str, content_key: str, roles
         source = msg.get(role_key)
         role = roles.get(source.lower() if isinstance(source, str) else None)
         if role is None:
-            raise RowProblem("unknown_role", f"unknown role {source!r} in {field} item {i} (allowed: {', '.join(roles)})")
+            raise RowProblem(
+                "unknown_role", f"unknown role {source!r} in {field} item {i} (allowed: {', '.join(roles)})"
+            )
         out.append({"role": role, "content": _text(msg.get(content_key), f"{field} item {i} {content_key}")})
     return _check_conversation(out)
 
@@ -148,8 +172,13 @@ def _raw_text(get: dict[str, Any]):
     return {"text": text}
 
 
-NORMALISERS = {"messages": _messages, "sharegpt": _sharegpt, "alpaca": _alpaca,
-               "prompt_completion": _prompt_completion, "text": _raw_text}
+NORMALISERS = {
+    "messages": _messages,
+    "sharegpt": _sharegpt,
+    "alpaca": _alpaca,
+    "prompt_completion": _prompt_completion,
+    "text": _raw_text,
+}
 
 
 def blank_record(shape: Shape) -> dict[str, Any]:
@@ -159,7 +188,9 @@ def blank_record(shape: Shape) -> dict[str, Any]:
         return {name("messages"): [{"role": "user", "content": ""}, {"role": "assistant", "content": ""}]}
     if shape.name == "sharegpt":
         return {name("conversations"): [{"from": "human", "value": ""}, {"from": "gpt", "value": ""}]}
-    return {name(field): "" for field in REQUIRED[shape.name] + (("input",) if shape.name == "alpaca" else ())}
+    return {
+        name(field): "" for field in REQUIRED[shape.name] + (("input",) if shape.name == "alpaca" else ())
+    }
 
 
 def record_for_shape(messages: list[dict[str, str]], shape: Shape) -> dict[str, Any]:
@@ -171,16 +202,25 @@ def record_for_shape(messages: list[dict[str, str]], shape: Shape) -> dict[str, 
         back = {"system": "system", "user": "human", "assistant": "gpt"}
         return {name("conversations"): [{"from": back[m["role"]], "value": m["content"]} for m in messages]}
     if shape.name == "text":
-        raise DataError("This dataset holds plain text (continued pre-training), not conversations.",
-                        "Add the chat to a dataset of conversations, or create a new one.")
+        raise DataError(
+            "This dataset holds plain text (continued pre-training), not conversations.",
+            "Add the chat to a dataset of conversations, or create a new one.",
+        )
     system = [m["content"] for m in messages if m["role"] == "system"]
     turns = [m for m in messages if m["role"] != "system"]
     if len(turns) != 2 or turns[0]["role"] != "user" or turns[1]["role"] != "assistant":
-        raise DataError(f"This dataset holds single exchanges ({shape.name.replace('_', '/')}), and this chat has "
-                        f"{len(turns)} turns.", "Add it to a dataset of conversations, or create a new one.")
+        raise DataError(
+            f"This dataset holds single exchanges ({shape.name.replace('_', '/')}), and this chat has "
+            f"{len(turns)} turns.",
+            "Add it to a dataset of conversations, or create a new one.",
+        )
     if shape.name == "prompt_completion":
         return {name("prompt"): turns[0]["content"], name("completion"): turns[1]["content"]}
-    record = {name("instruction"): turns[0]["content"], name("input"): "", name("output"): turns[1]["content"]}
+    record = {
+        name("instruction"): turns[0]["content"],
+        name("input"): "",
+        name("output"): turns[1]["content"],
+    }
     if system:
         record[name("system")] = system[0]
     return record

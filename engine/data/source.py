@@ -14,8 +14,12 @@ from pathlib import Path
 
 from engine.errors import DataError
 
-_SPECIAL = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
-            (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+_SPECIAL = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
 
 
 def stat_source(path: Path, what: str = "Data file") -> os.stat_result:
@@ -25,15 +29,20 @@ def stat_source(path: Path, what: str = "Data file") -> os.stat_result:
     except FileNotFoundError:
         raise DataError(f"{what} {path} does not exist.", "Check the path.") from None
     except PermissionError:
-        raise DataError(f"Cannot reach {path}: permission denied (a folder on the way cannot be searched).",
-                        "Check the permissions of the folders above it.") from None
+        raise DataError(
+            f"Cannot reach {path}: permission denied (a folder on the way cannot be searched).",
+            "Check the permissions of the folders above it.",
+        ) from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise DataError(f"{path} is a symbolic link that loops back on itself.",
-                            "Point the link at a real file.") from None
+            raise DataError(
+                f"{path} is a symbolic link that loops back on itself.", "Point the link at a real file."
+            ) from None
         if exc.errno == errno.ENOTDIR:
-            raise DataError(f"{what} {path} does not exist: a part of the path is a file, not a folder.",
-                            "Check the path.") from None
+            raise DataError(
+                f"{what} {path} does not exist: a part of the path is a file, not a folder.",
+                "Check the path.",
+            ) from None
         raise DataError(f"Cannot reach {path}: {exc.strerror or exc}.", "Check the path.") from None
 
 
@@ -51,7 +60,9 @@ def check_source(path: Path, what: str = "Data file") -> os.stat_result:
         return info
     if not stat.S_ISREG(mode):
         kind = next((name for test, name in _SPECIAL if test(mode)), "not a regular file")
-        raise DataError(f"{what} {path} is {kind}, not a regular file.", "Save the data to a file and pass that.")
+        raise DataError(
+            f"{what} {path} is {kind}, not a regular file.", "Save the data to a file and pass that."
+        )
     if info.st_size == 0:
         raise DataError(f"{what} {path} is empty.", "Add some rows.")
     try:
@@ -59,12 +70,16 @@ def check_source(path: Path, what: str = "Data file") -> os.stat_result:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise DataError(f"{what} {path} is not a regular file.", "Save the data to a file and pass that.")
+                raise DataError(
+                    f"{what} {path} is not a regular file.", "Save the data to a file and pass that."
+                )
             os.read(fd, 1)
         finally:
             os.close(fd)
     except PermissionError:
         raise DataError(f"Cannot read {path}: permission denied.", "Check the file's permissions.") from None
     except OSError as exc:
-        raise DataError(f"Cannot read {path}: {exc.strerror or exc}.", "Check the file and its disk.") from None
+        raise DataError(
+            f"Cannot read {path}: {exc.strerror or exc}.", "Check the file and its disk."
+        ) from None
     return info

@@ -1,7 +1,6 @@
 """Token-length statistics for a whole dataset, computed the way the trainer sees the rows.
 
-Rows are rendered with `render_text` and labelled with `build_rendered` (the same functions as
-`render_row`), but tokenized a batch at a time on a worker thread while the next batch renders.
+Rows go through `iter_rendered` (engine.data.tokenizing), the trainer's own tokenizing loop.
 Results are cached per (file bytes, tokenizer, max_length, read options).
 """
 
@@ -10,10 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-import time
 from array import array
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from contextlib import closing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -21,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.data.long_rows import Clip, clip_long_row, measure_clipped
-from engine.data.rendering import Rendered, build_rendered, render_text
+from engine.data.rendering import Rendered
+from engine.data.tokenizing import iter_rendered
 from engine.errors import Cancelled
 from engine.util.files import atomic_write_text, whetstone_home
 
@@ -70,94 +67,30 @@ class TokenStats:
         kept = [f for f in fields(cls) if f.name not in ("lengths", "timings")]
         for f in kept:
             value = data[f.name]
-            if (f.type == "int" and type(value) is not int) or (f.type == "float" and type(value) not in (int, float)):
+            if (f.type == "int" and type(value) is not int) or (
+                f.type == "float" and type(value) not in (int, float)
+            ):
                 raise TypeError(f"{f.name} is {value!r}")
         stats = cls(**{f.name: data[f.name] for f in kept})
         hist = stats.histogram
-        if not (isinstance(hist, dict) and len(hist["edges"]) == (len(hist["counts"]) + 1 if hist["counts"] else 0)):
+        if not (
+            isinstance(hist, dict)
+            and len(hist["edges"]) == (len(hist["counts"]) + 1 if hist["counts"] else 0)
+        ):
             raise ValueError("bad histogram")
         return stats
 
 
-def _batches(rows: Iterable, size: int) -> Iterator[list]:
-    batch = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _tokenize(tokenizer, texts: list[str], timings: dict[str, float]) -> tuple[list, list]:
-    if not texts:
-        return [], []
-    start = time.perf_counter()
-    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
-    timings["tokenize"] = timings.get("tokenize", 0.0) + time.perf_counter() - start
-    return encoded["input_ids"], encoded["offset_mapping"]
-
-
-def iter_rendered(tokenizer, rows: Iterable, max_length: int, batch_size: int = 1000,
-                  timings: dict[str, float] | None = None) -> Iterator[list[Rendered | ValueError]]:
-    """`render_row` for every row, one list per batch of input rows, in order.
-
-    A row that cannot be rendered comes back as the ValueError `render_text` raised; a row far
-    beyond `max_length` is measured from a clipped copy (engine.data.long_rows). Each batch
-    is tokenized in one call on a worker thread while the next batch is rendered (the Rust
-    tokenizer releases the GIL), then labelled by `build_rendered`. Close the generator (or
-    exhaust it) to stop the worker. `timings` gets the seconds spent per stage.
-    """
-    timings = {} if timings is None else timings
-    for stage in ("render", "tokenize", "label"):
-        timings.setdefault(stage, 0.0)
-
-    def render(batch: list) -> list[tuple[str, list, Clip | None] | ValueError]:
-        start, out = time.perf_counter(), []
-        for row in batch:
-            if isinstance(row, dict) and "messages" in row and "text" not in row:
-                row = row["messages"]  # a raw JSONL object is accepted too
-            row, clip = clip_long_row(row, max_length)  # a huge row is never tokenized whole
-            try:
-                out.append((*render_text(tokenizer, row), clip))
-            except ValueError as exc:
-                out.append(exc)
-        timings["render"] += time.perf_counter() - start
-        return out
-
-    def label(rendered: list, future: Future) -> list[Rendered | ValueError]:
-        encoded = zip(*future.result(), strict=True)
-        start, out = time.perf_counter(), []
-        for item in rendered:
-            if isinstance(item, ValueError):
-                out.append(item)
-            else:
-                ids, offsets = next(encoded)
-                rendered = build_rendered(item[0], item[1], ids, offsets, max_length)
-                try:
-                    out.append(rendered if item[2] is None else measure_clipped(rendered, item[2], max_length))
-                except ValueError as exc:
-                    out.append(exc)
-        timings["label"] += time.perf_counter() - start
-        return out
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="token-stats") as pool:
-        pending = None
-        for batch in _batches(rows, max(1, batch_size)):
-            rendered = render(batch)
-            texts = [item[0] for item in rendered if not isinstance(item, ValueError)]
-            future = pool.submit(_tokenize, tokenizer, texts, timings)
-            if pending is not None:
-                yield label(*pending)
-            pending = (rendered, future)
-        if pending is not None:
-            yield label(*pending)
-
-
-def token_length_stats(tokenizer, rows: Iterable, max_length: int, progress: Progress | None = None,
-                       total: int | None = None, batch_size: int = 1000,
-                       cancel: threading.Event | None = None, on_row: OnRow | None = None) -> TokenStats:
+def token_length_stats(
+    tokenizer,
+    rows: Iterable,
+    max_length: int,
+    progress: Progress | None = None,
+    total: int | None = None,
+    batch_size: int = 1000,
+    cancel: threading.Event | None = None,
+    on_row: OnRow | None = None,
+) -> TokenStats:
     """Token lengths, truncation and trainable-token counts of every row, for `max_length`.
 
     Needs a fast (Rust-backed) tokenizer for offsets. `progress(done, total)` is called after
@@ -248,9 +181,14 @@ def _library_versions() -> str:
 
 
 def stats_cache_key(tokenizer, data_file: Path, max_length: int, read_options: dict | None = None) -> str:
-    parts = [f"v{STATS_VERSION}", file_sha256(Path(data_file)), tokenizer_fingerprint(tokenizer),
-             f"max_length={max_length}", json.dumps(read_options or {}, sort_keys=True, default=str),
-             _library_versions()]
+    parts = [
+        f"v{STATS_VERSION}",
+        file_sha256(Path(data_file)),
+        tokenizer_fingerprint(tokenizer),
+        f"max_length={max_length}",
+        json.dumps(read_options or {}, sort_keys=True, default=str),
+        _library_versions(),
+    ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -258,10 +196,17 @@ def stats_cache_dir() -> Path:
     return whetstone_home() / "cache" / "token-stats"
 
 
-def cached_token_length_stats(tokenizer, data_file: Path, rows: Iterable, max_length: int,
-                              progress: Progress | None = None, total: int | None = None,
-                              batch_size: int = 1000, cancel: threading.Event | None = None,
-                              read_options: dict | None = None) -> TokenStats:
+def cached_token_length_stats(
+    tokenizer,
+    data_file: Path,
+    rows: Iterable,
+    max_length: int,
+    progress: Progress | None = None,
+    total: int | None = None,
+    batch_size: int = 1000,
+    cancel: threading.Event | None = None,
+    read_options: dict | None = None,
+) -> TokenStats:
     """`token_length_stats` of the rows read from `data_file`, reused while nothing changed.
 
     Pass in `read_options` whatever else decided the rows (format, column mapping, text mode):
@@ -279,8 +224,9 @@ def cached_token_length_stats(tokenizer, data_file: Path, rows: Iterable, max_le
         if progress is not None:
             progress(stats.rows, stats.rows)
         return stats
-    stats = token_length_stats(tokenizer, rows, max_length, progress=progress, total=total,
-                               batch_size=batch_size, cancel=cancel)
+    stats = token_length_stats(
+        tokenizer, rows, max_length, progress=progress, total=total, batch_size=batch_size, cancel=cancel
+    )
     try:
         atomic_write_text(path, json.dumps(stats.as_dict(), indent=1))
     except OSError:

@@ -38,4 +38,6 @@ def write_rows(path: str | Path, rows: Iterable[Any]) -> None:
     elif suffix == ".parquet":
         write_parquet(path, rows)
     else:
-        raise DataError(f"Cannot save data as {suffix or 'a file without a suffix'}.", "Use .jsonl or .parquet.")
+        raise DataError(
+            f"Cannot save data as {suffix or 'a file without a suffix'}.", "Use .jsonl or .parquet."
+        )

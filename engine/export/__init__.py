@@ -1,1 +1,2 @@
-"""Exporting a fine-tuned run: merged 16-bit folders, GGUF files, Ollama Modelfiles, and the after-export check."""
+"""Exporting a fine-tuned run: merged 16-bit folders, GGUF files, Ollama Modelfiles,
+and the after-export check."""

@@ -28,8 +28,13 @@ DEFAULT_PROMPTS = ("Hello! Who are you?", "Give me three tips for writing clear 
 # - gguf q8_0: 8-bit blocks (relative error ~1/256 per weight) -> about twice the 16-bit drift -> 2.0.
 # - smaller gguf quants (q6_k ... q4_0) drift further; 4.0 still catches a wrong template or tensor.
 # top-1 agreement (teacher-forced): exact for fp32; 16-bit/quantized exports may flip a near-tie.
-TOLERANCES = {"merged-fp32": (1e-2, 1.0), "merged-16": (1.0, 0.9), "gguf-16": (1.0, 0.9),
-              "gguf-q8_0": (2.0, 0.85), "gguf-other": (4.0, 0.75)}
+TOLERANCES = {
+    "merged-fp32": (1e-2, 1.0),
+    "merged-16": (1.0, 0.9),
+    "gguf-16": (1.0, 0.9),
+    "gguf-q8_0": (2.0, 0.85),
+    "gguf-other": (4.0, 0.75),
+}
 # A quantized GGUF against the same weights rounded the same way in numpy: only float summation
 # order differs (measured < 1e-4 on the tiny model); 0.05 still fails any wrong tensor or layout.
 WRITER_TOLERANCE = (0.05, 0.98)
@@ -61,26 +66,41 @@ class CheckReport:
         lines = []
         for p in self.prompts:
             mark = "ok  " if p.passed else "FAIL"
-            writer = ("" if p.writer_max_abs_logit_diff is None else
-                      f"writer diff {p.writer_max_abs_logit_diff:.1e} (vs the same rounding); quantized vs run: ")
-            lines.append(f"{mark} {p.prompt[:40]!r}: {writer}max logit diff {p.max_abs_logit_diff:.2e}, top-1 agreement "
-                         f"{p.top1_agreement:.0%}, {'same text' if p.same_text else 'text differs'}")
+            writer = (
+                ""
+                if p.writer_max_abs_logit_diff is None
+                else f"writer diff {p.writer_max_abs_logit_diff:.1e} (vs the same rounding); "
+                "quantized vs run: "
+            )
+            lines.append(
+                f"{mark} {p.prompt[:40]!r}: {writer}max logit diff {p.max_abs_logit_diff:.2e}, "
+                "top-1 agreement "
+                f"{p.top1_agreement:.0%}, {'same text' if p.same_text else 'text differs'}"
+            )
             if not p.same_text:
                 lines.append(f"     reference: {p.reference_text[:60]!r}")
                 lines.append(f"     exported : {p.exported_text[:60]!r}")
         verdict = "passed" if self.passed else "FAILED"
         passed = f"{sum(p.passed for p in self.prompts)}/{len(self.prompts)}"
         if any(p.writer_max_abs_logit_diff is not None for p in self.prompts):
-            lines.append(f"Export check ({self.kind}) {verdict}: {passed} prompts give base + adapter's logits, with the "
-                         f"weights rounded as the file stores them, within {WRITER_TOLERANCE[0]:g} and top-1 agreement "
-                         f">= {WRITER_TOLERANCE[1]:.0%}.")
+            lines.append(
+                f"Export check ({self.kind}) {verdict}: {passed} prompts give base + adapter's logits, "
+                "with the weights rounded as the file stores them, "
+                f"within {WRITER_TOLERANCE[0]:g} and top-1 agreement "
+                f">= {WRITER_TOLERANCE[1]:.0%}."
+            )
             if self.rounding_changed_answers():
                 judged = sum(1 for p in self.prompts if p.writer_max_abs_logit_diff is not None)
-                lines.append(f"Warning: the file is right, but its rounding changes {self.rounding_changed_answers()} of "
-                             f"{judged} answers of the run; a larger type keeps more of them (f16 keeps them all).")
+                lines.append(
+                    "Warning: the file is right, but its rounding changes "
+                    f"{self.rounding_changed_answers()} of "
+                    f"{judged} answers of the run; a larger type keeps more of them (f16 keeps them all)."
+                )
         else:
-            lines.append(f"Export check ({self.kind}) {verdict}: {passed} prompts within logit tolerance "
-                         f"{self.tolerance:g} and top-1 agreement >= {self.min_top1:.0%}.")
+            lines.append(
+                f"Export check ({self.kind}) {verdict}: {passed} prompts within logit tolerance "
+                f"{self.tolerance:g} and top-1 agreement >= {self.min_top1:.0%}."
+            )
         return lines
 
     def rounding_changed_answers(self) -> int:
@@ -102,8 +122,14 @@ def default_prompts() -> list[str]:
     return [*DEMO_PROMPTS, *DEFAULT_PROMPTS]
 
 
-def check_export(source: ExportSource, *, merged_dir: Path | None = None, gguf_file: Path | None = None,
-                 prompts: list[str] | None = None, max_new_tokens: int = 24) -> CheckReport:
+def check_export(
+    source: ExportSource,
+    *,
+    merged_dir: Path | None = None,
+    gguf_file: Path | None = None,
+    prompts: list[str] | None = None,
+    max_new_tokens: int = 24,
+) -> CheckReport:
     """Compare the export with base + adapter on a few chat prompts; see the module docstring."""
     import torch
 
@@ -121,8 +147,9 @@ def check_export(source: ExportSource, *, merged_dir: Path | None = None, gguf_f
         full = torch.cat([ids, new])
         ref.append((ids, new, full, _logits(model, full, len(ids))))
     ref_texts = [tokenizer.decode(r[1], skip_special_tokens=True) for r in ref]
-    rounded_logits, rounded_texts = _rounded_reference(model, tokenizer, gguf_file, ref, max_new_tokens) \
-        if gguf_file else (None, None)
+    rounded_logits, rounded_texts = (
+        _rounded_reference(model, tokenizer, gguf_file, ref, max_new_tokens) if gguf_file else (None, None)
+    )
     del model
     gc.collect()
 
@@ -141,7 +168,9 @@ def check_export(source: ExportSource, *, merged_dir: Path | None = None, gguf_f
     results = []
     for prompt, (ids, _new, full, ref_logits), ref_text in zip(prompts, ref, ref_texts, strict=True):
         exp_ids = _prompt_ids(exp_tok, template, prompt)
-        exp_text = exp_tok.decode(_greedy(exported, exp_tok, exp_ids, max_new_tokens), skip_special_tokens=True)
+        exp_text = exp_tok.decode(
+            _greedy(exported, exp_tok, exp_ids, max_new_tokens), skip_special_tokens=True
+        )
         exp_logits = _logits(exported, full, len(ids))
         vocab = min(ref_logits.shape[-1], exp_logits.shape[-1])  # a GGUF may pad the vocabulary
         a, b = ref_logits[:, :vocab], exp_logits[:, :vocab]
@@ -176,8 +205,10 @@ def _rounded_reference(model, tokenizer, gguf_file: Path, ref, max_new_tokens: i
     merged = model.merge_and_unload()
     round_like_gguf(merged, quant)
     logits = [_logits(merged, full, len(ids)) for ids, _new, full, _ref_logits in ref]
-    texts = [tokenizer.decode(_greedy(merged, tokenizer, ids, max_new_tokens), skip_special_tokens=True)
-             for ids, _new, _full, _ref_logits in ref]
+    texts = [
+        tokenizer.decode(_greedy(merged, tokenizer, ids, max_new_tokens), skip_special_tokens=True)
+        for ids, _new, _full, _ref_logits in ref
+    ]
     return logits, texts
 
 
@@ -200,12 +231,20 @@ def _greedy(model, tokenizer, ids, max_new_tokens: int):
 
     device = next(model.parameters()).device
     with torch.no_grad():
-        out = model.generate(input_ids=ids[None].to(device), attention_mask=torch.ones_like(ids[None]).to(device),
-                             max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
-                             eos_token_id=end_of_turn_ids(tokenizer, model),
-                             pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None
-                             else tokenizer.eos_token_id)
-    return out[0, len(ids):].cpu()
+        out = model.generate(
+            input_ids=ids[None].to(device),
+            attention_mask=torch.ones_like(ids[None]).to(device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            eos_token_id=end_of_turn_ids(tokenizer, model),
+            pad_token_id=tokenizer.pad_token_id
+            if tokenizer.pad_token_id is not None
+            else tokenizer.eos_token_id,
+        )
+    return out[0, len(ids) :].cpu()
 
 
 def _logits(model, full, prompt_len: int):
@@ -215,8 +254,11 @@ def _logits(model, full, prompt_len: int):
     device = next(model.parameters()).device
     with torch.no_grad():
         logits = model(input_ids=full[None].to(device)).logits[0]
-    return logits[prompt_len - 1: len(full) - 1].float().cpu() if len(full) > prompt_len \
-        else logits[prompt_len - 1:].float().cpu()
+    return (
+        logits[prompt_len - 1 : len(full) - 1].float().cpu()
+        if len(full) > prompt_len
+        else logits[prompt_len - 1 :].float().cpu()
+    )
 
 
 def _load_merged(folder: Path, dtype, trust_remote_code: bool = False):
@@ -224,11 +266,17 @@ def _load_merged(folder: Path, dtype, trust_remote_code: bool = False):
 
     from engine.models.loading import pick_device
 
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, device_map={"": pick_device()},
-                                                 local_files_only=True, use_safetensors=True,
-                                                 trust_remote_code=trust_remote_code).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True,
-                                              trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(folder),
+        dtype=dtype,
+        device_map={"": pick_device()},
+        local_files_only=True,
+        use_safetensors=True,
+        trust_remote_code=trust_remote_code,
+    ).eval()
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(folder), local_files_only=True, trust_remote_code=trust_remote_code
+    )
     return model, tokenizer, tokenizer.chat_template
 
 
@@ -269,8 +317,13 @@ def _load_gguf(path: Path):
 
     from engine.models.loading import pick_device
 
-    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32,
-                                                 device_map={"": pick_device()}, local_files_only=True).eval()
+    model = AutoModelForCausalLM.from_pretrained(
+        str(path.parent),
+        gguf_file=path.name,
+        dtype=torch.float32,
+        device_map={"": pick_device()},
+        local_files_only=True,
+    ).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
     # llama.cpp and Ollama read the template from the GGUF metadata: test exactly that copy.
     template = _gguf_metadata(path).get("tokenizer.chat_template") or tokenizer.chat_template
@@ -288,14 +341,26 @@ def _llama_cpp_results(gguf_file: Path, prompts, ref_texts, max_new_tokens: int)
     llm = Llama(model_path=str(gguf_file), verbose=False, n_ctx=512)
     out = []
     for prompt, ref_text in zip(prompts, ref_texts, strict=True):
-        reply = llm.create_chat_completion([{"role": "user", "content": prompt}], temperature=0.0, top_k=1,
-                                           max_tokens=max_new_tokens)
+        reply = llm.create_chat_completion(
+            [{"role": "user", "content": prompt}], temperature=0.0, top_k=1, max_tokens=max_new_tokens
+        )
         text = reply["choices"][0]["message"]["content"] or ""
-        # llama.cpp drops a token's incomplete UTF-8 bytes where transformers writes U+FFFD: compare without them.
+        # llama.cpp drops a token's incomplete UTF-8 bytes where transformers writes U+FFFD:
+        # compare without them.
         mine, theirs = (t.replace("\ufffd", "").strip() for t in (text, ref_text))
-        # llama.cpp's kernels differ (e.g. int8 activations for q8_0), so only a reply that shares nothing fails.
+        # llama.cpp's kernels differ (e.g. int8 activations for q8_0), so only a reply that shares
+        # nothing fails.
         same = mine == theirs
         shared = bool(theirs) and mine[:8] == theirs[:8]
-        out.append(PromptAgreement(f"[llama.cpp] {prompt}", ref_text, text, same, float("nan"), float("nan"),
-                                   same or shared or not theirs))
+        out.append(
+            PromptAgreement(
+                f"[llama.cpp] {prompt}",
+                ref_text,
+                text,
+                same,
+                float("nan"),
+                float("nan"),
+                same or shared or not theirs,
+            )
+        )
     return out

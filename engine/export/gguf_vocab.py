@@ -18,18 +18,24 @@ from engine.errors import ModelError
 log = logging.getLogger(__name__)
 
 # Split patterns of the pre-tokenizers llama.cpp knows by name (tokenizer.json "Split" regexes).
-_LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
-                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-_QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
-                r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+_LLAMA3_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 _SPLITS = {_LLAMA3_SPLIT: "llama-bpe", _QWEN2_SPLIT: "qwen2"}
 
 
 def read_tokenizer_json(model_dir: Path) -> dict[str, Any]:
     file = model_dir / "tokenizer.json"
     if not file.is_file():
-        raise ModelError(f"{model_dir} has no tokenizer.json.",
-                         "GGUF export needs a fast tokenizer file; save the tokenizer with transformers first.")
+        raise ModelError(
+            f"{model_dir} has no tokenizer.json.",
+            "GGUF export needs a fast tokenizer file; save the tokenizer with transformers first.",
+        )
     try:
         return json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -43,8 +49,10 @@ def tokenizer_kind(tok_json: dict[str, Any]) -> str:
         return "llama"
     if model.get("type") == "BPE":
         return "gpt2"
-    raise ModelError(f"The tokenizer type {model.get('type')!r} cannot be exported to GGUF yet.",
-                     "Supported: byte-level BPE (Llama 3, Qwen, SmolLM) and SentencePiece BPE (Llama 2, Mistral).")
+    raise ModelError(
+        f"The tokenizer type {model.get('type')!r} cannot be exported to GGUF yet.",
+        "Supported: byte-level BPE (Llama 3, Qwen, SmolLM) and SentencePiece BPE (Llama 2, Mistral).",
+    )
 
 
 def pre_tokenizer_name(tok_json: dict[str, Any]) -> str:
@@ -58,7 +66,11 @@ def pre_tokenizer_name(tok_json: dict[str, Any]) -> str:
     kinds = [step.get("type") for step in steps]
     if kinds == ["ByteLevel"] and steps[0].get("use_regex", True):
         return "gpt-2"
-    if kinds == ["Digits", "ByteLevel"] and steps[0].get("individual_digits") and steps[1].get("use_regex", True):
+    if (
+        kinds == ["Digits", "ByteLevel"]
+        and steps[0].get("individual_digits")
+        and steps[1].get("use_regex", True)
+    ):
         return "smollm"  # GPT-2 regex after splitting every digit (SmolLM, StarCoder)
     for step in steps:
         if step.get("type") == "Split":
@@ -120,10 +132,14 @@ def add_tokenizer(writer, model_dir: Path, vocab_size: int) -> dict[str, Any]:
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise ModelError(f"The tokenizer in {model_dir} cannot be loaded: {exc}", "Check the model folder.") from None
+        raise ModelError(
+            f"The tokenizer in {model_dir} cannot be loaded: {exc}", "Check the model folder."
+        ) from None
     if len(tokenizer.get_vocab()) > vocab_size:
-        raise ModelError(f"The tokenizer has {len(tokenizer.get_vocab())} tokens but the model only {vocab_size}.",
-                         "The tokenizer does not belong to this model.")
+        raise ModelError(
+            f"The tokenizer has {len(tokenizer.get_vocab())} tokens but the model only {vocab_size}.",
+            "The tokenizer does not belong to this model.",
+        )
     pre = None
     if kind == "gpt2":
         tokens, types = _hf_tokens(tokenizer, vocab_size)
@@ -146,5 +162,9 @@ def add_tokenizer(writer, model_dir: Path, vocab_size: int) -> dict[str, Any]:
         bos = tokenizer.bos_token_id
         special.add_special_token["bos"] = bos is not None and bool(ids) and ids[0] == bos
     special.add_to_gguf(writer, quiet=True)
-    return {"kind": kind, "pre": pre, "special": dict(special.special_token_ids),
-            "chat_template": special.chat_template is not None}
+    return {
+        "kind": kind,
+        "pre": pre,
+        "special": dict(special.special_token_ids),
+        "chat_template": special.chat_template is not None,
+    }

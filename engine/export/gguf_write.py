@@ -53,15 +53,18 @@ def _read_config(model_dir: Path) -> dict[str, Any]:
     model = ModelFolder.read(model_dir)  # config.json read once, with the same checks as everywhere
     config, arch = model.config, model.architecture
     if arch not in _ARCHS:
-        raise ModelError(f"GGUF export does not support the {arch!r} architecture yet.",
-                         f"Supported: {', '.join(_ARCHS)}.")
+        raise ModelError(
+            f"GGUF export does not support the {arch!r} architecture yet.", f"Supported: {', '.join(_ARCHS)}."
+        )
     return config
 
 
 def _check_quant(quant: str) -> None:
     if quant not in QUANT_TYPES:
-        raise ConfigError(f"quant is {quant!r}, which is not a GGUF type Whetstone writes.",
-                          f"Use one of: {', '.join(QUANT_TYPES)}.")
+        raise ConfigError(
+            f"quant is {quant!r}, which is not a GGUF type Whetstone writes.",
+            f"Use one of: {', '.join(QUANT_TYPES)}.",
+        )
 
 
 def _rope_theta(config: dict[str, Any]) -> float:
@@ -103,20 +106,26 @@ def _plan(model_dir: Path, config: dict[str, Any], quant: str) -> list[_Tensor]:
     tied = bool(config.get("tie_word_embeddings", False))
     files = weight_files(model_dir)
     if not files:
-        raise ModelError(f"{model_dir} has no safetensors weights.", "Export needs a merged model in safetensors.")
+        raise ModelError(
+            f"{model_dir} has no safetensors weights.", "Export needs a merged model in safetensors."
+        )
     plan = []
     for file in files:
         try:
             header = read_safetensors_header(file)
         except (OSError, ValueError) as exc:
-            raise ModelError(f"{file.name} in {model_dir} is damaged: {exc}.", "Copy the file again.") from None
+            raise ModelError(
+                f"{file.name} in {model_dir} is damaged: {exc}.", "Copy the file again."
+            ) from None
         for hf_name, entry in header.items():
             if hf_name.endswith(_SKIP_SUFFIXES) or (tied and hf_name == "lm_head.weight"):
                 continue
             name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
             if name is None:
-                raise ModelError(f"The tensor {hf_name!r} has no GGUF counterpart for {arch_name}.",
-                                 "The model folder may hold an unmerged adapter or extra weights; merge it first.")
+                raise ModelError(
+                    f"The tensor {hf_name!r} has no GGUF counterpart for {arch_name}.",
+                    "The model folder may hold an unmerged adapter or extra weights; merge it first.",
+                )
             shape = tuple(entry["shape"])
             heads = None
             if permute and name.endswith((".attn_q.weight", ".attn_k.weight")):
@@ -124,8 +133,10 @@ def _plan(model_dir: Path, config: dict[str, Any], quant: str) -> list[_Tensor]:
                 heads = int(config.get(key) or config["num_attention_heads"])
             plan.append(_Tensor(hf_name, file, name, shape, _pick_type(name, shape, quant), heads))
     if not tied and not any(t.name == "output.weight" for t in plan):
-        raise ModelError(f"{model_dir} has no lm_head weights although its embeddings are not tied.",
-                         "The weights look incomplete; merge or save the model again.")
+        raise ModelError(
+            f"{model_dir} has no lm_head weights although its embeddings are not tied.",
+            "The weights look incomplete; merge or save the model again.",
+        )
     return plan
 
 
@@ -133,8 +144,12 @@ def quant_of_file_type(file_type: int | None) -> str | None:
     """The QUANT_TYPES name for a GGUF's general.file_type (None for types we do not write)."""
     import gguf
 
-    names = {gguf.LlamaFileType.ALL_F32: "f32", gguf.LlamaFileType.MOSTLY_F16: "f16",
-             gguf.LlamaFileType.MOSTLY_Q8_0: "q8_0", gguf.LlamaFileType.MOSTLY_Q4_0: "q4_0"}
+    names = {
+        gguf.LlamaFileType.ALL_F32: "f32",
+        gguf.LlamaFileType.MOSTLY_F16: "f16",
+        gguf.LlamaFileType.MOSTLY_Q8_0: "q8_0",
+        gguf.LlamaFileType.MOSTLY_Q4_0: "q4_0",
+    }
     return next((name for ftype, name in names.items() if int(ftype) == file_type), None)
 
 
@@ -215,10 +230,16 @@ def _add_hparams(writer, config: dict[str, Any], arch_name: str, quant: str, mod
             writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
             writer.add_rope_scaling_factor(float(scaling["factor"]))
         elif not (kind == "llama3" and arch_name == "llama"):
-            raise ModelError(f"RoPE scaling {kind!r} cannot be exported to GGUF yet.",
-                             "Supported: none, linear, and llama3 (for Llama models).")
-    ftype = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
-             "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0, "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}[quant]
+            raise ModelError(
+                f"RoPE scaling {kind!r} cannot be exported to GGUF yet.",
+                "Supported: none, linear, and llama3 (for Llama models).",
+            )
+    ftype = {
+        "f32": gguf.LlamaFileType.ALL_F32,
+        "f16": gguf.LlamaFileType.MOSTLY_F16,
+        "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+        "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0,
+    }[quant]
     writer.add_file_type(ftype)
     if quant.startswith("q"):
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
@@ -249,8 +270,11 @@ def _llama3_rope_factors(config: dict[str, Any]):
 
 def _permute(weights, heads: int):
     # HF stores rotary halves [x0..x(d/2), y0..]; llama.cpp wants them interleaved per head.
-    return (weights.reshape(heads, 2, weights.shape[0] // heads // 2, *weights.shape[1:])
-            .swapaxes(1, 2).reshape(weights.shape))
+    return (
+        weights.reshape(heads, 2, weights.shape[0] // heads // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
 
 
 def _load(tensor: _Tensor, handles: dict):
@@ -272,9 +296,15 @@ def _load(tensor: _Tensor, handles: dict):
     return gguf.quants.quantize(np.ascontiguousarray(data), tensor.qtype)
 
 
-def write_gguf(model_dir: str | Path, out_file: str | Path, quant: str = "f16", *,
-               progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
-               overwrite: bool = False) -> Path:
+def write_gguf(
+    model_dir: str | Path,
+    out_file: str | Path,
+    quant: str = "f16",
+    *,
+    progress: Progress | None = None,
+    cancel: Callable[[], bool] | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write `model_dir` (a plain 16/32-bit HF folder) as a GGUF file; return its path.
 
     `progress(fraction, message)` is called per tensor; `cancel()` is checked between tensors
@@ -294,7 +324,11 @@ def write_gguf(model_dir: str | Path, out_file: str | Path, quant: str = "f16", 
     arch_name = _ARCHS[config["architectures"][0]][0]
     plan = _plan(model_dir, config, quant)
     extra = []
-    if arch_name == "llama" and _rope_scaling(config) and (_rope_scaling(config).get("rope_type") == "llama3"):
+    if (
+        arch_name == "llama"
+        and _rope_scaling(config)
+        and (_rope_scaling(config).get("rope_type") == "llama3")
+    ):
         extra.append(("rope_freqs.weight", _llama3_rope_factors(config)))
 
     from engine.export.gguf_vocab import add_tokenizer
@@ -307,7 +341,9 @@ def write_gguf(model_dir: str | Path, out_file: str | Path, quant: str = "f16", 
         writer.add_tensor_info(name, data.shape, data.dtype, data.nbytes)
     for t in plan:
         # a float dtype (not uint8) tells the writer `shape` is the logical shape, not a byte shape
-        writer.add_tensor_info(t.name, t.shape, np.dtype(np.float32), _nbytes(t.shape, t.qtype), raw_dtype=t.qtype)
+        writer.add_tensor_info(
+            t.name, t.shape, np.dtype(np.float32), _nbytes(t.shape, t.qtype), raw_dtype=t.qtype
+        )
 
     out_file.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_file.name}.", suffix=".partial", dir=out_file.parent)

@@ -24,7 +24,18 @@ from engine.util.files import discard_temp_dir, make_temp_dir, prepare_output_fo
 Progress = Callable[[float, str], None]
 Cancel = Callable[[], bool]
 
-_DTYPE_BYTES = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+_DTYPE_BYTES = {
+    "F64": 8,
+    "F32": 4,
+    "BF16": 2,
+    "F16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+}
 
 
 @dataclass(frozen=True)
@@ -44,8 +55,10 @@ def resolve_export_source(path: str | Path) -> ExportSource:
     """A run folder, an adapter folder or a checkpoint folder -> base model + adapter (+ run)."""
     path = Path(path).expanduser().resolve()
     if not path.is_dir():
-        raise ModelError(f"{path} is a file, not a folder." if path.exists() else f"{path} does not exist.",
-                         "Pass a run folder, its adapter/ folder, or a checkpoint folder.")
+        raise ModelError(
+            f"{path} is a file, not a folder." if path.exists() else f"{path} does not exist.",
+            "Pass a run folder, its adapter/ folder, or a checkpoint folder.",
+        )
     run_dir = None
     if (path / "config.toml").is_file() and not (path / "adapter_config.json").is_file():
         run_dir = path
@@ -54,39 +67,53 @@ def resolve_export_source(path: str | Path) -> ExportSource:
             # A stopped run has no final adapter; its last complete checkpoint is the best it has.
             adapter = checkpoints.latest_complete(path)
             if adapter is None or not (adapter / "adapter_config.json").is_file():
-                raise ModelError(f"The run {path} has no adapter and no complete checkpoint yet.",
-                                 "Let it train until a checkpoint is saved, or resume it first.")
+                raise ModelError(
+                    f"The run {path} has no adapter and no complete checkpoint yet.",
+                    "Let it train until a checkpoint is saved, or resume it first.",
+                )
     elif (path / "adapter_config.json").is_file():
         adapter = path
         if path.parent.name == checkpoints.checkpoints_dir(Path()).name:
             if not checkpoints.is_complete(path):
-                raise ModelError(f"The checkpoint {path} is incomplete (its save was interrupted).",
-                                 "Pick a complete checkpoint, or the run folder.")
+                raise ModelError(
+                    f"The checkpoint {path} is incomplete (its save was interrupted).",
+                    "Pick a complete checkpoint, or the run folder.",
+                )
             run_dir = path.parent.parent
         elif (path.parent / "config.toml").is_file():
             run_dir = path.parent
         if run_dir is not None and not (run_dir / "config.toml").is_file():
             run_dir = None
     else:
-        raise ModelError(f"{path} is not a run, adapter or checkpoint folder (no adapter_config.json or config.toml).",
-                         "Pass a run folder, its adapter/ folder, or a checkpoint folder.")
+        raise ModelError(
+            f"{path} is not a run, adapter or checkpoint folder (no adapter_config.json or config.toml).",
+            "Pass a run folder, its adapter/ folder, or a checkpoint folder.",
+        )
 
     config = load_config(run_dir / "config.toml") if run_dir else None
     base = config.model.path if config and config.model.path else _adapter_base(adapter)
     base_path = Path(base).expanduser()
     if not base_path.is_dir():
-        raise ModelError(f"The base model {base} of {path} is not a local folder.",
-                         "Models are never downloaded: copy the base model folder back to that place.")
+        raise ModelError(
+            f"The base model {base} of {path} is not a local folder.",
+            "Models are never downloaded: copy the base model folder back to that place.",
+        )
     return ExportSource(base_path.resolve(), adapter, run_dir, config)
 
 
 def _adapter_base(adapter: Path) -> str:
     try:
-        base = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+        base = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get(
+            "base_model_name_or_path"
+        )
     except (OSError, ValueError, AttributeError) as exc:
-        raise ModelError(f"{adapter / 'adapter_config.json'} cannot be read: {exc}.", "The adapter looks damaged.") from None
+        raise ModelError(
+            f"{adapter / 'adapter_config.json'} cannot be read: {exc}.", "The adapter looks damaged."
+        ) from None
     if not base:
-        raise ModelError(f"{adapter} does not name its base model.", "Export the run folder, whose config names it.")
+        raise ModelError(
+            f"{adapter} does not name its base model.", "Export the run folder, whose config names it."
+        )
     return str(base)
 
 
@@ -118,8 +145,11 @@ def estimate_merged_bytes(base_model: Path, bytes_per_param: int) -> int:
                 count = 1
                 for dim in info["shape"]:
                     count *= dim
-                total += count * (bytes_per_param if info["dtype"] in ("F32", "F16", "BF16", "F64")
-                                  else _DTYPE_BYTES.get(info["dtype"], 4))
+                total += count * (
+                    bytes_per_param
+                    if info["dtype"] in ("F32", "F16", "BF16", "F64")
+                    else _DTYPE_BYTES.get(info["dtype"], 4)
+                )
         except (OSError, ValueError, KeyError, struct.error):
             total += file.stat().st_size * 2  # unreadable header: assume 16-bit source widened to fp32
     return total + 32 * 1024 * 1024  # tokenizer, configs, and safetensors headers
@@ -128,8 +158,10 @@ def estimate_merged_bytes(base_model: Path, bytes_per_param: int) -> int:
 def check_output_dir(out_dir: Path) -> None:
     """A new or empty folder for a merged model, whose parent can take it (UserError otherwise)."""
     if os.path.lexists(out_dir) and (not out_dir.is_dir() or out_dir.is_symlink() or any(out_dir.iterdir())):
-        raise ConfigError(f"Output {out_dir} already exists and is not empty.",
-                          "Choose a new folder; an export never overwrites files.")
+        raise ConfigError(
+            f"Output {out_dir} already exists and is not empty.",
+            "Choose a new folder; an export never overwrites files.",
+        )
     prepare_output_folder(out_dir.parent, "the merged model")
 
 
@@ -140,8 +172,13 @@ def merged_bytes(source: ExportSource) -> int:
     return estimate_merged_bytes(source.base_model, resolve_compute_dtype("auto", pick_device()).itemsize)
 
 
-def merge_adapter(source: ExportSource, out_dir: str | Path, *, progress: Progress | None = None,
-                  cancel: Cancel | None = None) -> Path:
+def merge_adapter(
+    source: ExportSource,
+    out_dir: str | Path,
+    *,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+) -> Path:
     """Write base + adapter merged as a 16-bit Hugging Face folder at `out_dir`; return it."""
     out_dir = Path(out_dir).expanduser().resolve()
     check_output_dir(out_dir)
@@ -160,8 +197,9 @@ def merge_adapter(source: ExportSource, out_dir: str | Path, *, progress: Progre
     return out_dir
 
 
-def write_merged(source: ExportSource, folder: Path, *, progress: Progress | None = None,
-                 cancel: Cancel | None = None) -> None:
+def write_merged(
+    source: ExportSource, folder: Path, *, progress: Progress | None = None, cancel: Cancel | None = None
+) -> None:
     """Write the merged weights, tokenizer and chat template into the existing folder `folder`."""
     from engine.models.loading import pick_device, resolve_compute_dtype
 
@@ -206,9 +244,9 @@ def _save_tokenizer(source: ExportSource, loaded, staging: Path) -> None:
 
     folder = inspect_model_folder(source.model_config())  # consent from this workspace's library only
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(source.base_model),
-                                                  trust_remote_code=trust_remote_code(folder),
-                                                  local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(source.base_model), trust_remote_code=trust_remote_code(folder), local_files_only=True
+        )
     except Exception:  # the engine already loaded it once; fall back to that copy
         tokenizer = loaded
     if not tokenizer.chat_template and loaded.chat_template:

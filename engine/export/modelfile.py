@@ -61,7 +61,11 @@ MISTRAL = """{{- range $i, $_ := .Messages }}
 # family -> (marker in the chat template, Go template, how the default system block looks)
 _FAMILIES = {
     "chatml": ("<|im_start|>", CHATML, ("<|im_start|>system\n", "<|im_end|>")),
-    "llama3": ("<|start_header_id|>", LLAMA3, ("<|start_header_id|>system<|end_header_id|>\n\n", "<|eot_id|>")),
+    "llama3": (
+        "<|start_header_id|>",
+        LLAMA3,
+        ("<|start_header_id|>system<|end_header_id|>\n\n", "<|eot_id|>"),
+    ),
     "mistral": ("[INST]", MISTRAL, None),
 }
 _PROBE = "Whetstone-probe-7f3a"
@@ -74,8 +78,10 @@ def template_family(chat_template: str | None, vocab: dict[str, int]) -> str:
             return family
     if "<|im_start|>" in vocab and "<|im_end|>" in vocab:
         return "chatml"  # no or an unknown template, but the vocabulary is ChatML's
-    raise ModelError("The model's chat template is not recognised, so no Ollama template can be written.",
-                     "Supported: ChatML (<|im_start|>), Llama 3 (<|start_header_id|>) and Mistral ([INST]).")
+    raise ModelError(
+        "The model's chat template is not recognised, so no Ollama template can be written.",
+        "Supported: ChatML (<|im_start|>), Llama 3 (<|start_header_id|>) and Mistral ([INST]).",
+    )
 
 
 def default_system_prompt(tokenizer, family: str) -> str | None:
@@ -87,8 +93,9 @@ def default_system_prompt(tokenizer, family: str) -> str | None:
     from engine.models.chat_template import render_chat_template
 
     try:  # sandboxed and limited: a template from the model folder is foreign code
-        text = render_chat_template(tokenizer, [{"role": "user", "content": _PROBE}],
-                                    add_generation_prompt=False)
+        text = render_chat_template(
+            tokenizer, [{"role": "user", "content": _PROBE}], add_generation_prompt=False
+        )
     except (ValueError, UserError):  # a template that fails on this input gets no default system prompt
         return None
     start, end = markers
@@ -108,8 +115,11 @@ def refuse_existing_modelfile(gguf_file: str | Path) -> None:
     """UserError when a Modelfile is already there: an export never overwrites a file it did not write."""
     target = modelfile_path(gguf_file)
     if target.exists() or target.is_symlink():
-        raise UserError(f"{target} already exists, and an export never overwrites a file it did not write.",
-                        "Move or rename that Modelfile, or export the GGUF into another folder.", kind="io")
+        raise UserError(
+            f"{target} already exists, and an export never overwrites a file it did not write.",
+            "Move or rename that Modelfile, or export the GGUF into another folder.",
+            kind="io",
+        )
 
 
 def _quote(text: str) -> str:
@@ -126,13 +136,17 @@ def write_modelfile(gguf_file: str | Path, model_dir: str | Path) -> Path:
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise ModelError(f"The tokenizer in {model_dir} cannot be loaded: {exc}", "Check the model folder.") from None
+        raise ModelError(
+            f"The tokenizer in {model_dir} cannot be loaded: {exc}", "Check the model folder."
+        ) from None
     family = template_family(tokenizer.chat_template, tokenizer.get_vocab())
     try:
         generation = GenerationConfig.from_pretrained(str(model_dir), local_files_only=True)
     except (OSError, ValueError):
         generation = None
-    stops = tokenizer.convert_ids_to_tokens(end_of_turn_ids(tokenizer, SimpleNamespace(generation_config=generation)))
+    stops = tokenizer.convert_ids_to_tokens(
+        end_of_turn_ids(tokenizer, SimpleNamespace(generation_config=generation))
+    )
     template = _FAMILIES[family][1]
     if '"""' in template:  # cannot happen with our templates; guards the Modelfile quoting
         raise ModelError("The chat template cannot be quoted in a Modelfile.", "")

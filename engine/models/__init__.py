@@ -1,1 +1,2 @@
-"""Model folders: checks, loading in 4-bit, description from files, the library, GGUF import, the demo model, memory estimates."""
+"""Model folders: checks, loading in 4-bit, description from files, the library, GGUF import,
+the demo model, memory estimates."""

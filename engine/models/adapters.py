@@ -43,8 +43,9 @@ def resolve_adapter_dir(path: str | Path) -> Path:
     )
 
 
-def check_adapter(path: str | Path, base: ModelFolder | None = None,
-                  allow_pickle_weights: bool = False) -> AdapterFolder:
+def check_adapter(
+    path: str | Path, base: ModelFolder | None = None, allow_pickle_weights: bool = False
+) -> AdapterFolder:
     """Every check that can be made without torch; `base` adds the check that the shapes fit it."""
     folder = resolve_adapter_dir(path)
     config = read_json_object(folder / CONFIG_NAME, DAMAGED)
@@ -75,8 +76,10 @@ def _check_config(folder: Path, config: dict[str, Any]) -> int:
 
     kind = config.get("peft_type", "LORA")
     if kind != "LORA":
-        raise ModelError(f"{folder} is a {kind!r} adapter; Whetstone loads LoRA adapters only.",
-                         "Pick an adapter trained with LoRA or QLoRA.")
+        raise ModelError(
+            f"{folder} is a {kind!r} adapter; Whetstone loads LoRA adapters only.",
+            "Pick an adapter trained with LoRA or QLoRA.",
+        )
     rank = config.get("r")
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise bad(f"r = {rank!r} is not a positive whole number")
@@ -84,8 +87,11 @@ def _check_config(folder: Path, config: dict[str, Any]) -> int:
     if isinstance(alpha, bool) or not isinstance(alpha, int | float) or alpha <= 0:
         raise bad(f"lora_alpha = {alpha!r} is not a positive number")
     targets = config.get("target_modules")
-    if targets is not None and not isinstance(targets, str) and not (
-            isinstance(targets, list) and all(isinstance(t, str) for t in targets)):
+    if (
+        targets is not None
+        and not isinstance(targets, str)
+        and not (isinstance(targets, list) and all(isinstance(t, str) for t in targets))
+    ):
         raise bad("target_modules is neither a name nor a list of names")
     for key in ("rank_pattern", "alpha_pattern"):
         if not isinstance(config.get(key) or {}, dict):
@@ -112,30 +118,40 @@ def _check_ranks(folder: Path, header: dict[str, dict[str, Any]], rank: int, con
         if tensor_rank not in allowed:
             raise ModelError(
                 f"The adapter in {folder} does not match its config: {CONFIG_NAME} says rank {rank}, "
-                f"but the weights of {module} have rank {tensor_rank}.", DAMAGED)
+                f"but the weights of {module} have rank {tensor_rank}.",
+                DAMAGED,
+            )
     if not found:
         raise ModelError(f"{folder / WEIGHTS_NAME} holds no LoRA weights.", DAMAGED)
 
 
 def _check_fits(adapter: AdapterFolder, base: ModelFolder) -> None:
     """Each LoRA matrix must match the in/out size of the base layer it adapts."""
-    shapes = {name.removesuffix(".weight"): entry for _file, header in base.headers()
-              for name, entry in header.items() if name.endswith(".weight")}
+    shapes = {
+        name.removesuffix(".weight"): entry
+        for _file, header in base.headers()
+        for name, entry in header.items()
+        if name.endswith(".weight")
+    }
     for module, part, shape in _lora_tensors(adapter.header):
         entry = shapes.get(module)
         if entry is None:
-            raise ModelError(f"The adapter in {adapter.path} was trained on another model: "
-                             f"{base.path} has no layer {module}.",
-                             "Pick the base model the adapter was trained on.")
+            raise ModelError(
+                f"The adapter in {adapter.path} was trained on another model: "
+                f"{base.path} has no layer {module}.",
+                "Pick the base model the adapter was trained on.",
+            )
         base_shape = entry["shape"]
         if len(base_shape) != 2 or entry.get("dtype") in ("U8", "I8"):
             continue  # packed (pre-quantized) weights: their stored shape is not the layer's
         size = base_shape[1] if part == "A" else base_shape[0]
         got = shape[1] if part == "A" else shape[0]
         if got != size:
-            raise ModelError(f"The adapter in {adapter.path} was trained on another model: its {module} is "
-                             f"{got} wide where {base.path} has {size}.",
-                             "Pick the base model the adapter was trained on.")
+            raise ModelError(
+                f"The adapter in {adapter.path} was trained on another model: its {module} is "
+                f"{got} wide where {base.path} has {size}.",
+                "Pick the base model the adapter was trained on.",
+            )
 
 
 def load_adapter(model, adapter: AdapterFolder):
@@ -151,5 +167,7 @@ def load_adapter(model, adapter: AdapterFolder):
         raise
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         detail = " ".join(str(exc).split())[:300]
-        raise ModelError(f"The adapter in {adapter.path} cannot be loaded onto this base model: {detail}",
-                         "Pick the base model the adapter was trained on, or another checkpoint.") from None
+        raise ModelError(
+            f"The adapter in {adapter.path} cannot be loaded onto this base model: {detail}",
+            "Pick the base model the adapter was trained on, or another checkpoint.",
+        ) from None

@@ -32,8 +32,10 @@ from engine.errors import ModelError
 MAX_SECONDS = 5.0
 MIN_MAX_CHARS = 4 * 2**20  # output and value cap, plus 8 characters per character of input
 MAX_POWER_BITS = 4096
-HINT = ("Fix or remove its chat template (chat_template.jinja, or chat_template in tokenizer_config.json), "
-        "or pick another model.")
+HINT = (
+    "Fix or remove its chat template (chat_template.jinja, or chat_template in tokenizer_config.json), "
+    "or pick another model."
+)
 _ITER, _CHECKED = "_whetstone_iter", "_whetstone_checked"
 _WIDTH = re.compile(r"\d{7,}")  # a width or precision of a million or more in a format string
 
@@ -137,8 +139,10 @@ def _guarded_filter(name: str, func):
                 _refuse_over(n)
             if name == "indent" and values and isinstance(values[0], str):
                 width = values[1] if len(values) > 1 else kwargs.get("width", 4)
-                _refuse_over(len(values[0]) + (values[0].count("\n") + 1) * (width if isinstance(width, int)
-                                                                           else _size(width)))
+                _refuse_over(
+                    len(values[0])
+                    + (values[0].count("\n") + 1) * (width if isinstance(width, int) else _size(width))
+                )
         elif name == "format" and values:
             _guard_format(values[0], (*values[1:], *kwargs.values()))
         elif name == "replace" and len(values) >= 3:
@@ -234,8 +238,9 @@ def _environment():
 
     def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
         _refuse_over(indent if isinstance(indent, int) else _size(indent))
-        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
-                          sort_keys=sort_keys)
+        return json.dumps(
+            x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+        )
 
     def strftime_now(format):
         return datetime.now().strftime(format)
@@ -267,8 +272,13 @@ def _environment():
     env = Sandbox(trim_blocks=True, lstrip_blocks=True, extensions=[Generation, jinja2.ext.loopcontrols])
     env.filters["tojson"] = tojson
     env.filters = {name: _guarded_filter(name, func) for name, func in env.filters.items()}
-    env.globals.update(raise_exception=raise_exception, strftime_now=strftime_now, dict=TemplateDict(),
-                       namespace=TemplateNamespace, **{_ITER: _guard_iter, _CHECKED: _guard_checked})
+    env.globals.update(
+        raise_exception=raise_exception,
+        strftime_now=strftime_now,
+        dict=TemplateDict(),
+        namespace=TemplateNamespace,
+        **{_ITER: _guard_iter, _CHECKED: _guard_checked},
+    )
     return env
 
 
@@ -285,8 +295,13 @@ def template_of(tokenizer, template: str | dict | None = None) -> str | None:
     return chosen if isinstance(chosen, str) and chosen else None
 
 
-def render_chat_template(tokenizer, messages: list[dict[str, Any]], *, add_generation_prompt: bool,
-                         template: str | dict | None = None) -> str:
+def render_chat_template(
+    tokenizer,
+    messages: list[dict[str, Any]],
+    *,
+    add_generation_prompt: bool,
+    template: str | dict | None = None,
+) -> str:
     """The conversation as text, like tokenizer.apply_chat_template(..., tokenize=False), within limits.
 
     ModelError if the template cannot be used at all; TemplateRefused for this conversation.
@@ -301,8 +316,9 @@ def render_chat_template(tokenizer, messages: list[dict[str, Any]], *, add_gener
     try:
         compiled = _compile(source)
     except jinja2.TemplateSyntaxError as exc:
-        raise ModelError(f"The chat template of {folder} has an error on line {exc.lineno}: {exc.message}.",
-                         HINT) from None
+        raise ModelError(
+            f"The chat template of {folder} has an error on line {exc.lineno}: {exc.message}.", HINT
+        ) from None
     except RecursionError:
         raise ModelError(f"The chat template of {folder} is nested too deeply to be read.", HINT) from None
     plain = [{k: v for k, v in m.items() if v is not None} for m in messages]
@@ -312,8 +328,13 @@ def render_chat_template(tokenizer, messages: list[dict[str, Any]], *, add_gener
     _STATE.max_chars = MIN_MAX_CHARS + 8 * input_chars
     out, length = [], 0
     try:
-        for chunk in compiled.generate(**specials, messages=plain, tools=None, documents=None,
-                                       add_generation_prompt=add_generation_prompt):
+        for chunk in compiled.generate(
+            **specials,
+            messages=plain,
+            tools=None,
+            documents=None,
+            add_generation_prompt=add_generation_prompt,
+        ):
             length += len(chunk)
             if length > _STATE.max_chars:
                 raise _Limit(f"its output grows beyond {_STATE.max_chars:,} characters")
@@ -321,15 +342,17 @@ def render_chat_template(tokenizer, messages: list[dict[str, Any]], *, add_gener
     except _Limit as exc:
         raise ModelError(f"The chat template of {folder} cannot be used: {exc}.", HINT) from None
     except SecurityError as exc:
-        raise ModelError(f"The chat template of {folder} tried something the sandbox forbids: {exc}",
-                         HINT) from None
+        raise ModelError(
+            f"The chat template of {folder} tried something the sandbox forbids: {exc}", HINT
+        ) from None
     except (RecursionError, MemoryError):
         raise ModelError(f"The chat template of {folder} recurses or grows without end.", HINT) from None
     except jinja2.TemplateError as exc:  # raise_exception, or an undefined value on these messages
         raise TemplateRefused(f"the chat template of {folder} refuses this conversation: {exc}") from None
     except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
-        raise TemplateRefused(f"the chat template of {folder} fails on this conversation: "
-                              f"{type(exc).__name__}: {exc}") from None
+        raise TemplateRefused(
+            f"the chat template of {folder} fails on this conversation: {type(exc).__name__}: {exc}"
+        ) from None
     finally:
         _STATE.deadline = float("inf")
     return "".join(out)

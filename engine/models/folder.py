@@ -109,8 +109,9 @@ class ModelFolder:
     def check_files(self, allow_pickle_weights: bool = False) -> None:
         path = self.path
         if not self.has_safetensors and not self.has_pickle:
-            raise ModelError(f"{path} has no weights (*.safetensors).",
-                             "Copy the model's weight files into the folder.")
+            raise ModelError(
+                f"{path} has no weights (*.safetensors).", "Copy the model's weight files into the folder."
+            )
         if not self.has_safetensors and not allow_pickle_weights:
             raise ModelError(
                 f"{path} has only pickle weights (.bin/.pt), which can run code when loaded.",
@@ -118,8 +119,10 @@ class ModelFolder:
                 "if you trust this folder.",
             )
         if not any(n in self.files for n in TOKENIZER_FILES):
-            raise ModelError(f"{path} has no tokenizer files.",
-                             "Copy tokenizer.json / tokenizer_config.json next to the weights.")
+            raise ModelError(
+                f"{path} has no tokenizer files.",
+                "Copy tokenizer.json / tokenizer_config.json next to the weights.",
+            )
         self.headers()  # a damaged weight file is reported here, not as a crash inside the loader
 
     def weight_files(self) -> list[Path]:
@@ -139,8 +142,9 @@ class ModelFolder:
 
 def _check_is_model_dir(path: Path) -> None:
     if not path.exists():
-        raise ModelError(f"Model folder {path} does not exist.",
-                         "Check the path; models are never downloaded.")
+        raise ModelError(
+            f"Model folder {path} does not exist.", "Check the path; models are never downloaded."
+        )
     if not path.is_dir():
         if path.suffix.lower() == ".gguf":
             hint = "Convert it into a model folder first: `whetstone-engine models import-gguf FILE`."
@@ -149,8 +153,10 @@ def _check_is_model_dir(path: Path) -> None:
         raise ModelError(f"{path} is a file, not a model folder.", hint)
     if not (path / "config.json").is_file():
         if (path / "adapter_config.json").is_file():
-            raise ModelError(f"{path} is a LoRA adapter, not a base model.",
-                             "Pick the base model folder; the adapter is loaded on top of it.")
+            raise ModelError(
+                f"{path} is a LoRA adapter, not a base model.",
+                "Pick the base model folder; the adapter is loaded on top of it.",
+            )
         raise ModelError(
             f"{path} is not a Hugging Face model folder: config.json is missing.",
             "Pick the folder that holds config.json and *.safetensors.",
@@ -194,8 +200,10 @@ def weight_files(folder: Path) -> list[Path]:
             raise ModelError(detail, DAMAGED) from None
         missing = [name for name in shards if not (folder / name).is_file()]
         if missing:
-            raise ModelError(f"{folder} is missing {len(missing)} weight file(s), e.g. {missing[0]}.",
-                             "Copy the missing files; the download may be incomplete.")
+            raise ModelError(
+                f"{folder} is missing {len(missing)} weight file(s), e.g. {missing[0]}.",
+                "Copy the missing files; the download may be incomplete.",
+            )
         return [folder / name for name in shards]
     if (folder / "model.safetensors").is_file():
         return [folder / "model.safetensors"]
@@ -223,10 +231,14 @@ def read_safetensors_header(file: Path) -> dict[str, dict[str, Any]]:
     for name, entry in header.items():
         shape = entry.get("shape") if isinstance(entry, dict) else None
         offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
-        if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)
-                and isinstance(offsets, list) and len(offsets) == 2
-                and all(isinstance(o, int) for o in offsets)
-                and isinstance(entry.get("dtype"), str)):
+        if not (
+            isinstance(shape, list)
+            and all(isinstance(d, int) and d >= 0 for d in shape)
+            and isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(o, int) for o in offsets)
+            and isinstance(entry.get("dtype"), str)
+        ):
             raise ValueError(f"tensor {name!r} has an invalid entry")
         if not 0 <= offsets[0] <= offsets[1]:
             raise ValueError(f"tensor {name!r} has invalid data offsets")
@@ -240,5 +252,7 @@ def read_checked_header(file: Path, folder: Path) -> dict[str, dict[str, Any]]:
     try:
         return read_safetensors_header(file)
     except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{file.name} in {folder} is damaged: {exc}.",
-                         "Copy the file again; it may be an incomplete download.") from None
+        raise ModelError(
+            f"{file.name} in {folder} is damaged: {exc}.",
+            "Copy the file again; it may be an incomplete download.",
+        ) from None

@@ -47,7 +47,7 @@ def read_gguf_header(path: Path) -> dict:
             if pos + length > len(buf):
                 raise ValueError("a metadata string runs past the end of the file")
             pos += length
-            return bytes(buf[pos - length:pos]).decode("utf-8", errors="replace")
+            return bytes(buf[pos - length : pos]).decode("utf-8", errors="replace")
 
         def value(kind: int, depth: int = 0):
             nonlocal pos
@@ -90,8 +90,11 @@ def read_gguf_header(path: Path) -> dict:
             raise ValueError(f"general.alignment is {align!r}, not a multiple of 8 stored as uint32")
         data_start = -(-pos // align) * align
         _check_tensor_data(tensors, data_start, len(buf))
-    return {"architecture": meta.get("general.architecture"), "name": meta.get("general.name"),
-            "tensors": tensor_count}
+    return {
+        "architecture": meta.get("general.architecture"),
+        "name": meta.get("general.name"),
+        "tensors": tensor_count,
+    }
 
 
 def _check_tensor_data(tensors: list, data_start: int, size: int) -> None:
@@ -118,16 +121,22 @@ def check_gguf(path: str | Path) -> dict:
     except (OSError, ValueError, struct.error) as exc:
         if isinstance(exc, struct.error):
             exc = ValueError("it ends in the middle of its header")
-        raise ModelError(f"{path.name} is not a usable GGUF file: {exc}.",
-                         "It may be an incomplete download or another kind of file; get the file again.") from None
+        raise ModelError(
+            f"{path.name} is not a usable GGUF file: {exc}.",
+            "It may be an incomplete download or another kind of file; get the file again.",
+        ) from None
     arch = header["architecture"]
     if not isinstance(arch, str):
-        raise ModelError(f"{path.name} does not say which architecture it is (general.architecture).",
-                         "The file was not written by a standard GGUF converter.")
+        raise ModelError(
+            f"{path.name} does not say which architecture it is (general.architecture).",
+            "The file was not written by a standard GGUF converter.",
+        )
     if not gguf_architecture_supported(arch) or arch in NOT_CAUSAL_LM:
         supported = ", ".join(sorted(set(gguf_architectures()) - set(NOT_CAUSAL_LM)))
-        raise ModelError(f"{path.name} is a {arch!r} model, which cannot be converted from GGUF.",
-                         f"Supported: {supported}. Or get the model as safetensors and add its folder.")
+        raise ModelError(
+            f"{path.name} is a {arch!r} model, which cannot be converted from GGUF.",
+            f"Supported: {supported}. Or get the model as safetensors and add its folder.",
+        )
     return header
 
 
@@ -140,8 +149,14 @@ def check_target_name(name: str) -> None:
         raise ModelError(f"{exc.message.rstrip('.')}: it cannot be used as a model name.", exc.hint) from None
 
 
-def import_gguf(gguf_file: str | Path, *, home: Path | None = None, name: str | None = None,
-                progress: Progress | None = None, cancel: Callable[[], bool] | None = None) -> Path:
+def import_gguf(
+    gguf_file: str | Path,
+    *,
+    home: Path | None = None,
+    name: str | None = None,
+    progress: Progress | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Path:
     """Convert `gguf_file` into home/models/<name or file stem>; return that folder.
 
     `progress(fraction, message)` is called at coarse phases; `cancel()` is checked between
@@ -161,15 +176,22 @@ def import_gguf(gguf_file: str | Path, *, home: Path | None = None, name: str | 
     return target
 
 
-def convert_into(gguf_file: Path, target: Path, progress: Progress, cancel: Callable[[], bool] | None = None,
-                 replace: bool = False) -> None:
+def convert_into(
+    gguf_file: Path,
+    target: Path,
+    progress: Progress,
+    cancel: Callable[[], bool] | None = None,
+    replace: bool = False,
+) -> None:
     """Convert through `.<name>.partial` next to `target`, then move it into place."""
     # A leftover of a killed import is removed; a folder of that name we did not make is refused.
     staging = make_temp_dir(target.with_name(f".{target.name}.partial"))
     try:
         _convert(gguf_file, staging, progress, cancel or (lambda: False))
         if target.exists() and not replace:  # appeared while we converted: never replace it
-            raise ModelError(f"A model named {target.name!r} already exists ({target}).", "Pick another name.")
+            raise ModelError(
+                f"A model named {target.name!r} already exists ({target}).", "Pick another name."
+            )
         replace_dir(staging, target)
     except BaseException:
         discard_temp_dir(staging)
@@ -200,8 +222,10 @@ def _convert(gguf: Path, out_dir: Path, progress: Progress, cancel: Callable[[],
             folder, gguf_file=name, dtype=torch.bfloat16, quantization_config=GgufConfig(dequantize=True)
         )
     except (OSError, ValueError, KeyError, RuntimeError, TypeError, IndexError, struct.error) as exc:
-        raise ModelError(f"{gguf.name} cannot be converted: {exc}",
-                         "The file may be damaged or use a variant transformers does not support.") from None
+        raise ModelError(
+            f"{gguf.name} cannot be converted: {exc}",
+            "The file may be damaged or use a variant transformers does not support.",
+        ) from None
     phase(0.8, "Saving the model folder")
     # save_pretrained refuses a model that still says it is GGUF-quantized; it is not any more.
     model.hf_quantizer = None

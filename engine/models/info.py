@@ -19,11 +19,20 @@ from engine.models.folder import (
     weight_files,
 )
 
-__all__ = ["ModelInfo", "describe_model", "has_chat_template", "read_checked_header",
-           "read_safetensors_header", "weight_files", "weight_stats"]
+__all__ = [
+    "ModelInfo",
+    "describe_model",
+    "has_chat_template",
+    "read_checked_header",
+    "read_safetensors_header",
+    "weight_files",
+    "weight_stats",
+]
 
 NOT_QUANTIZED = ("embed", "wte", "wpe", "lm_head")  # bitsandbytes leaves these in 16-bit
-NF4_BYTES_PER_PARAM = 0.5 + 1 / 64 + 4 / (64 * 256)  # 4-bit values + 8-bit absmax per 64 + fp32 per 256 blocks
+NF4_BYTES_PER_PARAM = (
+    0.5 + 1 / 64 + 4 / (64 * 256)
+)  # 4-bit values + 8-bit absmax per 64 + fp32 per 256 blocks
 BF16_BYTES_PER_PARAM = 2
 
 
@@ -71,11 +80,17 @@ def status_text(info: ModelInfo) -> str:
     if info.problem:
         return info.problem
     if info.needs_remote_code:
-        return "ready (its own code allowed)" if info.remote_code_allowed else "needs your consent: runs its own code"
+        return (
+            "ready (its own code allowed)"
+            if info.remote_code_allowed
+            else "needs your consent: runs its own code"
+        )
     return "ready"
 
 
-def describe_model(path: str | Path, *, source: str = "added", remote_code_allowed: bool = False) -> ModelInfo:
+def describe_model(
+    path: str | Path, *, source: str = "added", remote_code_allowed: bool = False
+) -> ModelInfo:
     """Describe a model folder; never raises for a bad folder (`problem` and `hint` say what is wrong)."""
     folder = Path(path).expanduser()
     try:
@@ -85,9 +100,21 @@ def describe_model(path: str | Path, *, source: str = "added", remote_code_allow
     try:
         return _describe(folder, source, remote_code_allowed)
     except OSError as exc:  # e.g. no permission to list the folder
-        return ModelInfo(folder, hf_repo_id(folder) or folder.name, source, None, None, None, None, False, None,
-                         False, remote_code_allowed, f"{folder} cannot be read: {exc.strerror or exc}.",
-                         "Check that your user account can read the folder and its files.")
+        return ModelInfo(
+            folder,
+            hf_repo_id(folder) or folder.name,
+            source,
+            None,
+            None,
+            None,
+            None,
+            False,
+            None,
+            False,
+            remote_code_allowed,
+            f"{folder} cannot be read: {exc.strerror or exc}.",
+            "Check that your user account can read the folder and its files.",
+        )
 
 
 def check_model_folder(path: Path) -> ModelFolder:
@@ -124,7 +151,7 @@ def _describe(folder: Path, source: str, remote_code_allowed: bool) -> ModelInfo
 
 
 def hf_repo_id(folder: Path) -> str | None:
-    """"org/name" for a snapshot folder of the HF hub cache (models--org--name/snapshots/<commit>)."""
+    """ "org/name" for a snapshot folder of the HF hub cache (models--org--name/snapshots/<commit>)."""
     repo = folder.parent.parent
     if folder.parent.name == "snapshots" and repo.name.startswith("models--"):
         return "/".join(repo.name.split("--")[1:])

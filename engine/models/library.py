@@ -26,8 +26,16 @@ from engine.models.gguf_import import import_gguf
 from engine.models.info import ModelInfo, describe_model, hf_repo_id
 from engine.util.files import atomic_write_text, whetstone_home
 
-__all__ = ["Cancelled", "ModelInfo", "ModelLibrary", "allow_remote_code_in_this_process", "describe_model",
-           "hf_cache_model_dirs", "import_gguf", "remote_code_consent"]
+__all__ = [
+    "Cancelled",
+    "ModelInfo",
+    "ModelLibrary",
+    "allow_remote_code_in_this_process",
+    "describe_model",
+    "hf_cache_model_dirs",
+    "import_gguf",
+    "remote_code_consent",
+]
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +134,12 @@ class ModelLibrary:
                 self.set_aside = aside
             except OSError:
                 pass
-            log.warning("%s is unreadable (%s); moved it to %s and started an empty library",
-                        self.state_file, exc, aside)
+            log.warning(
+                "%s is unreadable (%s); moved it to %s and started an empty library",
+                self.state_file,
+                exc,
+                aside,
+            )
             return _State()
 
     def _save(self, state: _State) -> None:
@@ -140,16 +152,22 @@ class ModelLibrary:
 
     # ---- listing
 
-    def scan(self, progress: Callable[[int, int, str], None] | None = None,
-             cancel: Callable[[], bool] | None = None) -> list[ModelInfo]:
+    def scan(
+        self,
+        progress: Callable[[int, int, str], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> list[ModelInfo]:
         """Describe every known model: demo first, then by name. Raises Cancelled if cancel() says so."""
         with self._lock:
             state = self._load()
         candidates: list[tuple[Path, str]] = [(demo_model_dir(), "demo")]
         models_dir = self.home / "models"
         if models_dir.is_dir():  # hidden folders are imports in progress (or killed ones)
-            candidates += [(p, "imported") for p in sorted(models_dir.iterdir())
-                           if p.is_dir() and not p.name.startswith(".")]
+            candidates += [
+                (p, "imported")
+                for p in sorted(models_dir.iterdir())
+                if p.is_dir() and not p.name.startswith(".")
+            ]
         candidates += [(snapshot, "hf-cache") for _repo, snapshot in hf_cache_model_dirs()]
         candidates += [(Path(p), "added") for p in state.added]
 
@@ -227,13 +245,29 @@ def remote_code_consent(path: str | Path, home: Path | None = None) -> bool:
 
 
 def _demo_placeholder(path: Path) -> ModelInfo:
-    problem, hint = "The demo model has not been prepared yet.", (
-        "It is converted from the bundled GGUF file on first use (about a minute), "
-        "or now with `whetstone-engine demo-model`.")
+    problem, hint = (
+        "The demo model has not been prepared yet.",
+        (
+            "It is converted from the bundled GGUF file on first use (about a minute), "
+            "or now with `whetstone-engine demo-model`."
+        ),
+    )
     try:
         demo_gguf_path()
     except ModelError as exc:  # the package that carries it is missing: say how to get it
         problem, hint = exc.message, exc.hint
-    return ModelInfo(path=path, name=DEMO_NAME, source="demo", architecture=None, model_type=None,
-                     parameters=None, context_length=None, has_chat_template=False, memory_4bit_bytes=None,
-                     needs_remote_code=False, remote_code_allowed=False, problem=problem, hint=hint)
+    return ModelInfo(
+        path=path,
+        name=DEMO_NAME,
+        source="demo",
+        architecture=None,
+        model_type=None,
+        parameters=None,
+        context_length=None,
+        has_chat_template=False,
+        memory_4bit_bytes=None,
+        needs_remote_code=False,
+        remote_code_allowed=False,
+        problem=problem,
+        hint=hint,
+    )

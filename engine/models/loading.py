@@ -16,8 +16,16 @@ from engine.errors import ModelError
 from engine.models.folder import ModelFolder, needs_remote_code, read_config
 from engine.models.library import remote_code_consent
 
-__all__ = ["ModelFolder", "check_model_folder", "inspect_model_folder", "load_model", "load_tokenizer",
-           "needs_remote_code", "read_config", "trust_remote_code"]
+__all__ = [
+    "ModelFolder",
+    "check_model_folder",
+    "inspect_model_folder",
+    "load_model",
+    "load_tokenizer",
+    "needs_remote_code",
+    "read_config",
+    "trust_remote_code",
+]
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +102,9 @@ def load_tokenizer(cfg: ModelConfig):
             str(folder.path), trust_remote_code=trust_remote_code(folder), local_files_only=True
         )
     except Exception as exc:  # transformers raises many types for broken tokenizer files
-        raise ModelError(f"The tokenizer in {folder.path} cannot be loaded: {exc}", "Check the tokenizer files.") from None
+        raise ModelError(
+            f"The tokenizer in {folder.path} cannot be loaded: {exc}", "Check the tokenizer files."
+        ) from None
     if tokenizer.pad_token_id is None:
         # Padding positions are masked out of the loss by our own masks, so eos is a safe pad.
         tokenizer.pad_token = tokenizer.eos_token
@@ -130,8 +140,9 @@ def load_model(model_cfg: ModelConfig, quant_cfg: QuantizationConfig, device: st
     except torch.OutOfMemoryError:
         raise
     except (OSError, ValueError, KeyError, SafetensorError) as exc:
-        raise ModelError(f"The model in {folder.path} cannot be loaded: {exc}",
-                         "Check that the folder is complete.") from None
+        raise ModelError(
+            f"The model in {folder.path} cannot be loaded: {exc}", "Check that the folder is complete."
+        ) from None
     neutralise_cpu_repacking(model)
     return model
 

@@ -36,7 +36,10 @@ TEMPORARY = "Temporary buffers"
 LOADING = "Weight files mapped while loading"
 OVERHEAD = {"cuda": "CUDA context + allocator overhead", "cpu": "Python process + allocator overhead"}
 
-FIXED_OVERHEAD = {"cuda": 0.5 * 2**30, "cpu": 0.55 * 2**30}  # CUDA context; RSS of Python + torch + transformers
+FIXED_OVERHEAD = {
+    "cuda": 0.5 * 2**30,
+    "cpu": 0.55 * 2**30,
+}  # CUDA context; RSS of Python + torch + transformers
 ALLOCATOR_SLACK = 0.05  # caching-allocator fragmentation on top of what tensors hold
 QUANT_BLOCK = 64  # bitsandbytes 4-bit blocksize: one absmax per 64 weights
 DOUBLE_QUANT_BLOCK = 256  # double quant: absmax in 8 bits, one fp32 constant per 256 blocks
@@ -65,12 +68,20 @@ class MemoryEstimate:
 
     @property
     def tensor_bytes(self) -> int:
-        """Total without the context/process overhead and mapped files: what torch.cuda.max_memory_allocated counts."""
-        return self.total_bytes - sum(p.bytes for p in self.parts if p.name in (OVERHEAD[self.device], LOADING))
+        """Total without the context/process overhead and mapped files:
+        what torch.cuda.max_memory_allocated counts."""
+        return self.total_bytes - sum(
+            p.bytes for p in self.parts if p.name in (OVERHEAD[self.device], LOADING)
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"total_bytes": self.total_bytes, "tensor_bytes": self.tensor_bytes, "device": self.device,
-                "adapter_parameters": self.adapter_parameters, "parts": [asdict(p) for p in self.parts]}
+        return {
+            "total_bytes": self.total_bytes,
+            "tensor_bytes": self.tensor_bytes,
+            "device": self.device,
+            "adapter_parameters": self.adapter_parameters,
+            "parts": [asdict(p) for p in self.parts],
+        }
 
 
 @dataclass(frozen=True)
@@ -104,11 +115,15 @@ def read_shapes(folder: Path) -> ModelShapes:
     folder = folder.expanduser()
     config_file = folder / "config.json"
     if not config_file.is_file():
-        raise ModelError(f"{folder} is not a Hugging Face model folder: config.json is missing.",
-                         "Pick the folder that holds config.json and *.safetensors.")
+        raise ModelError(
+            f"{folder} is not a Hugging Face model folder: config.json is missing.",
+            "Pick the folder that holds config.json and *.safetensors.",
+        )
     files = weight_files(folder)
     if not files:
-        raise ModelError(f"{folder} has no weights (*.safetensors).", "Copy the model's weight files into the folder.")
+        raise ModelError(
+            f"{folder} has no weights (*.safetensors).", "Copy the model's weight files into the folder."
+        )
     key = tuple((f.name, (st := f.stat()).st_mtime_ns, st.st_size) for f in [config_file, *files])
     cached = _CACHE.get(folder)
     if cached and cached[0] == key:
@@ -129,11 +144,17 @@ def _read_shapes(folder: Path) -> ModelShapes:
         for k in keys:
             if isinstance(cfg.get(k), int) and cfg[k] > 0:
                 return cfg[k]
-        raise ModelError(f"{config_file} has no {keys[0]}, so its memory cannot be estimated.",
-                         "Check that this is a complete causal language model folder.")
+        raise ModelError(
+            f"{config_file} has no {keys[0]}, so its memory cannot be estimated.",
+            "Check that this is a complete causal language model folder.",
+        )
 
-    hidden, layers, heads, vocab = (need("hidden_size", "n_embd", "d_model"), need("num_hidden_layers", "n_layer"),
-                                    need("num_attention_heads", "n_head"), need("vocab_size"))
+    hidden, layers, heads, vocab = (
+        need("hidden_size", "n_embd", "d_model"),
+        need("num_hidden_layers", "n_layer"),
+        need("num_attention_heads", "n_head"),
+        need("vocab_size"),
+    )
     kv_heads = cfg.get("num_key_value_heads") or heads
     head_dim = cfg.get("head_dim") or hidden // heads
     intermediate = cfg.get("intermediate_size") or cfg.get("n_inner") or 4 * hidden
@@ -157,11 +178,24 @@ def _read_shapes(folder: Path) -> ModelShapes:
     elif not has_lm_head and not tied:
         other += vocab * hidden
     if not linears:
-        raise ModelError(f"{folder} has no linear layers in numbered decoder blocks (model.layers.N...).",
-                         "Only decoder language models can be estimated.")
-    return ModelShapes(hidden, intermediate, layers, heads * head_dim, kv_heads * head_dim, vocab, tuple(linears),
-                       tuple(other_2d), sum(o * i for _, o, i in linears), other, max(o * i for _, o, i in linears),
-                       sum(file.stat().st_size for file, _header in model.headers()))
+        raise ModelError(
+            f"{folder} has no linear layers in numbered decoder blocks (model.layers.N...).",
+            "Only decoder language models can be estimated.",
+        )
+    return ModelShapes(
+        hidden,
+        intermediate,
+        layers,
+        heads * head_dim,
+        kv_heads * head_dim,
+        vocab,
+        tuple(linears),
+        tuple(other_2d),
+        sum(o * i for _, o, i in linears),
+        other,
+        max(o * i for _, o, i in linears),
+        sum(file.stat().st_size for file, _header in model.headers()),
+    )
 
 
 @dataclass(frozen=True)
@@ -182,7 +216,9 @@ def _precision(config: RunConfig, device: str) -> _Precision:
     name = config.quantization.compute_dtype
     compute = 4 if name == "fp32" or (name == "auto" and device == "cpu") else 2
     mask = 0 if config.lora.dropout == 0 else (1 if device == "cuda" else 4)
-    autocast = device == "cuda" and compute == 2  # engine.models.loading.mixed_precision_dtype: Trainer's bf16/fp16
+    autocast = (
+        device == "cuda" and compute == 2
+    )  # engine.models.loading.mixed_precision_dtype: Trainer's bf16/fp16
     if config.quantization.load_in_4bit:
         # peft's k-bit preparation keeps embeddings, norms and head (and so the residual stream) in
         # fp32; under autocast the matmuls, attention and logits are 16-bit (logits: bf16 + fp32
@@ -200,8 +236,11 @@ def _targets(shapes: ModelShapes, targets: list[str]) -> list[tuple[str, int, in
     if targets == ["all-linear"]:
         return list(shapes.linears)
     keys = set(targets)
-    return [(m, o, i) for m, o, i in shapes.linears + shapes.other_2d
-            if m in keys or any(m.endswith("." + k) for k in keys)]
+    return [
+        (m, o, i)
+        for m, o, i in shapes.linears + shapes.other_2d
+        if m in keys or any(m.endswith("." + k) for k in keys)
+    ]
 
 
 def _lora_input_bytes(targets: list[tuple[str, int, int]], p: _Precision) -> int:
@@ -212,7 +251,9 @@ def _lora_input_bytes(targets: list[tuple[str, int, int]], p: _Precision) -> int
     return (p.lora_input + p.mask) * sum(i for _, _, i in targets)
 
 
-def estimate_training_memory(model_path: str | Path, config: RunConfig, device: str = "cuda") -> MemoryEstimate:
+def estimate_training_memory(
+    model_path: str | Path, config: RunConfig, device: str = "cuda"
+) -> MemoryEstimate:
     """Estimate peak memory of one training step of `config` on `model_path` (device "cuda" or "cpu")."""
     if device not in OVERHEAD:
         raise ValueError(f"device must be 'cuda' or 'cpu', not {device!r}")
@@ -226,21 +267,37 @@ def estimate_training_memory(model_path: str | Path, config: RunConfig, device: 
     if config.quantization.load_in_4bit:
         consts = _quant_constant_bytes(shapes, config.quantization.double_quant)
         n = shapes.linear_params
-        parts.append(MemoryPart(WEIGHTS_4BIT, n // 2 + consts,
-                                f"{n:,} linear weights × 0.5 byte + {format_size(consts)} of absmax constants "
-                                f"({'8-bit, double-quantized' if config.quantization.double_quant else 'fp32'})"))
+        parts.append(
+            MemoryPart(
+                WEIGHTS_4BIT,
+                n // 2 + consts,
+                f"{n:,} linear weights × 0.5 byte + {format_size(consts)} of absmax constants "
+                f"({'8-bit, double-quantized' if config.quantization.double_quant else 'fp32'})",
+            )
+        )
         n = shapes.other_params
-        parts.append(MemoryPart(UNQUANTIZED, n * p.unquantized,
-                                f"{n:,} parameters × 4 bytes (peft upcasts what is not quantized to fp32)"))
+        parts.append(
+            MemoryPart(
+                UNQUANTIZED,
+                n * p.unquantized,
+                f"{n:,} parameters × 4 bytes (peft upcasts what is not quantized to fp32)",
+            )
+        )
     else:
         n = shapes.linear_params + shapes.other_params
         parts.append(MemoryPart(WEIGHTS_16BIT, n * p.base, f"{n:,} parameters × {p.base} bytes"))
 
     targets = _targets(shapes, lora.target_modules)
     adapter = sum(lora.rank * (o + i) + (o if lora.use_dora else 0) for _, o, i in targets)
-    parts.append(MemoryPart(ADAPTER, adapter * 16,
-                            f"{adapter:,} parameters × 16 bytes (fp32 weight 4 + gradient 4 + AdamW moments 8), "
-                            f"rank {lora.rank} on {len(targets)} linear layers" + (" + DoRA magnitudes" if lora.use_dora else "")))
+    parts.append(
+        MemoryPart(
+            ADAPTER,
+            adapter * 16,
+            f"{adapter:,} parameters × 16 bytes (fp32 weight 4 + gradient 4 + AdamW moments 8), "
+            f"rank {lora.rank} on {len(targets)} linear layers"
+            + (" + DoRA magnitudes" if lora.use_dora else ""),
+        )
+    )
 
     s = shapes
     by_layer: dict[int, list[tuple[str, int, int]]] = {}
@@ -250,8 +307,12 @@ def estimate_training_memory(model_path: str | Path, config: RunConfig, device: 
     lora_per_token = max((_lora_input_bytes(v, p) for v in by_layer.values()), default=0)
     # Per token and layer: each norm keeps an fp32 copy of its input; SDPA keeps q, k, v and its
     # output; the gated MLP keeps gate, up and act(gate) for the product's backward.
-    per_token = (2 * 4 * s.hidden + p.attention * (2 * s.q_dim + 2 * s.kv_dim)
-                 + 3 * p.linear_out * s.intermediate + lora_per_token)
+    per_token = (
+        2 * 4 * s.hidden
+        + p.attention * (2 * s.q_dim + 2 * s.kv_dim)
+        + 3 * p.linear_out * s.intermediate
+        + lora_per_token
+    )
     # On CUDA a padded batch makes torch turn the boolean mask into an additive bias that the
     # memory-efficient SDPA kernel keeps for backward: one (B, L, L) tensor per layer.
     # Padding-free batches are one row of B*L tokens with a block-diagonal mask.
@@ -264,30 +325,50 @@ def estimate_training_memory(model_path: str | Path, config: RunConfig, device: 
         # The recomputed layer is alive only after the logits' gradients are freed: it counts
         # only where it is bigger than them.
         extra = max(0, layer_bytes - logits)
-        acts = MemoryPart(ACTIVATIONS, checkpoints + extra,
-                          f"checkpointing: one {p.stream}-byte hidden state per layer ({format_size(checkpoints)}) "
-                          f"+ one layer recomputed at a time ({format_size(layer_bytes)}, overlaps the logits)")
+        acts = MemoryPart(
+            ACTIVATIONS,
+            checkpoints + extra,
+            f"checkpointing: one {p.stream}-byte hidden state per layer ({format_size(checkpoints)}) "
+            f"+ one layer recomputed at a time ({format_size(layer_bytes)}, overlaps the logits)",
+        )
     else:
-        acts = MemoryPart(ACTIVATIONS, s.layers * layer_bytes,
-                          f"{s.layers} layers × {batch}×{length} tokens × {per_token:,} bytes"
-                          + (f" + {format_size(bias)} attention bias per layer" if bias else ""))
+        acts = MemoryPart(
+            ACTIVATIONS,
+            s.layers * layer_bytes,
+            f"{s.layers} layers × {batch}×{length} tokens × {per_token:,} bytes"
+            + (f" + {format_size(bias)} attention bias per layer" if bias else ""),
+        )
     parts.append(acts)
-    parts.append(MemoryPart(LOGITS, logits, f"{batch}×{length} tokens × {s.vocab:,} vocab × {p.logits} bytes "
-                                            "(logits, log-softmax and their gradients, fp32 for the loss)"))
+    parts.append(
+        MemoryPart(
+            LOGITS,
+            logits,
+            f"{batch}×{length} tokens × {s.vocab:,} vocab × {p.logits} bytes "
+            "(logits, log-softmax and their gradients, fp32 for the loss)",
+        )
+    )
     # bitsandbytes dequantizes one weight at a time (to the compute dtype) for the input gradient;
     # a couple of hidden-state gradients are in flight between layers.
     dequant = s.largest_linear * p.base if config.quantization.load_in_4bit else 0
     grads = 2 * tokens * s.hidden * p.stream
-    parts.append(MemoryPart(TEMPORARY, dequant + grads,
-                            "largest weight dequantized + two hidden-state gradients in flight"))
+    parts.append(
+        MemoryPart(
+            TEMPORARY, dequant + grads, "largest weight dequantized + two hidden-state gradients in flight"
+        )
+    )
 
     if device == "cpu":
         # The CPU loader maps the safetensors files and the pages stay in the process's RSS.
         parts.append(MemoryPart(LOADING, s.file_bytes, "the safetensors files, read through mmap"))
     tensors = sum(part.bytes for part in parts)
     overhead = int(FIXED_OVERHEAD[device] + ALLOCATOR_SLACK * tensors)
-    parts.append(MemoryPart(OVERHEAD[device], overhead,
-                            f"{format_size(int(FIXED_OVERHEAD[device]))} fixed + {ALLOCATOR_SLACK:.0%} fragmentation"))
+    parts.append(
+        MemoryPart(
+            OVERHEAD[device],
+            overhead,
+            f"{format_size(int(FIXED_OVERHEAD[device]))} fixed + {ALLOCATOR_SLACK:.0%} fragmentation",
+        )
+    )
     return MemoryEstimate(tuple(parts), tensors + overhead, adapter, device)
 
 
@@ -313,13 +394,17 @@ def suggestions(estimate: MemoryEstimate, config: RunConfig, free_bytes: int) ->
         saved = estimate.total_bytes - alt.total_bytes
         if saved > max(16 * 2**20, estimate.total_bytes // 100):  # ignore changes that barely matter
             fits = " (then fits)" if alt.fits(free_bytes) else ""
-            options.append((saved, f"{text} saves ~{format_size(saved)}{fits}" + (f"; {note}" if note else "")))
+            options.append(
+                (saved, f"{text} saves ~{format_size(saved)}{fits}" + (f"; {note}" if note else ""))
+            )
 
     def halve(field: str, now: int, low: int) -> int:
         """The largest halving of `now` (down to `low`) that fits, else the plain halving."""
         value = now // 2
         while value >= low:
-            alt = estimate_training_memory(config.model.path, config.with_overrides({field: value}), estimate.device)
+            alt = estimate_training_memory(
+                config.model.path, config.with_overrides({field: value}), estimate.device
+            )
             if alt.fits(free_bytes) or value // 2 < low:
                 return value
             value //= 2
@@ -328,13 +413,20 @@ def suggestions(estimate: MemoryEstimate, config: RunConfig, free_bytes: int) ->
     if t.batch_size > 1:
         b = halve("training.batch_size", t.batch_size, 1)
         keep = t.batch_size * t.gradient_accumulation // b
-        consider({"training.batch_size": b}, f"training.batch_size {t.batch_size} → {b}",
-                 f"set gradient_accumulation {t.gradient_accumulation} → {keep} to keep the effective batch")
+        consider(
+            {"training.batch_size": b},
+            f"training.batch_size {t.batch_size} → {b}",
+            f"set gradient_accumulation {t.gradient_accumulation} → {keep} to keep the effective batch",
+        )
     if d.max_length > 128:
         m = halve("data.max_length", d.max_length, 128)
         consider({"data.max_length": m}, f"data.max_length {d.max_length} → {m}", "longer rows are truncated")
     if not t.gradient_checkpointing:
-        consider({"training.gradient_checkpointing": True}, "training.gradient_checkpointing on", "steps get ~25% slower")
+        consider(
+            {"training.gradient_checkpointing": True},
+            "training.gradient_checkpointing on",
+            "steps get ~25% slower",
+        )
     if not q.load_in_4bit:
         consider({"quantization.load_in_4bit": True}, "quantization.load_in_4bit on (QLoRA)")
     if lora.rank > 8:
@@ -345,8 +437,11 @@ def suggestions(estimate: MemoryEstimate, config: RunConfig, free_bytes: int) ->
     if lora.dropout > 0:
         consider({"lora.dropout": 0.0}, f"lora.dropout {lora.dropout} → 0")
     if t.padding_free:
-        consider({"training.padding_free": False}, "training.padding_free off",
-                 "with SDPA a packed batch needs a full (B·L)² mask per layer")
+        consider(
+            {"training.padding_free": False},
+            "training.padding_free off",
+            "with SDPA a packed batch needs a full (B·L)² mask per layer",
+        )
     return [text for _, text in sorted(options, key=lambda o: -o[0])]
 
 

@@ -33,7 +33,9 @@ def _dict_keys(tree: ast.AST, wanted: str) -> set[str]:
             continue
         for node in ast.walk(stmt):
             if isinstance(node, ast.Dict):
-                keys.update(k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str))
+                keys.update(
+                    k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)
+                )
     return keys
 
 
@@ -66,7 +68,9 @@ def _assigned_dict_keys(file: Path, name: str) -> set[str]:
     for stmt in ast.parse(file.read_text(encoding="utf-8")).body:
         targets = [t.id for t in getattr(stmt, "targets", []) if isinstance(t, ast.Name)]
         if targets == [name] and isinstance(stmt.value, ast.Dict):
-            return {k.value for k in stmt.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+            return {
+                k.value for k in stmt.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)
+            }
     raise ValueError(f"{name} not found in {file.name}")
 
 

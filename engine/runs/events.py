@@ -131,8 +131,9 @@ def first_event(path: str | Path) -> dict[str, Any] | None:
     return None
 
 
-def iter_backwards(path: str | Path, end: int | None = None,
-                   block: int = 1 << 16) -> Iterator[dict[str, Any]]:
+def iter_backwards(
+    path: str | Path, end: int | None = None, block: int = 1 << 16
+) -> Iterator[dict[str, Any]]:
     """The complete events before byte `end` (default: the file's end), newest first.
 
     Reads the file in blocks from the end, so finding the last few events of a 100k-step run

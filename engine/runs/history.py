@@ -94,8 +94,9 @@ class RunHistory:
         self.max_steps: int | None = None
         self._last_loss: float | None = None
         # Bound appends for the hot path (one metrics event per step): no method calls per value.
-        self._appends = [(name, self._series[name].stage_x.append, self._series[name].stage_y.append)
-                         for name in _METRICS]
+        self._appends = [
+            (name, self._series[name].stage_x.append, self._series[name].stage_y.append) for name in _METRICS
+        ]
 
     def add_events(self, events: Iterable[dict]) -> set[str]:
         """Apply events in order; returns the names of the series that changed."""
@@ -115,7 +116,9 @@ class RunHistory:
                 for name, add_x, add_y in appends:
                     value = event.get(name)
                     # Exact types first (fast; skip None/bool/str); value - value != 0 skips NaN and inf.
-                    if (type(value) in _NUMBER and value - value == 0) or (value is not None and _is_number(value)):
+                    if (type(value) in _NUMBER and value - value == 0) or (
+                        value is not None and _is_number(value)
+                    ):
                         add_x(step)
                         add_y(value)
                         mark(name)
@@ -145,7 +148,10 @@ class RunHistory:
                 if type(event.get("max_steps")) is int:
                     self.max_steps = event["max_steps"]
         self._last_loss = last_loss
-        if len(self._series["loss"].stage_x) > _STAGE_LIMIT or len(self._series["eval_loss"].stage_x) > _STAGE_LIMIT:
+        if (
+            len(self._series["loss"].stage_x) > _STAGE_LIMIT
+            or len(self._series["eval_loss"].stage_x) > _STAGE_LIMIT
+        ):
             for series in self._series.values():
                 series.flush()
         return changed
@@ -208,6 +214,7 @@ def _recurrence(x: np.ndarray, a: float) -> np.ndarray:
         local[1:] += ends[:-1, None] * (down * a)[None, :]
     return local.ravel()[:n]
 
+
 def load_history(run_dir: str | Path) -> RunHistory:
     """The history of a finished or running run, from RUN_DIR/events.jsonl (a torn last line is ignored)."""
     history = RunHistory()
@@ -221,13 +228,17 @@ def load_run_config(run_dir: str | Path) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"Run {Path(run_dir).name} has no {CONFIG_NAME}, so its settings are unknown.",
-                        "Runs started outside Whetstone, or deleted in part, cannot be compared.", kind="io") from None
+        raise UserError(
+            f"Run {Path(run_dir).name} has no {CONFIG_NAME}, so its settings are unknown.",
+            "Runs started outside Whetstone, or deleted in part, cannot be compared.",
+            kind="io",
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"Cannot read the settings of run {Path(run_dir).name}: {exc}.", kind="io") from None
     except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"The settings file of run {Path(run_dir).name} is damaged ({exc}).",
-                        f"Check {path}.", kind="io") from None
+        raise UserError(
+            f"The settings file of run {Path(run_dir).name} is damaged ({exc}).", f"Check {path}.", kind="io"
+        ) from None
 
 
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -248,7 +259,11 @@ def config_diff(run_a: str | Path | Mapping, run_b: str | Path | Mapping) -> lis
     """
     a = _flatten(run_a if isinstance(run_a, Mapping) else load_run_config(run_a))
     b = _flatten(run_b if isinstance(run_b, Mapping) else load_run_config(run_b))
-    return [(key, a.get(key), b.get(key)) for key in sorted(a.keys() | b.keys()) if not _same(a.get(key), b.get(key))]
+    return [
+        (key, a.get(key), b.get(key))
+        for key in sorted(a.keys() | b.keys())
+        if not _same(a.get(key), b.get(key))
+    ]
 
 
 def _same(va: object, vb: object) -> bool:

@@ -43,9 +43,11 @@ class RunLock:
             if not _try_lock(fd):
                 holder = _read_pid(fd)
                 who = f"process {holder}" if holder else "another process"
-                raise RunBusy(f"The run {self.path.parent} is already being trained by {who}.",
-                              "Wait for it to finish, or stop it first (Stop in the app, or a STOP file "
-                              "in the run folder).")
+                raise RunBusy(
+                    f"The run {self.path.parent} is already being trained by {who}.",
+                    "Wait for it to finish, or stop it first (Stop in the app, or a STOP file "
+                    "in the run folder).",
+                )
             os.ftruncate(fd, 0)
             os.lseek(fd, 0, os.SEEK_SET)
             os.write(fd, f"{os.getpid()}\n".encode())

@@ -9,18 +9,16 @@ by its folder name. Qt-free and torch-free: the project browser reads it for eve
 from __future__ import annotations
 
 import tomllib
-import unicodedata
 from pathlib import Path
 
 import tomli_w
 
 from engine.errors import UserError
 from engine.util.files import atomic_write_text
+from engine.util.names import hidden_character
 
 RUN_INFO_NAME = "run.toml"
 MAX_RUN_NAME = 80
-# Bidirectional overrides and isolates can make a name read as something else (U+202E).
-_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def check_run_name(name: object) -> str:
@@ -29,11 +27,15 @@ def check_run_name(name: object) -> str:
     if not text:
         raise UserError("A run needs a name.", "Type a name for the run.")
     if len(text) > MAX_RUN_NAME:
-        raise UserError(f"The run name is {len(text)} characters long; at most {MAX_RUN_NAME} are allowed.",
-                        "Choose a shorter name.")
-    if any(unicodedata.category(c) in ("Cc", "Cs") or c in _BIDI_CONTROLS for c in text):
-        raise UserError("A run name cannot contain line breaks, control or text-direction characters.",
-                        "Type the name on one line with ordinary characters.")
+        raise UserError(
+            f"The run name is {len(text)} characters long; at most {MAX_RUN_NAME} are allowed.",
+            "Choose a shorter name.",
+        )
+    if hidden_character(text) is not None:  # the rules of every name we show (engine.util.names)
+        raise UserError(
+            "A run name cannot contain line breaks, control or text-direction characters.",
+            "Type the name on one line with ordinary characters.",
+        )
     return text
 
 
@@ -60,6 +62,9 @@ def write_run_name(run_dir: str | Path, name: str) -> str:
     try:
         atomic_write_text(folder / RUN_INFO_NAME, tomli_w.dumps({"run": {"name": text}}))
     except OSError as exc:
-        raise UserError(f"The run's name could not be saved: {exc.strerror or exc}.",
-                        "Check that the run folder is writable and the disk not full.", kind="io") from None
+        raise UserError(
+            f"The run's name could not be saved: {exc.strerror or exc}.",
+            "Check that the run folder is writable and the disk not full.",
+            kind="io",
+        ) from None
     return text

@@ -176,8 +176,9 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
     alive = not final and engine_alive(run_dir)  # a final status is the truth: no process to look for
     verdict = judge_run(status, events.error, alive=alive, started=first is not None)
     # Epoch-based runs have no configured step count; the Trainer logs the one it computed.
-    max_steps = (_configured_max_steps(run_dir) or _number(metrics, "max_steps")
-                 or _number(status, "max_steps"))
+    max_steps = (
+        _configured_max_steps(run_dir) or _number(metrics, "max_steps") or _number(status, "max_steps")
+    )
     step = _number(metrics, "step")
     adapter = run_dir / ADAPTER_NAME
     return RunSummary(

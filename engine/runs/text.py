@@ -27,12 +27,14 @@ def event_text(event: dict[str, Any]) -> str | None:
     """The event in words (warnings may add indented lines), or None for events with nothing to say."""
     kind = event.get("type")
     if kind == "metrics":
-        return (f"step {event.get('step')}/{event.get('max_steps') or '?'}  "
-                f"loss {_number(event.get('loss'), '.4f')}  "
-                f"lr {_number(event.get('learning_rate') or 0, '.2e')}  "
-                f"grad {_number(event.get('grad_norm') or 0, '.3f')}  "
-                f"{_number(event.get('tokens_per_second'), '.0f')} tok/s  "
-                f"peak {_number(event.get('peak_memory_mb'), '.0f')} MB")
+        return (
+            f"step {event.get('step')}/{event.get('max_steps') or '?'}  "
+            f"loss {_number(event.get('loss'), '.4f')}  "
+            f"lr {_number(event.get('learning_rate') or 0, '.2e')}  "
+            f"grad {_number(event.get('grad_norm') or 0, '.3f')}  "
+            f"{_number(event.get('tokens_per_second'), '.0f')} tok/s  "
+            f"peak {_number(event.get('peak_memory_mb'), '.0f')} MB"
+        )
     if kind == "status":
         step = f" at step {event['step']}" if event.get("step") else ""
         extra = f" — {event['message']}" if event.get("message") else ""
@@ -54,14 +56,18 @@ def event_text(event: dict[str, Any]) -> str | None:
         return f"eval loss {_number(event['eval_loss'], '.4f')} at step {event.get('step')}"
     if kind == "data":
         of = f" of {event['tokens']}" if event.get("tokens") is not None else ""
-        return (f"data: {event.get('train_rows')} training rows, {event.get('validation_rows')} validation "
-                f"rows, {event.get('trained_tokens')} trained tokens{of}")
+        return (
+            f"data: {event.get('train_rows')} training rows, {event.get('validation_rows')} validation "
+            f"rows, {event.get('trained_tokens')} trained tokens{of}"
+        )
     if kind == "model":
         world = event.get("world_size") or 1
         ranks = f" × {world} processes (data-parallel; tokens/s is their sum)" if world > 1 else ""
-        return (f"model on {event.get('device')}{ranks} ({event.get('dtype')}): "
-                f"{_count(event.get('trainable_parameters'))} trainable of "
-                f"{_count(event.get('total_parameters'))} parameters")
+        return (
+            f"model on {event.get('device')}{ranks} ({event.get('dtype')}): "
+            f"{_count(event.get('trainable_parameters'))} trainable of "
+            f"{_count(event.get('total_parameters'))} parameters"
+        )
     return None
 
 

@@ -21,14 +21,28 @@ FINAL = ("done", "stopped", "failed")  # the states that end a run
 
 # The short word for each state, for lists (the browser, the runs list, `project show`).
 STATE_WORDS = {
-    "running": "running", "done": "done", "stopped": "stopped", "paused": "paused", "failed": "failed",
-    "interrupted": "interrupted", "refused": "refused", "new": "not started",
+    "running": "running",
+    "done": "done",
+    "stopped": "stopped",
+    "paused": "paused",
+    "failed": "failed",
+    "interrupted": "interrupted",
+    "refused": "refused",
+    "new": "not started",
 }
 # A heading for each state and live phase, for the run monitor.
 STATE_HEADINGS = {
-    "starting": "Starting the engine…", "loading": "Loading the model and data…", "training": "Training",
-    "saving": "Saving the adapter…", "running": "Running", "done": "Done", "stopped": "Stopped",
-    "paused": "Paused", "failed": "Failed", "interrupted": "Interrupted", "refused": "Not started",
+    "starting": "Starting the engine…",
+    "loading": "Loading the model and data…",
+    "training": "Training",
+    "saving": "Saving the adapter…",
+    "running": "Running",
+    "done": "Done",
+    "stopped": "Stopped",
+    "paused": "Paused",
+    "failed": "Failed",
+    "interrupted": "Interrupted",
+    "refused": "Not started",
     "new": "Not started",
 }
 
@@ -51,8 +65,15 @@ class Verdict:
         return self.phase if self.state == "running" and self.phase else self.state
 
 
-def judge_run(status: dict[str, Any] | None, error: dict[str, Any] | None = None, *, alive: bool,
-              started: bool = True, exit_code: int | None = None, error_line: str = "") -> Verdict:
+def judge_run(
+    status: dict[str, Any] | None,
+    error: dict[str, Any] | None = None,
+    *,
+    alive: bool,
+    started: bool = True,
+    exit_code: int | None = None,
+    error_line: str = "",
+) -> Verdict:
     """Judge a run from what its folder and its engine say.
 
     `status`: the run's last status event (None if it wrote none, or none since the engine was
@@ -72,15 +93,20 @@ def judge_run(status: dict[str, Any] | None, error: dict[str, Any] | None = None
     if alive:
         return Verdict("running", phase=state if state in ACTIVE else "starting")
     if exit_code == EXIT_BAD_INPUT:  # refused before training started (bad settings, model or data)
-        return Verdict("refused", error_line or "The engine refused to start.",
-                       "" if error_line else "See engine-output.log in the run folder.")
+        return Verdict(
+            "refused",
+            error_line or "The engine refused to start.",
+            "" if error_line else "See engine-output.log in the run folder.",
+        )
     if not started and exit_code is None:
         return Verdict("new")
     how = f" (exit code {exit_code})" if exit_code not in (None, 0) else ""
     detail = f": {error_line}" if error_line else ""
-    return Verdict("interrupted",
-                   f"The engine process ended without finishing{how}{detail}. It was killed or crashed.",
-                   "Resume continues from the last complete checkpoint.")
+    return Verdict(
+        "interrupted",
+        f"The engine process ended without finishing{how}{detail}. It was killed or crashed.",
+        "Resume continues from the last complete checkpoint.",
+    )
 
 
 def _stopped(status: dict[str, Any]) -> Verdict:

@@ -26,8 +26,15 @@ def peak_memory_mb(device: str) -> float:
 
 
 class EngineCallback(TrainerCallback):
-    def __init__(self, log: EventLog, run_dir: Path, device: str, keep: int, stop: StopRequest,
-                 ranks: Ranks | None = None) -> None:
+    def __init__(
+        self,
+        log: EventLog,
+        run_dir: Path,
+        device: str,
+        keep: int,
+        stop: StopRequest,
+        ranks: Ranks | None = None,
+    ) -> None:
         self.log = log
         self.ranks = ranks or Ranks()
         self.run_dir = run_dir
@@ -41,8 +48,9 @@ class EngineCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self._last_time = time.perf_counter()
         self._last_tokens = state.num_input_tokens_seen
-        self.log.status("training", step=state.global_step, max_steps=state.max_steps,
-                        world_size=self.ranks.world_size)
+        self.log.status(
+            "training", step=state.global_step, max_steps=state.max_steps, world_size=self.ranks.world_size
+        )
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}

@@ -46,28 +46,47 @@ class ClusterBundle:
     size: int
 
 
-def write_cluster_bundle(config: RunConfig, out_dir: str | Path, name: str, source: str, *,
-                         with_model: bool = False, nodes: int = 2, gpus_per_node: int = 8) -> ClusterBundle:
+def write_cluster_bundle(
+    config: RunConfig,
+    out_dir: str | Path,
+    name: str,
+    source: str,
+    *,
+    with_model: bool = False,
+    nodes: int = 2,
+    gpus_per_node: int = 8,
+) -> ClusterBundle:
     """Write the bundle into `out_dir` (new or empty); all or nothing (staged, then renamed)."""
     out_dir = Path(out_dir).expanduser().resolve()
     if nodes < 1 or gpus_per_node < 1:
         raise ConfigError(f"nodes = {nodes}, gpus per node = {gpus_per_node}: both must be at least 1.")
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise ConfigError(f"{out_dir} already exists and is not empty.", "Choose a new folder for the bundle.")
+        raise ConfigError(
+            f"{out_dir} already exists and is not empty.", "Choose a new folder for the bundle."
+        )
     train_data = _existing(config.data.path, "data.path", "training data")
-    validation = _existing(config.data.validation_path, "data.validation_path", "validation data") \
-        if config.data.validation_path else None
+    validation = (
+        _existing(config.data.validation_path, "data.validation_path", "validation data")
+        if config.data.validation_path
+        else None
+    )
     model = Path(config.model.path).expanduser() if config.model.path else None
     if with_model:
         from engine.models.loading import inspect_model_folder
 
         model = inspect_model_folder(config.model).path
     # The bundle must not lie inside what it copies: the copy would copy itself until the disk is full.
-    for folder, what in ((model if with_model else None, "base model"), (train_data, "training data"),
-                         (validation, "validation data")):
+    for folder, what in (
+        (model if with_model else None, "base model"),
+        (train_data, "training data"),
+        (validation, "validation data"),
+    ):
         if folder is not None and folder.is_dir() and is_inside(out_dir, folder):
-            raise ConfigError(f"The bundle folder {out_dir} is inside the {what} folder {folder.resolve()}, "
-                              "which goes into the bundle.", "Pick a bundle folder outside it.")
+            raise ConfigError(
+                f"The bundle folder {out_dir} is inside the {what} folder {folder.resolve()}, "
+                "which goes into the bundle.",
+                "Pick a bundle folder outside it.",
+            )
     prepare_output_folder(out_dir.parent, "the cluster bundle")
 
     staging = make_temp_dir(out_dir.with_name(f".{out_dir.name}.partial"))
@@ -76,33 +95,53 @@ def write_cluster_bundle(config: RunConfig, out_dir: str | Path, name: str, sour
         data_name = _copy(train_data, staging / "data" / train_data.name)
         validation_name = None
         if validation is not None:
-            target = validation.name if validation.name != train_data.name else f"validation-{validation.name}"
+            target = (
+                validation.name if validation.name != train_data.name else f"validation-{validation.name}"
+            )
             validation_name = _copy(validation, staging / "data" / target)
         if with_model:
             copy_tree(model, staging / "model")
         # Paths in the bundle's config are relative to the bundle; the scripts pass absolute ones.
-        bundled = config.with_overrides({
-            "data.path": f"data/{data_name}",
-            "data.validation_path": f"data/{validation_name}" if validation_name else "",
-            "model.path": "model" if with_model else str(model or ""),
-        })
+        bundled = config.with_overrides(
+            {
+                "data.path": f"data/{data_name}",
+                "data.validation_path": f"data/{validation_name}" if validation_name else "",
+                "model.path": "model" if with_model else str(model or ""),
+            }
+        )
         _write(staging / "config.toml", config_to_toml(bundled))
         values = {
-            "NAME": _safe_name(name), "MODEL": "" if with_model else str(model or ""),
-            "DATA": f"data/{data_name}", "VALIDATION": f"data/{validation_name}" if validation_name else "",
-            "NODES": str(nodes), "GPUS": str(gpus_per_node), "VERSION": __version__,
+            "NAME": _safe_name(name),
+            "MODEL": "" if with_model else str(model or ""),
+            "DATA": f"data/{data_name}",
+            "VALIDATION": f"data/{validation_name}" if validation_name else "",
+            "NODES": str(nodes),
+            "GPUS": str(gpus_per_node),
+            "VERSION": __version__,
         }
         for script in SCRIPTS:
             _write(staging / script, _fill(_TEMPLATES[script], values), mode=0o755)
         _write(staging / "README.md", _fill(_README, values))
         files = _manifest(staging)
         size = sum(f["size"] for f in files)
-        _write(staging / "bundle.json", json.dumps({
-            "whetstone_version": __version__, "name": name, "source": source,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "model_included": with_model,
-            "base_model": str(config.model.path), "per_process_batch": config.training.batch_size,
-            "gradient_accumulation": config.training.gradient_accumulation, "files": files,
-        }, indent=2) + "\n")
+        _write(
+            staging / "bundle.json",
+            json.dumps(
+                {
+                    "whetstone_version": __version__,
+                    "name": name,
+                    "source": source,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "model_included": with_model,
+                    "base_model": str(config.model.path),
+                    "per_process_batch": config.training.batch_size,
+                    "gradient_accumulation": config.training.gradient_accumulation,
+                    "files": files,
+                },
+                indent=2,
+            )
+            + "\n",
+        )
         replace_dir(staging, out_dir)
     except BaseException:
         discard_temp_dir(staging)
@@ -111,10 +150,13 @@ def write_cluster_bundle(config: RunConfig, out_dir: str | Path, name: str, sour
 
 
 def describe(bundle: ClusterBundle) -> str:
-    return (f"Cluster bundle written to {bundle.folder} ({len(bundle.files)} files, {format_size(bundle.size)}).\n"
-            f"One machine:  cd {bundle.folder} && ./launch-torchrun.sh\n"
-            f"Slurm:        cd {bundle.folder} && sbatch slurm-job.sh\n"
-            f"See {bundle.folder / 'README.md'}.")
+    return (
+        f"Cluster bundle written to {bundle.folder} "
+        f"({len(bundle.files)} files, {format_size(bundle.size)}).\n"
+        f"One machine:  cd {bundle.folder} && ./launch-torchrun.sh\n"
+        f"Slurm:        cd {bundle.folder} && sbatch slurm-job.sh\n"
+        f"See {bundle.folder / 'README.md'}."
+    )
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
@@ -125,7 +167,9 @@ def _write(path: Path, text: str, mode: int = 0o644) -> None:
 def _existing(value: str, field: str, what: str) -> Path:
     path = Path(value).expanduser() if value else None
     if path is None or not path.exists():
-        raise ConfigError(f"The {what} ({field} = {value!r}) does not exist.", "Pick an existing data file first.")
+        raise ConfigError(
+            f"The {what} ({field} = {value!r}) does not exist.", "Pick an existing data file first."
+        )
     from engine.data.source import check_source
 
     check_source(path, f"The {what}")  # a FIFO or an unreadable file: refused before anything is copied
@@ -157,8 +201,13 @@ def _manifest(folder: Path) -> list[dict]:
         with open(path, "rb") as handle:
             for block in iter(lambda h=handle: h.read(1 << 20), b""):
                 digest.update(block)
-        files.append({"path": path.relative_to(folder).as_posix(), "size": path.stat().st_size,
-                      "sha256": digest.hexdigest()})
+        files.append(
+            {
+                "path": path.relative_to(folder).as_posix(),
+                "size": path.stat().st_size,
+                "sha256": digest.hexdigest(),
+            }
+        )
     return files
 
 
@@ -183,7 +232,8 @@ if [ ! -f "$MODEL/config.json" ]; then
     exit 2
 fi
 
-TRAIN_ARGS=(train --config "$BUNDLE/config.toml" --model "$MODEL" --data "$BUNDLE/{{DATA}}" --output "$RUN_DIR")
+TRAIN_ARGS=(train --config "$BUNDLE/config.toml" --model "$MODEL" --data "$BUNDLE/{{DATA}}" \
+    --output "$RUN_DIR")
 if [ -n "{{VALIDATION}}" ]; then TRAIN_ARGS+=(--validation-data "$BUNDLE/{{VALIDATION}}"); fi
 # Running a script again continues the run from its last complete checkpoint.
 if [ -f "$RUN_DIR/config.toml" ]; then TRAIN_ARGS+=(--resume); fi
@@ -193,7 +243,9 @@ if [ -f "$RUN_DIR/config.toml" ]; then TRAIN_ARGS+=(--resume); fi
 finish() {
     local code=$1 state
     # engine.runs judges the run (light: no torch); a pause is a stop with a checkpoint too.
-    state=$("$PYTHON" -c 'import sys; from engine.runs.state import summarize_run; print(summarize_run(sys.argv[1]).state)' "$RUN_DIR" || true)
+    state=$("$PYTHON" -c \
+        'import sys; from engine.runs.state import summarize_run; print(summarize_run(sys.argv[1]).state)' \
+        "$RUN_DIR" || true)
     if [ "$code" = 0 ] && { [ "$state" = stopped ] || [ "$state" = paused ]; }; then
         echo "Stopped with a checkpoint; run this script again to continue."
         exit 3

@@ -20,8 +20,10 @@ _LOW_SPACE = 512 * 2**20
 
 def oom_error(config: RunConfig) -> UserError:
     t, d = config.training, config.data
-    steps = [f"lower training.batch_size (now {t.batch_size}; raise gradient_accumulation to keep "
-             "the effective batch)"]
+    steps = [
+        f"lower training.batch_size (now {t.batch_size}; raise gradient_accumulation to keep "
+        "the effective batch)"
+    ]
     steps.append(f"shorten data.max_length (now {d.max_length})")
     if not t.gradient_checkpointing:
         steps.append("turn on training.gradient_checkpointing")

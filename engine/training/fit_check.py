@@ -57,8 +57,12 @@ def total_steps(config: RunConfig, train_rows: int) -> int:
     return math.ceil(t.epochs * per_epoch)
 
 
-def fit_check(config: RunConfig, steps: int = 3, progress: Callable[[str], None] | None = None,
-              cancelled: Callable[[], bool] | None = None) -> FitReport:
+def fit_check(
+    config: RunConfig,
+    steps: int = 3,
+    progress: Callable[[str], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> FitReport:
     """Load the model and run `steps` optimizer steps (the first is warm-up) on the longest rows.
 
     Out of memory is an answer (fits=False), not an error. Raises UserError for bad input and
@@ -87,8 +91,15 @@ def fit_check(config: RunConfig, steps: int = 3, progress: Callable[[str], None]
     return _measure(recipe, longest, max(1, steps), steps_total, mean_tokens, say, check)
 
 
-def _measure(recipe: TrainingRecipe, longest: list[dict], steps: int, steps_total: int, mean_tokens: float,
-             say: Callable[[str], None], check: Callable[[], None]) -> FitReport:
+def _measure(
+    recipe: TrainingRecipe,
+    longest: list[dict],
+    steps: int,
+    steps_total: int,
+    mean_tokens: float,
+    say: Callable[[str], None],
+    check: Callable[[], None],
+) -> FitReport:
     import torch
 
     from engine.training.trainer import collator
@@ -124,18 +135,47 @@ def _measure(recipe: TrainingRecipe, longest: list[dict], steps: int, steps_tota
     tokens_per_step = sum(len(r["input_ids"]) for r in longest) * t.gradient_accumulation
     tokens_per_second = tokens_per_step / seconds_per_step
     # The measured rows are the longest; an average step carries batch × accumulation mean-length rows.
-    eta = steps_total * min(len(train_rows), t.batch_size * t.gradient_accumulation) * mean_tokens / tokens_per_second
-    where = (f"{format_size(peak)} of {format_size(free)} free on the GPU" if device == "cuda"
-             else f"process peak {format_size(peak)} of RAM (no CUDA GPU: measured on the CPU)")
+    eta = (
+        steps_total
+        * min(len(train_rows), t.batch_size * t.gradient_accumulation)
+        * mean_tokens
+        / tokens_per_second
+    )
+    where = (
+        f"{format_size(peak)} of {format_size(free)} free on the GPU"
+        if device == "cuda"
+        else f"process peak {format_size(peak)} of RAM (no CUDA GPU: measured on the CPU)"
+    )
     message = f"Fits: {where} at sequence length {seq_len} with batch size {t.batch_size}."
     if free is not None and reserved > 0.95 * free:
         message += " Only just: leave the GPU to this run."
-    return FitReport(True, device, peak, _memory_kind(device), free, seconds_per_step, tokens_per_second,
-                     steps_total, eta, seq_len, estimate, message, [])
+    return FitReport(
+        True,
+        device,
+        peak,
+        _memory_kind(device),
+        free,
+        seconds_per_step,
+        tokens_per_second,
+        steps_total,
+        eta,
+        seq_len,
+        estimate,
+        message,
+        [],
+    )
 
 
-def _run_steps(recipe: TrainingRecipe, longest: list[dict], batch: dict, steps: int, say: Callable[[str], None],
-               check: Callable[[], None], phase: list[str], timings: list[float]) -> None:
+def _run_steps(
+    recipe: TrainingRecipe,
+    longest: list[dict],
+    batch: dict,
+    steps: int,
+    say: Callable[[str], None],
+    check: Callable[[], None],
+    phase: list[str],
+    timings: list[float],
+) -> None:
     """Load, then time the steps; everything big lives in this frame (and the recipe, released after)."""
     import torch
 
@@ -189,7 +229,9 @@ def _step(model, batch, optimizer, params, micro: int, config: RunConfig, device
     start = sync()
     for _ in range(micro):
         with _autocast(config, device):
-            loss = model(**batch).loss  # the outputs (and their logits) are dropped before backward, as in Trainer
+            loss = model(
+                **batch
+            ).loss  # the outputs (and their logits) are dropped before backward, as in Trainer
         (loss / t.gradient_accumulation).backward()
         del loss
     middle = sync()
@@ -212,8 +254,16 @@ def _estimate(config: RunConfig, rows: int, seq_len: int, device: str) -> Memory
         return MemoryEstimate((), 0, 0, device)
 
 
-def _oom_report(config: RunConfig, device: str, peak: int, free: int | None, steps_total: int, seq_len: int,
-                estimate: MemoryEstimate, phase: str) -> FitReport:
+def _oom_report(
+    config: RunConfig,
+    device: str,
+    peak: int,
+    free: int | None,
+    steps_total: int,
+    seq_len: int,
+    estimate: MemoryEstimate,
+    phase: str,
+) -> FitReport:
     from engine.training.failures import oom_error
 
     t = config.training
@@ -225,8 +275,21 @@ def _oom_report(config: RunConfig, device: str, peak: int, free: int | None, ste
         # Aim the tips at what was really available: where the estimate thought it fits, it was optimistic.
         budget = free if free is not None and not full.fits(free) else int(full.total_bytes * 0.9)
         tips = suggestions(full, config, budget) + tips
-    return FitReport(False, device, peak, _memory_kind(device), free, None, None, steps_total, None, seq_len,
-                     estimate, message, tips)
+    return FitReport(
+        False,
+        device,
+        peak,
+        _memory_kind(device),
+        free,
+        None,
+        None,
+        steps_total,
+        None,
+        seq_len,
+        estimate,
+        message,
+        tips,
+    )
 
 
 def _peak_memory(device: str) -> int:

@@ -51,22 +51,35 @@ class RunResult:
 def check_run_dir(run_dir: Path, resume: bool) -> None:
     if resume:
         if not (run_dir / CONFIG_NAME).is_file():
-            raise ConfigError(f"{run_dir} holds no run to resume ({CONFIG_NAME} is missing).", "Start a new run without --resume.")
+            raise ConfigError(
+                f"{run_dir} holds no run to resume ({CONFIG_NAME} is missing).",
+                "Start a new run without --resume.",
+            )
         if engine_alive(run_dir):  # two engines writing one run folder would corrupt it
-            raise ConfigError(f"{run_dir} is being trained right now by another engine process.",
-                              "Wait for it to finish, or stop it first (a STOP file in the run folder).")
+            raise ConfigError(
+                f"{run_dir} is being trained right now by another engine process.",
+                "Wait for it to finish, or stop it first (a STOP file in the run folder).",
+            )
         return
     # The GUI creates the folder with the engine's output log (and the run's name) before the engine starts.
     made_before = (OUTPUT_LOG_NAME, RUN_INFO_NAME, LOCK_NAME)
-    if run_dir.exists() and (not run_dir.is_dir() or any(p.name not in made_before for p in run_dir.iterdir())):
+    if run_dir.exists() and (
+        not run_dir.is_dir() or any(p.name not in made_before for p in run_dir.iterdir())
+    ):
         raise ConfigError(
             f"Output folder {run_dir} already exists and is not empty.",
             "Choose a new folder, or add --resume to continue the run in it.",
         )
 
 
-def train(config: RunConfig, run_dir: str | Path, resume: bool = False, echo=None,
-          resume_step: int | None = None, name: str | None = None) -> RunResult:
+def train(
+    config: RunConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    echo=None,
+    resume_step: int | None = None,
+    name: str | None = None,
+) -> RunResult:
     """Run (or resume) training into `run_dir`. Raises UserError for anything the user can fix.
 
     `resume` continues from the latest complete checkpoint, or from `resume_step`'s; a larger
@@ -84,8 +97,14 @@ class TrainingRecipe:
     The fit check uses check_inputs(), setup_data() and setup_model() alone.
     """
 
-    def __init__(self, config: RunConfig, run_dir: str | Path | None = None, echo=None,
-                 ranks: Ranks | None = None, name: str | None = None) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        run_dir: str | Path | None = None,
+        echo=None,
+        ranks: Ranks | None = None,
+        name: str | None = None,
+    ) -> None:
         self.config = config
         self.name = name  # the display name to store (engine.runs.names), or None to keep the folder's
         self.run_dir = Path(run_dir).resolve() if run_dir is not None else None
@@ -190,8 +209,11 @@ class TrainingRecipe:
         except BaseException as exc:
             err = as_user_error(exc, self.config, self.run_dir)
             if err is None:
-                error = {"kind": "internal", "message": f"{type(exc).__name__}: {exc}",
-                         "hint": "This is a bug in Whetstone; the traceback is in engine.log."}
+                error = {
+                    "kind": "internal",
+                    "message": f"{type(exc).__name__}: {exc}",
+                    "hint": "This is a bug in Whetstone; the traceback is in engine.log.",
+                }
             else:
                 error = {"kind": err.kind, "message": err.message, "hint": err.hint}
             if error["kind"] == "io" and self.ranks.is_main:
@@ -237,17 +259,24 @@ class TrainingRecipe:
         """Pick the device, load the tokenizer, tokenize the data and report what it held."""
         self.device = pick_device()
         if self.device == "cpu":
-            self.log.warning("No CUDA GPU found: training runs the same 4-bit path on the CPU, "
-                             "which is slow.")
+            self.log.warning(
+                "No CUDA GPU found: training runs the same 4-bit path on the CPU, which is slow."
+            )
         self.tokenizer = load_tokenizer(self.config.model)
         self.data = data = prepare_data(self.tokenizer, self.config.data, self.read)
         report = data.report
-        self.log.emit("data", format=data.format, train_rows=len(data.train),
-                      validation_rows=len(data.validation), **report.as_dict())
+        self.log.emit(
+            "data",
+            format=data.format,
+            train_rows=len(data.train),
+            validation_rows=len(data.validation),
+            **report.as_dict(),
+        )
         if report.skipped:
             detail = ", ".join(f"{n} {reason}" for reason, n in report.skipped.items())
-            self.log.warning(f"Skipped {sum(report.skipped.values())} rows: {detail}.",
-                             problems=report.first_problems[:20])
+            self.log.warning(
+                f"Skipped {sum(report.skipped.values())} rows: {detail}.", problems=report.first_problems[:20]
+            )
         if report.truncated_rows:
             self.log.warning(
                 f"{report.truncated_rows} rows are longer than data.max_length = "
@@ -264,13 +293,20 @@ class TrainingRecipe:
         model = load_model(self.config.model, self.config.quantization, self.device)
         self.model = model = add_lora(model, self.config.lora, t.gradient_checkpointing, t.seed)
         if t.padding_free and not packing_is_exact(model, self.data.train, self.tokenizer.pad_token_id):
-            self.log.warning("This model mixes packed sequences, so padding-free batches are off "
-                             "for this run.")
+            self.log.warning(
+                "This model mixes packed sequences, so padding-free batches are off for this run."
+            )
             self.config = self.config.with_overrides({"training.padding_free": False})
         trainable, total = model.get_nb_trainable_parameters()
-        self.log.emit("model", device=self.device, dtype=str(model.dtype).replace("torch.", ""),
-                      trainable_parameters=trainable, total_parameters=total,
-                      load_in_4bit=self.config.quantization.load_in_4bit, world_size=self.ranks.world_size)
+        self.log.emit(
+            "model",
+            device=self.device,
+            dtype=str(model.dtype).replace("torch.", ""),
+            trainable_parameters=trainable,
+            total_parameters=total,
+            load_in_4bit=self.config.quantization.load_in_4bit,
+            world_size=self.ranks.world_size,
+        )
 
     def setup_trainer(self) -> None:
         from transformers.trainer_callback import PrinterCallback
@@ -278,8 +314,9 @@ class TrainingRecipe:
         from engine.training.callbacks import EngineCallback
         from engine.training.trainer import build_trainer
 
-        self.trainer = build_trainer(self.config, self.run_dir, self.model, self.tokenizer, self.data,
-                                     self.device)
+        self.trainer = build_trainer(
+            self.config, self.run_dir, self.model, self.tokenizer, self.data, self.device
+        )
         keep = self.config.training.keep_checkpoints
         self.callback = EngineCallback(self.log, self.run_dir, self.device, keep, self.stop, self.ranks)
         self.trainer.add_callback(self.callback)
@@ -306,8 +343,9 @@ class TrainingRecipe:
         t = self.config.training
         if self.data.validation and (not t.eval_every or step % t.eval_every):
             metrics = self.trainer.evaluate()
-            self.log.emit("eval", step=step, epoch=self.trainer.state.epoch,
-                          eval_loss=metrics.get("eval_loss"))
+            self.log.emit(
+                "eval", step=step, epoch=self.trainer.state.epoch, eval_loss=metrics.get("eval_loss")
+            )
         self.log.status("saving", step=step)
         adapter = self.save()
         self.log.status("done", step=step, adapter=str(adapter))

@@ -16,11 +16,18 @@ CUSTOM = "Custom"
 MAX_DIFFERENCES = 3  # beyond this the run is the user's own recipe, not a variant of a preset
 
 _LABELS = {
-    "lora.rank": "rank {}", "lora.alpha": "alpha {}", "lora.dropout": "dropout {}",
-    "data.max_length": "length {}", "training.epochs": "{} epochs", "training.batch_size": "batch {}",
-    "training.gradient_accumulation": "accumulate {}", "training.learning_rate": "lr {}",
-    "training.warmup_ratio": "warmup {}", "training.save_every": "save every {}",
-    "training.eval_every": "eval every {}", "training.keep_checkpoints": "keep {}",
+    "lora.rank": "rank {}",
+    "lora.alpha": "alpha {}",
+    "lora.dropout": "dropout {}",
+    "data.max_length": "length {}",
+    "training.epochs": "{} epochs",
+    "training.batch_size": "batch {}",
+    "training.gradient_accumulation": "accumulate {}",
+    "training.learning_rate": "lr {}",
+    "training.warmup_ratio": "warmup {}",
+    "training.save_every": "save every {}",
+    "training.eval_every": "eval every {}",
+    "training.keep_checkpoints": "keep {}",
 }
 
 
@@ -41,8 +48,11 @@ def setting_label(dotted: str, value: Any, config: RunConfig) -> str:
     if dotted == "lora.target_modules":
         return "all linear layers" if value == ["all-linear"] else "on " + ",".join(map(str, value))
     if isinstance(value, bool):
-        words = {"lora.use_rslora": "rsLoRA", "lora.use_dora": "DoRA",
-                 "training.gradient_checkpointing": "checkpointing"}
+        words = {
+            "lora.use_rslora": "rsLoRA",
+            "lora.use_dora": "DoRA",
+            "training.gradient_checkpointing": "checkpointing",
+        }
         word = words.get(dotted, dotted.rsplit(".", 1)[-1].replace("_", " "))
         return word if value else f"no {word}"
     template = _LABELS.get(dotted)
@@ -75,7 +85,10 @@ def default_run_name(config: RunConfig, presets: Sequence[Preset]) -> str:
     else:
         preset = None
         steps = config.training.max_steps
-        labels = [f"rank {config.lora.rank}", f"lr {_number(config.training.learning_rate)}",
-                  f"{steps} steps" if steps else f"{_number(config.training.epochs)} epochs"]
+        labels = [
+            f"rank {config.lora.rank}",
+            f"lr {_number(config.training.learning_rate)}",
+            f"{steps} steps" if steps else f"{_number(config.training.epochs)} epochs",
+        ]
     unique = list(dict.fromkeys(labels))  # max_steps 0 and epochs can both read "2 epochs"
     return " · ".join([preset.name if preset is not None else CUSTOM, *unique])

@@ -57,8 +57,10 @@ def clear_stop_request(path: Path) -> None:
     except FileNotFoundError:
         return
     except OSError:
-        raise ConfigError(f"{path} is a folder with files in it, so it would stop the run at once.",
-                          "Move or delete that folder, then start the run again.") from None
+        raise ConfigError(
+            f"{path} is a folder with files in it, so it would stop the run at once.",
+            "Move or delete that folder, then start the run again.",
+        ) from None
 
 
 class StopRequest:

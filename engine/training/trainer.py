@@ -59,8 +59,11 @@ def build_trainer(config: RunConfig, run_dir: Path, model, tokenizer, data, devi
             dataset = train_dataset if train_dataset is not None else self.train_dataset
             if self.args.train_sampling_strategy != "group_by_length" or dataset is None:
                 return super()._get_train_sampler(train_dataset)
-            return _seeded_length_sampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                          dataset, self.args.data_seed)
+            return _seeded_length_sampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                dataset,
+                self.args.data_seed,
+            )
 
     t = config.training
     has_eval = bool(data.validation) and t.eval_every > 0
@@ -138,7 +141,7 @@ def packing_is_exact(model, rows, pad_token_id: int) -> bool:
             b = model(**{k: v.to(device) for k, v in packed.items()}).logits.float()
     finally:
         model.train(was_training)
-    second = b[0, len(sample[0]["input_ids"]):]
+    second = b[0, len(sample[0]["input_ids"]) :]
     expected = a[1, : second.shape[0]]
     # Relative to the logits' scale, so bf16 rounding passes and attention leaking between sequences fails.
     return bool(((expected - second).abs().max() / expected.abs().max().clamp_min(1e-6)) < 0.02)

@@ -109,8 +109,11 @@ def _gpus() -> list[dict[str, Any]]:
         if isinstance(memory, str):  # the probe failed: keep the reason, still list the GPU
             memory = (memory, _probe(lambda i=index: torch.cuda.get_device_properties(i).total_memory))
         free, total = memory
-        gpu.update(total_bytes=total, free_bytes=free,
-                   capability=_probe(lambda i=index: ".".join(map(str, torch.cuda.get_device_capability(i)))))
+        gpu.update(
+            total_bytes=total,
+            free_bytes=free,
+            capability=_probe(lambda i=index: ".".join(map(str, torch.cuda.get_device_capability(i)))),
+        )
         gpus.append(gpu)
     return gpus
 
@@ -158,8 +161,10 @@ def _gib(value: Any) -> str:
 
 
 def _gpu_line(gpu: dict[str, Any]) -> str:
-    return (f"{gpu.get('name')} ({_gib(gpu.get('total_bytes'))} total, {_gib(gpu.get('free_bytes'))} free, "
-            f"compute capability {gpu.get('capability')})")
+    return (
+        f"{gpu.get('name')} ({_gib(gpu.get('total_bytes'))} total, {_gib(gpu.get('free_bytes'))} free, "
+        f"compute capability {gpu.get('capability')})"
+    )
 
 
 def _value(key: str, value: Any) -> str:
@@ -183,7 +188,11 @@ def device_summary(d: dict[str, Any]) -> str:
     if d.get("cuda_available") is True and isinstance(gpus, list) and gpus:
         first = gpus[0]
         free = first.get("free_bytes")
-        line = f"{first.get('name')} · {_gib(free)} free" if isinstance(free, int | float) else str(first.get("name"))
+        line = (
+            f"{first.get('name')} · {_gib(free)} free"
+            if isinstance(free, int | float)
+            else str(first.get("name"))
+        )
         return line + (f" (+{len(gpus) - 1} more GPU{'s' if len(gpus) > 2 else ''})" if len(gpus) > 1 else "")
     if d.get("cuda_available") is True:
         return f"CUDA GPU ({gpus})" if isinstance(gpus, str) else "CUDA GPU"

@@ -16,8 +16,13 @@ from pathlib import Path
 from engine.errors import UserError
 from engine.util.units import format_size
 
-_FULL_WORDS = ("No space left on device", "os error 28", "Disk quota exceeded", "os error 122",
-               "file write failed")
+_FULL_WORDS = (
+    "No space left on device",
+    "os error 28",
+    "Disk quota exceeded",
+    "os error 122",
+    "file write failed",
+)
 _SHORT_WRITE = re.compile(r"\b\d+ requested and \d+ written\b")  # numpy's tofile on a full disk
 FULL_HINT = "Free some space or pick a folder on another disk, then try again."
 
@@ -44,9 +49,11 @@ def io_error(exc: BaseException, what: str, hint: str = "") -> UserError | None:
         return UserError(f"The disk is full: {what} could not be written.", hint or FULL_HINT, kind="io")
     if isinstance(exc, OSError):
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        return UserError(f"{what[:1].upper()}{what[1:]} could not be written: {exc.strerror or exc}{where}.",
-                         hint or "Check that the folder is writable and the disk is working, then try again.",
-                         kind="io")
+        return UserError(
+            f"{what[:1].upper()}{what[1:]} could not be written: {exc.strerror or exc}{where}.",
+            hint or "Check that the folder is writable and the disk is working, then try again.",
+            kind="io",
+        )
     return None
 
 
@@ -56,6 +63,9 @@ def check_free_space(folder: Path, needed: int, what: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(folder).free
     if free < needed:
-        raise UserError(f"Not enough disk space for {what} in {folder}: about {format_size(needed)} needed, "
-                        f"{format_size(free)} free.", "Free some space or pick another output folder.",
-                        kind="io")
+        raise UserError(
+            f"Not enough disk space for {what} in {folder}: about {format_size(needed)} needed, "
+            f"{format_size(free)} free.",
+            "Free some space or pick another output folder.",
+            kind="io",
+        )

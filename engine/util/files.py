@@ -50,18 +50,28 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write_temp(path: Path, data: bytes) -> Path:
+    """`data` in a flushed and fsynced temp file next to `path` (removed again if writing fails)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _write_temp(path, data)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
 
@@ -142,8 +152,11 @@ def remove_temp_dir(path: Path) -> None:
     if not os.path.lexists(path):
         return
     if not is_temp_dir(path):
-        raise UserError(f"{path} is in the way, and it was not made by Whetstone, so it is left alone.",
-                        "Move or delete it yourself, then try again.", kind="io")
+        raise UserError(
+            f"{path} is in the way, and it was not made by Whetstone, so it is left alone.",
+            "Move or delete it yourself, then try again.",
+            kind="io",
+        )
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -181,23 +194,30 @@ def copy_tree(source: Path, target: Path, *, contents_only: bool = False) -> Non
         copy(source, target)
         return
     if is_inside(target, source):
-        raise UserError(f"Cannot copy {source} into {target}: that is inside the folder being copied.",
-                        f"Pick a place outside {source.resolve()}.")
+        raise UserError(
+            f"Cannot copy {source} into {target}: that is inside the folder being copied.",
+            f"Pick a place outside {source.resolve()}.",
+        )
 
     def refuse_loops(folder: str, names: list[str]) -> list[str]:
         for name in names:
             entry = Path(folder) / name
             if entry.is_symlink() and entry.is_dir() and is_inside(folder, entry):
-                raise UserError(f"Cannot copy {source}: {entry} links to a folder that contains it.",
-                                "Remove the link, or copy the files it points at instead.")
+                raise UserError(
+                    f"Cannot copy {source}: {entry} links to a folder that contains it.",
+                    "Remove the link, or copy the files it points at instead.",
+                )
         return []
 
     try:
         shutil.copytree(source, target, copy_function=copy, ignore=refuse_loops)
     except shutil.Error as exc:  # per-file failures, gathered by copytree
         first = exc.args[0][0] if exc.args and exc.args[0] else ("?", "?", str(exc))
-        raise UserError(f"Copying {source} failed at {first[0]}: {first[2]}.",
-                        "Check that the files are readable and the disk has room.", kind="io") from None
+        raise UserError(
+            f"Copying {source} failed at {first[0]}: {first[2]}.",
+            "Check that the files are readable and the disk has room.",
+            kind="io",
+        ) from None
 
 
 def prepare_output_folder(folder: Path, what: str) -> Path:
@@ -205,43 +225,51 @@ def prepare_output_folder(folder: Path, what: str) -> Path:
     folder = Path(folder)
     existing = next(p for p in (folder, *folder.parents) if os.path.lexists(p))
     if not existing.is_dir():
-        raise UserError(f"Cannot write {what} to {folder}: {existing} is not a folder.",
-                        "Pick an output in a folder.", kind="io")
+        raise UserError(
+            f"Cannot write {what} to {folder}: {existing} is not a folder.",
+            "Pick an output in a folder.",
+            kind="io",
+        )
     try:
         on_disk = shutil.disk_usage(existing).total > 0  # /proc, /sys and the like report no size at all
     except OSError:
         on_disk = True  # let the write below say what is wrong
     if not on_disk:
-        raise UserError(f"Cannot write {what} to {folder}: {existing} is a system folder, not a place on "
-                        "a disk.", "Pick a folder on a disk, e.g. in your home folder.", kind="io")
+        raise UserError(
+            f"Cannot write {what} to {folder}: {existing} is a system folder, not a place on a disk.",
+            "Pick a folder on a disk, e.g. in your home folder.",
+            kind="io",
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".whetstone-probe-", dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise UserError(f"Cannot write {what} to {folder}: {exc.strerror or exc}.",
-                        "Pick a folder you can write to.", kind="io") from None
+        raise UserError(
+            f"Cannot write {what} to {folder}: {exc.strerror or exc}.",
+            "Pick a folder you can write to.",
+            kind="io",
+        ) from None
     return folder
 
 
 def write_new(path: Path, data: bytes) -> None:
     """Write a new file atomically; UserError if `path` exists (it is never replaced)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = _write_temp(path, data)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        move_new(Path(tmp), path)
+        move_new(tmp, path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 def _exists(target: Path) -> UserError:
-    return UserError(f"{target} already exists, and Whetstone never overwrites a file it did not write.",
-                     "Move or rename that file, or pick another name or folder.", kind="io")
+    return UserError(
+        f"{target} already exists, and Whetstone never overwrites a file it did not write.",
+        "Move or rename that file, or pick another name or folder.",
+        kind="io",
+    )
 
 
 def move_new(source: Path, target: Path) -> None:

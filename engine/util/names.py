@@ -13,8 +13,9 @@ import unicodedata
 from engine.errors import UserError
 
 # Windows refuses these as file or folder names, whatever the extension ("con.txt" too).
-WINDOWS_RESERVED = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
-                              *(f"lpt{i}" for i in range(10))})
+WINDOWS_RESERVED = frozenset(
+    {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+)
 _INVISIBLE = ("Cc", "Cf", "Cs", "Zl", "Zp")  # control, format, surrogate, line and paragraph separators
 _JOINERS = ("\u200c", "\u200d")
 _FOLDER_FORBIDDEN = '/\\:*?"<>|'
@@ -36,9 +37,11 @@ def check_display_name(name: str, what: str) -> str:
         raise UserError(f"The {what} is empty.", f"Type a name for the {what.split()[0]}.")
     hidden = hidden_character(text)
     if hidden is not None:
-        raise UserError(f"The {what} {text!r} contains {hidden}; line breaks, control and invisible "
-                        "formatting characters are not allowed.",
-                        "Type the name on one line with visible characters.")
+        raise UserError(
+            f"The {what} {text!r} contains {hidden}; line breaks, control and invisible "
+            "formatting characters are not allowed.",
+            "Type the name on one line with visible characters.",
+        )
     return text
 
 
@@ -53,13 +56,16 @@ def check_folder_name(name: str, what: str) -> str:
     if text != name:
         raise UserError(f"The {what} {name!r} starts or ends with a space.", "Remove the spaces.")
     if text.startswith(".") or text.endswith(".") or any(c in text for c in _FOLDER_FORBIDDEN):
-        raise UserError(f"The {what} {text!r} cannot be a folder name.",
-                        f"Use letters, digits, spaces, '-', '_' or '.', not starting or ending with a dot, "
-                        f"and none of {_FOLDER_FORBIDDEN}.")
+        raise UserError(
+            f"The {what} {text!r} cannot be a folder name.",
+            f"Use letters, digits, spaces, '-', '_' or '.', not starting or ending with a dot, "
+            f"and none of {_FOLDER_FORBIDDEN}.",
+        )
     if is_reserved(text):
         raise UserError(f"The {what} {text!r} is a name Windows reserves for devices.", "Pick another name.")
     if len(text.encode("utf-8")) > 200:
         size = len(text.encode("utf-8"))
-        raise UserError(f"The {what} is {size} bytes long; at most 200 fit a folder name.",
-                        "Choose a shorter name.")
+        raise UserError(
+            f"The {what} is {size} bytes long; at most 200 fit a folder name.", "Choose a shorter name."
+        )
     return text

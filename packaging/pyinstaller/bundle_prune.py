@@ -37,7 +37,7 @@ def elf_needed(path: str) -> tuple[str, ...]:
                     if tag == 0:  # DT_NULL
                         break
                     if tag == 1:  # DT_NEEDED
-                        names.append(strings[value:strings.index(b"\0", value)].decode())
+                        names.append(strings[value : strings.index(b"\0", value)].decode())
                 return tuple(names)
     except (OSError, struct.error, ValueError, IndexError):
         return ()
@@ -78,8 +78,12 @@ def without_broken_symlinks(entries: list[tuple], others: list[tuple] = ()) -> l
     entries = list(entries)
     while True:
         present = {e[0].replace("\\", "/") for e in [*entries, *others]}
-        keep = [e for e in entries if e[2] != "SYMLINK"
-                or os.path.normpath(os.path.join(os.path.dirname(e[0]), e[1])).replace("\\", "/") in present]
+        keep = [
+            e
+            for e in entries
+            if e[2] != "SYMLINK"
+            or os.path.normpath(os.path.join(os.path.dirname(e[0]), e[1])).replace("\\", "/") in present
+        ]
         if len(keep) == len(entries):
             return keep
         entries = keep

@@ -65,7 +65,9 @@ def make_window(qtbot, home, settings, dialogs, monkeypatch):
         qtbot.addWidget(window)
         window.show()
         if wait:
-            qtbot.waitUntil(lambda: window.workspace_model.scans >= 1 and window.tasks.active() == 0, timeout=10000)
+            qtbot.waitUntil(
+                lambda: window.workspace_model.scans >= 1 and window.tasks.active() == 0, timeout=10000
+            )
         windows.append(window)
         return window
 

@@ -1,4 +1,5 @@
-"""The Qt binding itself: a long session emits millions of signals, so emit() must not leak or drop references.
+"""The Qt binding itself: a long session emits millions of signals, so emit() must not leak or drop
+references.
 
 PySide6 6.12.0 returned True from SignalInstance.emit() without a reference: on Python 3.11
 (where True is not immortal) the app aborted with "deallocating True or False" after a few

@@ -17,7 +17,7 @@ def test_defaults_are_valid_and_round_trip_through_toml(tmp_path):
 
 def test_toml_values_are_read_into_their_groups(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text('[lora]\nrank = 8\nalpha = 16\n[training]\nlearning_rate = 1e-3\nmax_steps = 7\n')
+    path.write_text("[lora]\nrank = 8\nalpha = 16\n[training]\nlearning_rate = 1e-3\nmax_steps = 7\n")
     config = load_config(path)
     assert (config.lora.rank, config.lora.alpha, config.training.max_steps) == (8, 16.0, 7)
     assert isinstance(config.lora.alpha, float)
@@ -33,7 +33,10 @@ def test_toml_values_are_read_into_their_groups(tmp_path):
         ({"quantization.quant_type": "int3"}, ["quantization.quant_type", "'int3'", "nf4, fp4"]),
         ({"data.format": "csv"}, ["data.format", "'csv'", "messages"]),
         ({"lora.target_modules": []}, ["lora.target_modules", "[]"]),
-        ({"training.gradient_checkpointing": "yes"}, ["training.gradient_checkpointing", "'yes'", "true or false"]),
+        (
+            {"training.gradient_checkpointing": "yes"},
+            ["training.gradient_checkpointing", "'yes'", "true or false"],
+        ),
     ],
 )
 def test_bad_values_name_field_value_and_allowed_range(override, words):

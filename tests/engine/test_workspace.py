@@ -75,8 +75,15 @@ def test_names_that_share_a_slug_get_their_own_folders(ws):
     assert (a.name, b.name, c.name, d.name) == ("cafe-bot", "cafe-bot-2", "project", "con-project")
 
 
-@pytest.mark.parametrize("name, words", [("", "needs a name"), ("   ", "needs a name"), ("x" * 101, "at most 100"),
-                                         ("two\nlines", "line breaks")])
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("", "needs a name"),
+        ("   ", "needs a name"),
+        ("x" * 101, "at most 100"),
+        ("two\nlines", "line breaks"),
+    ],
+)
 def test_bad_names_are_refused(ws, name, words):
     with pytest.raises(UserError, match=words) as info:
         ws.create_project(name)
@@ -299,9 +306,19 @@ def write_pid(run_dir, pid, started=None, hostname=None):
 
 
 def test_a_finished_run(tmp_path):
-    run_dir = write_run(tmp_path / "run", [event("info", t=100.0), status("loading"), status("training"),
-                                           metrics(1, 2.5), metrics(2, 1.25), status("saving"),
-                                           status("done", t=200.0)], max_steps=2)
+    run_dir = write_run(
+        tmp_path / "run",
+        [
+            event("info", t=100.0),
+            status("loading"),
+            status("training"),
+            metrics(1, 2.5),
+            metrics(2, 1.25),
+            status("saving"),
+            status("done", t=200.0),
+        ],
+        max_steps=2,
+    )
     (run_dir / "adapter").mkdir()
     summary = summarize_run(run_dir)
     assert (summary.name, summary.state, summary.step, summary.max_steps) == ("run", "done", 2, 2)
@@ -312,9 +329,15 @@ def test_a_finished_run(tmp_path):
 
 
 def test_a_failed_run_carries_its_error_message(tmp_path):
-    run_dir = write_run(tmp_path / "run", [status("training"), metrics(1, 2.0),
-                                           event("error", kind="oom", message="Out of memory while training.", hint="h"),
-                                           status("failed")])
+    run_dir = write_run(
+        tmp_path / "run",
+        [
+            status("training"),
+            metrics(1, 2.0),
+            event("error", kind="oom", message="Out of memory while training.", hint="h"),
+            status("failed"),
+        ],
+    )
     summary = summarize_run(run_dir)
     assert summary.state == "failed" and summary.message == "Out of memory while training."
 
@@ -351,7 +374,9 @@ def test_a_new_run_and_a_torn_last_line(tmp_path):
     run_dir.mkdir()
     summary = summarize_run(run_dir)
     assert (summary.state, summary.step, summary.started, summary.checkpoints) == ("new", None, None, ())
-    write_run(run_dir, [status("training"), metrics(1, 2.0)], tail='{"type": "status", "time": 1, "state": "do')
+    write_run(
+        run_dir, [status("training"), metrics(1, 2.0)], tail='{"type": "status", "time": 1, "state": "do'
+    )
     summary = summarize_run(run_dir)
     assert (summary.state, summary.step) == ("interrupted", 1)
     with pytest.raises(FileNotFoundError):
@@ -382,9 +407,22 @@ def test_only_complete_checkpoints_are_listed(tmp_path):
 def test_a_run_of_100k_steps_is_summarized_without_parsing_it(tmp_path, monkeypatch, ending):
     run_dir = tmp_path / "run"
     lines = [status("loading", t=1.0), status("training", t=2.0)]
-    lines += [metrics(i, 1.0 / i, t=2.0 + i, max_steps=100_000, learning_rate=2e-4, grad_norm=0.5, epoch=i / 1000,
-                      tokens=i * 512, tokens_per_second=1234.5, peak_memory_mb=2048.0, memory_kind="process_rss")
-              for i in range(1, 100_001)]
+    lines += [
+        metrics(
+            i,
+            1.0 / i,
+            t=2.0 + i,
+            max_steps=100_000,
+            learning_rate=2e-4,
+            grad_norm=0.5,
+            epoch=i / 1000,
+            tokens=i * 512,
+            tokens_per_second=1234.5,
+            peak_memory_mb=2048.0,
+            memory_kind="process_rss",
+        )
+        for i in range(1, 100_001)
+    ]
     if ending == "done":
         lines += [status("saving"), status("done", step=100_000)]
     write_run(run_dir, lines, max_steps=100_000)
@@ -413,7 +451,9 @@ def test_a_real_run_is_running_while_it_trains_and_done_after(tiny_model_dir, fa
 
     train(tiny_config(tiny_model_dir, facts_file, training__max_steps=2), run_dir, echo=echo)
     state, pid_file = seen[0]
-    assert state == "running" and pid_file["pid"] == os.getpid() and pid_file["hostname"] == socket.gethostname()
+    assert (
+        state == "running" and pid_file["pid"] == os.getpid() and pid_file["hostname"] == socket.gethostname()
+    )
     assert not (run_dir / runs.PID_NAME).exists()  # removed when the engine finishes
     summary = summarize_run(run_dir)
     assert (summary.state, summary.step, summary.max_steps) == ("done", 2, 2)
@@ -422,9 +462,14 @@ def test_a_real_run_is_running_while_it_trains_and_done_after(tiny_model_dir, fa
 
 def test_events_in_another_json_layout_are_still_read(tmp_path):
     run_dir = write_run(tmp_path / "run", [])
-    compact = [{"time": 1.0, "type": "status", "state": "training"}, {"type": "metrics", "step": 3, "loss": 0.5},
-               {"type": "status", "state": "stopped"}]
-    (run_dir / "events.jsonl").write_text("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in compact))
+    compact = [
+        {"time": 1.0, "type": "status", "state": "training"},
+        {"type": "metrics", "step": 3, "loss": 0.5},
+        {"type": "status", "state": "stopped"},
+    ]
+    (run_dir / "events.jsonl").write_text(
+        "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in compact)
+    )
     summary = summarize_run(run_dir)
     assert (summary.state, summary.step, summary.started) == ("stopped", 3, 1.0)
 

@@ -68,8 +68,9 @@ def test_the_users_own_choice_is_never_replaced(make_window, home, short_run, qt
     copy_run(short_run, project / "runs" / "run-1")
     window, page = open_chat(make_window, qtbot, project)
     tuned, base = page.sides
-    qtbot.waitUntil(lambda: tuned.adapter.currentData() == str(project / "runs" / "run-1" / "adapter"),
-                    timeout=10000)
+    qtbot.waitUntil(
+        lambda: tuned.adapter.currentData() == str(project / "runs" / "run-1" / "adapter"), timeout=10000
+    )
     # The user picks the base model on the left and a checkpoint on the right.
     tuned.adapter.setCurrentIndex(0)
     tuned.adapter.activated.emit(0)
@@ -80,7 +81,9 @@ def test_the_users_own_choice_is_never_replaced(make_window, home, short_run, qt
     copy_run(short_run, project / "runs" / "run-2", later_by=3600)
     scans = window.workspace_model.scans
     window.workspace_model.refresh()
-    qtbot.waitUntil(lambda: window.workspace_model.scans > scans and "run-2: final adapter" in choices(tuned),
-                    timeout=10000)
+    qtbot.waitUntil(
+        lambda: window.workspace_model.scans > scans and "run-2: final adapter" in choices(tuned),
+        timeout=10000,
+    )
     assert tuned.adapter.currentData() is None
     assert base.adapter.currentText() == "run-1: checkpoint step 4"

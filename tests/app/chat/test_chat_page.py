@@ -125,8 +125,9 @@ def test_conversations_are_saved_reopened_and_become_training_rows(chat_page, qt
     page.choose_dataset_for_row = lambda messages: target
     with qtbot.waitSignal(data_page.status, timeout=20000):
         page.add_to_dataset()
-    assert json.loads(target.read_text()) == {"messages": [{"role": "user", "content": question},
-                                                           {"role": "assistant", "content": "Corrected."}]}
+    assert json.loads(target.read_text()) == {
+        "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": "Corrected."}]
+    }
 
     page.new_chat()
     assert page.sides[0].transcript.messages() == []

@@ -256,9 +256,20 @@ def test_messages_fit_a_narrow_column(qtbot):
     transcript.resize(150, 500)
     transcript.show()
     long_reply = "Whetstone is a desktop app that fine-tunes open language models with QLoRA on your own GPU."
-    transcript.set_messages([{"role": "user", "content": "What is Whetstone?"},
-                             {"role": "assistant", "content": long_reply,
-                              "stats": {"time_to_first_token_s": 0.87, "tokens_per_second": 2.8, "new_tokens": 28,
-                                        "stop_reason": "end_of_turn"}}])
+    transcript.set_messages(
+        [
+            {"role": "user", "content": "What is Whetstone?"},
+            {
+                "role": "assistant",
+                "content": long_reply,
+                "stats": {
+                    "time_to_first_token_s": 0.87,
+                    "tokens_per_second": 2.8,
+                    "new_tokens": 28,
+                    "stop_reason": "end_of_turn",
+                },
+            },
+        ]
+    )
     qtbot.waitUntil(lambda: transcript.scroll.widget().width() > 0)
     assert transcript.scroll.widget().width() <= transcript.scroll.viewport().width()

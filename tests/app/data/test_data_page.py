@@ -1,4 +1,5 @@
-"""The Data tab end to end: open, edit, undo/redo, save, recover after a kill, problems, filters, close guard."""
+"""The Data tab end to end: open, edit, undo/redo, save, recover after a kill, problems, filters,
+close guard."""
 
 from __future__ import annotations
 
@@ -23,15 +24,20 @@ def chat(q: str, a: str) -> dict:
     return {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
 
 
-ROWS = [chat("What is the capital of France?", "Paris."), chat("Two plus two?", "Four."),
-        chat("Colour of the sky?", "Blue.")]
+ROWS = [
+    chat("What is the capital of France?", "Paris."),
+    chat("Two plus two?", "Four."),
+    chat("Colour of the sky?", "Blue."),
+]
 
 
 def make_project(home, rows=ROWS, extra_lines=(), model=None):
     from engine.workspace import Workspace
 
     source = home.parent / "source.jsonl"
-    source.write_text("".join(json.dumps(r) + "\n" for r in rows) + "".join(line + "\n" for line in extra_lines))
+    source.write_text(
+        "".join(json.dumps(r) + "\n" for r in rows) + "".join(line + "\n" for line in extra_lines)
+    )
     workspace = Workspace(home)
     path = workspace.create_project("Data test", model=model, dataset=source)
     return workspace, path, path / "datasets" / "source.jsonl"
@@ -142,7 +148,9 @@ CRASHING_EDITOR = textwrap.dedent("""
 def test_recovery_after_the_editor_is_killed(open_page, qtbot, home):
     _workspace, _project, data = make_project(home)
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": REPO}
-    done = subprocess.run([sys.executable, "-c", CRASHING_EDITOR, str(data)], env=env, capture_output=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", CRASHING_EDITOR, str(data)], env=env, capture_output=True, timeout=120
+    )
     assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
     assert file_rows(data) == ROWS  # the kill saved nothing
 
@@ -211,16 +219,29 @@ def test_what_gets_trained_is_the_trainers_label_mask(open_page, qtbot, tiny_mod
 
     page, data = open_page(model=str(tiny_model_dir))
     page.side.setCurrentWidget(page.trained)  # the view that loads the tokenizer in the app
-    qtbot.waitUntil(lambda: page.base_model.tokenizer is not None and not page.reviewing()
-                    and len(page.document.review.lengths) > 0, timeout=30000)
+    qtbot.waitUntil(
+        lambda: (
+            page.base_model.tokenizer is not None
+            and not page.reviewing()
+            and len(page.document.review.lengths) > 0
+        ),
+        timeout=30000,
+    )
     page.view.select_id(2)
     qtbot.waitUntil(lambda: page.trained.trained_char_ranges() != [], timeout=5000)
     single = tmp_path / "one.jsonl"
     single.write_text(json.dumps(ROWS[2]) + "\n")
     model = page.base_model
-    labels = prepare_data(model.tokenizer, DataConfig(path=str(single), max_length=model.max_length)).train[0]["labels"]
+    labels = prepare_data(model.tokenizer, DataConfig(path=str(single), max_length=model.max_length)).train[
+        0
+    ]["labels"]
     offsets = render_row(page.base_model.tokenizer, ROWS[2]["messages"], page.base_model.max_length).offsets
-    trained = {c for (a, b), label in zip(offsets, labels, strict=False) if label != IGNORE_INDEX for c in range(a, b)}
+    trained = {
+        c
+        for (a, b), label in zip(offsets, labels, strict=False)
+        if label != IGNORE_INDEX
+        for c in range(a, b)
+    }
     shown = {c for a, b in page.trained.trained_char_ranges() for c in range(a, b)}
     assert shown == trained and shown
     # Token lengths feed the table, the sort and the histogram.
@@ -255,7 +276,9 @@ def test_import_and_export(open_page, qtbot, tmp_path):
     source.write_text("prompt,completion\nhello,world\nbye,now\n")
     page.files.choose_import_file = lambda: str(source)
     page.files.import_file()
-    qtbot.waitUntil(lambda: page.document is not None and page.document.path.name == "extra.csv", timeout=15000)
+    qtbot.waitUntil(
+        lambda: page.document is not None and page.document.path.name == "extra.csv", timeout=15000
+    )
     assert source.read_text().startswith("prompt,completion")  # the user's file is untouched
     assert page.document.shape.name == "prompt_completion" and len(page.document.store) == 2
     page.view.select_id(0)
@@ -269,8 +292,10 @@ def test_import_and_export(open_page, qtbot, tmp_path):
     page.files.choose_export_file = lambda suggested: str(target)
     page.files.export_file()
     qtbot.waitUntil(lambda: target.exists(), timeout=10000)
-    assert pq.read_table(target).to_pylist() == [{"prompt": "hello", "completion": "there"},
-                                                 {"prompt": "bye", "completion": "now"}]
+    assert pq.read_table(target).to_pylist() == [
+        {"prompt": "hello", "completion": "there"},
+        {"prompt": "bye", "completion": "now"},
+    ]
 
 
 def test_unreadable_dataset_says_why(qtbot, home):
@@ -297,15 +322,20 @@ def test_starting_a_run_offers_to_save_the_edits_it_would_miss(open_page, qtbot,
     assert not page.ready_for_training(data) and file_rows(data) == ROWS
     page.files.ask_save_before_training = lambda name: "save"
     assert page.ready_for_training(data)
-    assert file_rows(data)[0] == chat("What is the capital of France?", "Lyon?") and not page.document.is_dirty()
+    assert (
+        file_rows(data)[0] == chat("What is the capital of France?", "Lyon?") and not page.document.is_dirty()
+    )
 
 
 @pytest.mark.slow  # a big review in a child process
-def test_a_big_dataset_is_reviewed_in_a_child_process_with_the_same_result(open_page, qtbot, monkeypatch,
-                                                                           tiny_model_dir):
+def test_a_big_dataset_is_reviewed_in_a_child_process_with_the_same_result(
+    open_page, qtbot, monkeypatch, tiny_model_dir
+):
     from app.data.review import ReviewRunner
 
-    rows = [chat(f"q{i}", " padded " if i == 1 else ("" if i == 2 else f"a{i}")) for i in range(6)] + [chat("q0", "a0")]
+    rows = [chat(f"q{i}", " padded " if i == 1 else ("" if i == 2 else f"a{i}")) for i in range(6)] + [
+        chat("q0", "a0")
+    ]
     page, _data = open_page(rows, extra_lines=["{broken"], model=str(tiny_model_dir))
     page.side.setCurrentWidget(page.trained)
     qtbot.waitUntil(lambda: page.base_model.tokenizer is not None and not page.reviewing(), timeout=30000)
@@ -330,7 +360,9 @@ def test_a_chat_row_for_the_open_dataset_goes_through_its_undo_stack(open_page, 
     messages = [{"role": "user", "content": "New question?"}, {"role": "assistant", "content": "New answer."}]
     page.add_chat_row(data, messages)
     document = page.document
-    assert len(document.store) == 4 and document.store.record(int(document.store.order[-1])) == {"messages": messages}
+    assert len(document.store) == 4 and document.store.record(int(document.store.order[-1])) == {
+        "messages": messages
+    }
     assert document.is_dirty() and file_rows(data) == ROWS  # in the editor, journaled, not yet saved
     assert read_pending(data).ops[-1]["op"] == "insert"
     document.undo.undo()

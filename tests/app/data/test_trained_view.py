@@ -49,9 +49,7 @@ def trainer_chars(tok, messages, tmp_path, max_length: int) -> set[int]:
     rendered = render_row(tok, messages, max_length)
     assert example["input_ids"] == rendered.input_ids
     offsets = rendered.offsets[: len(example["labels"])]
-    return chars(
-        o for o, label in zip(offsets, example["labels"], strict=True) if label != IGNORE_INDEX
-    )
+    return chars(o for o, label in zip(offsets, example["labels"], strict=True) if label != IGNORE_INDEX)
 
 
 @pytest.mark.parametrize(

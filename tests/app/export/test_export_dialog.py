@@ -62,8 +62,13 @@ def test_cancelling_a_merge_keeps_nothing(qtbot, project_with_run):
 def test_the_export_action_follows_the_selection(make_window, qtbot, project_with_run):
     window = make_window()
     window.browser.select_project(project_with_run)
-    qtbot.waitUntil(lambda: window.workspace_model.project(project_with_run) is not None
-                    and bool(window.workspace_model.project(project_with_run).runs), timeout=10000)
+    qtbot.waitUntil(
+        lambda: (
+            window.workspace_model.project(project_with_run) is not None
+            and bool(window.workspace_model.project(project_with_run).runs)
+        ),
+        timeout=10000,
+    )
 
     def select(path: Path) -> None:
         item = window.browser._find(str(path))

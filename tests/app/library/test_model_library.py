@@ -17,7 +17,9 @@ from app.library.dialog import ModelLibraryDialog
 @pytest.fixture
 def warnings(monkeypatch) -> list[str]:
     seen: list[str] = []
-    monkeypatch.setattr(QMessageBox, "warning", lambda _parent, title, text, *a: seen.append(f"{title}: {text}"))
+    monkeypatch.setattr(
+        QMessageBox, "warning", lambda _parent, title, text, *a: seen.append(f"{title}: {text}")
+    )
     return seen
 
 
@@ -62,7 +64,12 @@ def test_a_good_folder_is_added_with_its_facts(open_dialog, qtbot, tiny_model_di
     assert info.path == tiny_model_dir.resolve() and info.usable and info.source == "added"
     name, source, arch, params, context, template, memory, status = row_text(dialog)
     assert (source, template, status) == ("added", "yes", "ready")
-    assert arch == "LlamaForCausalLM" and params != "?" and memory.endswith(("GiB", "MiB", "KiB")) and context != "?"
+    assert (
+        arch == "LlamaForCausalLM"
+        and params != "?"
+        and memory.endswith(("GiB", "MiB", "KiB"))
+        and context != "?"
+    )
     assert dialog.use_button.isEnabled() and warnings == []
     # It stays in the library for the next start; "Remove from list" forgets it without deleting files.
     again = open_dialog()
@@ -85,17 +92,23 @@ def test_a_broken_folder_is_refused_with_the_reason(open_dialog, qtbot, tmp_path
     assert dialog.table_model.row_of(broken.resolve()) == -1
 
 
-def test_remote_code_models_are_disabled_until_the_user_consents(open_dialog, qtbot, tiny_model_dir, tmp_path,
-                                                                  monkeypatch, warnings):
+def test_remote_code_models_are_disabled_until_the_user_consents(
+    open_dialog, qtbot, tiny_model_dir, tmp_path, monkeypatch, warnings
+):
     custom = tmp_path / "custom-model"
     shutil.copytree(tiny_model_dir, custom)
     config = json.loads((custom / "config.json").read_text())
-    config.update(model_type="totally_custom", auto_map={"AutoModelForCausalLM": "modeling_custom.CustomModel"})
+    config.update(
+        model_type="totally_custom", auto_map={"AutoModelForCausalLM": "modeling_custom.CustomModel"}
+    )
     (custom / "config.json").write_text(json.dumps(config))
     answers = [False]
     asked = []
-    monkeypatch.setattr(model_library, "ask_remote_code_consent",
-                        lambda _parent, info: asked.append(info.name) or answers.pop(0))
+    monkeypatch.setattr(
+        model_library,
+        "ask_remote_code_consent",
+        lambda _parent, info: asked.append(info.name) or answers.pop(0),
+    )
 
     dialog = open_dialog()
     before = dialog.scans
@@ -126,7 +139,9 @@ def test_a_file_that_is_not_gguf_is_refused(open_dialog, qtbot, tmp_path, home, 
 
 
 @pytest.mark.slow  # a GGUF file converted in an engine process
-def test_a_gguf_file_is_converted_into_a_usable_model(open_dialog, qtbot, home, warnings, tiny_model_dir, tmp_path):
+def test_a_gguf_file_is_converted_into_a_usable_model(
+    open_dialog, qtbot, home, warnings, tiny_model_dir, tmp_path
+):
     """The GUI runs `models import-gguf --progress-json` on a GGUF of the tiny model (the shipped
     demo GGUF, made by llama.cpp's converter, goes through the same conversion in test_demo_model)."""
     from engine.export.gguf_write import write_gguf
@@ -147,7 +162,12 @@ def test_a_gguf_file_is_converted_into_a_usable_model(open_dialog, qtbot, home, 
     assert info.has_chat_template and info.parameters == describe_model(tiny_model_dir).parameters
     assert info.context_length == 256
     fractions = [m["progress"] for m in progress if "progress" in m]
-    assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0 and len(fractions) >= 6
+    assert (
+        fractions == sorted(fractions)
+        and fractions[0] == 0.0
+        and fractions[-1] == 1.0
+        and len(fractions) >= 6
+    )
     assert progress[-1] == {"done": str(home / "models" / "tiny-from-gguf")}
     assert max(shown) == 100  # the progress bar followed the engine
     assert sorted(p.name for p in (home / "models").iterdir()) == ["tiny-from-gguf"]  # no staging left behind
@@ -172,5 +192,10 @@ def test_choosing_a_model_sets_the_projects_base_model(make_window, qtbot, tiny_
     qtbot.waitUntil(lambda: window.tasks.active() == 0, timeout=10000)
     config = load_project_config(window.current_project)
     assert config.model.path == str(tiny_model_dir.resolve())
-    qtbot.waitUntil(lambda: "tiny" in window.chat_page.model_label.text() or str(tiny_model_dir.name) in
-                    window.chat_page.model_label.text(), timeout=10000)
+    qtbot.waitUntil(
+        lambda: (
+            "tiny" in window.chat_page.model_label.text()
+            or str(tiny_model_dir.name) in window.chat_page.model_label.text()
+        ),
+        timeout=10000,
+    )

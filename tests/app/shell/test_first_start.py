@@ -63,8 +63,9 @@ def held_conversion(monkeypatch, home, tmp_path, converted_demo_model):
     return go
 
 
-def test_every_view_waits_for_the_demo_model_then_the_demo_can_start(qtbot, home, settings, dialogs,
-                                                                      monkeypatch, held_conversion):
+def test_every_view_waits_for_the_demo_model_then_the_demo_can_start(
+    qtbot, home, settings, dialogs, monkeypatch, held_conversion
+):
     from app.shell.main_window import MainWindow
 
     monkeypatch.setattr(MainWindow, "warn", lambda self, *a: dialogs.warn(*a))
@@ -74,8 +75,15 @@ def test_every_view_waits_for_the_demo_model_then_the_demo_can_start(qtbot, home
     data, setup = window.data_page, window.train_page.setup
 
     # While it converts: the rows are checked without the model, nothing reports it missing.
-    qtbot.waitUntil(lambda: window.demo.is_preparing() and data.document is not None and not data.reviewing()
-                    and window.tasks.active() == 0, timeout=30000)
+    qtbot.waitUntil(
+        lambda: (
+            window.demo.is_preparing()
+            and data.document is not None
+            and not data.reviewing()
+            and window.tasks.active() == 0
+        ),
+        timeout=30000,
+    )
     assert window.status_bar.busy_label.text().startswith("Preparing the demo model")
     data.side.setCurrentWidget(data.trained)
     assert data.trained.message.text().startswith("Preparing the demo model")

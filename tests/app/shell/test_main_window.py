@@ -58,8 +58,15 @@ def test_create_rename_duplicate_and_delete_projects(make_window, dialogs, qtbot
     window = make_window()
     dialogs.answers = ["Support bot"]
     window.project_actions.new_project()
-    wait_for(qtbot, window, lambda: "Support bot" in project_names(window) and window.current_project is not None
-             and window.workspace_model.project(window.current_project).name == "Support bot")
+    wait_for(
+        qtbot,
+        window,
+        lambda: (
+            "Support bot" in project_names(window)
+            and window.current_project is not None
+            and window.workspace_model.project(window.current_project).name == "Support bot"
+        ),
+    )
     path = window.current_project
     assert (path / "project.toml").is_file() and (path / "datasets").is_dir()
 
@@ -115,7 +122,9 @@ def test_the_browser_follows_changes_made_outside_the_app(make_window, qtbot, ho
     assert "No project selected" in window.chat_page.model_label.text()
 
 
-def test_a_broken_project_file_is_listed_with_the_reason_and_can_be_deleted(make_window, qtbot, home, dialogs):
+def test_a_broken_project_file_is_listed_with_the_reason_and_can_be_deleted(
+    make_window, qtbot, home, dialogs
+):
     window = make_window()
     broken = home / "projects" / "broken"
     (broken / "datasets").mkdir(parents=True)
@@ -134,8 +143,14 @@ def test_window_state_and_current_project_are_restored(make_window, dialogs, qtb
     window = make_window()
     dialogs.answers = ["Second"]
     window.project_actions.new_project()
-    wait_for(qtbot, window, lambda: window.current_project is not None
-             and window.workspace_model.project(window.current_project).name == "Second")
+    wait_for(
+        qtbot,
+        window,
+        lambda: (
+            window.current_project is not None
+            and window.workspace_model.project(window.current_project).name == "Second"
+        ),
+    )
     window.resize(1000, 650)
     window.pages.setCurrentIndex(2)
     window.close()
@@ -181,8 +196,9 @@ def test_reveal_opens_the_folder_of_the_selected_item(make_window, monkeypatch):
     import app.shell.project_actions as project_actions
 
     opened = []
-    monkeypatch.setattr(project_actions.QDesktopServices, "openUrl",
-                        lambda url: opened.append(url.toLocalFile()))
+    monkeypatch.setattr(
+        project_actions.QDesktopServices, "openUrl", lambda url: opened.append(url.toLocalFile())
+    )
     window = make_window()
     window.browser.tree.expandAll()
     dataset = next(window.workspace_model.projects[0].path.glob("datasets/*.jsonl"))
@@ -199,9 +215,17 @@ def test_diagnostics_are_collected_in_a_child_process_and_copied(make_window, qt
     dialog = window.show_diagnostics()
     qtbot.waitUntil(lambda: dialog.copy_button.isEnabled(), timeout=120000)
     text = dialog.report_text()
-    for key in ("torch_version", "cuda_available", "bitsandbytes_backend", "transformers_version", "peft_version"):
+    for key in (
+        "torch_version",
+        "cuda_available",
+        "bitsandbytes_backend",
+        "transformers_version",
+        "peft_version",
+    ):
         assert key in text
-    assert window.probe.device_summary() in ("CPU (no CUDA GPU)",) or "GiB free" in window.probe.device_summary()
+    assert (
+        window.probe.device_summary() in ("CPU (no CUDA GPU)",) or "GiB free" in window.probe.device_summary()
+    )
     dialog.copy_button.click()
     assert QGuiApplication.clipboard().text() == text
 
@@ -214,7 +238,9 @@ def test_the_demo_model_is_prepared_only_when_a_project_uses_it(make_window, qtb
     window.demo.prepare_for(other)  # no project needs it: nothing starts
     assert window.demo.process is None
     window.demo.prepare_for([demo])
-    assert window.demo.process is not None and window.status_bar.busy_label.text().startswith("Preparing the demo model")
+    assert window.demo.process is not None and window.status_bar.busy_label.text().startswith(
+        "Preparing the demo model"
+    )
     process = window.demo.process
     window.demo.prepare_for([demo])  # once per session, not once per rescan
     assert window.demo.process is process

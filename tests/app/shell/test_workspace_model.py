@@ -16,8 +16,9 @@ def metrics(step: int) -> str:
 def settled(qtbot, window) -> int:
     """The scan count once no scan is pending or running."""
     model = window.workspace_model
-    qtbot.waitUntil(lambda: not (model._debounce.isActive() or model._scanning or window.tasks.active()),
-                    timeout=10000)
+    qtbot.waitUntil(
+        lambda: not (model._debounce.isActive() or model._scanning or window.tasks.active()), timeout=10000
+    )
     return model.scans
 
 

@@ -19,11 +19,26 @@ def make_run(root: Path, name: str, steps: int, *, config: dict | None = None, e
     run_dir.mkdir(parents=True)
     events = [{"type": "status", "time": 0.0, "state": "training", "step": 0, "max_steps": steps}]
     for step in range(1, steps + 1):
-        events.append({"type": "metrics", "time": float(step), "step": step, "max_steps": steps, "epoch": 1.0,
-                       "loss": 2.0 / step, "learning_rate": 1e-4, "grad_norm": 1.0, "tokens": step,
-                       "tokens_per_second": 10.0, "peak_memory_mb": 100.0, "memory_kind": "process_rss"})
+        events.append(
+            {
+                "type": "metrics",
+                "time": float(step),
+                "step": step,
+                "max_steps": steps,
+                "epoch": 1.0,
+                "loss": 2.0 / step,
+                "learning_rate": 1e-4,
+                "grad_norm": 1.0,
+                "tokens": step,
+                "tokens_per_second": 10.0,
+                "peak_memory_mb": 100.0,
+                "memory_kind": "process_rss",
+            }
+        )
         if evals and step % 10 == 0:
-            events.append({"type": "eval", "time": float(step), "step": step, "epoch": 1.0, "eval_loss": 2.5 / step})
+            events.append(
+                {"type": "eval", "time": float(step), "step": step, "epoch": 1.0, "eval_loss": 2.5 / step}
+            )
     (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
     if config is not None:
         raw = RunConfig().to_dict()

@@ -32,8 +32,12 @@ def test_a_finished_run_is_fed_its_whole_history_in_parts(qtbot, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     total = 2 * HISTORY_CHUNK + 10
-    append(run_dir, {"type": "status", "state": "training"}, *metrics(1, total),
-           {"type": "status", "state": "done"})
+    append(
+        run_dir,
+        {"type": "status", "state": "training"},
+        *metrics(1, total),
+        {"type": "status", "state": "done"},
+    )
     manager = RunManager()
     feed = manager.follow(run_dir)
     seen = Seen(feed)
@@ -46,8 +50,12 @@ def test_a_finished_run_is_fed_its_whole_history_in_parts(qtbot, tmp_path):
 def test_a_live_run_feeds_its_history_then_the_watchers_batches_and_ends_once(qtbot, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    append(run_dir, {"type": "status", "state": "loading"}, {"type": "status", "state": "training"},
-           *metrics(1, 5))
+    append(
+        run_dir,
+        {"type": "status", "state": "loading"},
+        {"type": "status", "state": "training"},
+        *metrics(1, 5),
+    )
     manager = RunManager()
     early = manager.follow(run_dir)  # shown before its engine was found running
     early_seen = Seen(early)
@@ -70,8 +78,9 @@ def test_a_live_run_feeds_its_history_then_the_watchers_batches_and_ends_once(qt
     assert [e["step"] for _path, batch in written for e in batch] == list(range(9, 16))  # only what is new
 
     with qtbot.waitSignal(manager.finished, timeout=10000) as ended:
-        append(run_dir, {"type": "status", "state": "saving"},
-               {"type": "status", "state": "done", "step": 15})
+        append(
+            run_dir, {"type": "status", "state": "saving"}, {"type": "status", "state": "done", "step": 15}
+        )
         remove_pid_file(run_dir)
     assert ended.args == [run_dir, "done", "Finished: the adapter is saved."]
     assert not manager.is_active(run_dir)
@@ -90,15 +99,19 @@ def test_a_re_attached_run_that_died_unseen_is_interrupted_and_one_that_failed_s
     assert ended.args[1] == "interrupted" and "killed or crashed" in ended.args[2]
 
     # It failed after the scan that found it running but before the watcher started: the file says why.
-    append(run_dir, {"type": "error", "message": "Out of memory.", "hint": "Lower the batch size."},
-           {"type": "status", "state": "failed"})
+    append(
+        run_dir,
+        {"type": "error", "message": "Out of memory.", "hint": "Lower the batch size."},
+        {"type": "status", "state": "failed"},
+    )
     with qtbot.waitSignal(manager.finished, timeout=10000) as ended:
         manager.attach(run_dir)
     assert ended.args[1:] == ["failed", "Out of memory. Lower the batch size."]
 
 
-def test_a_closed_windows_manager_attaches_nothing_and_a_deleted_one_is_never_called(qtbot, tmp_path,
-                                                                                      monkeypatch):
+def test_a_closed_windows_manager_attaches_nothing_and_a_deleted_one_is_never_called(
+    qtbot, tmp_path, monkeypatch
+):
     import threading
 
     import shiboken6

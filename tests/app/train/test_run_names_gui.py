@@ -71,7 +71,8 @@ def test_start_names_the_run_from_the_preset_and_what_differs(make_window, namin
 
 
 def test_rename_from_the_runs_list_and_the_browser_keeps_the_folder(
-        make_window, project_with_run, short_run, qtbot, monkeypatch, dialogs):
+    make_window, project_with_run, short_run, qtbot, monkeypatch, dialogs
+):
     run_dir = project_with_run / "runs" / "run-1"
     shutil.copytree(short_run, project_with_run / "runs" / "run-2")
     write_run_name(project_with_run / "runs" / "run-2", "Other")

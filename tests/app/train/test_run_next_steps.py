@@ -1,4 +1,5 @@
-"""A finished run shows its next steps in the Train tab: chat with it (Chat tab, against the base) and export."""
+"""A finished run shows its next steps in the Train tab: chat with it (Chat tab, against the base)
+and export."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ def open_run(make_window, qtbot, project: Path, run_dir: Path):
     page = window.train_page
     qtbot.waitUntil(lambda: page.runs_list.count() >= 2, timeout=10000)
     page.select_run(run_dir)
-    qtbot.waitUntil(lambda: page.stack.currentWidget() is page.monitor and page.monitor.run_dir == run_dir,
-                    timeout=15000)
+    qtbot.waitUntil(
+        lambda: page.stack.currentWidget() is page.monitor and page.monitor.run_dir == run_dir, timeout=15000
+    )
     return window, page
 
 
@@ -58,7 +60,8 @@ def test_a_done_run_offers_chat_with_it_and_export(make_window, project_with_run
 
 
 def test_a_stopped_run_chats_from_its_last_checkpoint_and_a_running_one_shows_no_steps(
-        make_window, project_with_run, short_run, qtbot):
+    make_window, project_with_run, short_run, qtbot
+):
     stopped = stopped_copy(short_run, project_with_run / "runs" / "run-2")
     window, page = open_run(make_window, qtbot, project_with_run, stopped)
     steps = page.next_steps

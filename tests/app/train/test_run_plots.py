@@ -10,10 +10,20 @@ from engine.runs.history import smooth
 
 
 def metrics(step: int, loss: float | None = None, **fields) -> dict:
-    event = {"type": "metrics", "time": 0.0, "step": step, "max_steps": 100_000, "epoch": step / 1000,
-             "loss": 2.0 + np.sin(step) if loss is None else loss, "learning_rate": 1e-4 * step,
-             "grad_norm": 0.5 + step % 3, "tokens": step * 64, "tokens_per_second": 1000.0 + step,
-             "peak_memory_mb": 300.0 + step % 7, "memory_kind": "process_rss"}
+    event = {
+        "type": "metrics",
+        "time": 0.0,
+        "step": step,
+        "max_steps": 100_000,
+        "epoch": step / 1000,
+        "loss": 2.0 + np.sin(step) if loss is None else loss,
+        "learning_rate": 1e-4 * step,
+        "grad_norm": 0.5 + step % 3,
+        "tokens": step * 64,
+        "tokens_per_second": 1000.0 + step,
+        "peak_memory_mb": 300.0 + step % 7,
+        "memory_kind": "process_rss",
+    }
     event.update(fields)
     return event
 
@@ -75,7 +85,8 @@ def test_smoothing_change_redraws_only_the_smoothed_curve(qtbot, plots):
     np.testing.assert_allclose(new, smooth(plots.curve_data("loss")[1], 0.95))
     assert not np.allclose(new, old)
     assert {k: v for k, v in plots.draw_counts.items() if k != "loss_smoothed"} == {
-        k: v for k, v in before.items() if k != "loss_smoothed"}
+        k: v for k, v in before.items() if k != "loss_smoothed"
+    }
     assert plots._smoothing_control.slider.value() == 95 and plots.smoothing() == 0.95
 
 
@@ -98,7 +109,14 @@ def test_100k_events_in_batches_of_1000_are_drawn_once_not_per_batch(qtbot, plot
     events = [metrics(s, loss=1.0 + 1.0 / s) for s in range(1, n + 1)]
     for i in range(0, n, 1000):
         plots.add_events(events[i : i + 1000])
-    for name in ("loss", "loss_smoothed", "learning_rate", "grad_norm", "tokens_per_second", "peak_memory_mb"):
+    for name in (
+        "loss",
+        "loss_smoothed",
+        "learning_rate",
+        "grad_norm",
+        "tokens_per_second",
+        "peak_memory_mb",
+    ):
         wait_points(qtbot, plots, name, n)
         assert 1 <= plots.draw_counts[name] <= 2, (name, plots.draw_counts[name])  # 100 batches
     assert plots.curve_data("loss")[0][-1] == n and plots.curve_data("loss")[1][-1] == 1.0 + 1.0 / n

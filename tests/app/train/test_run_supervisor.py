@@ -37,7 +37,9 @@ def test_every_end_of_a_run_gets_a_state_and_a_message_and_only_done_is_done(tmp
 
     assert end(tmp_path, {"state": "done"}, 0)[0] == "done"
     assert end(tmp_path, {"state": "stopped", "step": 7, "paused": True}, 3) == (
-        "paused", "Paused at step 7; a checkpoint is saved, so you can resume.")
+        "paused",
+        "Paused at step 7; a checkpoint is saved, so you can resume.",
+    )
     assert end(tmp_path, {"state": "stopped", "step": 7}, 3)[0] == "stopped"
 
     # Killed mid-training: the last status says "training", the process is gone.
@@ -45,7 +47,9 @@ def test_every_end_of_a_run_gets_a_state_and_a_message_and_only_done_is_done(tmp
     assert state == "interrupted" and "killed or crashed" in message and "exit code -9" in message
 
     # Refused before it started (bad settings): the engine's own error line, and the run is left as it was.
-    (tmp_path / OUTPUT_LOG_NAME).write_text("--- launch\nerror: training.max_steps = 4 is too few. Set more.\n")
+    (tmp_path / OUTPUT_LOG_NAME).write_text(
+        "--- launch\nerror: training.max_steps = 4 is too few. Set more.\n"
+    )
     files = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
     assert end(tmp_path, None, 2) == ("refused", "training.max_steps = 4 is too few. Set more.")
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == files  # nothing written
@@ -54,7 +58,13 @@ def test_every_end_of_a_run_gets_a_state_and_a_message_and_only_done_is_done(tmp
 def test_the_log_says_when_a_run_trains_on_several_processes():
     from engine.runs.text import event_text
 
-    event = {"type": "model", "time": 0, "device": "cuda", "dtype": "bfloat16", "trainable_parameters": 10,
-             "total_parameters": 100}
+    event = {
+        "type": "model",
+        "time": 0,
+        "device": "cuda",
+        "dtype": "bfloat16",
+        "trainable_parameters": 10,
+        "total_parameters": 100,
+    }
     assert "processes" not in event_text(event)
     assert "model on cuda × 4 processes (data-parallel" in event_text(dict(event, world_size=4))

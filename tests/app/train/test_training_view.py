@@ -20,8 +20,9 @@ def training_project(home, tiny_model_dir, facts_file) -> Path:
     project = Workspace(home).create_project("Training")
     data = project / "datasets" / "facts.jsonl"
     shutil.copy(facts_file, data)
-    config = tiny_config(tiny_model_dir, data, training__max_steps=100000, training__save_every=100000,
-                         training__batch_size=2)
+    config = tiny_config(
+        tiny_model_dir, data, training__max_steps=100000, training__save_every=100000, training__batch_size=2
+    )
     save_project_config(project, config)
     return project
 
@@ -61,7 +62,8 @@ def test_setup_flags_invalid_settings_in_place_with_the_engines_message(make_win
 
 @pytest.mark.slow  # the window lifecycle story: a real run, two windows, pause, resume, kill
 def test_a_run_streams_survives_a_closed_window_pauses_resumes_and_reports_a_kill(
-        make_window, training_project, qtbot, monkeypatch):
+    make_window, training_project, qtbot, monkeypatch
+):
     from app.shell.main_window import MainWindow
 
     window, page = open_train_tab(make_window, training_project)
@@ -115,10 +117,14 @@ def test_a_run_streams_survives_a_closed_window_pauses_resumes_and_reports_a_kil
 
 
 @pytest.mark.slow  # real training steps in an engine process
-def test_check_fit_runs_real_steps_in_an_engine_process_and_shows_the_result(make_window, training_project, qtbot):
+def test_check_fit_runs_real_steps_in_an_engine_process_and_shows_the_result(
+    make_window, training_project, qtbot
+):
     window, page = open_train_tab(make_window, training_project)
     setup = page.setup
-    qtbot.waitUntil(lambda: "Estimated GPU memory" in setup.estimate_label.text(), timeout=10000)  # arithmetic only
+    qtbot.waitUntil(
+        lambda: "Estimated GPU memory" in setup.estimate_label.text(), timeout=10000
+    )  # arithmetic only
     assert "LoRA adapter" in setup.estimate_label.text()
     setup.fit_button.click()
     qtbot.waitUntil(lambda: setup._fit is None and bool(setup.fit_label.text()), timeout=120000)
@@ -171,7 +177,7 @@ def test_train_on_a_cluster_writes_the_bundle_from_the_setup(make_window, traini
     info = json.loads((bundle / "bundle.json").read_text())
     assert info["name"] == "training" and (bundle / "data" / "facts.jsonl").is_file()
     assert "#SBATCH --gpus-per-node=4" in (bundle / "slurm-job.sh").read_text()
-    assert 'RUN_DIR:-$BUNDLE/runs/training' in (bundle / "train-env.sh").read_text()
+    assert "RUN_DIR:-$BUNDLE/runs/training" in (bundle / "train-env.sh").read_text()
 
     dialog.write_button.click()  # the folder is now taken: the engine's message, nothing overwritten
     qtbot.waitUntil(lambda: "already exists and is not empty" in dialog.status.text(), timeout=60000)

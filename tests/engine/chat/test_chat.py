@@ -1,4 +1,5 @@
-"""Chat engine: streaming replies with stats, stop strings, cancel, seeds; conversation and prompt-set storage."""
+"""Chat engine: streaming replies with stats, stop strings, cancel, seeds; conversation and prompt-set
+storage."""
 
 from __future__ import annotations
 
@@ -102,9 +103,7 @@ def test_reply_streams_in_chunks_with_exact_stats(chat_model, no_network):
 
 def test_max_tokens_counts_every_token(chat_model):
     model, tokenizer = chat_model
-    stream = start_reply(
-        model, tokenizer, MESSAGES, GenerationSettings(max_new_tokens=20, min_new_tokens=20)
-    )
+    stream = start_reply(model, tokenizer, MESSAGES, GenerationSettings(max_new_tokens=20, min_new_tokens=20))
     text = "".join(stream)
     assert stream.stats.new_tokens == 20 and stream.stats.stop_reason == "max_tokens"
     assert text == _reference(model, tokenizer, 20, 20)[2]
@@ -179,13 +178,9 @@ def test_stop_string_ends_the_reply_and_is_never_shown(chat_model):
     model, tokenizer = chat_model
     full = _greedy_text(chat_model, 40)
     # A stop string from the middle of what an unconstrained run produces.
-    candidates = [
-        full[i : i + 3] for i in range(8, len(full) - 3) if "\ufffd" not in full[i : i + 3]
-    ]
+    candidates = [full[i : i + 3] for i in range(8, len(full) - 3) if "\ufffd" not in full[i : i + 3]]
     stop = candidates[len(candidates) // 2]
-    settings = GenerationSettings(
-        max_new_tokens=40, min_new_tokens=40, stop_strings=["never-appears", stop]
-    )
+    settings = GenerationSettings(max_new_tokens=40, min_new_tokens=40, stop_strings=["never-appears", stop])
     stream = start_reply(model, tokenizer, MESSAGES, settings)
     chunks = list(stream)
     text = "".join(chunks)
@@ -243,9 +238,7 @@ def test_generate_text_still_works(chat_model):
     model, tokenizer = chat_model
     prompt_text = _reference(model, tokenizer, 12)[2]
     assert (
-        generate_text(
-            model, tokenizer, MESSAGES[0]["content"], GenerationSettings(max_new_tokens=12)
-        )
+        generate_text(model, tokenizer, MESSAGES[0]["content"], GenerationSettings(max_new_tokens=12))
         == prompt_text
     )
 
@@ -291,7 +284,9 @@ def test_conversation_round_trip(tmp_path, monkeypatch):
     _times(monkeypatch)
     project = tmp_path / "proj"
     adapter = project / "runs" / "r1" / "adapter"
-    question = "Please explain, in a lot of detail,   how the capital of Zorvania came to be what it is today?"
+    question = (
+        "Please explain, in a lot of detail,   how the capital of Zorvania came to be what it is today?"
+    )
     conv = Conversation(
         model="/models/base",
         adapter=str(adapter),
@@ -309,9 +304,7 @@ def test_conversation_round_trip(tmp_path, monkeypatch):
     path = chat_store.save_conversation(project, conv)
     assert path == project / "chats" / f"{conv.id}.json"
     assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{4}", conv.id)
-    assert len(conv.title) <= 60 and conv.title.startswith(
-        "Please explain, in a lot of detail, how"
-    )
+    assert len(conv.title) <= 60 and conv.title.startswith("Please explain, in a lot of detail, how")
     stored = json.loads(path.read_text())
     assert stored["adapter"] == "runs/r1/adapter" and stored["model"] == "/models/base"
     loaded = chat_store.load_conversation(project, conv.id)
@@ -378,22 +371,11 @@ def test_prompt_sets_and_results(tmp_path):
     with pytest.raises(DataError, match="no prompts"):
         chat_store.save_prompt_set(tmp_path, PromptSet(name="Empty", prompts=[]))
 
-    results = [
-        {"prompt": "Capital of Zorvania?", "reply": "Quillhaven.", "stats": {"new_tokens": 4}}
-    ]
-    out = chat_store.save_prompt_set_results(
-        tmp_path, "capital-cities", "run 1 / checkpoint-100", results
-    )
-    assert (
-        out == tmp_path / "prompt-sets" / "results" / "capital-cities" / "run-1-checkpoint-100.json"
-    )
-    assert (
-        chat_store.load_prompt_set_results(tmp_path, "capital-cities", "run 1 / checkpoint-100")
-        == results
-    )
-    assert chat_store.list_prompt_set_results(tmp_path, "capital-cities") == [
-        "run 1 / checkpoint-100"
-    ]
+    results = [{"prompt": "Capital of Zorvania?", "reply": "Quillhaven.", "stats": {"new_tokens": 4}}]
+    out = chat_store.save_prompt_set_results(tmp_path, "capital-cities", "run 1 / checkpoint-100", results)
+    assert out == tmp_path / "prompt-sets" / "results" / "capital-cities" / "run-1-checkpoint-100.json"
+    assert chat_store.load_prompt_set_results(tmp_path, "capital-cities", "run 1 / checkpoint-100") == results
+    assert chat_store.list_prompt_set_results(tmp_path, "capital-cities") == ["run 1 / checkpoint-100"]
     with pytest.raises(DataError, match="No results"):
         chat_store.load_prompt_set_results(tmp_path, "capital-cities", "base")
     assert chat_store.delete_prompt_set(tmp_path, "capital-cities") is True
@@ -438,9 +420,7 @@ def test_cancel_does_not_wait_for_a_slow_forward_pass_to_finish(chat_model, monk
         return real_forward(self, *args, **kwargs)
 
     monkeypatch.setattr(type(layers[1]), "forward", slow_forward)
-    stream = start_reply(
-        model, tokenizer, MESSAGES, GenerationSettings(max_new_tokens=50, min_new_tokens=50)
-    )
+    stream = start_reply(model, tokenizer, MESSAGES, GenerationSettings(max_new_tokens=50, min_new_tokens=50))
     assert held.wait(10)
     stream.cancel()
     release.set()
@@ -453,9 +433,12 @@ def test_cancel_does_not_wait_for_a_slow_forward_pass_to_finish(chat_model, monk
 def test_a_compare_conversation_keeps_its_other_side(tmp_path):
     project = tmp_path / "proj"
     side_b = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Base says hi."}]
-    conv = Conversation(model="/models/base", adapter=str(project / "runs" / "r1" / "adapter"),
-                        messages=[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Tuned."}],
-                        compare={"adapter": None, "messages": side_b})
+    conv = Conversation(
+        model="/models/base",
+        adapter=str(project / "runs" / "r1" / "adapter"),
+        messages=[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Tuned."}],
+        compare={"adapter": None, "messages": side_b},
+    )
     chat_store.save_conversation(project, conv)
     loaded = chat_store.load_conversation(project, conv.id)
     assert loaded.compare == {"adapter": None, "messages": side_b}

@@ -117,9 +117,7 @@ def test_cancel_ends_the_reply_with_what_was_sent(server):
     assert done["type"] == "done" and done["id"] == "long", done
     assert done["stats"]["stop_reason"] == "cancelled"
     assert 0 < done["stats"]["new_tokens"] < 200
-    assert done["text"] == first["text"] + "".join(
-        e["text"] for e in before if e["type"] == "chunk"
-    )
+    assert done["text"] == first["text"] + "".join(e["text"] for e in before if e["type"] == "chunk")
     assert all(e["type"] == "chunk" and e["id"] == "long" for e in before)  # nothing else in between
 
 

@@ -20,7 +20,12 @@ CHATML = "{% for message in messages %}" + _TURN + "{% endfor %}" + _GEN_PROMPT
 SMOL_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 SMOLLM2 = (  # SmolLM2's template: a default system prompt when the conversation has none
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\n" + SMOL_SYSTEM + "<|im_end|>\n' }}{% endif %}" + _TURN + "{% endfor %}" + _GEN_PROMPT
+    "{{ '<|im_start|>system\n"
+    + SMOL_SYSTEM
+    + "<|im_end|>\n' }}{% endif %}"
+    + _TURN
+    + "{% endfor %}"
+    + _GEN_PROMPT
 )
 CHATML_GENERATION = (  # the assistant part is marked with {% generation %}, as transformers documents
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' }}"
@@ -35,7 +40,13 @@ LLAMA3 = (  # Meta's Llama-3 template: bos inside the template, content trimmed,
     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
 )
 CHATML_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+LLAMA3_SPECIALS = [
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+]
 TEMPLATES = ["chatml", "smollm2", "chatml_generation", "llama3"]
 END_OF_TURN = {name: "<|eot_id|>" if name == "llama3" else "<|im_end|>" for name in TEMPLATES}
 
@@ -74,13 +85,23 @@ def _build(specials, template, bos, eos):
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     corpus = ["user assistant system Hello there, how are you? Fine, thanks. The capital is Quillhaven."] * 3
-    bpe.train_from_iterator(corpus, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    bpe.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=300, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
     if bos:  # like Meta's tokenizer: add_special_tokens=True would put a second bos before the template's one
         bos_id = bpe.token_to_id(bos)
         bpe.post_processor = processors.TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, bos_id)])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=bos, eos_token=eos, pad_token=eos,
-                                        unk_token=None, additional_special_tokens=specials)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token=bos,
+        eos_token=eos,
+        pad_token=eos,
+        unk_token=None,
+        additional_special_tokens=specials,
+    )
     tokenizer.chat_template = template
     return tokenizer
 
@@ -104,12 +125,20 @@ def _turns(*contents, system=None):
 
 CONVERSATIONS = {
     "single": _turns("Hello there", "Fine, thanks."),
-    "multi_with_system": _turns("Hi", "Hello! How are you?", "Capital?", " Très bien, Quillhaven. ", "Thanks",
-                                "You are welcome.", system="Be brief."),
+    "multi_with_system": _turns(
+        "Hi",
+        "Hello! How are you?",
+        "Capital?",
+        " Très bien, Quillhaven. ",
+        "Thanks",
+        "You are welcome.",
+        system="Be brief.",
+    ),
     "multi_without_system": _turns("Hi", "Hello!", "How are you?", "Fine, thanks."),
     # the same words everywhere: only the position, not the text, may decide what is trained
-    "same_words_everywhere": _turns("Fine, thanks.", "Fine, thanks.", "Fine, thanks.", "Fine, thanks.",
-                                    system="Fine, thanks."),
+    "same_words_everywhere": _turns(
+        "Fine, thanks.", "Fine, thanks.", "Fine, thanks.", "Fine, thanks.", system="Fine, thanks."
+    ),
 }
 
 
@@ -125,13 +154,16 @@ def check_token_by_token(tokenizer, rendered, segments, end_of_turn):
     assert rendered.input_ids == encoded["input_ids"]
     assert len(rendered.labels) == len(rendered.input_ids)
     runs, run, untrained = [], [], []
-    for i, (token, label, (a, b)) in enumerate(zip(rendered.input_ids, rendered.labels, encoded["offset_mapping"],
-                                                   strict=True)):
+    for i, (token, label, (a, b)) in enumerate(
+        zip(rendered.input_ids, rendered.labels, encoded["offset_mapping"], strict=True)
+    ):
         where = f"token {i} {_decode(tokenizer, [token])!r} at {a}:{b} of {text!r}"
         kinds = set(trained_char[a:b])
         assert len(kinds) == 1, f"{where} straddles a trained/untrained boundary"
         expected = kinds.pop()
-        assert (label != IGNORE_INDEX) == expected, f"{where}: trained={label != IGNORE_INDEX}, expected {expected}"
+        assert (label != IGNORE_INDEX) == expected, (
+            f"{where}: trained={label != IGNORE_INDEX}, expected {expected}"
+        )
         if expected:
             assert label == token, where
             run.append(token)
@@ -161,7 +193,10 @@ def test_label_mask_token_by_token(tokenizers, name, conversation):
     rendered = render_row(tokenizer, messages, 4096)
     check_token_by_token(tokenizer, rendered, SEGMENTS[name](messages), END_OF_TURN[name])
     # the same ids the template's own tokenization gives: no second bos, no appended eos
-    assert rendered.input_ids == tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+    assert (
+        rendered.input_ids
+        == tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+    )
 
 
 @pytest.mark.parametrize("name", TEMPLATES)
@@ -176,11 +211,17 @@ def test_expected_trained_text_literally(tokenizers):
     messages = CONVERSATIONS["multi_with_system"]
     for name, eot in [("chatml", "<|im_end|>"), ("llama3", "<|eot_id|>")]:
         rendered = render_row(tokenizers[name], messages, 4096)
-        content = " Très bien, Quillhaven. " if name == "chatml" else "Très bien, Quillhaven."  # Llama-3 trims
+        content = (
+            " Très bien, Quillhaven. " if name == "chatml" else "Très bien, Quillhaven."
+        )  # Llama-3 trims
         assert [rendered.text[a:b] for a, b in rendered.spans] == [
-            f"Hello! How are you?{eot}", f"{content}{eot}", f"You are welcome.{eot}"]
+            f"Hello! How are you?{eot}",
+            f"{content}{eot}",
+            f"You are welcome.{eot}",
+        ]
     assert render_row(tokenizers["smollm2"], _turns("Hi", "Hello!"), 4096).text.startswith(
-        f"<|im_start|>system\n{SMOL_SYSTEM}<|im_end|>\n<|im_start|>user\nHi")
+        f"<|im_start|>system\n{SMOL_SYSTEM}<|im_end|>\n<|im_start|>user\nHi"
+    )
 
 
 @pytest.mark.parametrize("conversation", CONVERSATIONS)
@@ -188,7 +229,8 @@ def test_prefix_rendering_matches_generation_markers(tokenizers, conversation):
     tokenizer, messages = tokenizers["chatml_generation"], CONVERSATIONS[conversation]
     rendered = render_row(tokenizer, messages, 4096)
     marked = tokenizer.apply_chat_template(
-        messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+        messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
     assert marked["input_ids"] == rendered.input_ids
     assert sum(marked["assistant_masks"]) > 0
     assert marked["assistant_masks"] == [int(label != IGNORE_INDEX) for label in rendered.labels]
@@ -201,17 +243,22 @@ def test_pad_equal_to_eos_neither_masks_nor_unmasks_anything(tokenizers, name):
     eot = tokenizer.convert_tokens_to_ids(END_OF_TURN[name])
     messages = CONVERSATIONS["multi_with_system"]
     rendered = render_row(tokenizer, messages, 4096)
-    eot_labels = [label for token, label in zip(rendered.input_ids, rendered.labels, strict=True) if token == eot]
+    eot_labels = [
+        label for token, label in zip(rendered.input_ids, rendered.labels, strict=True) if token == eot
+    ]
     roles = [m["role"] for m in messages]
     # one end-of-turn per message: trained after the assistant, untrained after system and user
     assert [label != IGNORE_INDEX for label in eot_labels] == [role == "assistant" for role in roles]
     if name == "llama3":  # <|eot_id|> ends turns; eos (== pad) is never part of a chat row
         assert eot != tokenizer.eos_token_id and tokenizer.eos_token_id not in rendered.input_ids
     short = render_row(tokenizer, CONVERSATIONS["single"], 4096)
-    batch = PadCollator(tokenizer.pad_token_id)([
-        {"input_ids": r.input_ids, "labels": r.labels} for r in (rendered, short)])
+    batch = PadCollator(tokenizer.pad_token_id)(
+        [{"input_ids": r.input_ids, "labels": r.labels} for r in (rendered, short)]
+    )
     n = len(short.input_ids)
-    assert batch["labels"][1, :n].tolist() == short.labels  # the short row's last <|im_end|>/<|eot_id|> stays trained
+    assert (
+        batch["labels"][1, :n].tolist() == short.labels
+    )  # the short row's last <|im_end|>/<|eot_id|> stays trained
     assert short.labels[-1 if name == "llama3" else -2] == eot
     assert set(batch["labels"][1, n:].tolist()) == {IGNORE_INDEX}  # padding (pad id == eos) is never trained
     assert set(batch["input_ids"][1, n:].tolist()) == {tokenizer.pad_token_id}

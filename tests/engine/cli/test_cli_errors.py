@@ -39,8 +39,20 @@ def expect_bad_input(capsys, argv, *words):
 
 def test_missing_data_file(capsys, tiny_model_dir, tmp_path):
     out = tmp_path / "run"
-    expect_bad_input(capsys, ["train", "--model", str(tiny_model_dir), "--data", str(tmp_path / "nope.jsonl"),
-                              "--output", str(out)], "nope.jsonl", "does not exist")
+    expect_bad_input(
+        capsys,
+        [
+            "train",
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            str(tmp_path / "nope.jsonl"),
+            "--output",
+            str(out),
+        ],
+        "nope.jsonl",
+        "does not exist",
+    )
     assert not out.exists()
 
 
@@ -56,7 +68,9 @@ def test_empty_or_malformed_data(capsys, tiny_model_dir, tmp_path, content, word
     data = tmp_path / "d.jsonl"
     data.write_text(content)
     out = tmp_path / "run"
-    expect_bad_input(capsys, ["train", "--model", str(tiny_model_dir), "--data", str(data), "--output", str(out)], *words)
+    expect_bad_input(
+        capsys, ["train", "--model", str(tiny_model_dir), "--data", str(data), "--output", str(out)], *words
+    )
     assert not out.exists()
 
 
@@ -74,21 +88,40 @@ def test_model_folder_problems(capsys, tmp_path, good_data):
 
 
 def test_pickle_weights_are_refused_unless_allowed(capsys, tmp_path, good_data):
-    model = fake_model(tmp_path, {"config.json": '{"model_type": "llama"}', "pytorch_model.bin": "x",
-                                  "tokenizer.json": "{}"})
-    expect_bad_input(capsys, ["train", "--model", str(model), "--data", str(good_data), "--output", str(tmp_path / "r")],
-                     "pickle", "allow_pickle_weights")
+    model = fake_model(
+        tmp_path, {"config.json": '{"model_type": "llama"}', "pytorch_model.bin": "x", "tokenizer.json": "{}"}
+    )
+    expect_bad_input(
+        capsys,
+        ["train", "--model", str(model), "--data", str(good_data), "--output", str(tmp_path / "r")],
+        "pickle",
+        "allow_pickle_weights",
+    )
 
 
 def test_remote_code_is_refused_unless_trusted(capsys, tmp_path, good_data):
     config = {"model_type": "my_own_arch", "auto_map": {"AutoModelForCausalLM": "modeling.MyModel"}}
-    model = fake_model(tmp_path, {"config.json": json.dumps(config), "model.safetensors": "x", "tokenizer.json": "{}"})
-    expect_bad_input(capsys, ["train", "--model", str(model), "--data", str(good_data), "--output", str(tmp_path / "r")],
-                     "my_own_arch", "allow-remote-code")
+    model = fake_model(
+        tmp_path, {"config.json": json.dumps(config), "model.safetensors": "x", "tokenizer.json": "{}"}
+    )
+    expect_bad_input(
+        capsys,
+        ["train", "--model", str(model), "--data", str(good_data), "--output", str(tmp_path / "r")],
+        "my_own_arch",
+        "allow-remote-code",
+    )
 
 
 def test_impossible_settings_and_bad_config_files(capsys, tiny_model_dir, tmp_path, good_data):
-    base = ["train", "--model", str(tiny_model_dir), "--data", str(good_data), "--output", str(tmp_path / "run")]
+    base = [
+        "train",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(good_data),
+        "--output",
+        str(tmp_path / "run"),
+    ]
     expect_bad_input(capsys, [*base, "--lora-rank", "0"], "lora.rank = 0", "integer from 1")
     expect_bad_input(capsys, [*base, "--batch-size", "-3"], "training.batch_size = -3")
     expect_bad_input(capsys, [*base, "--learning-rate", "abc"], "--learning-rate", "invalid float")
@@ -112,21 +145,47 @@ def test_existing_output_and_resume_without_a_run(capsys, tiny_model_dir, tmp_pa
     expect_bad_input(capsys, [*base, "--output", str(tmp_path / "fresh"), "--resume"], "no run to resume")
 
 
-def test_rows_that_leave_nothing_to_train_fail_the_run_without_an_adapter(capsys, tiny_model_dir, tmp_path, good_data):
+def test_rows_that_leave_nothing_to_train_fail_the_run_without_an_adapter(
+    capsys, tiny_model_dir, tmp_path, good_data
+):
     out = tmp_path / "run"
-    expect_bad_input(capsys, ["train", "--model", str(tiny_model_dir), "--data", str(good_data), "--output", str(out),
-                              "--max-length", "8"], "can be trained on")
+    expect_bad_input(
+        capsys,
+        [
+            "train",
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            str(good_data),
+            "--output",
+            str(out),
+            "--max-length",
+            "8",
+        ],
+        "can be trained on",
+    )
     assert states(out)[-1] == "failed"
     assert not (out / "adapter").exists()
 
 
 def test_generate_with_something_that_is_not_an_adapter(capsys, tiny_model_dir, tmp_path):
-    expect_bad_input(capsys, ["generate", "--model", str(tiny_model_dir), "--adapter", str(tmp_path), "--prompt", "hi"],
-                     "no LoRA adapter")
+    expect_bad_input(
+        capsys,
+        ["generate", "--model", str(tiny_model_dir), "--adapter", str(tmp_path), "--prompt", "hi"],
+        "no LoRA adapter",
+    )
 
 
 def test_a_real_process_prints_one_line_and_no_traceback(tmp_path, good_data):
-    proc = run_engine("train", "--model", str(tmp_path / "missing"), "--data", str(good_data), "--output", str(tmp_path / "r"))
+    proc = run_engine(
+        "train",
+        "--model",
+        str(tmp_path / "missing"),
+        "--data",
+        str(good_data),
+        "--output",
+        str(tmp_path / "r"),
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: ")
     proc = run_engine("train", "--bogus-flag")
@@ -137,5 +196,8 @@ def test_unreadable_data_file(capsys, tiny_model_dir, tmp_path, good_data):
     if shutil.which("id") and __import__("os").geteuid() == 0:
         pytest.skip("root can read any file")
     good_data.chmod(0)
-    expect_bad_input(capsys, ["train", "--model", str(tiny_model_dir), "--data", str(good_data),
-                              "--output", str(tmp_path / "r")], "Cannot read")
+    expect_bad_input(
+        capsys,
+        ["train", "--model", str(tiny_model_dir), "--data", str(good_data), "--output", str(tmp_path / "r")],
+        "Cannot read",
+    )

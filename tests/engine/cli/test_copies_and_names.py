@@ -32,8 +32,12 @@ def test_a_cluster_bundle_inside_the_model_it_copies_is_refused(capsys, tiny_mod
     config = tmp_path / "run.toml"
     config.write_text(f'[model]\npath = "{model}"\n[data]\npath = "{data}"\n')
     before = files_under(model)
-    one_error_line(capsys, ["cluster-bundle", str(config), str(model / "bundle"), "--with-model"],
-                   "inside the base model folder", "Pick a bundle folder outside it")
+    one_error_line(
+        capsys,
+        ["cluster-bundle", str(config), str(model / "bundle"), "--with-model"],
+        "inside the base model folder",
+        "Pick a bundle folder outside it",
+    )
     assert files_under(model) == before  # not one level of model/bundle/model/...
 
 
@@ -43,8 +47,9 @@ def test_a_cluster_bundle_inside_its_dataset_folder_is_refused(capsys, tiny_mode
     (data / "dataset_info.json").write_text("{}")
     config = tmp_path / "run.toml"
     config.write_text(f'[model]\npath = "{tiny_model_dir}"\n[data]\npath = "{data}"\n')
-    one_error_line(capsys, ["cluster-bundle", str(config), str(data / "out")],
-                   "inside the training data folder")
+    one_error_line(
+        capsys, ["cluster-bundle", str(config), str(data / "out")], "inside the training data folder"
+    )
     assert files_under(data) == ["dataset_info.json"]
 
 
@@ -52,8 +57,9 @@ def test_a_cluster_bundle_under_a_file_is_refused(capsys, tiny_model_dir, tmp_pa
     data = write_jsonl(tmp_path / "facts.jsonl", fact_rows(2))
     config = tmp_path / "run.toml"
     config.write_text(f'[model]\npath = "{tiny_model_dir}"\n[data]\npath = "{data}"\n')
-    one_error_line(capsys, ["cluster-bundle", str(config), str(data / "bundle")],
-                   "facts.jsonl is not a folder")
+    one_error_line(
+        capsys, ["cluster-bundle", str(config), str(data / "bundle")], "facts.jsonl is not a folder"
+    )
 
 
 def test_a_project_cannot_copy_the_workspace_that_holds_it(capsys, tmp_path, monkeypatch):
@@ -67,16 +73,25 @@ def test_a_project_cannot_copy_the_workspace_that_holds_it(capsys, tmp_path, mon
     assert files_under(home) == before
 
 
-@pytest.mark.parametrize(("name", "words"), [
-    ("two\nlines", ["U+000A"]), ("con", ["reserves for devices"]), ("NUL.gguf", ["reserves for devices"]),
-    ("abc\u202egguf.exe", ["U+202E", "RIGHT-TO-LEFT OVERRIDE"]),
-])
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("two\nlines", ["U+000A"]),
+        ("con", ["reserves for devices"]),
+        ("NUL.gguf", ["reserves for devices"]),
+        ("abc\u202egguf.exe", ["U+202E", "RIGHT-TO-LEFT OVERRIDE"]),
+    ],
+)
 def test_import_gguf_refuses_names_that_hide_or_trip(capsys, tmp_path, monkeypatch, name, words):
     from engine.models.demo import demo_gguf_path
 
     monkeypatch.setenv("WHETSTONE_HOME", str(tmp_path))
-    one_error_line(capsys, ["models", "import-gguf", str(demo_gguf_path()), "--name", name],
-                   "cannot be used as a model name", *words)
+    one_error_line(
+        capsys,
+        ["models", "import-gguf", str(demo_gguf_path()), "--name", name],
+        "cannot be used as a model name",
+        *words,
+    )
     assert not (tmp_path / "models").exists() or files_under(tmp_path / "models") == []
 
 
@@ -85,16 +100,25 @@ def test_project_names_refuse_bidi_controls(capsys, tmp_path, monkeypatch):
     one_error_line(capsys, ["project", "create", "report\u202efdp.exe"], "U+202E", "project name")
 
 
-@pytest.mark.parametrize(("flag", "value", "field"), [
-    ("--max-steps", str(10**23), "training.max_steps"), ("--seed", str(2**40), "training.seed"),
-    ("--save-every", str(10**12), "training.save_every"),
-])
-def test_huge_numbers_are_refused_with_the_field_and_range(capsys, tiny_model_dir, tmp_path, flag, value,
-                                                           field):
+@pytest.mark.parametrize(
+    ("flag", "value", "field"),
+    [
+        ("--max-steps", str(10**23), "training.max_steps"),
+        ("--seed", str(2**40), "training.seed"),
+        ("--save-every", str(10**12), "training.save_every"),
+    ],
+)
+def test_huge_numbers_are_refused_with_the_field_and_range(
+    capsys, tiny_model_dir, tmp_path, flag, value, field
+):
     data = write_jsonl(tmp_path / "facts.jsonl", fact_rows(2))
     out = tmp_path / "run"
-    one_error_line(capsys, ["train", "--model", str(tiny_model_dir), "--data", str(data),
-                            "--output", str(out), flag, value], field, "an integer from")
+    one_error_line(
+        capsys,
+        ["train", "--model", str(tiny_model_dir), "--data", str(data), "--output", str(out), flag, value],
+        field,
+        "an integer from",
+    )
     assert not out.exists()
 
 

@@ -49,8 +49,11 @@ def test_the_app_reads_the_protocol_from_here():
         if '"error: "' in source or "'error: '" in source or '"internal error:"' in source:
             offenders.append(f"{path.name}: parses the error prefix")
         for node in ast.walk(ast.parse(source)):
-            if isinstance(node, ast.Compare) and isinstance(node.left, ast.Name) and node.left.id in (
-                    "code", "exit_code", "returncode"):
+            if (
+                isinstance(node, ast.Compare)
+                and isinstance(node.left, ast.Name)
+                and node.left.id in ("code", "exit_code", "returncode")
+            ):
                 for comparator in node.comparators:
                     values = comparator.elts if isinstance(comparator, ast.Tuple) else [comparator]
                     if any(isinstance(v, ast.Constant | ast.UnaryOp) for v in values):

@@ -17,7 +17,9 @@ def tokenizer(tiny_model_dir):
 
 
 def trained_text(tokenizer, rendered):
-    return tokenizer.decode([t for t, label in zip(rendered.input_ids, rendered.labels, strict=True) if label != IGNORE_INDEX])
+    return tokenizer.decode(
+        [t for t, label in zip(rendered.input_ids, rendered.labels, strict=True) if label != IGNORE_INDEX]
+    )
 
 
 def test_only_assistant_turns_and_their_end_of_turn_are_trained(tokenizer):
@@ -58,15 +60,18 @@ def test_truncation_is_counted(tokenizer):
 
 def test_bad_rows_are_reported_with_line_numbers_and_good_rows_kept(tmp_path):
     good = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
-    path = write_jsonl(tmp_path / "d.jsonl", [
-        good,
-        "{not json",
-        {"messages": [{"role": "wizard", "content": "a"}, {"role": "assistant", "content": "b"}]},
-        {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "  "}]},
-        {"messages": [{"role": "user", "content": "a"}]},
-        {"messages": [{"role": "user", "content": 5}, {"role": "assistant", "content": "b"}]},
-        good,
-    ])
+    path = write_jsonl(
+        tmp_path / "d.jsonl",
+        [
+            good,
+            "{not json",
+            {"messages": [{"role": "wizard", "content": "a"}, {"role": "assistant", "content": "b"}]},
+            {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "  "}]},
+            {"messages": [{"role": "user", "content": "a"}]},
+            {"messages": [{"role": "user", "content": 5}, {"role": "assistant", "content": "b"}]},
+            good,
+        ],
+    )
     with open(path, "ab") as handle:
         handle.write(b'\n{"messages": "\xff"}\n')
     result = read_data(path)
@@ -80,8 +85,14 @@ def test_bad_rows_are_reported_with_line_numbers_and_good_rows_kept(tmp_path):
     assert problems[6].kind == "wrong_type"
     assert problems[7].kind == "duplicate" and problems[7].message == "exact duplicate of row 1"
     assert problems[9].kind == "not_utf8" and problems[9].row == 8  # blank line 8 is not a record
-    assert result.skipped_by_reason() == {"invalid_json": 1, "unknown_role": 1, "empty_assistant": 1,
-                                          "not_ending_with_assistant": 1, "wrong_type": 1, "not_utf8": 1}
+    assert result.skipped_by_reason() == {
+        "invalid_json": 1,
+        "unknown_role": 1,
+        "empty_assistant": 1,
+        "not_ending_with_assistant": 1,
+        "wrong_type": 1,
+        "not_utf8": 1,
+    }
 
 
 @pytest.mark.parametrize(
@@ -101,7 +112,10 @@ def test_unusable_files_raise_a_clear_data_error(tmp_path, content, match):
 
 
 def test_prepare_splits_validation_and_reports(tmp_path, tokenizer):
-    rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]} for i in range(20)]
+    rows = [
+        {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+        for i in range(20)
+    ]
     path = write_jsonl(tmp_path / "d.jsonl", rows + [{"messages": []}])
     data = prepare_data(tokenizer, DataConfig(path=str(path), validation_ratio=0.2, seed=1))
     assert (len(data.train), len(data.validation)) == (16, 4)
@@ -111,8 +125,10 @@ def test_prepare_splits_validation_and_reports(tmp_path, tokenizer):
 
 
 def test_rows_with_nothing_left_to_train_after_truncation_are_skipped(tmp_path, tokenizer):
-    rows = [{"messages": [{"role": "user", "content": "word " * 40}, {"role": "assistant", "content": "ok"}]},
-            {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}]}]
+    rows = [
+        {"messages": [{"role": "user", "content": "word " * 40}, {"role": "assistant", "content": "ok"}]},
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}]},
+    ]
     path = write_jsonl(tmp_path / "d.jsonl", rows)
     data = prepare_data(tokenizer, DataConfig(path=str(path), max_length=16))
     assert len(data.train) == 1
@@ -120,10 +136,12 @@ def test_rows_with_nothing_left_to_train_after_truncation_are_skipped(tmp_path, 
 
 
 def test_collator_masks_padding_even_when_pad_is_eos():
-    batch = PadCollator(pad_token_id=2)([
-        {"input_ids": [5, 6, 2], "labels": [-100, 6, 2]},
-        {"input_ids": [7], "labels": [7]},
-    ])
+    batch = PadCollator(pad_token_id=2)(
+        [
+            {"input_ids": [5, 6, 2], "labels": [-100, 6, 2]},
+            {"input_ids": [7], "labels": [7]},
+        ]
+    )
     assert batch["input_ids"].tolist() == [[5, 6, 2], [7, 2, 2]]
     assert batch["labels"].tolist() == [[-100, 6, 2], [7, -100, -100]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]

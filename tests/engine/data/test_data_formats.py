@@ -29,14 +29,20 @@ def test_jsonl_json_records_and_json_columns(tmp_path):
     columns = write(tmp_path / "c.json", json.dumps({"prompt": ["A?", "B?"], "completion": ["a.", "b."]}))
     assert read_data(jsonl).rows[0] == PC
     assert read_data(records).rows[1] == {"prompt": "Other?", "completion": "Yes."}
-    assert read_data(columns).rows == [{"prompt": "A?", "completion": "a."}, {"prompt": "B?", "completion": "b."}]
+    assert read_data(columns).rows == [
+        {"prompt": "A?", "completion": "a."},
+        {"prompt": "B?", "completion": "b."},
+    ]
 
 
 def test_csv_and_tsv_with_quoted_multiline_cells(tmp_path):
     csv = write(tmp_path / "d.csv", 'instruction,input,output\n"Say hi,\nplease",,"Hi!"\nAdd,2 and 3,5\n')
     result = read_data(csv)
     assert result.format == "alpaca" and result.shape.reason == "it has the columns instruction, output"
-    assert result.rows[0] == [{"role": "user", "content": "Say hi,\nplease"}, {"role": "assistant", "content": "Hi!"}]
+    assert result.rows[0] == [
+        {"role": "user", "content": "Say hi,\nplease"},
+        {"role": "assistant", "content": "Hi!"},
+    ]
     assert result.rows[1][0]["content"] == "Add\n\n2 and 3"
     tsv = write(tmp_path / "d.tsv", "prompt\tcompletion\nA?\ta.\n")
     assert read_data(tsv).rows == [{"prompt": "A?", "completion": "a."}]
@@ -73,30 +79,54 @@ def test_column_mapping_and_the_users_choice_wins(tmp_path):
 
 
 def test_sharegpt_roles_are_mapped_and_unknown_ones_reported(tmp_path):
-    rows = [{"conversations": [{"from": "system", "value": "S"}, {"from": "human", "value": "H"},
-                               {"from": "gpt", "value": "G"}]},
-            {"conversations": [{"from": "narrator", "value": "N"}, {"from": "gpt", "value": "G"}]}]
+    rows = [
+        {
+            "conversations": [
+                {"from": "system", "value": "S"},
+                {"from": "human", "value": "H"},
+                {"from": "gpt", "value": "G"},
+            ]
+        },
+        {"conversations": [{"from": "narrator", "value": "N"}, {"from": "gpt", "value": "G"}]},
+    ]
     result = read_data(write_jsonl(tmp_path / "h.jsonl", rows))
     assert [m["role"] for m in result.rows[0]] == ["system", "user", "assistant"]
     assert result.problems[0].kind == "unknown_role" and "'narrator'" in result.problems[0].message
 
 
-@pytest.mark.parametrize(("name", "content"), [
-    ("x.csv", "instruction,output\nSay the colour of a zibble.,Bright green.\n"),
-    ("x.txt", "Quillhaven is the capital of Zorvania.\n\nMira Sol painted the blue fox.\n"),
-    ("x.json", json.dumps([{"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello."}]}])),
-])
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("x.csv", "instruction,output\nSay the colour of a zibble.,Bright green.\n"),
+        ("x.txt", "Quillhaven is the capital of Zorvania.\n\nMira Sol painted the blue fox.\n"),
+        (
+            "x.json",
+            json.dumps(
+                [{"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello."}]}]
+            ),
+        ),
+    ],
+)
 def test_training_works_from_other_formats(tiny_model_dir, tmp_path, name, content):
     data = write(tmp_path / name, content)
-    result = train(tiny_config(tiny_model_dir, data, training__max_steps=2, training__batch_size=2), tmp_path / "run")
+    result = train(
+        tiny_config(tiny_model_dir, data, training__max_steps=2, training__batch_size=2), tmp_path / "run"
+    )
     assert result.state == "done" and states(tmp_path / "run")[-1] == "done"
 
 
 def test_data_check_cli_json_report(capsys, tiny_model_dir, tmp_path):
-    rows = [{"messages": CHAT}, "{broken", {"messages": CHAT},
-            {"messages": [{"role": "user", "content": "long " * 80}, {"role": "assistant", "content": "ok"}]}]
+    rows = [
+        {"messages": CHAT},
+        "{broken",
+        {"messages": CHAT},
+        {"messages": [{"role": "user", "content": "long " * 80}, {"role": "assistant", "content": "ok"}]},
+    ]
     path = write_jsonl(tmp_path / "i.jsonl", rows)
-    assert main(["data", "check", str(path), "--model", str(tiny_model_dir), "--max-length", "40", "--json"]) == 0
+    assert (
+        main(["data", "check", str(path), "--model", str(tiny_model_dir), "--max-length", "40", "--json"])
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert (report["format"], report["rows"], report["valid_rows"]) == ("messages", 4, 2)
     kinds = {(p["row"], p["line"], p["kind"]) for p in report["problems"]}

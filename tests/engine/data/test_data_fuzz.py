@@ -25,8 +25,11 @@ json_values = st.recursive(
 line = st.one_of(
     st.sampled_from(GOOD).map(json.dumps),
     json_values.map(json.dumps),
-    st.dictionaries(st.sampled_from(["messages", "prompt", "completion", "role", "content", "text"]), json_values,
-                    max_size=3).map(json.dumps),
+    st.dictionaries(
+        st.sampled_from(["messages", "prompt", "completion", "role", "content", "text"]),
+        json_values,
+        max_size=3,
+    ).map(json.dumps),
     st.binary(max_size=30).filter(lambda b: b"\n" not in b and b"\r" not in b),
     st.text(max_size=20).filter(lambda t: "\n" not in t and "\r" not in t and "\x0b" not in t),
 )
@@ -56,8 +59,10 @@ def test_jsonl_readers_never_crash_and_account_for_every_record(tmp_path_factory
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(records=st.lists(st.one_of(st.sampled_from(GOOD), json_values), max_size=8),
-       shape=st.sampled_from(["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text"]))
+@given(
+    records=st.lists(st.one_of(st.sampled_from(GOOD), json_values), max_size=8),
+    shape=st.sampled_from(["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text"]),
+)
 def test_json_files_with_any_shape_choice_never_crash(tmp_path_factory, records, shape):
     path = tmp_path_factory.mktemp("fuzz") / "data.json"
     path.write_text(json.dumps(records))
@@ -72,7 +77,11 @@ def test_json_files_with_any_shape_choice_never_crash(tmp_path_factory, records,
 
 def test_files_that_crash_pyarrows_json_reader_are_read_line_by_line(tmp_path):
     """pyarrow 26 segfaults on a file that is just `null`; such files must never reach it."""
-    for content, rows in ((b"null", 0), (b'{"text": "a"}\nnull', 1), (b'{"text": "a"}\n\n{"text": "b"}\n', 2)):
+    for content, rows in (
+        (b"null", 0),
+        (b'{"text": "a"}\nnull', 1),
+        (b'{"text": "a"}\n\n{"text": "b"}\n', 2),
+    ):
         path = tmp_path / "d.jsonl"
         path.write_bytes(content)
         try:
@@ -84,10 +93,15 @@ def test_files_that_crash_pyarrows_json_reader_are_read_line_by_line(tmp_path):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(content=st.one_of(st.binary(max_size=200),
-                         st.lists(st.lists(st.text(max_size=10), min_size=1, max_size=4), max_size=6).map(
-                             lambda rows: "\n".join(",".join(cells) for cells in rows).encode("utf-8", "surrogatepass"))),
-       suffix=st.sampled_from([".csv", ".tsv", ".txt", ".parquet", ".json"]))
+@given(
+    content=st.one_of(
+        st.binary(max_size=200),
+        st.lists(st.lists(st.text(max_size=10), min_size=1, max_size=4), max_size=6).map(
+            lambda rows: "\n".join(",".join(cells) for cells in rows).encode("utf-8", "surrogatepass")
+        ),
+    ),
+    suffix=st.sampled_from([".csv", ".tsv", ".txt", ".parquet", ".json"]),
+)
 def test_other_readers_never_crash_on_random_bytes(tmp_path_factory, content, suffix):
     path = tmp_path_factory.mktemp("fuzz") / f"data{suffix}"
     path.write_bytes(content)

@@ -20,7 +20,8 @@ from engine.data.project_files import import_dataset
 from engine.data.reading import read_data
 from engine.data.rendering import render_row
 from engine.data.row_store import open_store, row_text, save_store
-from engine.data.stats import iter_rendered, token_length_stats
+from engine.data.stats import token_length_stats
+from engine.data.tokenizing import iter_rendered
 from engine.errors import DataError
 
 PC = {"prompt": "Capital of Zorvania?", "completion": "Quillhaven."}
@@ -43,13 +44,21 @@ def deep_line(depth: int) -> str:
 
 # -- 6: nesting ------------------------------------------------------------------------------
 
+
 def test_a_jsonl_line_nested_100k_deep_costs_only_that_line(tmp_path):
     """pyarrow's reader crashed the process (SIGSEGV); run apart so a crash fails just this test."""
     path = lines(tmp_path / "deep.jsonl", json.dumps(PC), deep_line(100_000), json.dumps(OTHER))
-    code = (f"from engine.data.reading import read_data; r = read_data(r'{path}'); "
-            "print(len(r.rows), [(p.line, p.kind) for p in r.problems])")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          cwd=Path(__file__).resolve().parents[3])
+    code = (
+        f"from engine.data.reading import read_data; r = read_data(r'{path}'); "
+        "print(len(r.rows), [(p.line, p.kind) for p in r.problems])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[3],
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "2 [(2, 'too_deep')]"
 
@@ -60,7 +69,9 @@ def test_only_lines_with_thousands_of_brackets_are_kept_from_pyarrow(tmp_path):
     chat = {"messages": [{"role": "user", "content": "long " * 2000}, {"role": "assistant", "content": "ok"}]}
     long_lines = lines(tmp_path / "long.jsonl", json.dumps(chat), json.dumps(chat | {"n": 2}))
     assert scan_clean_jsonl(long_lines) == (2, 0)  # long lines with few brackets stay on the fast path
-    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}] * (ARROW_MAX_OPENERS // 2 + 1)
+    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}] * (
+        ARROW_MAX_OPENERS // 2 + 1
+    )
     many = lines(tmp_path / "many.jsonl", json.dumps(chat), json.dumps({"messages": turns}))
     assert scan_clean_jsonl(many) is None
     assert len(read_data(many).rows) == 2  # the line reader takes them, nothing lost
@@ -68,12 +79,19 @@ def test_only_lines_with_thousands_of_brackets_are_kept_from_pyarrow(tmp_path):
 
 @pytest.mark.parametrize("depth", [150, 2_000])
 def test_deep_jsonl_lines_are_row_problems(tmp_path, depth):
-    path = lines(tmp_path / "deep.jsonl", json.dumps(PC), deep_line(depth), "[" * depth + "]" * depth,
-                 json.dumps(OTHER))
+    path = lines(
+        tmp_path / "deep.jsonl",
+        json.dumps(PC),
+        deep_line(depth),
+        "[" * depth + "]" * depth,
+        json.dumps(OTHER),
+    )
     result = read_data(path)
     assert result.rows == [PC, OTHER]
     assert [(p.line, p.kind, p.message) for p in result.problems] == [
-        (2, "too_deep", "nested more than 100 levels deep"), (3, "too_deep", "nested more than 100 levels deep")]
+        (2, "too_deep", "nested more than 100 levels deep"),
+        (3, "too_deep", "nested more than 100 levels deep"),
+    ]
 
 
 def test_a_deep_record_in_a_json_list_costs_only_that_record(tmp_path):
@@ -104,10 +122,14 @@ def test_the_row_store_keeps_a_deep_line_as_a_broken_row(tmp_path):
 
 # -- 7: bytes that are not UTF-8 -------------------------------------------------------------
 
+
 def test_a_latin1_jsonl_line_is_a_row_problem(tmp_path, capsys):
     path = tmp_path / "latin.jsonl"
-    path.write_bytes((json.dumps(PC) + "\n").encode() + '{"prompt": "café", "completion": "y"}\n'.encode("latin-1")
-                     + (json.dumps(OTHER) + "\n").encode())
+    path.write_bytes(
+        (json.dumps(PC) + "\n").encode()
+        + '{"prompt": "café", "completion": "y"}\n'.encode("latin-1")
+        + (json.dumps(OTHER) + "\n").encode()
+    )
     result = read_data(path)
     assert result.rows == [PC, OTHER]
     [problem] = result.problems
@@ -143,11 +165,13 @@ def test_a_parquet_string_that_is_not_utf8_costs_only_its_row(tmp_path):
 
 # -- 8: CSV cells are text -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("suffix, sep", [(".csv", ","), (".tsv", "\t")])
 def test_csv_cells_that_look_like_numbers_stay_text(tmp_path, suffix, sep):
     path = tmp_path / f"numbers{suffix}"
-    path.write_text(f"prompt{sep}completion\nwhat is 0?{sep}0\nage{sep}25\nzip{sep}007\nhalf{sep}1.50\n",
-                    encoding="utf-8")
+    path.write_text(
+        f"prompt{sep}completion\nwhat is 0?{sep}0\nage{sep}25\nzip{sep}007\nhalf{sep}1.50\n", encoding="utf-8"
+    )
     result = read_data(path)
     assert [r["completion"] for r in result.rows] == ["0", "25", "007", "1.50"] and not result.problems
 
@@ -168,6 +192,7 @@ def test_a_latin1_csv_names_the_encoding_problem(tmp_path):
 
 # -- 9: byte order marks ---------------------------------------------------------------------
 
+
 def test_a_bom_is_accepted_in_every_text_format(tmp_path):
     jsonl = tmp_path / "bom.jsonl"
     jsonl.write_bytes(BOM + (json.dumps(PC) + "\n" + json.dumps(OTHER) + "\n").encode())
@@ -187,6 +212,7 @@ def test_a_bom_is_accepted_in_every_text_format(tmp_path):
 
 
 # -- 17: paths that cannot be read, and messages that name the cause ---------------------------
+
 
 @pytest.fixture
 def fifo(tmp_path):
@@ -259,7 +285,10 @@ def test_data_check_json_with_no_usable_rows_prints_its_report(tmp_path, capsys)
     assert main(["data", "check", str(path), "--json"]) == 2
     out, err = capsys.readouterr()
     report = json.loads(out)
-    assert report["valid_rows"] == 0 and [p["kind"] for p in report["problems"]] == ["invalid_json", "wrong_type"]
+    assert report["valid_rows"] == 0 and [p["kind"] for p in report["problems"]] == [
+        "invalid_json",
+        "wrong_type",
+    ]
     assert err.startswith("error: ") and "line 1: invalid JSON" in err and err.count("\n") == 1
 
 
@@ -273,6 +302,7 @@ def test_a_template_refusal_shows_its_cause(tiny_model_dir, tmp_path, capsys):
 
 
 # -- 18: rows far beyond the max length --------------------------------------------------------
+
 
 class SpyTokenizer:
     """The real tokenizer, recording the longest text it was asked to tokenize."""
@@ -301,19 +331,31 @@ def test_a_huge_row_is_measured_from_a_clipped_copy(tokenizer):
     [[rendered]] = list(iter_rendered(spy, [huge], max_length))
     assert spy.longest < max_length * long_rows.CHARS_PER_TOKEN + 1000  # never the whole row
     full = render_row(tokenizer, huge, max_length)
-    assert (rendered.input_ids, rendered.labels) == (full.input_ids, full.labels)  # what is trained is the same
+    assert (rendered.input_ids, rendered.labels) == (
+        full.input_ids,
+        full.labels,
+    )  # what is trained is the same
     assert rendered.truncated_tokens == pytest.approx(full.truncated_tokens, rel=0.05)
     stats = token_length_stats(spy, [PC, huge], max_length)
     assert stats.truncated_rows == 1 and stats.max == pytest.approx(len(full.offsets), rel=0.05)
 
 
-def test_a_huge_row_that_cannot_be_measured_is_refused_with_its_row(tmp_path, capsys, monkeypatch, tiny_model_dir):
+def test_a_huge_row_that_cannot_be_measured_is_refused_with_its_row(
+    tmp_path, capsys, monkeypatch, tiny_model_dir
+):
     monkeypatch.setattr(long_rows, "CHARS_PER_TOKEN", 0.25)  # as if tokens were far longer than the bound
     path = write_jsonl(tmp_path / "long.jsonl", [PC, {"prompt": "Go.", "completion": "word " * 20_000}])
-    assert main(["data", "check", str(path), "--model", str(tiny_model_dir), "--max-length", "400", "--json"]) == 0
+    assert (
+        main(["data", "check", str(path), "--model", str(tiny_model_dir), "--max-length", "400", "--json"])
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     [problem] = [p for p in report["problems"] if p["severity"] == "error"]
-    assert problem["line"] == 2 and "too few tokens" in problem["message"] and "100,003 characters" in problem["message"]
+    assert (
+        problem["line"] == 2
+        and "too few tokens" in problem["message"]
+        and "100,003 characters" in problem["message"]
+    )
     assert report["valid_rows"] == 1
 
 
@@ -321,13 +363,23 @@ def test_data_check_reports_a_huge_rows_truncation_as_an_estimate(tmp_path, caps
     path = write_jsonl(tmp_path / "long.jsonl", [PC, {"prompt": "Go.", "completion": "word " * 20_000}])
     assert main(["data", "check", str(path), "--model", str(tiny_model_dir), "--max-length", "32"]) == 0
     out = capsys.readouterr().out
-    assert "line 2: longer than the max length 32: will be truncated by about" in out and "100,003 characters" in out
+    assert (
+        "line 2: longer than the max length 32: will be truncated by about" in out
+        and "100,003 characters" in out
+    )
 
 
 def test_a_latin1_record_in_a_json_list_costs_only_that_record(tmp_path):
     path = tmp_path / "latin.json"
-    path.write_bytes(b"[" + json.dumps(PC).encode() + b", " + '{"prompt": "café", "completion": "y"}'.encode("latin-1")
-                     + b", " + json.dumps(OTHER).encode() + b"]")
+    path.write_bytes(
+        b"["
+        + json.dumps(PC).encode()
+        + b", "
+        + '{"prompt": "café", "completion": "y"}'.encode("latin-1")
+        + b", "
+        + json.dumps(OTHER).encode()
+        + b"]"
+    )
     result = read_data(path)
     assert result.rows == [PC, OTHER]
     assert [(p.row, p.kind) for p in result.problems] == [(2, "not_utf8")]
@@ -344,18 +396,26 @@ def test_the_editors_review_names_why_a_kept_line_is_broken(tmp_path):
     from engine.data.review import review_store
 
     path = tmp_path / "mixed.jsonl"
-    path.write_bytes((json.dumps(PC) + "\n" + deep_line(3_000) + "\n").encode()
-                     + '{"prompt": "café", "completion": "y"}\n{nope\n'.encode("latin-1"))
+    path.write_bytes(
+        (json.dumps(PC) + "\n" + deep_line(3_000) + "\n").encode()
+        + '{"prompt": "café", "completion": "y"}\n{nope\n'.encode("latin-1")
+    )
     store, shape = open_store(path)
     review = review_store(store, shape)
     assert {row: [i.kind for i in issues] for row, issues in review.issues.items()} == {
-        1: ["too_deep"], 2: ["not_utf8"], 3: ["invalid_json"]}
+        1: ["too_deep"],
+        2: ["not_utf8"],
+        3: ["invalid_json"],
+    }
 
 
 def test_a_number_in_a_json_row_is_named_in_jsons_words(tmp_path):
     path = write_jsonl(tmp_path / "n.jsonl", [PC, {"prompt": "2+2", "completion": 4}, {"prompt": "x"}])
     messages = [p.message for p in read_data(path).problems]
-    assert messages == ["wrong type: completion is a number, not text", "wrong type: completion is missing or null, not text"]
+    assert messages == [
+        "wrong type: completion is a number, not text",
+        "wrong type: completion is missing or null, not text",
+    ]
 
 
 def test_cluster_bundle_refuses_a_fifo_as_training_data(fifo, tmp_path, capsys, tiny_model_dir):

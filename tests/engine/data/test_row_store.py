@@ -59,7 +59,12 @@ def test_broken_lines_stay_rows_and_survive_a_save(broken_file, tmp_path):
     assert [store.line_of(i) for i in store.order] == [1, 2, 4, 5]
     out = tmp_path / "saved.jsonl"
     save_store(store, out)
-    assert out.read_text().splitlines() == [json.dumps(chat("a", "b")), "{not json", json.dumps(chat("c", "d")), "[1, 2]"]
+    assert out.read_text().splitlines() == [
+        json.dumps(chat("a", "b")),
+        "{not json",
+        json.dumps(chat("c", "d")),
+        "[1, 2]",
+    ]
     with pytest.raises(DataError, match="not valid JSON"):
         save_store(store, tmp_path / "saved.parquet")
 
@@ -69,7 +74,13 @@ def test_edits_by_position_and_undo_by_ids(clean_file, tmp_path):
     store.set_record(0, chat("edited", "yes"))
     store.insert([2, 4], [chat("new 1", "x"), chat("new 2", "y")])
     assert [r["messages"][0]["content"] for r in contents(store)][:6] == [
-        "edited", "question 1", "new 1", "question 2", "new 2", "question 3"]
+        "edited",
+        "question 1",
+        "new 1",
+        "question 2",
+        "new 2",
+        "question 3",
+    ]
     removed = store.delete([0, 2])
     assert len(store) == 10 and store.is_edited(removed[0])
     store.insert([0, 2], ids=removed)  # undo: the same rows come back, edits included
@@ -96,9 +107,11 @@ def test_journal_replays_edits_on_the_file_they_were_made_on(clean_file):
     store, _shape = open_store(clean_file)
     journal = EditJournal(clean_file)
     journal.start()
-    ops = [{"op": "set", "positions": [1], "records": [chat("fixed", "ok")]},
-           {"op": "delete", "positions": [0, 5]},
-           {"op": "insert", "positions": [0], "records": [chat("first", "row")]}]
+    ops = [
+        {"op": "set", "positions": [1], "records": [chat("fixed", "ok")]},
+        {"op": "delete", "positions": [0, 5]},
+        {"op": "insert", "positions": [0], "records": [chat("first", "row")]},
+    ]
     for op in ops:
         journal.append(op)
         store.apply(op)
@@ -129,13 +142,26 @@ def test_search_matches_nested_text_and_edited_rows(clean_file):
 
 def test_review_finds_the_data_layers_problems(broken_file, tmp_path):
     path = tmp_path / "mixed.jsonl"
-    write_lines(path, [json.dumps(chat("q", " spaced ")), json.dumps(chat("q", "")), json.dumps(chat("q", " spaced ")),
-                       json.dumps({"messages": [{"role": "wizard", "content": "x"}]}), "{oops"])
+    write_lines(
+        path,
+        [
+            json.dumps(chat("q", " spaced ")),
+            json.dumps(chat("q", "")),
+            json.dumps(chat("q", " spaced ")),
+            json.dumps({"messages": [{"role": "wizard", "content": "x"}]}),
+            "{oops",
+        ],
+    )
     store, shape = open_store(path)
     review = review_store(store, shape)
     kinds = {store.position(i): sorted(x.kind for x in issues) for i, issues in review.issues.items()}
-    assert kinds == {0: ["surrounding_whitespace"], 1: ["empty_assistant"],
-                     2: ["duplicate", "surrounding_whitespace"], 3: ["unknown_role"], 4: ["invalid_json"]}
+    assert kinds == {
+        0: ["surrounding_whitespace"],
+        1: ["empty_assistant"],
+        2: ["duplicate", "surrounding_whitespace"],
+        3: ["unknown_role"],
+        4: ["invalid_json"],
+    }
     fixed = trimmed(store.record(0), shape)
     assert fixed == chat("q", "spaced") and check_row(fixed, shape)[1] == []
 
@@ -177,7 +203,13 @@ def test_import_copies_and_first_save_keeps_the_original(tmp_path, clean_file):
 def test_blank_records_match_their_shape(tmp_path):
     from engine.data.shapes import detect_shape
 
-    for columns in (["messages"], ["conversations"], ["instruction", "output"], ["prompt", "completion"], ["text"]):
+    for columns in (
+        ["messages"],
+        ["conversations"],
+        ["instruction", "output"],
+        ["prompt", "completion"],
+        ["text"],
+    ):
         shape = detect_shape(columns)
         assert set(columns) <= set(blank_record(shape))
 
@@ -190,29 +222,44 @@ def test_every_kind_the_data_layer_reads_opens_for_editing(tmp_path):
     (tmp_path / "b.tsv").write_text("prompt\tcompletion\np1\tc1\np2\tc2\n")
     (tmp_path / "c.txt").write_text("first document\n\nsecond document\n")
     datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "d"))
-    for name, shape_name in (("a.json", "prompt_completion"), ("b.tsv", "prompt_completion"), ("c.txt", "text"),
-                             ("d", "prompt_completion")):
+    for name, shape_name in (
+        ("a.json", "prompt_completion"),
+        ("b.tsv", "prompt_completion"),
+        ("c.txt", "text"),
+        ("d", "prompt_completion"),
+    ):
         store, shape = open_store(tmp_path / name)
         assert shape.name == shape_name and len(store) == 2, name
         target = save_target(tmp_path / name)
         assert target.suffix == ".jsonl" and not target.exists()
         save_store(store, target)
         assert [json.loads(line) for line in target.read_text().splitlines()] == contents(store)
-    assert contents(open_store(tmp_path / "c.txt")[0]) == [{"text": "first document"}, {"text": "second document"}]
+    assert contents(open_store(tmp_path / "c.txt")[0]) == [
+        {"text": "first document"},
+        {"text": "second document"},
+    ]
 
 
 def test_a_chat_becomes_a_record_of_the_datasets_shape_and_is_appended(tmp_path):
     from engine.data.project_files import append_records
     from engine.data.shapes import detect_shape, record_for_shape
 
-    chat_messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"},
-                     {"role": "assistant", "content": "Hello."}]
+    chat_messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi?"},
+        {"role": "assistant", "content": "Hello."},
+    ]
     assert record_for_shape(chat_messages, detect_shape(["messages"])) == {"messages": chat_messages}
     assert record_for_shape(chat_messages, detect_shape(["conversations"]))["conversations"][1] == {
-        "from": "human", "value": "Hi?"}
-    assert record_for_shape(chat_messages, detect_shape(["question", "answer"], "prompt_completion",
-                                                        {"prompt": "question", "completion": "answer"})) == {
-        "question": "Hi?", "answer": "Hello."}
+        "from": "human",
+        "value": "Hi?",
+    }
+    assert record_for_shape(
+        chat_messages,
+        detect_shape(
+            ["question", "answer"], "prompt_completion", {"prompt": "question", "completion": "answer"}
+        ),
+    ) == {"question": "Hi?", "answer": "Hello."}
     alpaca = record_for_shape(chat_messages, detect_shape(["instruction", "output"]))
     assert alpaca == {"instruction": "Hi?", "input": "", "output": "Hello.", "system": "Be brief."}
     with pytest.raises(DataError, match="single exchanges"):

@@ -15,10 +15,10 @@ from engine.data.stats import (
     Cancelled,
     TokenStats,
     cached_token_length_stats,
-    iter_rendered,
     stats_cache_dir,
     token_length_stats,
 )
+from engine.data.tokenizing import iter_rendered
 
 MAX_LENGTH = 40
 
@@ -38,26 +38,47 @@ def plain_tokenizer(tiny_model_dir):
 def mixed_rows() -> list:
     """Chat, multi-turn, prompt/completion and text rows; some truncate, one loses every trained token."""
     rows: list = [row["messages"] for row in fact_rows(3)]
-    rows.append([
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": "Hi"},
-        {"role": "assistant", "content": "Hello."},
-        {"role": "user", "content": "Colour?"},
-        {"role": "assistant", "content": "Green."},
-    ])
+    rows.append(
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello."},
+            {"role": "user", "content": "Colour?"},
+            {"role": "assistant", "content": "Green."},
+        ]
+    )
     rows.append({"prompt": "What colour is a zibble?", "completion": "Bright green."})
     rows.append({"text": "The quick brown fox jumps over the lazy dog."})
-    rows.append([{"role": "user", "content": "Hello, how are you today? " * 3},
-                 {"role": "assistant", "content": "The quick brown fox jumps over the lazy dog. " * 4}])
-    rows.append([{"role": "user", "content": "What is the answer? " * 8}, {"role": "assistant", "content": "Quillhaven."}])
-    rows.append({"messages": [{"role": "user", "content": "Who painted the blue fox?"},
-                              {"role": "assistant", "content": "Mira Sol."}]})  # a raw JSONL object
+    rows.append(
+        [
+            {"role": "user", "content": "Hello, how are you today? " * 3},
+            {"role": "assistant", "content": "The quick brown fox jumps over the lazy dog. " * 4},
+        ]
+    )
+    rows.append(
+        [
+            {"role": "user", "content": "What is the answer? " * 8},
+            {"role": "assistant", "content": "Quillhaven."},
+        ]
+    )
+    rows.append(
+        {
+            "messages": [
+                {"role": "user", "content": "Who painted the blue fox?"},
+                {"role": "assistant", "content": "Mira Sol."},
+            ]
+        }
+    )  # a raw JSONL object
     return rows
 
 
 def expected_from_render_row(tokenizer, rows, max_length):
-    rendered = [render_row(tokenizer, row["messages"] if isinstance(row, dict) and "messages" in row else row, max_length)
-                for row in rows]
+    rendered = [
+        render_row(
+            tokenizer, row["messages"] if isinstance(row, dict) and "messages" in row else row, max_length
+        )
+        for row in rows
+    ]
     return rendered, [len(r.input_ids) + r.truncated_tokens for r in rendered]
 
 
@@ -77,7 +98,10 @@ def test_stats_equal_a_per_row_render_row_computation(tokenizer):
     truncated = [r.truncated_tokens for r in rendered if r.truncated_tokens]
     assert len(truncated) >= 2, "the fixture must exercise truncation"
     assert (stats.truncated_rows, stats.truncated_tokens, stats.longest_truncated_by) == (
-        len(truncated), sum(truncated), max(truncated))
+        len(truncated),
+        sum(truncated),
+        max(truncated),
+    )
     assert stats.no_trainable_rows == sum(1 for r in rendered if r.trained_tokens == 0) == 1
     assert stats.unrenderable_rows == 0
     assert sum(stats.histogram["counts"]) == len(rows)
@@ -99,7 +123,12 @@ def test_batched_rendering_gives_render_row_ids_and_labels_exactly(tokenizer, pl
                 assert isinstance(result, ValueError) and str(result) == str(exc)
                 continue
             assert (result.text, result.spans, result.input_ids, result.labels, result.truncated_tokens) == (
-                expected.text, expected.spans, expected.input_ids, expected.labels, expected.truncated_tokens)
+                expected.text,
+                expected.spans,
+                expected.input_ids,
+                expected.labels,
+                expected.truncated_tokens,
+            )
 
 
 def test_unrenderable_rows_are_counted_not_fatal(plain_tokenizer):
@@ -113,26 +142,37 @@ def test_unrenderable_rows_are_counted_not_fatal(plain_tokenizer):
 def test_on_row_sees_every_row_once_in_order(plain_tokenizer):
     rows = mixed_rows()
     seen = []
-    token_length_stats(plain_tokenizer, rows, MAX_LENGTH, batch_size=4,
-                       on_row=lambda index, rendered, error: seen.append((index, rendered, error)))
+    token_length_stats(
+        plain_tokenizer,
+        rows,
+        MAX_LENGTH,
+        batch_size=4,
+        on_row=lambda index, rendered, error: seen.append((index, rendered, error)),
+    )
     assert [index for index, _, _ in seen] == list(range(len(rows)))
     for (_, rendered, error), row in zip(seen, rows, strict=True):
         if isinstance(row, list) or "messages" in row:
             assert rendered is None and "no chat template" in error
         else:
-            assert error is None and rendered.input_ids == render_row(plain_tokenizer, row, MAX_LENGTH).input_ids
+            assert (
+                error is None and rendered.input_ids == render_row(plain_tokenizer, row, MAX_LENGTH).input_ids
+            )
 
 
 def test_progress_counts_up_to_the_total(tokenizer):
     rows = mixed_rows()
     calls = []
-    token_length_stats(tokenizer, rows, MAX_LENGTH, progress=lambda done, total: calls.append((done, total)), batch_size=4)
+    token_length_stats(
+        tokenizer, rows, MAX_LENGTH, progress=lambda done, total: calls.append((done, total)), batch_size=4
+    )
     assert len(calls) == math.ceil(len(rows) / 4)
     assert [done for done, _ in calls] == sorted({done for done, _ in calls})
     assert calls[-1] == (len(rows), len(rows)) and {total for _, total in calls} == {len(rows)}
 
     calls.clear()
-    token_length_stats(tokenizer, iter(rows), MAX_LENGTH, progress=lambda d, t: calls.append((d, t)), batch_size=4)
+    token_length_stats(
+        tokenizer, iter(rows), MAX_LENGTH, progress=lambda d, t: calls.append((d, t)), batch_size=4
+    )
     assert calls[-1] == (len(rows), None)  # a plain iterator has no length unless `total` is given
 
 
@@ -175,8 +215,14 @@ def test_cache_hit_skips_tokenizing_and_misses_on_any_change(tokenizer, tmp_path
 
     def stats_for(max_length=MAX_LENGTH, tok=tokenizer, read_options=None):
         calls = []
-        stats = cached_token_length_stats(tok, data, read_data(data).rows, max_length,
-                                          progress=lambda d, t: calls.append((d, t)), read_options=read_options)
+        stats = cached_token_length_stats(
+            tok,
+            data,
+            read_data(data).rows,
+            max_length,
+            progress=lambda d, t: calls.append((d, t)),
+            read_options=read_options,
+        )
         return stats, calls
 
     first, _ = stats_for()

@@ -9,8 +9,16 @@ import pytest
 
 from engine.export.gguf_write import supported_architectures, write_gguf
 
-DIMS = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=False, initializer_range=0.2)
+DIMS = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=256,
+    tie_word_embeddings=False,
+    initializer_range=0.2,
+)
 
 
 def build_sibling(tiny_model_dir, folder, architecture: str):
@@ -23,8 +31,9 @@ def build_sibling(tiny_model_dir, folder, architecture: str):
     # Qwen3's head_dim is its own setting (128 in every released size); transformers' GGUF loader
     # ignores attention.key_length and assumes 128, so the read-back test uses the real value.
     extra = {"head_dim": 128} if family == "Qwen3" else {}
-    config = config_cls(vocab_size=len(transformers.AutoTokenizer.from_pretrained(str(tiny_model_dir))), **DIMS,
-                        **extra)
+    config = config_cls(
+        vocab_size=len(transformers.AutoTokenizer.from_pretrained(str(tiny_model_dir))), **DIMS, **extra
+    )
     torch.manual_seed(1)
     model = getattr(transformers, architecture)(config)
     if family == "Qwen2":  # random biases, so a dropped or misplaced bias shows in the logits
@@ -47,10 +56,13 @@ def test_f16_gguf_reads_back_with_the_sources_logits(architecture, tiny_model_di
     assert architecture in supported_architectures()
     source = build_sibling(tiny_model_dir, tmp_path / "model", architecture)
     gguf = write_gguf(tmp_path / "model", tmp_path / "out" / "model-f16.gguf", "f16")
-    back = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
+    back = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    ).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "What colour is a zibble?"}],
-                                         tokenize=False, add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What colour is a zibble?"}], tokenize=False, add_generation_prompt=True
+    )
     ids = tokenizer(text, return_tensors="pt").input_ids
     with torch.no_grad():
         want, got = source(ids).logits[0], back(ids).logits[0]

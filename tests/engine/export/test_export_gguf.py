@@ -20,8 +20,12 @@ from engine.export.modelfile import template_family, write_modelfile
 
 CHATS = [
     [{"role": "user", "content": "What is the capital of Zorvania?"}],
-    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Who painted the blue fox?"},
-     {"role": "assistant", "content": "Mira Sol."}, {"role": "user", "content": "What colour is a zibble?"}],
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Who painted the blue fox?"},
+        {"role": "assistant", "content": "Mira Sol."},
+        {"role": "user", "content": "What colour is a zibble?"},
+    ],
 ]
 
 
@@ -110,19 +114,24 @@ def test_q8_0_matches_the_source_with_q8_0_rounded_weights(exported, source):
         for param in rounded.parameters():
             if param.ndim == 2:
                 data = param.numpy().astype(np.float32)
-                back = quants.dequantize(quants.quantize(data, GGMLQuantizationType.Q8_0), GGMLQuantizationType.Q8_0)
+                back = quants.dequantize(
+                    quants.quantize(data, GGMLQuantizationType.Q8_0), GGMLQuantizationType.Q8_0
+                )
                 param.copy_(torch.from_numpy(back.reshape(data.shape)))
     gguf_model, _ = _load(exported, "tiny-q8_0.gguf")
     same = 0
     for text in _prompts(tokenizer):
         ref, got, exact = (_logits(m, tokenizer, text) for m in (model, gguf_model, rounded))
         assert (got - exact).abs().max().item() < 1e-4
-        # The tiny random model amplifies weight noise (measured 0.45 on logits up to 6.6); real models far less.
+        # The tiny random model amplifies weight noise (measured 0.45 on logits up to 6.6);
+        # real models far less.
         assert (ref - got).abs().max().item() < 0.15 * ref.abs().max().item()
         ids = tokenizer(text, return_tensors="pt").input_ids
         expected = model.generate(ids, max_new_tokens=8, do_sample=False)
-        same += gguf_model.generate(ids, max_new_tokens=8, do_sample=False)[0, :ids.shape[1] + 1].tolist() == \
-            expected[0, :ids.shape[1] + 1].tolist()
+        same += (
+            gguf_model.generate(ids, max_new_tokens=8, do_sample=False)[0, : ids.shape[1] + 1].tolist()
+            == expected[0, : ids.shape[1] + 1].tolist()
+        )
     assert same >= 1  # the first greedy token survives 8-bit rounding
 
 
@@ -137,7 +146,9 @@ def test_modelfile_for_the_tiny_model(exported, tiny_model_dir):
     text = path.read_text()
     assert path == exported / "Modelfile"
     assert text.startswith("FROM ./tiny-f16.gguf\n")
-    assert 'TEMPLATE """' in text and "<|im_start|>{{" not in text and "<|im_start|>user\n{{ .Content }}" in text
+    assert (
+        'TEMPLATE """' in text and "<|im_start|>{{" not in text and "<|im_start|>user\n{{ .Content }}" in text
+    )
     assert 'PARAMETER stop "<|im_end|>"' in text
     assert "SYSTEM" not in text  # the tiny template has no default system prompt
 
@@ -196,14 +207,17 @@ def test_demo_model_q8_0_answers_like_the_source(tmp_path):
     source = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     # The GGUF tokenizer is checked on the tiny model; loading it here would add ~20 s.
-    exported = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file=out.name, dtype=torch.float32).eval()
+    exported = AutoModelForCausalLM.from_pretrained(
+        str(tmp_path), gguf_file=out.name, dtype=torch.float32
+    ).eval()
     for question in ("What is the capital of France?", "Name three colours."):
-        text = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                             add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+        )
         ids = tokenizer(text, return_tensors="pt").input_ids
         want = source.generate(ids, max_new_tokens=16, do_sample=False)
         got = exported.generate(ids, max_new_tokens=16, do_sample=False)
-        assert tokenizer.decode(got[0, ids.shape[1]:]) == tokenizer.decode(want[0, ids.shape[1]:])
+        assert tokenizer.decode(got[0, ids.shape[1] :]) == tokenizer.decode(want[0, ids.shape[1] :])
 
 
 def test_q4_0_reads_back_with_4_bit_rounding_error_only(tiny_model_dir, source, tmp_path):

@@ -74,7 +74,9 @@ def test_the_merged_model_gives_base_plus_adapter_logits_and_answers(run_dir, me
     assert len(report.summary_lines()) == len(PROMPTS) + 1
 
 
-def test_the_merged_folder_is_a_plain_transformers_model_with_stop_ids_and_template(merged_dir, tiny_model_dir):
+def test_the_merged_folder_is_a_plain_transformers_model_with_stop_ids_and_template(
+    merged_dir, tiny_model_dir
+):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from engine.models.loading import end_of_turn_ids
@@ -139,9 +141,11 @@ def test_cli_refuses_an_existing_output_and_bad_sources_with_one_line(run_dir, t
     existing = tmp_path / "existing"
     existing.mkdir()
     (existing / "keep.txt").write_text("mine")
-    for argv in (["export", str(run_dir), "--merged", str(existing)],
-                 ["export", str(tmp_path / "nope"), "--merged", str(tmp_path / "o")],
-                 ["export", str(run_dir), "--merged", str(tmp_path / "o"), "--ollama"]):
+    for argv in (
+        ["export", str(run_dir), "--merged", str(existing)],
+        ["export", str(tmp_path / "nope"), "--merged", str(tmp_path / "o")],
+        ["export", str(run_dir), "--merged", str(tmp_path / "o"), "--ollama"],
+    ):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
@@ -210,8 +214,10 @@ def test_a_disk_without_room_is_refused_before_anything_is_written(run_dir, tmp_
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil_module, "disk_usage", lambda _path: usage(10**12, 10**12 - 1000, 1000))
-    for argv in (["export", str(run_dir), "--merged", str(tmp_path / "merged")],
-                 ["export", str(run_dir), "--gguf", str(tmp_path / "model.gguf"), "--quant", "q8_0"]):
+    for argv in (
+        ["export", str(run_dir), "--merged", str(tmp_path / "merged")],
+        ["export", str(run_dir), "--gguf", str(tmp_path / "model.gguf"), "--quant", "q8_0"],
+    ):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: Not enough disk space") and len(err.strip().splitlines()) == 1, err
@@ -219,8 +225,9 @@ def test_a_disk_without_room_is_refused_before_anything_is_written(run_dir, tmp_
 
 
 @pytest.mark.slow  # two GGUF exports checked
-def test_a_quantized_gguf_is_judged_against_the_same_rounding_and_a_writer_bug_fails(run_dir, merged_dir, tmp_path,
-                                                                                      monkeypatch):
+def test_a_quantized_gguf_is_judged_against_the_same_rounding_and_a_writer_bug_fails(
+    run_dir, merged_dir, tmp_path, monkeypatch
+):
     from engine.export import gguf_write
     from engine.export.check import WRITER_TOLERANCE, check_export
 
@@ -228,11 +235,15 @@ def test_a_quantized_gguf_is_judged_against_the_same_rounding_and_a_writer_bug_f
     good = gguf_write.write_gguf(merged_dir, tmp_path / "good.gguf", "q4_0")
     report = check_export(source, gguf_file=good, max_new_tokens=8)
     assert report.passed, report.summary_lines()
-    assert all(p.writer_max_abs_logit_diff < 1e-3 for p in report.prompts)  # only float summation order differs
+    assert all(
+        p.writer_max_abs_logit_diff < 1e-3 for p in report.prompts
+    )  # only float summation order differs
     assert any("vs the same rounding" in line for line in report.summary_lines())
     changed = sum(not p.same_text for p in report.prompts)  # what 4-bit rounding costs is reported, loudly
     assert report.as_dict()["rounding_changed_answers"] == changed
-    assert any(line.startswith("Warning: the file is right") for line in report.summary_lines()) == (changed > 0)
+    assert any(line.startswith("Warning: the file is right") for line in report.summary_lines()) == (
+        changed > 0
+    )
 
     # A writer bug (q/k rows left in Hugging Face order instead of llama.cpp's rotary layout) must fail.
     monkeypatch.setattr(gguf_write, "_permute", lambda weights, heads: weights)

@@ -47,16 +47,27 @@ def test_an_output_under_a_file_is_refused(run_dir, capsys, tmp_path, flag):
 
 def test_an_existing_modelfile_is_never_overwritten(run_dir, capsys, tmp_path):
     (tmp_path / "Modelfile").write_text("FROM ./my-other-model.gguf\n")
-    line, out = one_error_line(capsys, ["export", str(run_dir), "--gguf", str(tmp_path / "x.gguf"),
-                                        "--ollama", "--no-check", "--progress-json"])
+    line, out = one_error_line(
+        capsys,
+        [
+            "export",
+            str(run_dir),
+            "--gguf",
+            str(tmp_path / "x.gguf"),
+            "--ollama",
+            "--no-check",
+            "--progress-json",
+        ],
+    )
     assert str(tmp_path / "Modelfile") in line and "never overwrites" in line and "another folder" in line
     assert json.loads(out.splitlines()[-1])["kind"] == "io"
     assert (tmp_path / "Modelfile").read_text() == "FROM ./my-other-model.gguf\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Modelfile"]  # refused before any work
 
 
-def test_a_modelfile_that_appears_during_the_export_is_kept_and_the_gguf_removed(run_dir, capsys, tmp_path,
-                                                                                   monkeypatch):
+def test_a_modelfile_that_appears_during_the_export_is_kept_and_the_gguf_removed(
+    run_dir, capsys, tmp_path, monkeypatch
+):
     from engine.export import gguf_write
 
     real = gguf_write.write_gguf
@@ -67,8 +78,9 @@ def test_a_modelfile_that_appears_during_the_export_is_kept_and_the_gguf_removed
         return out
 
     monkeypatch.setattr(gguf_write, "write_gguf", write_then_someone_saves_a_modelfile)
-    line, _ = one_error_line(capsys, ["export", str(run_dir), "--gguf", str(tmp_path / "x.gguf"), "--ollama",
-                                      "--no-check"])
+    line, _ = one_error_line(
+        capsys, ["export", str(run_dir), "--gguf", str(tmp_path / "x.gguf"), "--ollama", "--no-check"]
+    )
     assert "Modelfile already exists" in line
     assert (tmp_path / "Modelfile").read_text() == "theirs"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Modelfile"]

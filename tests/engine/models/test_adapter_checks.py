@@ -47,8 +47,19 @@ def _edit_config(adapter: Path, **changes) -> None:
 
 
 def _generate(model: Path, adapter: Path, capsys) -> tuple[int, str]:
-    code = main(["generate", "--model", str(model), "--adapter", str(adapter), "--prompt", "hi",
-                 "--max-new-tokens", "2"])
+    code = main(
+        [
+            "generate",
+            "--model",
+            str(model),
+            "--adapter",
+            str(adapter),
+            "--prompt",
+            "hi",
+            "--max-new-tokens",
+            "2",
+        ]
+    )
     return code, capsys.readouterr().err
 
 
@@ -64,13 +75,16 @@ def test_broken_adapter_config_is_one_error_line(adapter, tiny_model_dir, capsys
     assert "adapter_config.json cannot be read" in err and "adapter looks damaged" in err
 
 
-@pytest.mark.parametrize("changes, words", [
-    ({"r": 0}, "r = 0 is not a positive whole number"),
-    ({"r": "8"}, "r = '8' is not a positive whole number"),
-    ({"lora_alpha": -1}, "lora_alpha = -1"),
-    ({"target_modules": 5}, "target_modules"),
-    ({"peft_type": "IA3"}, "Whetstone loads LoRA adapters only"),
-])
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"r": 0}, "r = 0 is not a positive whole number"),
+        ({"r": "8"}, "r = '8' is not a positive whole number"),
+        ({"lora_alpha": -1}, "lora_alpha = -1"),
+        ({"target_modules": 5}, "target_modules"),
+        ({"peft_type": "IA3"}, "Whetstone loads LoRA adapters only"),
+    ],
+)
 def test_impossible_config_values_are_named(adapter, tiny_model_dir, changes, words):
     _edit_config(adapter, **changes)
     with pytest.raises(ModelError, match=words.replace("(", r"\(")):

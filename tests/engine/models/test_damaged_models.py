@@ -30,7 +30,7 @@ def _damage(folder: Path, kind: str) -> Path:
     elif kind == "truncated":
         data = data[: len(data) // 2]
     elif kind == "junk header":
-        data = data[:8] + b"x" * length + data[8 + length:]
+        data = data[:8] + b"x" * length + data[8 + length :]
     file.write_bytes(data)
     return folder
 
@@ -52,8 +52,23 @@ def test_generate_with_damaged_weights_is_one_error_line(damaged, capsys):
 
 def test_train_with_damaged_weights_makes_no_run_folder(damaged, facts_file, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--model", str(damaged), "--data", str(facts_file), "--output", str(run),
-                 "--max-steps", "1", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                str(damaged),
+                "--data",
+                str(facts_file),
+                "--output",
+                str(run),
+                "--max-steps",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "is damaged" in capsys.readouterr().err
     assert not run.exists()
 
@@ -79,8 +94,9 @@ def test_config_json_is_parsed_once_per_folder(tiny_model_dir, monkeypatch):
 
     reads = []
     real = folder_module.read_json_object
-    monkeypatch.setattr(folder_module, "read_json_object",
-                        lambda file, *a: reads.append(file.name) or real(file, *a))
+    monkeypatch.setattr(
+        folder_module, "read_json_object", lambda file, *a: reads.append(file.name) or real(file, *a)
+    )
     info = describe_model(tiny_model_dir)
     assert info.usable and info.context_length == 256 and info.architecture == "LlamaForCausalLM"
     assert reads == ["config.json"]

@@ -29,14 +29,21 @@ def test_demo_model_folder_is_a_normal_safetensors_model(demo_model):
 
 
 def test_demo_model_trains_a_few_steps_and_still_answers(demo_model, tmp_path):
-    config = load_demo_config().with_overrides({
-        "model.path": str(demo_model), "data.path": str(demo_dataset_path()),
-        "training.max_steps": 3, "training.save_every": 3, "training.batch_size": 2,
-    })
+    config = load_demo_config().with_overrides(
+        {
+            "model.path": str(demo_model),
+            "data.path": str(demo_dataset_path()),
+            "training.max_steps": 3,
+            "training.save_every": 3,
+            "training.batch_size": 2,
+        }
+    )
     result = train(config, tmp_path / "run")
     assert result.state == "done" and states(tmp_path / "run")[-1] == "done"
     curve = losses(tmp_path / "run")
     assert sorted(curve) == [1, 2, 3] and all(0 < value < 20 for value in curve.values())
     model, tokenizer = load_for_chat(str(demo_model), str(result.adapter))
-    reply = generate_text(model, tokenizer, "What is the capital of France?", GenerationSettings(max_new_tokens=16))
+    reply = generate_text(
+        model, tokenizer, "What is the capital of France?", GenerationSettings(max_new_tokens=16)
+    )
     assert "Paris" in reply

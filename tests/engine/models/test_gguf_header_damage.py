@@ -42,15 +42,23 @@ def _nested(depth: int) -> bytes:
 
 
 CASES = {
-    "alignment as a string": (lambda: _kv("general.alignment", STRING, _string("abc")),
-                              "general.alignment is 'abc'"),
-    "alignment zero": (lambda: _kv("general.alignment", UINT32, struct.pack("<I", 0)),
-                       "general.alignment is 0"),
+    "alignment as a string": (
+        lambda: _kv("general.alignment", STRING, _string("abc")),
+        "general.alignment is 'abc'",
+    ),
+    "alignment zero": (
+        lambda: _kv("general.alignment", UINT32, struct.pack("<I", 0)),
+        "general.alignment is 0",
+    ),
     "arrays nested 100000 deep": (lambda: _kv("x.nested", ARRAY, _nested(100_000)), "nests arrays more than"),
-    "huge array of numbers last": (lambda: _kv("x.huge", ARRAY, struct.pack("<IQ", UINT32, 2**60)),
-                                   "array runs past the end"),
-    "huge array of arrays last": (lambda: _kv("x.huge", ARRAY, struct.pack("<IQ", ARRAY, 2**60)),
-                                  "array runs past the end"),
+    "huge array of numbers last": (
+        lambda: _kv("x.huge", ARRAY, struct.pack("<IQ", UINT32, 2**60)),
+        "array runs past the end",
+    ),
+    "huge array of arrays last": (
+        lambda: _kv("x.huge", ARRAY, struct.pack("<IQ", ARRAY, 2**60)),
+        "array runs past the end",
+    ),
 }
 
 
@@ -74,8 +82,11 @@ def test_import_gguf_cli_exits_2_with_one_line(case, tmp_path, monkeypatch, caps
 
 
 def test_shallow_arrays_and_a_proper_alignment_still_pass(tmp_path):
-    file = _gguf(tmp_path / "ok.gguf", _kv("general.alignment", UINT32, struct.pack("<I", 64)),
-                 _kv("x.pairs", ARRAY, _nested(3)))
+    file = _gguf(
+        tmp_path / "ok.gguf",
+        _kv("general.alignment", UINT32, struct.pack("<I", 64)),
+        _kv("x.pairs", ARRAY, _nested(3)),
+    )
     assert read_gguf_header(file)["architecture"] == "llama"
 
 

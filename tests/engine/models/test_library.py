@@ -24,7 +24,12 @@ from engine.models.library import (
 )
 
 REPO = Path(__file__).resolve().parents[3]
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+)
 
 
 @pytest.fixture
@@ -42,7 +47,9 @@ def model_copy(tiny_model_dir, tmp_path) -> Path:
 
 def _remote_code_model(folder: Path) -> Path:
     config = json.loads((folder / "config.json").read_text())
-    config.update(model_type="totally_custom", auto_map={"AutoModelForCausalLM": "modeling_custom.CustomModel"})
+    config.update(
+        model_type="totally_custom", auto_map={"AutoModelForCausalLM": "modeling_custom.CustomModel"}
+    )
     (folder / "config.json").write_text(json.dumps(config))
     return folder
 
@@ -67,7 +74,9 @@ def test_describe_tiny_model_counts_parameters_from_headers(tiny_model_dir):
     assert 0 < info.memory_4bit_bytes < info.parameters * 2  # less than fp16
     assert (info.architecture, info.model_type, info.context_length) == ("LlamaForCausalLM", "llama", 256)
     assert info.has_chat_template and info.usable and info.problem is None
-    assert info.path == tiny_model_dir.resolve() and info.name == tiny_model_dir.name and info.source == "added"
+    assert (
+        info.path == tiny_model_dir.resolve() and info.name == tiny_model_dir.name and info.source == "added"
+    )
     assert info.as_dict()["path"] == str(tiny_model_dir.resolve()) and info.as_dict()["usable"] is True
 
 
@@ -86,10 +95,13 @@ BREAKAGES = {
     "no tokenizer": lambda d: [(d / n).unlink(missing_ok=True) for n in TOKENIZER_FILES],
     "header length past the end": lambda d: _truncate(d / "model.safetensors", 100),
     "shorter than 8 bytes": lambda d: _truncate(d / "model.safetensors", 5),
-    "tensor data truncated": lambda d: _truncate(d / "model.safetensors", (d / "model.safetensors").stat().st_size - 10),
+    "tensor data truncated": lambda d: _truncate(
+        d / "model.safetensors", (d / "model.safetensors").stat().st_size - 10
+    ),
     "missing shard": lambda d: (d / "model.safetensors.index.json").write_text(
-        json.dumps({"weight_map": {"a.weight": "model-00001-of-00002.safetensors"}})),
-    "adapter, not a model": lambda d: ((d / "config.json").rename(d / "adapter_config.json")),
+        json.dumps({"weight_map": {"a.weight": "model-00001-of-00002.safetensors"}})
+    ),
+    "adapter, not a model": lambda d: (d / "config.json").rename(d / "adapter_config.json"),
 }
 
 
@@ -120,9 +132,11 @@ def test_an_unreadable_folder_is_described_not_raised(model_copy, monkeypatch):
 
 
 def test_describe_imports_neither_torch_nor_transformers(tiny_model_dir):
-    code = ("import sys; from engine.models.library import describe_model; "
-            f"assert describe_model({str(tiny_model_dir)!r}).usable; "
-            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'")
+    code = (
+        "import sys; from engine.models.library import describe_model; "
+        f"assert describe_model({str(tiny_model_dir)!r}).usable; "
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
@@ -156,7 +170,7 @@ def _cache_snapshot(hub: Path, repo: str, commit: str, model: Path | None) -> Pa
     snapshot = root / "snapshots" / commit
     snapshot.mkdir(parents=True)
     (root / "blobs").mkdir(exist_ok=True)
-    for file in (model.iterdir() if model else []):
+    for file in model.iterdir() if model else []:
         blob = root / "blobs" / f"{commit}-{file.name}"
         shutil.copy(file, blob)
         (snapshot / file.name).symlink_to(os.path.relpath(blob, snapshot))
@@ -195,7 +209,11 @@ def test_library_round_trip_and_listing_order(model_copy, home, tiny_model_dir):
     assert ModelLibrary(home).added_folders() == [model_copy.resolve()]
     infos = ModelLibrary(home).scan()
     assert [(i.source, i.name) for i in infos] == [
-        ("demo", "SmolLM2-135M-Instruct"), ("imported", "alpha"), ("added", "tiny"), ("imported", "Zeta")]
+        ("demo", "SmolLM2-135M-Instruct"),
+        ("imported", "alpha"),
+        ("added", "tiny"),
+        ("imported", "Zeta"),
+    ]
     assert infos[0].problem == "The demo model has not been prepared yet." and "first use" in infos[0].hint
     assert infos[3].problem  # an empty folder is listed with its problem, not hidden
     library.remove(model_copy)
@@ -237,8 +255,14 @@ def test_scan_reports_progress_and_can_be_cancelled(home, tiny_model_dir):
 
 def _gguf_bytes(architecture: str) -> bytes:
     key, value = b"general.architecture", architecture.encode()
-    return (b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", len(key)) + key
-            + struct.pack("<IQ", 8, len(value)) + value)
+    return (
+        b"GGUF"
+        + struct.pack("<IQQ", 3, 0, 1)
+        + struct.pack("<Q", len(key))
+        + key
+        + struct.pack("<IQ", 8, len(value))
+        + value
+    )
 
 
 def test_gguf_checks_fail_fast_with_clear_messages(tmp_path, home):

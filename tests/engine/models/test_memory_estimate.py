@@ -41,18 +41,23 @@ def _real_sizes(model):
             qs = w.quant_state
             quantized += w.untyped_storage().nbytes() + qs.absmax.untyped_storage().nbytes()
             if qs.state2 is not None:
-                quantized += qs.state2.absmax.untyped_storage().nbytes() + qs.state2.code.untyped_storage().nbytes()
+                quantized += (
+                    qs.state2.absmax.untyped_storage().nbytes() + qs.state2.code.untyped_storage().nbytes()
+                )
     for param in model.parameters():
         if not param.requires_grad and param.__class__.__name__ != "Params4bit":
             other += param.untyped_storage().nbytes()
     return quantized, other
 
 
-@pytest.mark.parametrize("overrides", [
-    {},
-    {"lora__target_modules": ["q_proj", "v_proj"], "lora__rank": 8},
-    {"lora__use_dora": True, "lora__rank": 4, "lora__target_modules": ["o_proj", "down_proj"]},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"lora__target_modules": ["q_proj", "v_proj"], "lora__rank": 8},
+        {"lora__use_dora": True, "lora__rank": 4, "lora__target_modules": ["o_proj", "down_proj"]},
+    ],
+)
 def test_adapter_and_weights_match_what_peft_and_bitsandbytes_build(tiny_model_dir, data_path, overrides):
     from engine.models.loading import load_model
     from engine.training.lora import add_lora
@@ -71,11 +76,21 @@ def test_adapter_and_weights_match_what_peft_and_bitsandbytes_build(tiny_model_d
 def test_logits_part_is_batch_times_length_times_vocab(tiny_model_dir, data_path):
     est, _ = estimate(tiny_model_dir, data_path, training__batch_size=3, data__max_length=96)
     assert part(est, me.LOGITS) == 3 * 96 * VOCAB * 14  # bf16 logits under autocast + fp32 loss copies
-    est, _ = estimate(tiny_model_dir, data_path, training__batch_size=3, data__max_length=96,
-                      quantization__compute_dtype="fp32")
+    est, _ = estimate(
+        tiny_model_dir,
+        data_path,
+        training__batch_size=3,
+        data__max_length=96,
+        quantization__compute_dtype="fp32",
+    )
     assert part(est, me.LOGITS) == 3 * 96 * VOCAB * 16  # fp32 logits, log-softmax and two gradients
-    est, _ = estimate(tiny_model_dir, data_path, training__batch_size=3, data__max_length=96,
-                      quantization__load_in_4bit=False)
+    est, _ = estimate(
+        tiny_model_dir,
+        data_path,
+        training__batch_size=3,
+        data__max_length=96,
+        quantization__load_in_4bit=False,
+    )
     assert part(est, me.LOGITS) == 3 * 96 * VOCAB * 14  # bf16 logits under autocast + fp32 loss copies
     assert est.part(me.WEIGHTS_16BIT) is not None and est.part(me.WEIGHTS_4BIT) is None
 
@@ -104,8 +119,13 @@ def test_fits_keeps_a_margin(tiny_model_dir, data_path):
 
 
 def test_suggestions_biggest_saving_first_with_figures(tiny_model_dir, data_path):
-    est, config = estimate(tiny_model_dir, data_path, training__batch_size=64, data__max_length=4096,
-                           training__gradient_checkpointing=False)
+    est, config = estimate(
+        tiny_model_dir,
+        data_path,
+        training__batch_size=64,
+        data__max_length=4096,
+        training__gradient_checkpointing=False,
+    )
     tips = me.suggestions(est, config, free_bytes=2 * 2**30)
     assert tips and all("saves ~" in tip for tip in tips)
     assert any(tip.startswith("training.batch_size 64 → ") for tip in tips)
@@ -176,7 +196,9 @@ def _step_peak_bytes(model, batch) -> int:
         model(**batch).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
+    events = sorted(
+        (e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"
+    )
     current = peak = 0
     for _, nbytes in events:
         current += nbytes
@@ -191,8 +213,14 @@ def test_estimate_matches_an_allocator_trace_of_a_real_cpu_step(tiny_model_dir, 
     from engine.models.loading import load_model
     from engine.training.lora import add_lora
 
-    est, config = estimate(tiny_model_dir, data_path, "cpu", training__batch_size=4, data__max_length=64,
-                           training__gradient_checkpointing=checkpointing)
+    est, config = estimate(
+        tiny_model_dir,
+        data_path,
+        "cpu",
+        training__batch_size=4,
+        data__max_length=64,
+        training__gradient_checkpointing=checkpointing,
+    )
     model = add_lora(load_model(config.model, config.quantization, "cpu"), config.lora, checkpointing, 0)
     model.train()
     quantized, other = _real_sizes(model)

@@ -31,7 +31,8 @@ def lora_grads(model):
 
 
 def dequantized_reference(model_dir):
-    """The same LoRA model with every 4-bit base layer replaced by a float Linear of its dequantized weight."""
+    """The same LoRA model with every 4-bit base layer replaced by a float Linear of its
+    dequantized weight."""
     model = lora_model(model_dir)
     for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
@@ -69,7 +70,9 @@ def test_lora_gradients_after_an_eval_forward_match_the_dequantized_reference(ti
     assert relative_error(after, reference) < 1e-3
 
 
-@pytest.mark.skipif(not bnb.functional.has_avx512bf16(), reason="the repacking hazard needs a CPU with AVX512-BF16")
+@pytest.mark.skipif(
+    not bnb.functional.has_avx512bf16(), reason="the repacking hazard needs a CPU with AVX512-BF16"
+)
 def test_the_gradient_check_detects_the_repacking_hazard(tiny_model_dir):
     """Positive control: with repacking re-enabled the same check must fail on such CPUs."""
     reference = lora_grads(dequantized_reference(tiny_model_dir))

@@ -24,17 +24,17 @@ from engine.models.library import ModelLibrary
 from engine.models.loading import inspect_model_folder, trust_remote_code
 from engine.util.files import whetstone_home
 
-CONFIG_CODE = '''import pathlib
+CONFIG_CODE = """import pathlib
 pathlib.Path({marker!r}).write_text("custom code ran")
 from transformers import LlamaConfig
 class CustomConfig(LlamaConfig):
     model_type = "whetstone_custom"
-'''
-MODEL_CODE = '''from transformers import LlamaForCausalLM
+"""
+MODEL_CODE = """from transformers import LlamaForCausalLM
 from .configuration_custom import CustomConfig
 class CustomForCausalLM(LlamaForCausalLM):
     config_class = CustomConfig
-'''
+"""
 
 
 @pytest.fixture
@@ -52,9 +52,14 @@ def custom(tiny_model_dir, tmp_path) -> tuple[Path, Path]:
     (folder / "configuration_custom.py").write_text(CONFIG_CODE.format(marker=str(marker)))
     (folder / "modeling_custom.py").write_text(MODEL_CODE)
     config = json.loads((folder / "config.json").read_text())
-    config.update(model_type="whetstone_custom", architectures=["CustomForCausalLM"],
-                  auto_map={"AutoConfig": "configuration_custom.CustomConfig",
-                            "AutoModelForCausalLM": "modeling_custom.CustomForCausalLM"})
+    config.update(
+        model_type="whetstone_custom",
+        architectures=["CustomForCausalLM"],
+        auto_map={
+            "AutoConfig": "configuration_custom.CustomConfig",
+            "AutoModelForCausalLM": "modeling_custom.CustomForCausalLM",
+        },
+    )
     (folder / "config.json").write_text(json.dumps(config))
     return folder, marker
 
@@ -65,7 +70,8 @@ def _foreign_run(short_run: Path, model: Path, tmp_path: Path) -> Path:
 
     run = Path(shutil.copytree(short_run, tmp_path / "foreign-run"))
     config = load_config(run / "config.toml").with_overrides(
-        {"model.path": str(model), "model.trust_remote_code": True})
+        {"model.path": str(model), "model.trust_remote_code": True}
+    )
     (run / "config.toml").write_text(config_to_toml(config))
     return run
 
@@ -87,8 +93,13 @@ def test_train_resume_and_project_configs_cannot_consent(home, custom, facts_fil
     config_file = tmp_path / "foreign.toml"
     from engine.config import RunConfig
 
-    config_file.write_text(config_to_toml(RunConfig().with_overrides(
-        {"model.path": str(folder), "model.trust_remote_code": True, "data.path": str(facts_file)})))
+    config_file.write_text(
+        config_to_toml(
+            RunConfig().with_overrides(
+                {"model.path": str(folder), "model.trust_remote_code": True, "data.path": str(facts_file)}
+            )
+        )
+    )
     assert main(["train", "--config", str(config_file), "--output", str(tmp_path / "run"), "--quiet"]) == 2
     assert "library has not allowed it" in capsys.readouterr().err
     assert not marker.exists() and not (tmp_path / "run").exists()
@@ -116,8 +127,21 @@ def test_a_builtin_model_type_is_never_loaded_with_remote_code(home, tiny_model_
 
 def test_allow_remote_code_flag_is_explicit_consent_for_this_command(home, custom, capsys):
     folder, marker = custom
-    assert main(["generate", "--model", str(folder), "--prompt", "hi", "--max-new-tokens", "1",
-                 "--allow-remote-code"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(folder),
+                "--prompt",
+                "hi",
+                "--max-new-tokens",
+                "1",
+                "--allow-remote-code",
+            ]
+        )
+        == 0
+    )
     assert marker.read_text() == "custom code ran"
     assert not ModelLibrary().remote_code_allowed(folder)  # nothing recorded for later commands
 

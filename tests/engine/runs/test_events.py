@@ -38,9 +38,11 @@ def test_backwards_yields_complete_events_newest_first_across_blocks(tmp_path):
 
 def test_readers_skip_bad_lines_and_never_raise_on_foreign_bytes(tmp_path):
     path = tmp_path / "events.jsonl"
-    path.write_bytes(b'{"type": "status", "state": "loading"}\nnot json\n'
-                     b'{"type": "warning", "message": "caf\xe9"}\n'
-                     b'{"type": "metrics", "step": 1}\n{"type": "metr')
+    path.write_bytes(
+        b'{"type": "status", "state": "loading"}\nnot json\n'
+        b'{"type": "warning", "message": "caf\xe9"}\n'
+        b'{"type": "metrics", "step": 1}\n{"type": "metr'
+    )
     assert [e["type"] for e in read_events(path)] == ["status", "metrics"]
     assert [e["type"] for e in iter_backwards(path)] == ["metrics", "status"]
     assert first_event(path)["state"] == "loading"
@@ -65,8 +67,15 @@ def test_last_events_stop_at_the_newest_metrics(tmp_path, monkeypatch):
     assert len(parsed) == 3
 
     # A resume after a failure: the old error belongs to the old ending.
-    write(path, lines + [{"type": "error", "message": "m"}, {"type": "status", "state": "failed"},
-                         {"type": "status", "state": "loading"}])
+    write(
+        path,
+        lines
+        + [
+            {"type": "error", "message": "m"},
+            {"type": "status", "state": "failed"},
+            {"type": "status", "state": "loading"},
+        ],
+    )
     found = last_events(path)
     assert found.status["state"] == "loading" and found.error is None
 
@@ -87,8 +96,16 @@ def test_the_tail_tells_where_its_complete_lines_end_and_can_stop_at_a_byte(tmp_
 
 
 def test_events_are_put_into_words_once_for_the_cli_and_the_monitor():
-    metrics = {"type": "metrics", "step": 3, "max_steps": 10, "loss": 1.23456, "learning_rate": 2e-4,
-               "grad_norm": 0.5, "tokens_per_second": 1234.4, "peak_memory_mb": 512.0}
+    metrics = {
+        "type": "metrics",
+        "step": 3,
+        "max_steps": 10,
+        "loss": 1.23456,
+        "learning_rate": 2e-4,
+        "grad_norm": 0.5,
+        "tokens_per_second": 1234.4,
+        "peak_memory_mb": 512.0,
+    }
     assert event_text(metrics) == "step 3/10  loss 1.2346  lr 2.00e-04  grad 0.500  1234 tok/s  peak 512 MB"
     # A NaN loss is written as null: the line says "?" instead of crashing the CLI.
     assert "loss ?" in event_text(dict(metrics, loss=None, tokens_per_second=None))
@@ -114,7 +131,9 @@ def test_the_cli_prints_the_same_words(capsys):
     print_event({"type": "error", "message": "printed once by main()"})
     print_event({"type": "metrics", "step": 1, "max_steps": None, "loss": None})
     assert capsys.readouterr().out.splitlines() == [
-        "checkpoint saved at step 4", "step 1/?  loss ?  lr 0.00e+00  grad 0.000  ? tok/s  peak ? MB"]
+        "checkpoint saved at step 4",
+        "step 1/?  loss ?  lr 0.00e+00  grad 0.000  ? tok/s  peak ? MB",
+    ]
 
 
 @pytest.mark.parametrize("state", ["done", "failed"])

@@ -13,9 +13,20 @@ from engine.runs.history import RunHistory, config_diff, load_history, smooth
 
 
 def metrics(step: int, loss: float | None = 1.0, **fields) -> dict:
-    event = {"type": "metrics", "time": 0.0, "step": step, "max_steps": 100, "epoch": step / 100,
-             "loss": loss, "learning_rate": 1e-4, "grad_norm": 0.5, "tokens": step * 10,
-             "tokens_per_second": 100.0, "peak_memory_mb": 500.0, "memory_kind": "process_rss"}
+    event = {
+        "type": "metrics",
+        "time": 0.0,
+        "step": step,
+        "max_steps": 100,
+        "epoch": step / 100,
+        "loss": loss,
+        "learning_rate": 1e-4,
+        "grad_norm": 0.5,
+        "tokens": step * 10,
+        "tokens_per_second": 100.0,
+        "peak_memory_mb": 500.0,
+        "memory_kind": "process_rss",
+    }
     event.update(fields)
     return event
 
@@ -59,15 +70,17 @@ def test_a_repeated_step_without_its_status_event_also_rewinds():
 
 def test_null_and_non_finite_values_are_skipped():
     history = RunHistory()
-    history.add_events([
-        metrics(1, loss=2.0, grad_norm=None, learning_rate=None),
-        metrics(2, loss=None),
-        metrics(3, loss=float("nan"), grad_norm=float("inf")),
-        metrics(4, loss=1.5, learning_rate=True),  # a bool is not a number
-        {"type": "eval", "time": 0.0, "step": 4, "eval_loss": None},
-        {"type": "warning", "time": 0.0, "message": "ignored"},
-        {"type": "metrics", "time": 0.0, "step": None, "loss": 3.0},
-    ])
+    history.add_events(
+        [
+            metrics(1, loss=2.0, grad_norm=None, learning_rate=None),
+            metrics(2, loss=None),
+            metrics(3, loss=float("nan"), grad_norm=float("inf")),
+            metrics(4, loss=1.5, learning_rate=True),  # a bool is not a number
+            {"type": "eval", "time": 0.0, "step": 4, "eval_loss": None},
+            {"type": "warning", "time": 0.0, "message": "ignored"},
+            {"type": "metrics", "time": 0.0, "step": None, "loss": 3.0},
+        ]
+    )
     assert history.series("loss")[0].tolist() == [1, 4]
     assert history.series("grad_norm")[0].tolist() == [2, 4]
     assert history.series("learning_rate")[0].tolist() == [2, 3]
@@ -78,7 +91,11 @@ def test_null_and_non_finite_values_are_skipped():
 def test_add_events_reports_only_the_series_that_changed():
     history = RunHistory()
     assert history.add_events([metrics(1, grad_norm=None)]) == {
-        "loss", "learning_rate", "tokens_per_second", "peak_memory_mb"}
+        "loss",
+        "learning_rate",
+        "tokens_per_second",
+        "peak_memory_mb",
+    }
     assert history.add_events([{"type": "eval", "time": 0.0, "step": 1, "eval_loss": 1.0}]) == {"eval_loss"}
     assert history.add_events([{"type": "checkpoint", "time": 0.0, "step": 1}]) == set()
 
@@ -131,8 +148,11 @@ def test_config_diff_lists_only_the_settings_that_differ(tmp_path):
 def test_config_diff_reports_missing_keys_as_none_and_nested_tables_by_dotted_key():
     a = {"data": {"columns": {"prompt": "q"}}, "training": {"padding_free": False}}
     b = {"data": {"columns": {"prompt": "question"}}, "training": {"padding_free": 0, "seed": 1}}
-    assert config_diff(a, b) == [("data.columns.prompt", "q", "question"),
-                                 ("training.padding_free", False, 0), ("training.seed", None, 1)]
+    assert config_diff(a, b) == [
+        ("data.columns.prompt", "q", "question"),
+        ("training.padding_free", False, 0),
+        ("training.seed", None, 1),
+    ]
 
 
 def test_config_diff_says_which_run_has_no_usable_config(tmp_path):
@@ -148,7 +168,9 @@ def test_config_diff_says_which_run_has_no_usable_config(tmp_path):
 
 def test_load_history_ignores_a_torn_last_line(tmp_path):
     lines = [json.dumps(e) + "\n" for e in (training(0), metrics(1, loss=3.0), metrics(2, loss=2.0))]
-    (tmp_path / "events.jsonl").write_text("".join(lines) + '{"type": "metrics", "step": 3, "lo', encoding="utf-8")
+    (tmp_path / "events.jsonl").write_text(
+        "".join(lines) + '{"type": "metrics", "step": 3, "lo', encoding="utf-8"
+    )
     history = load_history(tmp_path)
     assert history.series("loss")[1].tolist() == [3.0, 2.0]
     assert len(load_history(tmp_path / "nothing-here")) == 0

@@ -34,8 +34,15 @@ def test_default_name_is_the_nearest_preset_and_what_differs():
 
 
 def test_a_recipe_far_from_every_preset_is_named_by_its_main_settings():
-    own = RunConfig().with_overrides({"lora.rank": 4, "training.learning_rate": 5e-5, "training.max_steps": 12,
-                                      "data.max_length": 300, "training.batch_size": 1})
+    own = RunConfig().with_overrides(
+        {
+            "lora.rank": 4,
+            "training.learning_rate": 5e-5,
+            "training.max_steps": 12,
+            "data.max_length": 300,
+            "training.batch_size": 1,
+        }
+    )
     assert default_run_name(own, list_presets()) == "Custom · rank 4 · lr 5e-5 · 12 steps"
     assert default_run_name(RunConfig(), []).startswith("Custom · rank 16 · lr 2e-4")
 
@@ -77,7 +84,13 @@ def test_bad_names_are_refused_with_one_clear_message(tmp_path, bad):
 def test_a_damaged_name_file_falls_back_to_the_folder_name(tmp_path):
     run_dir = tmp_path / "run-1"
     run_dir.mkdir()
-    for text in (b"not toml [", b"\xff\xfe", b'[run]\nname = 3\n', b'[run]\nname = "a\\u202eb"\n', b"[other]\n"):
+    for text in (
+        b"not toml [",
+        b"\xff\xfe",
+        b"[run]\nname = 3\n",
+        b'[run]\nname = "a\\u202eb"\n',
+        b"[other]\n",
+    ):
         (run_dir / RUN_INFO_NAME).write_bytes(text)
         assert run_display_name(run_dir) == "run-1"
 
@@ -86,10 +99,26 @@ def test_a_damaged_name_file_falls_back_to_the_folder_name(tmp_path):
 def test_cli_names_a_run_at_train_and_renames_it_later(tiny_model_dir, facts_file, tmp_path, capsys):
     from engine.workspace import Workspace
 
-    project = Workspace(tmp_path / "home").create_project("Named", model=str(tiny_model_dir), dataset=facts_file)
+    project = Workspace(tmp_path / "home").create_project(
+        "Named", model=str(tiny_model_dir), dataset=facts_file
+    )
     run_dir = project / "runs" / "run-20261206-212735"
-    code = main(["train", "--project", str(project), "--output", str(run_dir), "--max-steps", "2",
-                 "--save-every", "2", "--quiet", "--name", "Quick test · lr 3e-4"])
+    code = main(
+        [
+            "train",
+            "--project",
+            str(project),
+            "--output",
+            str(run_dir),
+            "--max-steps",
+            "2",
+            "--save-every",
+            "2",
+            "--quiet",
+            "--name",
+            "Quick test · lr 3e-4",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert read_run_name(run_dir) == "Quick test · lr 3e-4"
     capsys.readouterr()

@@ -32,8 +32,12 @@ def test_a_stopped_and_a_paused_run_say_where_and_that_they_can_resume():
 
 
 def test_a_failed_run_carries_its_error_and_hint():
-    error = {"type": "error", "kind": "oom", "message": "Out of memory while training.",
-             "hint": "Try: lower training.batch_size."}
+    error = {
+        "type": "error",
+        "kind": "oom",
+        "message": "Out of memory while training.",
+        "hint": "Try: lower training.batch_size.",
+    }
     verdict = judge_run(status("failed"), error, alive=False, exit_code=2)
     assert (verdict.state, verdict.message, verdict.hint) == ("failed", error["message"], error["hint"])
     assert verdict.text == "Out of memory while training. Try: lower training.batch_size."

@@ -23,14 +23,24 @@ from engine.training.distributed import Ranks, ranks_from_env
 
 # Same samples per global step in both runs: no length grouping (its groups depend on the
 # per-process batch), no dropout (each rank draws its own mask), a constant learning rate.
-EXACT = {"training__group_by_length": False, "lora__dropout": 0.0, "data__validation_ratio": 0.0,
-         "training__save_every": 3}
+EXACT = {
+    "training__group_by_length": False,
+    "lora__dropout": 0.0,
+    "data__validation_ratio": 0.0,
+    "training__save_every": 3,
+}
 
 
 def test_ranks_come_from_the_launcher_environment():
     assert ranks_from_env({}) == Ranks(0, 0, 1) and not ranks_from_env({}).distributed
     ranks = ranks_from_env({"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4"})
-    assert (ranks.rank, ranks.local_rank, ranks.world_size, ranks.is_main, ranks.distributed) == (3, 1, 4, False, True)
+    assert (ranks.rank, ranks.local_rank, ranks.world_size, ranks.is_main, ranks.distributed) == (
+        3,
+        1,
+        4,
+        False,
+        True,
+    )
     assert ranks_from_env({"WORLD_SIZE": "x"}).world_size == 1
 
 
@@ -67,8 +77,14 @@ def reference(tiny_model_dir, tmp_path_factory):
 @pytest.mark.slow  # two torchrun ranks
 def test_two_processes_train_like_one_with_the_same_global_batch(reference):
     single, bundle = reference
-    done = subprocess.run([str(bundle / "launch-torchrun.sh"), "--batch-size", "2"], cwd=bundle,
-                          env=bundle_env(NPROC="2"), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [str(bundle / "launch-torchrun.sh"), "--batch-size", "2"],
+        cwd=bundle,
+        env=bundle_env(NPROC="2"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     run = bundle / "runs" / "single"
     one, two = losses(single), losses(run)
@@ -100,11 +116,37 @@ def test_accelerate_launch_runs_the_same_command(reference, tmp_path):
     accelerate = Path(sys.executable).with_name("accelerate")
     run = tmp_path / "accelerate-run"
     done = subprocess.run(
-        [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-         "-m", "engine.cli", "train", "--config", str(single / "config.toml"), "--output", str(run),
-         "--batch-size", "2", "--max-steps", "2"],
-        env=bundle_env(HOME=str(tmp_path)), capture_output=True, text=True, timeout=600)
+        [
+            str(accelerate),
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            str(free_port()),
+            "-m",
+            "engine.cli",
+            "train",
+            "--config",
+            str(single / "config.toml"),
+            "--output",
+            str(run),
+            "--batch-size",
+            "2",
+            "--max-steps",
+            "2",
+        ],
+        env=bundle_env(HOME=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     two = losses(run)
     assert sorted(two) == [1, 2] and two[1] == pytest.approx(losses(single)[1], rel=2e-3)
@@ -132,14 +174,29 @@ def test_a_slurm_run_stops_on_all_ranks_at_one_step_and_resumes(reference, tmp_p
     _single, bundle = reference
     bin_dir = fake_slurm(tmp_path / "bin")
     run = tmp_path / "slurm-run"
-    env = bundle_env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", SLURM_SUBMIT_DIR=str(bundle),
-                     SLURM_NNODES="1", SLURM_JOB_ID="7", SLURM_JOB_NODELIST="localhost", GPUS_PER_NODE="2",
-                     MASTER_PORT=str(free_port()), RUN_DIR=str(run))
-    job = subprocess.Popen(["bash", str(bundle / "slurm-job.sh"), "--batch-size", "2", "--max-steps", "60"],
-                           cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           start_new_session=True)
+    env = bundle_env(
+        PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        SLURM_SUBMIT_DIR=str(bundle),
+        SLURM_NNODES="1",
+        SLURM_JOB_ID="7",
+        SLURM_JOB_NODELIST="localhost",
+        GPUS_PER_NODE="2",
+        MASTER_PORT=str(free_port()),
+        RUN_DIR=str(run),
+    )
+    job = subprocess.Popen(
+        ["bash", str(bundle / "slurm-job.sh"), "--batch-size", "2", "--max-steps", "60"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        wait_for(lambda: any(e["type"] == "metrics" for e in read_events(run / "events.jsonl")), 300, "a step")
+        wait_for(
+            lambda: any(e["type"] == "metrics" for e in read_events(run / "events.jsonl")), 300, "a step"
+        )
         (run / "STOP").write_text("stop")
         output, _ = job.communicate(timeout=300)
     finally:
@@ -154,9 +211,14 @@ def test_a_slurm_run_stops_on_all_ranks_at_one_step_and_resumes(reference, tmp_p
 
     # Submitting the job again continues from that checkpoint (the scripts add --resume).
     env["MASTER_PORT"] = str(free_port())
-    again = subprocess.run(["bash", str(bundle / "slurm-job.sh"), "--batch-size", "2",
-                            "--max-steps", str(stopped_at + 2)], cwd=tmp_path, env=env, capture_output=True,
-                           text=True, timeout=600)
+    again = subprocess.run(
+        ["bash", str(bundle / "slurm-job.sh"), "--batch-size", "2", "--max-steps", str(stopped_at + 2)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     steps = [e["step"] for e in read_events(run / "events.jsonl") if e["type"] == "metrics"]
     assert steps[-2:] == [stopped_at + 1, stopped_at + 2] and len(steps) == len(set(steps))
@@ -171,8 +233,14 @@ def test_the_bundle_holds_settings_data_and_scripts(reference, tmp_path, tiny_mo
     single, bundle = reference
     info = json.loads((bundle / "bundle.json").read_text())
     names = {f["path"] for f in info["files"]}
-    assert {"config.toml", "data/facts.jsonl", "launch-torchrun.sh", "slurm-job.sh", "train-env.sh",
-            "README.md"} <= names
+    assert {
+        "config.toml",
+        "data/facts.jsonl",
+        "launch-torchrun.sh",
+        "slurm-job.sh",
+        "train-env.sh",
+        "README.md",
+    } <= names
     assert (bundle / "data" / "facts.jsonl").read_bytes() == (single.parent / "facts.jsonl").read_bytes()
     config = tomllib.loads((bundle / "config.toml").read_text())
     assert config["data"]["path"] == "data/facts.jsonl" and config["model"]["path"] == str(tiny_model_dir)
@@ -205,9 +273,14 @@ def test_the_same_command_on_one_gpu(reference):
     _single, bundle = reference
     for nproc in sorted({1, min(2, torch.cuda.device_count())}):
         run = bundle / "runs" / f"gpu-{nproc}"
-        done = subprocess.run([str(bundle / "launch-torchrun.sh"), "--max-steps", "4"], cwd=bundle,
-                              env=bundle_env(NPROC=str(nproc), RUN_DIR=str(run)), capture_output=True, text=True,
-                              timeout=600)
+        done = subprocess.run(
+            [str(bundle / "launch-torchrun.sh"), "--max-steps", "4"],
+            cwd=bundle,
+            env=bundle_env(NPROC=str(nproc), RUN_DIR=str(run)),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         model = next(e for e in read_events(run / "events.jsonl") if e["type"] == "model")
         assert model["device"] == "cuda" and model["world_size"] == nproc and model["load_in_4bit"]

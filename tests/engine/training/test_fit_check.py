@@ -44,7 +44,11 @@ def test_tiny_model_fits_on_the_cpu_with_real_figures(report_and_messages, tiny_
     rows = prepare_data(load_tokenizer(config.model), config.data).train
     assert report.sequence_length == max(len(r["input_ids"]) for r in rows)
     assert report.estimate.part("Logits and loss").bytes == 4 * report.sequence_length * 400 * 16
-    assert messages[:3] == ["Checking the model folder and data…", "Tokenizing the data…", "Loading the model…"]
+    assert messages[:3] == [
+        "Checking the model folder and data…",
+        "Tokenizing the data…",
+        "Loading the model…",
+    ]
     assert messages[3:] == ["Step 1 of 3…", "Step 2 of 3…", "Step 3 of 3…"]
     data = report.as_dict()
     assert json.loads(json.dumps(data))["estimate"]["total_bytes"] == report.estimate.total_bytes
@@ -62,8 +66,9 @@ def test_total_steps_counts_like_trainer(tiny_model_dir, facts):
 
 
 def test_epochs_and_gradient_accumulation(tiny_model_dir, facts):
-    config = tiny_config(tiny_model_dir, facts, training__epochs=2.0, training__batch_size=2,
-                         training__gradient_accumulation=3)
+    config = tiny_config(
+        tiny_model_dir, facts, training__epochs=2.0, training__batch_size=2, training__gradient_accumulation=3
+    )
     report = fc.fit_check(config, steps=2)
     assert report.fits and report.total_steps == 2 * 2  # 12 rows / (2 × 3) per epoch
     assert report.eta_seconds > 0 and report.tokens_per_second > 0
@@ -107,8 +112,20 @@ def _toml(tmp_path, model_dir, data, **overrides):
 @pytest.mark.slow  # a real fit check (training steps)
 def test_cli_json_prints_progress_then_the_report(tiny_model_dir, facts, tmp_path, capsys):
     config = _toml(tmp_path, "/nowhere", "/nowhere.jsonl", training__max_steps=4)
-    assert _cli("--config", str(config), "--model", str(tiny_model_dir), "--data", str(facts),
-                "--steps", "2", "--json") == 0
+    assert (
+        _cli(
+            "--config",
+            str(config),
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            str(facts),
+            "--steps",
+            "2",
+            "--json",
+        )
+        == 0
+    )
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["type"] for line in lines[:-1]] == ["progress"] * len(lines[:-1])
     assert "Loading the model…" in [line["message"] for line in lines[:-1]]
@@ -128,8 +145,9 @@ def test_cli_estimate_only_loads_no_model(tiny_model_dir, facts, tmp_path, capsy
     assert _cli("--config", str(config), "--estimate-only", "--json", "--free-gib", "0.6") == 0
     (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert line["type"] == "estimate" and line["fits"] is False and line["suggestions"]
-    expected = estimate_training_memory(tiny_model_dir, tiny_config(tiny_model_dir, facts, training__batch_size=64,
-                                                                    data__max_length=4096))
+    expected = estimate_training_memory(
+        tiny_model_dir, tiny_config(tiny_model_dir, facts, training__batch_size=64, data__max_length=4096)
+    )
     assert line["total_bytes"] == expected.total_bytes
     assert _cli("--config", str(config), "--estimate-only") == 0
     assert "Total" in capsys.readouterr().out
@@ -151,15 +169,29 @@ def test_cuda_peak_is_within_a_factor_of_two_of_the_estimate(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     folder = tiny_model.build(tmp_path / "base")  # for its tokenizer
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=16000, hidden_size=512, intermediate_size=1376,
-                                         num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2,
-                                         max_position_embeddings=1024, tie_word_embeddings=False))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=16000,
+            hidden_size=512,
+            intermediate_size=1376,
+            num_hidden_layers=4,
+            num_attention_heads=8,
+            num_key_value_heads=2,
+            max_position_embeddings=1024,
+            tie_word_embeddings=False,
+        )
+    )
     model.to(torch.bfloat16).save_pretrained(str(folder))
     words = " ".join(["zibble quillhaven painter colour city fox"] * 200)
     data = write_jsonl(tmp_path / "long.jsonl", [{"text": words}] * 8)
     for checkpointing in (True, False):
-        config = tiny_config(folder, data, data__max_length=512, data__format="text",
-                             training__gradient_checkpointing=checkpointing)
+        config = tiny_config(
+            folder,
+            data,
+            data__max_length=512,
+            data__format="text",
+            training__gradient_checkpointing=checkpointing,
+        )
         report = fc.fit_check(config, steps=2)
         assert report.fits and report.device == "cuda" and report.sequence_length == 512
         ratio = report.estimate.tensor_bytes / report.peak_memory_bytes

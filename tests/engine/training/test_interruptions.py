@@ -16,20 +16,40 @@ from engine.runs.events import read_events
 
 
 def start_training(model_dir, data, run_dir, *extra):
-    args = engine_cmd("train", "--model", str(model_dir), "--data", str(data), "--output", str(run_dir),
-                      "--lora-rank", "8", "--learning-rate", "0.003", "--max-length", "64", *extra)
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    args = engine_cmd(
+        "train",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(data),
+        "--output",
+        str(run_dir),
+        "--lora-rank",
+        "8",
+        "--learning-rate",
+        "0.003",
+        "--max-length",
+        "64",
+        *extra,
+    )
+    return subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy()
+    )
 
 
 def reached_step(run_dir, step):
-    return any(e.get("step", 0) >= step for e in read_events(run_dir / "events.jsonl") if e["type"] == "metrics")
+    return any(
+        e.get("step", 0) >= step for e in read_events(run_dir / "events.jsonl") if e["type"] == "metrics"
+    )
 
 
 @pytest.mark.slow  # a real engine process, stopped and resumed
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "stop file"])
 def test_a_stop_request_saves_a_checkpoint_and_exits_3(tiny_model_dir, facts_file, tmp_path, how):
     run_dir = tmp_path / "run"
-    proc = start_training(tiny_model_dir, facts_file, run_dir, "--max-steps", "100000", "--save-every", "100000")
+    proc = start_training(
+        tiny_model_dir, facts_file, run_dir, "--max-steps", "100000", "--save-every", "100000"
+    )
     try:
         wait_for(lambda: reached_step(run_dir, 2), what="training to start")
         if how == "stop file":
@@ -47,18 +67,25 @@ def test_a_stop_request_saves_a_checkpoint_and_exits_3(tiny_model_dir, facts_fil
     assert not (run_dir / "adapter").exists()  # a stopped run does not pretend to be finished
     stopped_at = int(latest.name.split("-")[1])
     # Resume in-process: the same CLI entry point, without paying the engine's import time again.
-    assert main(["train", "--output", str(run_dir), "--resume", "--max-steps", str(stopped_at + 2), "--quiet"]) == 0
+    assert (
+        main(["train", "--output", str(run_dir), "--resume", "--max-steps", str(stopped_at + 2), "--quiet"])
+        == 0
+    )
     assert states(run_dir)[-1] == "done"
     assert max(losses(run_dir)) == stopped_at + 2
 
 
 @pytest.mark.slow  # an engine process killed mid-checkpoint, then resumed
-def test_a_run_killed_during_checkpointing_resumes_from_the_last_complete_one(tiny_model_dir, facts_file, tmp_path):
+def test_a_run_killed_during_checkpointing_resumes_from_the_last_complete_one(
+    tiny_model_dir, facts_file, tmp_path
+):
     run_dir = tmp_path / "run"
     proc = start_training(tiny_model_dir, facts_file, run_dir, "--max-steps", "100000", "--save-every", "2")
     try:
         # Kill the moment the third checkpoint folder appears: usually in the middle of writing it.
-        wait_for(lambda: (run_dir / "checkpoints" / "checkpoint-6").exists(), what="a checkpoint being written")
+        wait_for(
+            lambda: (run_dir / "checkpoints" / "checkpoint-6").exists(), what="a checkpoint being written"
+        )
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -76,12 +103,15 @@ def test_a_run_killed_during_checkpointing_resumes_from_the_last_complete_one(ti
     assert states(run_dir)[-1] == "done"
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
     resumed_from = int(latest.name.split("-")[1])
-    steps_after_resume = [e["step"] for e in read_events(run_dir / "events.jsonl")
-                          if e["type"] == "metrics"][-(12 - resumed_from):]
+    steps_after_resume = [e["step"] for e in read_events(run_dir / "events.jsonl") if e["type"] == "metrics"][
+        -(12 - resumed_from) :
+    ]
     assert steps_after_resume == list(range(resumed_from + 1, 13))
 
 
-def test_out_of_memory_becomes_an_oom_event_with_remedies(tiny_model_dir, facts_file, tmp_path, capsys, monkeypatch):
+def test_out_of_memory_becomes_an_oom_event_with_remedies(
+    tiny_model_dir, facts_file, tmp_path, capsys, monkeypatch
+):
     import torch
     import transformers
 
@@ -90,8 +120,19 @@ def test_out_of_memory_becomes_an_oom_event_with_remedies(tiny_model_dir, facts_
 
     monkeypatch.setattr(transformers.Trainer, "train", exhausted)
     run_dir = tmp_path / "run"
-    code = main(["train", "--model", str(tiny_model_dir), "--data", str(facts_file), "--output", str(run_dir),
-                 "--batch-size", "32"])
+    code = main(
+        [
+            "train",
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            str(facts_file),
+            "--output",
+            str(run_dir),
+            "--batch-size",
+            "32",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: Out of memory") and "batch_size (now 32" in err and "Traceback" not in err
@@ -100,8 +141,9 @@ def test_out_of_memory_becomes_an_oom_event_with_remedies(tiny_model_dir, facts_
     assert states(run_dir)[-1] == "failed"
 
 
-def test_a_full_disk_is_reported_as_bad_input_without_a_traceback(tiny_model_dir, facts_file, tmp_path, capsys,
-                                                                      monkeypatch):
+def test_a_full_disk_is_reported_as_bad_input_without_a_traceback(
+    tiny_model_dir, facts_file, tmp_path, capsys, monkeypatch
+):
     import errno
 
     import peft
@@ -111,8 +153,20 @@ def test_a_full_disk_is_reported_as_bad_input_without_a_traceback(tiny_model_dir
 
     monkeypatch.setattr(peft.PeftModel, "save_pretrained", disk_full)
     run_dir = tmp_path / "run"
-    code = main(["train", "--model", str(tiny_model_dir), "--data", str(facts_file), "--output", str(run_dir),
-                 "--max-steps", "2", "--quiet"])
+    code = main(
+        [
+            "train",
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            str(facts_file),
+            "--output",
+            str(run_dir),
+            "--max-steps",
+            "2",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: The disk is full") and "--resume" in err
     assert states(run_dir)[-1] == "failed"

@@ -71,5 +71,7 @@ def test_resume_from_an_earlier_checkpoint_branches_the_run(short_run, tmp_path)
     result = train(config, run, resume=True, resume_step=4)
     assert result.state == "done" and result.step == 6
     assert [s for s, _ in checkpoints.complete_checkpoints(run)] == [4, 6]  # step 8 was the old branch
-    training = [e for e in read_events(run / "events.jsonl") if e["type"] == "status" and e["state"] == "training"]
+    training = [
+        e for e in read_events(run / "events.jsonl") if e["type"] == "status" and e["state"] == "training"
+    ]
     assert training[-1]["step"] == 4  # readers rewind the curve to here

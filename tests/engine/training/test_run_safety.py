@@ -31,8 +31,21 @@ def copy_run(short_run, tmp_path):
 
 
 def train_args(model_dir, data, run_dir, *extra):
-    return ["train", "--model", str(model_dir), "--data", str(data), "--output", str(run_dir),
-            "--lora-rank", "8", "--max-length", "64", "--quiet", *extra]
+    return [
+        "train",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(data),
+        "--output",
+        str(run_dir),
+        "--lora-rank",
+        "8",
+        "--max-length",
+        "64",
+        "--quiet",
+        *extra,
+    ]
 
 
 def assert_whole_lines(run_dir):
@@ -44,15 +57,19 @@ def assert_whole_lines(run_dir):
 
 # -- a full disk (issue 18.11) ---------------------------------------------------------
 
-TORCH_FULL = ("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file data/0: "
-              "file write failed")
-SAFETENSORS_FULL = ('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
-                    'message: "No space left on device" })')
+TORCH_FULL = (
+    "[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file data/0: "
+    "file write failed"
+)
+SAFETENSORS_FULL = (
+    'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+)
 
 
 @pytest.mark.parametrize("message", [TORCH_FULL, SAFETENSORS_FULL], ids=["torch.save", "safetensors"])
 def test_a_full_disk_during_a_checkpoint_save_is_an_io_error_with_a_final_status(
-        tiny_model_dir, facts_file, tmp_path, capsys, monkeypatch, message):
+    tiny_model_dir, facts_file, tmp_path, capsys, monkeypatch, message
+):
     import transformers
 
     from engine.training import failures
@@ -80,7 +97,8 @@ def test_a_full_disk_during_a_checkpoint_save_is_an_io_error_with_a_final_status
 
 
 def test_a_disk_that_fills_while_events_are_written_leaves_no_torn_line_and_no_pid_file(
-        tiny_model_dir, facts_file, tmp_path, capsys, monkeypatch):
+    tiny_model_dir, facts_file, tmp_path, capsys, monkeypatch
+):
     real_write = os.write
     full = []
 
@@ -99,12 +117,15 @@ def test_a_disk_that_fills_while_events_are_written_leaves_no_torn_line_and_no_p
     assert code == 2 and err.startswith("error: The disk is full") and "Traceback" not in err, err
     assert len(full) == 3  # the metrics line, then the error and the final status, each tried once
     assert_whole_lines(run_dir)
-    assert states(run_dir)[-1] == "training"  # the last status that could be written; readers say "interrupted"
+    assert (
+        states(run_dir)[-1] == "training"
+    )  # the last status that could be written; readers say "interrupted"
     assert not (run_dir / PID_NAME).exists()
 
 
-def test_an_unwritable_engine_log_gives_one_internal_error_not_a_chain(short_run, tmp_path, capsys,
-                                                                       monkeypatch):
+def test_an_unwritable_engine_log_gives_one_internal_error_not_a_chain(
+    short_run, tmp_path, capsys, monkeypatch
+):
     import transformers
 
     def bug(self, *args, **kwargs):
@@ -122,6 +143,7 @@ def test_an_unwritable_engine_log_gives_one_internal_error_not_a_chain(short_run
 
 
 # -- the STOP entry (issue 18.12) ------------------------------------------------------
+
 
 def read_in_thread(function, timeout=10):
     result = []
@@ -155,8 +177,9 @@ def test_stop_contents_are_read_sparingly(tmp_path):
 
 
 @pytest.mark.slow  # three short training runs
-def test_odd_stop_entries_stop_the_run_with_a_checkpoint_and_never_block_a_resume(tiny_model_dir, facts_file,
-                                                                                  tmp_path):
+def test_odd_stop_entries_stop_the_run_with_a_checkpoint_and_never_block_a_resume(
+    tiny_model_dir, facts_file, tmp_path
+):
     run = tmp_path / "run"
     config = tiny_config(tiny_model_dir, facts_file, training__max_steps=50, training__save_every=100)
 
@@ -164,6 +187,7 @@ def test_odd_stop_entries_stop_the_run_with_a_checkpoint_and_never_block_a_resum
         def echo(event):
             if event["type"] == "metrics" and event["step"] == step:
                 make(run / "STOP")
+
         return echo
 
     assert train(config, run, echo=at_step(2, lambda p: p.write_bytes(b"\xff\xfe stop"))).step == 3
@@ -190,6 +214,7 @@ def test_a_stop_folder_with_files_in_it_is_never_emptied(short_run, tmp_path):
 
 # -- one engine per run folder (issue 18.20) -------------------------------------------
 
+
 def test_a_second_engine_on_a_run_being_trained_is_refused_before_it_writes(short_run, tmp_path, capsys):
     run = copy_run(short_run, tmp_path)
     before = (run / "events.jsonl").read_bytes()
@@ -197,26 +222,35 @@ def test_a_second_engine_on_a_run_being_trained_is_refused_before_it_writes(shor
         code = main(["train", "--output", str(run), "--resume", "--max-steps", "10", "--quiet"])
     err = capsys.readouterr().err
     assert code == 2
-    assert err == (f"error: The run {run} is already being trained by process {os.getpid()}. Wait for it "
-                   "to finish, or stop it first (Stop in the app, or a STOP file in the run folder).\n")
+    assert err == (
+        f"error: The run {run} is already being trained by process {os.getpid()}. Wait for it "
+        "to finish, or stop it first (Stop in the app, or a STOP file in the run folder).\n"
+    )
     assert (run / "events.jsonl").read_bytes() == before and not (run / PID_NAME).exists()
 
 
-def test_a_new_run_racing_another_for_the_same_folder_is_refused(tiny_model_dir, facts_file, tmp_path,
-                                                                  capsys):
+def test_a_new_run_racing_another_for_the_same_folder_is_refused(
+    tiny_model_dir, facts_file, tmp_path, capsys
+):
     run = tmp_path / "run"
     run.mkdir()
     with RunLock(run):  # the other engine has just made the folder and locked it
         code = main(train_args(tiny_model_dir, facts_file, run, "--max-steps", "2"))
     assert code == 2 and "already being trained" in capsys.readouterr().err
     assert sorted(p.name for p in run.iterdir()) == [LOCK_NAME]
-    assert main(train_args(tiny_model_dir, facts_file, run, "--max-steps", "2")) == 0  # the folder is still usable
+    assert (
+        main(train_args(tiny_model_dir, facts_file, run, "--max-steps", "2")) == 0
+    )  # the folder is still usable
 
 
 def test_the_lock_goes_with_the_process_that_held_it(tmp_path):
-    script = ("import sys, time; from engine.runs.lock import RunLock; "
-              "RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(600)")
-    holder = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    script = (
+        "import sys, time; from engine.runs.lock import RunLock; "
+        "RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(600)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunBusy, match=f"by process {holder.pid}"):

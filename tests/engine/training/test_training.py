@@ -46,12 +46,19 @@ def test_loss_falls_and_the_model_answers_a_trained_fact(trained_run, tiny_model
     assert last < first * 0.2, (first, last)
     model, tokenizer = load_for_chat(str(tiny_model_dir), str(run_dir))
     for question, answer in FACTS:
-        assert generate_text(model, tokenizer, question, GenerationSettings(max_new_tokens=12)).strip() == answer
+        assert (
+            generate_text(model, tokenizer, question, GenerationSettings(max_new_tokens=12)).strip() == answer
+        )
     base, base_tokenizer = load_for_chat(str(tiny_model_dir))
-    assert generate_text(base, base_tokenizer, FACTS[0][0], GenerationSettings(max_new_tokens=12)).strip() != FACTS[0][1]
+    assert (
+        generate_text(base, base_tokenizer, FACTS[0][0], GenerationSettings(max_new_tokens=12)).strip()
+        != FACTS[0][1]
+    )
 
 
-def test_adapter_loads_with_a_plain_peft_script_and_gives_the_engines_logits(trained_run, tiny_model_dir, tmp_path):
+def test_adapter_loads_with_a_plain_peft_script_and_gives_the_engines_logits(
+    trained_run, tiny_model_dir, tmp_path
+):
     _result, run_dir, _ = trained_run
     out = tmp_path / "logits.pt"
     script = f"""
@@ -60,7 +67,8 @@ from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 from peft import PeftModel
 q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                        bnb_4bit_compute_dtype=torch.float32)
-base = AutoModelForCausalLM.from_pretrained({str(tiny_model_dir)!r}, quantization_config=q, dtype=torch.float32)
+base = AutoModelForCausalLM.from_pretrained({str(tiny_model_dir)!r}, quantization_config=q,
+                                            dtype=torch.float32)
 model = PeftModel.from_pretrained(base, {str(run_dir / "adapter")!r}).eval()
 # On CPUs with AVX512-BF16, bitsandbytes would repack the weights for bf16 inference (DESIGN.md
 # hazard); the engine turns that off, so do the same here to compare fp32 with fp32.
@@ -99,8 +107,9 @@ def test_the_length_grouped_order_depends_on_the_seed_and_epoch_alone():
 @pytest.mark.slow  # three short training runs per case
 @pytest.mark.parametrize("stopped_at", [6, 4], ids=["epoch boundary", "mid-epoch"])
 def test_resume_reproduces_the_uninterrupted_loss_curve(tiny_model_dir, facts_file, tmp_path, stopped_at):
-    config = tiny_config(tiny_model_dir, facts_file, training__max_steps=12, training__save_every=4,
-                         lora__dropout=0.1)
+    config = tiny_config(
+        tiny_model_dir, facts_file, training__max_steps=12, training__save_every=4, lora__dropout=0.1
+    )
     assert config.training.group_by_length  # the default, whose order must survive a resume too
     straight = tmp_path / "straight"
     train(config, straight)
@@ -129,16 +138,28 @@ def test_generate_command_prints_the_tuned_answer(trained_run, tiny_model_dir, c
 
     _result, run_dir, _ = trained_run
     question, answer = FACTS[1]
-    code = main(["generate", "--model", str(tiny_model_dir), "--adapter", str(run_dir), "--prompt", question,
-                 "--max-new-tokens", "12"])
+    code = main(
+        [
+            "generate",
+            "--model",
+            str(tiny_model_dir),
+            "--adapter",
+            str(run_dir),
+            "--prompt",
+            question,
+            "--max-new-tokens",
+            "12",
+        ]
+    )
     assert code == 0
     assert capsys.readouterr().out.strip() == answer
 
 
 @pytest.mark.slow  # trains with evaluation every n steps
 def test_validation_split_is_evaluated_every_n_steps(tiny_model_dir, facts_file, tmp_path):
-    config = tiny_config(tiny_model_dir, facts_file, training__max_steps=4, training__eval_every=2,
-                         data__validation_ratio=0.25)
+    config = tiny_config(
+        tiny_model_dir, facts_file, training__max_steps=4, training__eval_every=2, data__validation_ratio=0.25
+    )
     train(config, tmp_path / "run")
     events = read_events(tmp_path / "run" / "events.jsonl")
     data = next(e for e in events if e["type"] == "data")
@@ -164,7 +185,9 @@ def test_dora_and_rslora_switches_reach_peft(tiny_model_dir, switch):
 
 
 @pytest.mark.slow  # trains the same steps twice
-def test_padding_free_batches_give_the_same_logits_and_losses_as_padded_ones(tiny_model_dir, facts_file, tmp_path):
+def test_padding_free_batches_give_the_same_logits_and_losses_as_padded_ones(
+    tiny_model_dir, facts_file, tmp_path
+):
     from engine.config import DataConfig, LoraConfig, ModelConfig, QuantizationConfig
     from engine.data.prepare import PadCollator, PaddingFreeCollator, prepare_data
     from engine.models.loading import load_model, load_tokenizer
@@ -181,14 +204,19 @@ def test_padding_free_batches_give_the_same_logits_and_losses_as_padded_ones(tin
     offset = 0
     for i, row in enumerate(rows):
         n = len(row["input_ids"])
-        torch.testing.assert_close(packed[0, offset:offset + n], padded[i, :n], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(packed[0, offset : offset + n], padded[i, :n], rtol=1e-4, atol=1e-4)
         offset += n
 
     runs = {}
     for padding_free in (False, True):
         # No dropout: its masks follow the batch's shape, so they differ between padded and packed batches.
-        config = tiny_config(tiny_model_dir, facts_file, training__max_steps=3, training__padding_free=padding_free,
-                             lora__dropout=0.0)
+        config = tiny_config(
+            tiny_model_dir,
+            facts_file,
+            training__max_steps=3,
+            training__padding_free=padding_free,
+            lora__dropout=0.0,
+        )
         train(config, tmp_path / str(padding_free))
         runs[padding_free] = losses(tmp_path / str(padding_free))
         events = read_events(tmp_path / str(padding_free) / "events.jsonl")
@@ -197,12 +225,15 @@ def test_padding_free_batches_give_the_same_logits_and_losses_as_padded_ones(tin
         assert runs[True][step] == pytest.approx(runs[False][step], rel=1e-4)
 
 
-def test_padding_free_is_switched_off_for_a_model_that_mixes_packed_sequences(tiny_model_dir, facts_file, tmp_path,
-                                                                               monkeypatch):
+def test_padding_free_is_switched_off_for_a_model_that_mixes_packed_sequences(
+    tiny_model_dir, facts_file, tmp_path, monkeypatch
+):
     import transformers.masking_utils as masking
 
     monkeypatch.setattr(masking, "find_packed_sequence_indices", lambda position_ids: None)
     config = tiny_config(tiny_model_dir, facts_file, training__max_steps=1, training__padding_free=True)
     train(config, tmp_path / "run")
-    warnings = [e["message"] for e in read_events(tmp_path / "run" / "events.jsonl") if e["type"] == "warning"]
+    warnings = [
+        e["message"] for e in read_events(tmp_path / "run" / "events.jsonl") if e["type"] == "warning"
+    ]
     assert any("padding-free batches are off" in w for w in warnings)

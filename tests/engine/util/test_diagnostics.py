@@ -12,10 +12,26 @@ from engine.errors import UserError
 from engine.util import diagnostics
 
 KEYS = {
-    "whetstone_version", "python_version", "python_executable", "platform", "torch_version", "cuda_available",
-    "cuda_version", "gpus", "cpu", "cpu_avx512_bf16", "transformers_version", "peft_version",
-    "bitsandbytes_version", "accelerate_version", "datasets_version", "gguf_version", "pyside6_version",
-    "bitsandbytes_backend", "offline_env", "whetstone_home",
+    "whetstone_version",
+    "python_version",
+    "python_executable",
+    "platform",
+    "torch_version",
+    "cuda_available",
+    "cuda_version",
+    "gpus",
+    "cpu",
+    "cpu_avx512_bf16",
+    "transformers_version",
+    "peft_version",
+    "bitsandbytes_version",
+    "accelerate_version",
+    "datasets_version",
+    "gguf_version",
+    "pyside6_version",
+    "bitsandbytes_backend",
+    "offline_env",
+    "whetstone_home",
 }
 
 
@@ -27,7 +43,9 @@ def report():
 def test_collect_reports_every_fact(report):
     assert KEYS <= set(report)
     assert report["whetstone_version"].startswith("0.")
-    assert report["transformers_version"].startswith("5.") and report["bitsandbytes_version"].startswith("0.50")
+    assert report["transformers_version"].startswith("5.") and report["bitsandbytes_version"].startswith(
+        "0.50"
+    )
     assert report["offline_env"]["HF_HUB_OFFLINE"] == "1"
     json.dumps(report)  # the GUI and `diagnostics --json` serialise it as it is
     if report["cuda_available"] is not True:
@@ -55,10 +73,16 @@ def test_format_report_is_one_line_per_key(report):
 
 def test_device_summary():
     gpu = {"name": "NVIDIA H100 80GB HBM3", "total_bytes": 85 * 2**30, "free_bytes": int(75.1 * 2**30)}
-    assert diagnostics.device_summary({"cuda_available": True, "gpus": [gpu]}) == "NVIDIA H100 80GB HBM3 · 75.1 GiB free"
+    assert (
+        diagnostics.device_summary({"cuda_available": True, "gpus": [gpu]})
+        == "NVIDIA H100 80GB HBM3 · 75.1 GiB free"
+    )
     assert diagnostics.device_summary({"cuda_available": True, "gpus": [gpu, gpu]}).endswith("(+1 more GPU)")
     assert diagnostics.device_summary({"cuda_available": False, "gpus": []}) == "CPU (no CUDA GPU)"
-    assert diagnostics.device_summary({"cuda_available": "error: no torch", "gpus": "error: no torch"}) == "CPU (no CUDA GPU)"
+    assert (
+        diagnostics.device_summary({"cuda_available": "error: no torch", "gpus": "error: no torch"})
+        == "CPU (no CUDA GPU)"
+    )
 
 
 def test_device_summary_here(report):
@@ -94,7 +118,10 @@ def test_project_commands(home, tmp_path, capsys):
     data.write_text('{"text": "hi"}\n')
     assert cli_workspace.run(parse("project", "list")) == 0
     assert "No projects" in capsys.readouterr().out
-    assert cli_workspace.run(parse("project", "create", "Bot", "--model", str(tmp_path), "--data", str(data))) == 0
+    assert (
+        cli_workspace.run(parse("project", "create", "Bot", "--model", str(tmp_path), "--data", str(data)))
+        == 0
+    )
     folder = capsys.readouterr().out.strip()
     assert folder == str(home / "projects" / "bot")
     assert cli_workspace.run(parse("project", "list", "--json")) == 0
@@ -107,7 +134,9 @@ def test_project_commands(home, tmp_path, capsys):
         cli_workspace.run(parse("project", "create", "bot"))
     with pytest.raises(UserError, match="does not exist"):
         cli_workspace.run(parse("project", "show", str(tmp_path / "nope")))
-    with pytest.raises(UserError, match="Model folder .* does not exist"):  # a typo, refused before any folder is made
+    with pytest.raises(
+        UserError, match="Model folder .* does not exist"
+    ):  # a typo, refused before any folder is made
         cli_workspace.run(parse("project", "create", "Typo", "--model", str(tmp_path / "no-such-model")))
     assert not (home / "projects" / "typo").exists()
 

@@ -14,14 +14,19 @@ class SafetensorError(Exception):  # what safetensors raises (not an OSError)
     pass
 
 
-@pytest.mark.parametrize("exc", [
-    OSError(errno.ENOSPC, "No space left on device"),
-    OSError(errno.EDQUOT, "Disk quota exceeded"),
-    SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"),
-    OSError("8704 requested and 4320 written"),  # numpy's tofile, as gguf writes tensors
-    RuntimeError("[enforce fail at inline_container.cc:626] . PytorchStreamWriter failed writing file "
-                 "data/3: file write failed"),
-])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),
+        OSError(errno.EDQUOT, "Disk quota exceeded"),
+        SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"),
+        OSError("8704 requested and 4320 written"),  # numpy's tofile, as gguf writes tensors
+        RuntimeError(
+            "[enforce fail at inline_container.cc:626] . PytorchStreamWriter failed writing file "
+            "data/3: file write failed"
+        ),
+    ],
+)
 def test_disk_full_in_every_dialect(exc):
     assert disk.disk_full(exc)
     error = disk.io_error(exc, "the export to /x/y.gguf")

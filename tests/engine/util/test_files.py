@@ -17,6 +17,7 @@ def tree(root: Path) -> list[str]:
 
 # ---- copies ------------------------------------------------------------------------------
 
+
 def test_copy_into_itself_is_refused(tmp_path):
     source = tmp_path / "model"
     source.mkdir()
@@ -45,6 +46,7 @@ def test_copy_of_a_file_and_a_folder(tmp_path):
 
 
 # ---- temp folders ------------------------------------------------------------------------
+
 
 def test_a_folder_we_did_not_make_is_never_removed(tmp_path):
     theirs = tmp_path / ".out.partial"
@@ -109,6 +111,7 @@ def test_a_failed_replace_keeps_the_staging_folder_ours(tmp_path, monkeypatch):
 
 
 # ---- output folders and new files ----------------------------------------------------------
+
 
 @pytest.mark.parametrize("folder", ["/proc/whetstone-nope", "/proc/self", "/sys"])
 def test_an_output_in_a_system_folder_is_refused(folder):

@@ -8,10 +8,16 @@ from engine.errors import UserError
 from engine.util.names import check_display_name, check_folder_name, hidden_character
 
 
-@pytest.mark.parametrize(("name", "shown"), [
-    ("line\nbreak", "U+000A"), ("evil\u202etxt.exe", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
-    ("zero\u200bwidth", "U+200B"), ("bom\ufeff", "U+FEFF"), ("para\u2029graph", "U+2029"),
-])
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("line\nbreak", "U+000A"),
+        ("evil\u202etxt.exe", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+        ("zero\u200bwidth", "U+200B"),
+        ("bom\ufeff", "U+FEFF"),
+        ("para\u2029graph", "U+2029"),
+    ],
+)
 def test_hidden_characters_are_refused_and_named(name, shown):
     with pytest.raises(UserError) as info:
         check_display_name(name, "project name")
@@ -24,8 +30,10 @@ def test_joiners_and_ordinary_text_are_fine():
     assert hidden_character("plain") is None
 
 
-@pytest.mark.parametrize("name", ["con", "NUL.txt", "com1", "lpt9.gguf", ".hidden", "a/b", "a:b", "end.",
-                                  " x", "x\ny", "", "é" * 101])
+@pytest.mark.parametrize(
+    "name",
+    ["con", "NUL.txt", "com1", "lpt9.gguf", ".hidden", "a/b", "a:b", "end.", " x", "x\ny", "", "é" * 101],
+)
 def test_folder_names_refused(name):
     with pytest.raises(UserError):
         check_folder_name(name, "model name")

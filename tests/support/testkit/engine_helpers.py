@@ -34,7 +34,9 @@ def engine_cmd(*args: str) -> list[str]:
 
 
 def run_engine(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(engine_cmd(*args), capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
+    return subprocess.run(
+        engine_cmd(*args), capture_output=True, text=True, timeout=timeout, env=os.environ.copy()
+    )
 
 
 def losses(run_dir: Path) -> dict[int, float]:
