@@ -8,7 +8,7 @@ import pytest
 from testkit.tiny_model import fact_rows, write_jsonl
 from transformers import AutoTokenizer
 
-from engine.data import stats as stats_module
+from engine.data import tokenizing
 from engine.data.reading import read_data
 from engine.data.rendering import render_row
 from engine.data.stats import (
@@ -199,13 +199,13 @@ def test_cancel_between_batches(tokenizer):
 def counted(monkeypatch):
     """How many batches get tokenized."""
     count = {"batches": 0}
-    real = stats_module._tokenize
+    real = tokenizing._tokenize
 
     def counting(*args):
         count["batches"] += 1
         return real(*args)
 
-    monkeypatch.setattr(stats_module, "_tokenize", counting)
+    monkeypatch.setattr(tokenizing, "_tokenize", counting)
     return count
 
 
