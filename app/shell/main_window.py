@@ -122,7 +122,7 @@ class MainWindow(QMainWindow):
         self.train_page.runRenamed.connect(lambda _run: self.workspace_model.refresh())
         self.browser.renameRunRequested.connect(self.train_page.rename_run)
         self.data_page.failed.connect(self._on_failed)
-        self.train_page.before_start = self.data_page.ready_for_training
+        self.train_page.aboutToStart.connect(self._on_about_to_start)
         self.chat_page.rowForDataset.connect(self.data_page.add_chat_row)
         self.chat_page.failed.connect(self._on_failed)
         self.chat_page.status.connect(lambda text: self.status_bar.note(text, 10000))
@@ -356,6 +356,11 @@ class MainWindow(QMainWindow):
     def _on_model_set(self, folder: str) -> None:
         self.train_page.setup.choose_model(folder)
         self.workspace_model.refresh()
+
+    def _on_about_to_start(self, request) -> None:
+        """A run on a file open in the Data tab starts only once its edits are saved or set aside."""
+        if not self.data_page.ready_for_training(request.data_path):
+            request.refuse()
 
     def _on_run_finished(self, run_dir: Path, state: str, message: str) -> None:
         self.workspace_model.refresh()

@@ -34,12 +34,25 @@ from app.widgets.run_labels import run_details, run_result, run_title
 NEW_RUN = "+  New run"  # ASCII: the full-width plus is missing from common fonts (a box under Xvfb)
 
 
+class StartRequest:
+    """What the Train tab is about to train; a listener of `aboutToStart` may refuse it."""
+
+    def __init__(self, data_path: Path) -> None:
+        self.data_path = data_path
+        self.refused = False
+
+    def refuse(self) -> None:
+        self.refused = True
+
+
 class TrainPage(QWidget):
     openLibrary = Signal()
     failed = Signal(str, str)  # message, hint
     chatRequested = Signal(Path)  # a run to chat with, against the base model
     exportRequested = Signal(Path)  # a run to export
     runRenamed = Signal(Path)  # its display name changed: lists elsewhere show it after a rescan
+    # A StartRequest, emitted just before a run starts; any slot may refuse it (like a QCloseEvent).
+    aboutToStart = Signal(object)
     _plotsImported = Signal()
 
     def __init__(self, manager: RunManager, tasks: TaskRunner, parent: QWidget | None = None) -> None:
@@ -48,8 +61,6 @@ class TrainPage(QWidget):
         self.manager = manager
         self.tasks = tasks
         self.project = None
-        self.before_start = None
-        """Called with the training data file before a run starts; False keeps it from starting."""
         self.runs_list = QListWidget(self)
         self.runs_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.runs_list.setToolTip(
@@ -289,7 +300,9 @@ class TrainPage(QWidget):
         from engine.workspace import save_project_config
 
         project = self.project.path
-        if self.before_start is not None and not self.before_start(Path(config.data.path or "")):
+        request = StartRequest(Path(config.data.path or ""))
+        self.aboutToStart.emit(request)  # e.g. the Data tab asks about unsaved edits of that file
+        if request.refused:
             return
         name = self.setup.chosen_run_name()
 

@@ -367,3 +367,21 @@ def test_a_chat_row_for_the_open_dataset_goes_through_its_undo_stack(open_page, 
     assert read_pending(data).ops[-1]["op"] == "insert"
     document.undo.undo()
     assert len(document.store) == 3
+
+
+def test_the_train_tab_asks_the_data_tab_before_a_run_on_an_edited_file(make_window, home, qtbot, tmp_path):
+    from app.train.page import StartRequest
+
+    _workspace, project, data = make_project(home)
+    window = make_window()
+    window.browser.select_project(project)
+    window.pages.setCurrentIndex(0)
+    page = window.data_page
+    qtbot.waitUntil(lambda: page.document is not None, timeout=15000)
+    page.view.select_id(0)
+    edit_current(page, qtbot, "Lyon?")
+    page.files.ask_save_before_training = lambda name: "cancel"
+    other, same = StartRequest(tmp_path / "other.jsonl"), StartRequest(data)
+    window.train_page.aboutToStart.emit(other)
+    window.train_page.aboutToStart.emit(same)
+    assert not other.refused and same.refused and file_rows(data) == ROWS
