@@ -385,3 +385,4 @@ def test_the_train_tab_asks_the_data_tab_before_a_run_on_an_edited_file(make_win
     window.train_page.aboutToStart.emit(other)
     window.train_page.aboutToStart.emit(same)
     assert not other.refused and same.refused and file_rows(data) == ROWS
+    page.ask_unsaved = lambda name, can_cancel: "discard"  # closing the window must not ask
