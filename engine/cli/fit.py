@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 from pathlib import Path
 
+from engine.cli.progress import sigterm_stops
 from engine.errors import ConfigError, UserError
 from engine.util.files import format_duration, format_size
 
@@ -119,15 +118,8 @@ def _fit(args: argparse.Namespace, config) -> int:
         else:
             print(message, file=sys.stderr, flush=True)
 
-    # The GUI cancels by terminating us: stop like Ctrl+C (main() answers exit 3); signals need
-    # the main thread.
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
-    try:
+    with sigterm_stops():  # the GUI cancels by terminating us: stop like Ctrl+C (main() answers exit 3)
         report = fit_check(config, steps=args.steps, progress=progress)
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
     if args.json:
         _emit({"type": "fit", **report.as_dict()})
         return 0
@@ -153,7 +145,3 @@ def _print_parts(estimate) -> None:
     for part in estimate.parts:
         print(f"{part.name.ljust(width)}  {format_size(part.bytes):>10}  {part.detail}")
     print(f"{'Total'.ljust(width)}  {format_size(estimate.total_bytes):>10}")
-
-
-def _interrupt(_signum, _frame) -> None:
-    raise KeyboardInterrupt

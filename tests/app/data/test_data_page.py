@@ -251,7 +251,8 @@ def test_what_gets_trained_is_the_trainers_label_mask(open_page, qtbot, tiny_mod
     assert page.checks.histogram is not None and "3 rows" in page.checks.histogram.summary_text()
 
 
-def test_close_guard_and_discard(make_window, home, dialogs, qtbot):
+def edited_in_window(make_window, home, qtbot):
+    """A main window on a fresh project with its dataset open in the Data tab and row 0 edited."""
     _workspace, project, data = make_project(home)
     window = make_window()
     window.browser.select_project(project)
@@ -260,6 +261,11 @@ def test_close_guard_and_discard(make_window, home, dialogs, qtbot):
     qtbot.waitUntil(lambda: page.document is not None, timeout=15000)
     page.view.select_id(0)
     edit_current(page, qtbot, "Lyon?")
+    return window, page, data
+
+
+def test_close_guard_and_discard(make_window, home, dialogs, qtbot):
+    window, page, data = edited_in_window(make_window, home, qtbot)
     page.ask_unsaved = lambda name, can_cancel: "cancel"
     assert not window.close()
     assert window.isVisible() and page.document.is_dirty()
@@ -372,14 +378,7 @@ def test_a_chat_row_for_the_open_dataset_goes_through_its_undo_stack(open_page, 
 def test_the_train_tab_asks_the_data_tab_before_a_run_on_an_edited_file(make_window, home, qtbot, tmp_path):
     from app.train.page import StartRequest
 
-    _workspace, project, data = make_project(home)
-    window = make_window()
-    window.browser.select_project(project)
-    window.pages.setCurrentIndex(0)
-    page = window.data_page
-    qtbot.waitUntil(lambda: page.document is not None, timeout=15000)
-    page.view.select_id(0)
-    edit_current(page, qtbot, "Lyon?")
+    window, page, data = edited_in_window(make_window, home, qtbot)
     page.files.ask_save_before_training = lambda name: "cancel"
     other, same = StartRequest(tmp_path / "other.jsonl"), StartRequest(data)
     window.train_page.aboutToStart.emit(other)
