@@ -53,7 +53,12 @@ CHOICES = {
     "data.format": DATA_FORMATS,
     "data.text_mode": ("blank_lines", "file"),
     "training.lr_scheduler": ("cosine", "linear", "constant"),
+    "training.final_adapter": ("best", "last"),
 }
+# data.validation_ratio = "auto": hold out AUTO_VALIDATION_RATIO of the rows once there are at least
+# AUTO_VALIDATION_MIN_ROWS; below that a held-out share would be too few rows to say anything.
+AUTO_VALIDATION_MIN_ROWS = 40
+AUTO_VALIDATION_RATIO = 0.1
 
 
 @dataclass
@@ -171,8 +176,9 @@ class DataConfig:
     """Longest sequence in tokens; longer rows are truncated and counted in a warning."""
     validation_path: str = ""
     """Optional separate validation file; otherwise `validation_ratio` of the data is held out."""
-    validation_ratio: float = 0.0
-    """Share of rows held out for evaluation loss when there is no validation file."""
+    validation_ratio: float | str = "auto"
+    """Share of rows held out for evaluation loss when there is no validation file: "auto" holds
+    out 10% once the data has at least 40 rows (none below), 0 turns validation off."""
     seed: int = 42
     """Seed for the validation split."""
 
@@ -193,7 +199,12 @@ class DataConfig:
         _check(
             isinstance(self.validation_path, str), "data.validation_path", self.validation_path, "a file path"
         )
-        _check_float("data.validation_ratio", self.validation_ratio, 0.0, 0.5)
+        if isinstance(self.validation_ratio, int) and not isinstance(self.validation_ratio, bool):
+            self.validation_ratio = float(self.validation_ratio)  # TOML's 0 for 0.0
+        if self.validation_ratio != "auto":
+            is_num = isinstance(self.validation_ratio, float)
+            ok = is_num and 0.0 <= self.validation_ratio <= 0.5
+            _check(ok, "data.validation_ratio", self.validation_ratio, '"auto" or a number in [0.0, 0.5]')
         _check_int("data.seed", self.seed, 0, MAX_SEED)
 
 
@@ -224,11 +235,22 @@ class TrainingConfig:
     padding_free: bool = False
     """Pack each batch into one row without padding (needs a model that supports packed position ids)."""
     eval_every: int = 0
-    """Evaluate on the validation rows every N steps (0: only at the end, if there are any)."""
+    """Evaluate on the validation rows every N steps (0: about 10 times per run). Every evaluation
+    also writes a checkpoint, so the best one can be kept."""
     save_every: int = 50
     """Write a resumable checkpoint every N steps."""
     keep_checkpoints: int = 2
-    """How many complete checkpoints to keep (older ones are deleted)."""
+    """How many complete checkpoints to keep besides the best one (older ones are deleted)."""
+    early_stopping_patience: int = 0
+    """Stop once this many evaluations in a row have not lowered the validation loss (0: off)."""
+    early_stopping_min_delta: float = 0.0
+    """How much lower the validation loss must be to count as an improvement for early stopping."""
+    final_adapter: str = "best"
+    """Which weights become the run's adapter: best (lowest validation loss) or last. Without
+    validation data it is always the last."""
+    neftune_alpha: float = 0.0
+    """NEFTune: noise added to the input embeddings while training, a cheap regulariser against
+    overfitting small datasets (5 is typical; 0: off)."""
     seed: int = 42
     """Seed for shuffling, dropout and adapter initialisation."""
 
@@ -260,6 +282,10 @@ class TrainingConfig:
         _check_int("training.eval_every", self.eval_every, 0, MAX_STEPS)
         _check_int("training.save_every", self.save_every, 1, MAX_STEPS)
         _check_int("training.keep_checkpoints", self.keep_checkpoints, 1, 1000)
+        _check_int("training.early_stopping_patience", self.early_stopping_patience, 0, 1000)
+        _check_float("training.early_stopping_min_delta", self.early_stopping_min_delta, 0.0, 10.0)
+        _check_choice("training.final_adapter", self.final_adapter, CHOICES["training.final_adapter"])
+        _check_float("training.neftune_alpha", self.neftune_alpha, 0.0, 100.0)
         _check_int("training.seed", self.seed, 0, MAX_SEED)
 
 

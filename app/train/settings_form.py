@@ -43,6 +43,10 @@ SHOWN = {
         "group_by_length",
         "padding_free",
         "eval_every",
+        "early_stopping_patience",
+        "early_stopping_min_delta",
+        "final_adapter",
+        "neftune_alpha",
         "save_every",
         "keep_checkpoints",
         "seed",
@@ -60,6 +64,9 @@ LABELS = {
     "load_in_4bit": "Load in 4-bit",
     "lr_scheduler": "LR schedule",
     "max_grad_norm": "Max gradient norm",
+    "early_stopping_patience": "Early stopping patience",
+    "early_stopping_min_delta": "Early stopping min. delta",
+    "neftune_alpha": "NEFTune alpha",
 }
 
 

@@ -26,13 +26,20 @@ from PySide6.QtWidgets import (
 )
 
 from app.infra.engine_process import EngineProcess
-from app.infra.tasks import TaskRunner
+from app.infra.tasks import TaskRunner, while_alive
 from app.train.settings_form import SettingsForm, parse
 from engine.cli.protocol import EXIT_DONE, error_message
-from engine.config import RunConfig, config_to_toml, field_errors
+from engine.config import (
+    AUTO_VALIDATION_MIN_ROWS,
+    AUTO_VALIDATION_RATIO,
+    RunConfig,
+    config_to_toml,
+    field_errors,
+)
 from engine.util.files import format_duration, format_size
 
 NO_VALIDATION, HOLD_OUT = "No validation", "Hold out a share of the training rows"
+AUTO_VALIDATION = f"Automatic ({AUTO_VALIDATION_RATIO:.0%} held out from {AUTO_VALIDATION_MIN_ROWS} rows up)"
 CUSTOM = "Custom"
 PREPARING_MODEL = "Preparing the demo model (once, about a minute)… Start is ready after it."
 
@@ -55,6 +62,7 @@ class RunSetup(QWidget):
         self._fit_file: Path | None = None
         self._models: list = []
         self._preparing_model = ""  # a model folder the app is still making (the demo model)
+        self._row_counts: dict[tuple, tuple[int, int] | None] = {}  # data files -> (train, validation) rows
 
         self.preset = QComboBox(self)
         self.preset.addItems([CUSTOM, *(p.name for p in self.presets)])
@@ -113,6 +121,11 @@ class RunSetup(QWidget):
         self.fit_label.setTextFormat(Qt.TextFormat.RichText)
         fit_layout = QVBoxLayout(fit_box)
         fit_layout.addWidget(self.estimate_label)
+        self.warnings_label = QLabel(fit_box)  # settings that will likely overfit, from the engine
+        self.warnings_label.setWordWrap(True)
+        self.warnings_label.setTextFormat(Qt.TextFormat.RichText)
+        self.warnings_label.hide()
+        fit_layout.addWidget(self.warnings_label)
         fit_layout.addWidget(self.fit_button)
         fit_layout.addWidget(self.fit_label)
         fit_layout.addStretch(1)
@@ -222,6 +235,7 @@ class RunSetup(QWidget):
         data, validation = self.data.currentData(), self.validation.currentData()
         self.data.clear()
         self.validation.clear()
+        self.validation.addItem(AUTO_VALIDATION, "auto")
         self.validation.addItem(NO_VALIDATION, "")
         self.validation.addItem(HOLD_OUT, "ratio")
         for ds in project.datasets:
@@ -230,6 +244,8 @@ class RunSetup(QWidget):
         if not project.datasets:
             self.data.addItem("No dataset in this project yet (Data tab)", "")
         self._select_path(self.data, data)
+        if validation in ("", "ratio"):  # the choices that are not files ("auto" is the first item)
+            self.validation.setCurrentIndex(self.validation.findData(validation))
         self._select_path(self.validation, validation)
 
     @staticmethod
@@ -238,16 +254,19 @@ class RunSetup(QWidget):
             return
         for i in range(combo.count()):
             data = combo.itemData(i)
-            if data and data not in ("ratio",) and Path(data).resolve() == Path(path).resolve():
+            if data and data not in ("ratio", "auto") and Path(data).resolve() == Path(path).resolve():
                 combo.setCurrentIndex(i)
                 return
 
     def _set_validation(self, data: dict) -> None:
+        ratio = data["validation_ratio"]
         if data["validation_path"]:
             self._select_path(self.validation, data["validation_path"])
         else:
-            self.validation.setCurrentIndex(1 if data["validation_ratio"] > 0 else 0)
-        self.ratio.setText(f"{data['validation_ratio'] or 0.05:g}")
+            choice = "auto" if ratio == "auto" else "ratio" if ratio > 0 else ""
+            self.validation.setCurrentIndex(max(0, self.validation.findData(choice)))
+        shown = ratio if ratio != "auto" and ratio > 0 else 0.1
+        self.ratio.setText(f"{shown:g}")
 
     # ---- the config ------------------------------------------------------------------------
     def raw_config(self) -> dict:
@@ -255,8 +274,9 @@ class RunSetup(QWidget):
         raw["model"]["path"] = self.model.currentData() or ""
         raw["data"]["path"] = self.data.currentData() or ""
         choice = self.validation.currentData()
-        raw["data"]["validation_path"] = choice if choice not in ("", "ratio") else ""
-        raw["data"]["validation_ratio"] = parse(self.ratio.text(), float) if choice == "ratio" else 0.0
+        raw["data"]["validation_path"] = choice if choice not in ("", "ratio", "auto") else ""
+        ratio = parse(self.ratio.text(), float) if choice == "ratio" else 0.0
+        raw["data"]["validation_ratio"] = "auto" if choice == "auto" else ratio
         return raw
 
     def config(self) -> RunConfig | None:
@@ -368,6 +388,7 @@ class RunSetup(QWidget):
             self.estimate_label.setText("<i>The estimate appears when the demo model is ready.</i>")
             return
         config = self.config()
+        self._update_warnings(config)
         if config is None or not config.model.path:
             self.estimate_label.setText("<i>The estimate appears when the settings are valid.</i>")
             return
@@ -409,6 +430,36 @@ class RunSetup(QWidget):
             f"<table cellspacing='2'>{rows}</table><p>{verdict}</p>"
         )
 
+    # ---- warnings -----------------------------------------------------------------------------
+    def _update_warnings(self, config: RunConfig | None) -> None:
+        """The engine's pre-run warnings (likely overfitting), from the rows counted off the UI thread."""
+        if config is None or not config.data.path:
+            self.warnings_label.hide()
+            return
+        key = _rows_key(config)
+        if key not in self._row_counts:
+            self._row_counts[key] = None  # counting
+            self.tasks.run(
+                lambda _progress, _cancelled: _count_rows(config),
+                while_alive(self, lambda counts: self._rows_counted(key, counts)),
+                name="count rows",
+            )
+        counts = self._row_counts[key]
+        if counts is None:
+            return  # shown when the count arrives
+        from engine.training.run_warnings import run_warnings
+
+        warnings = run_warnings(config, *counts, presets=self.presets)
+        items = "".join(f"<li>{html.escape(w.message)}</li>" for w in warnings)
+        heading = "<b style='color:#c77c00'>Before you start:</b>"
+        self.warnings_label.setText(f"{heading}<ul style='margin:0'>{items}</ul>" if items else "")
+        self.warnings_label.setVisible(bool(items))
+
+    def _rows_counted(self, key: tuple, counts: tuple[int, int] | None) -> None:
+        self._row_counts[key] = counts  # None: unreadable data, which the run itself reports
+        if counts is not None:
+            self._update_warnings(self.config())
+
     def check_fit(self) -> None:
         config = self.config()
         if config is None or self._fit is not None:
@@ -445,6 +496,33 @@ class RunSetup(QWidget):
     def shutdown(self) -> None:
         if self._fit is not None:
             self._fit.stop_now()
+
+
+def _rows_key(config: RunConfig) -> tuple:
+    """What the row counts depend on: the files (and their last change) and how they are read."""
+    d = config.data
+
+    def stamp(path: str) -> tuple:
+        try:
+            stat = Path(path).stat()
+        except OSError:
+            return (path, None)
+        return (path, stat.st_mtime_ns, stat.st_size)
+
+    columns = tuple(sorted(d.columns.items()))
+    validation = stamp(d.validation_path) if d.validation_path else None
+    return (stamp(d.path), validation, d.validation_ratio, d.format, columns, d.text_mode)
+
+
+def _count_rows(config: RunConfig) -> tuple[int, int] | None:
+    """(training, validation) rows, or None when the files cannot be read (the run reports why)."""
+    from engine.errors import UserError
+    from engine.training.run_warnings import count_rows
+
+    try:
+        return count_rows(config)
+    except (UserError, OSError):
+        return None
 
 
 def fit_report_html(report: dict) -> str:

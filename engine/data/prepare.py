@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.config import DataConfig
+from engine.config import AUTO_VALIDATION_MIN_ROWS, AUTO_VALIDATION_RATIO, DataConfig
 from engine.data.reading import ReadResult, read_data
 from engine.data.rendering import IGNORE_INDEX
 from engine.data.tokenizing import iter_rendered
@@ -36,6 +36,21 @@ class PreparedData:
     validation: list[dict[str, list[int]]]
     format: str
     report: DataReport
+    validation_source: str = ""  # "file", "ratio", "auto", or "" without validation rows
+
+
+def validation_share(cfg: DataConfig, rows: int) -> tuple[float, str]:
+    """The share of `rows` training rows to hold out, and why: "ratio" (set), "auto", or none."""
+    if cfg.validation_ratio == "auto":
+        if rows >= AUTO_VALIDATION_MIN_ROWS:
+            return AUTO_VALIDATION_RATIO, "auto"
+        return 0.0, ""
+    return (float(cfg.validation_ratio), "ratio") if cfg.validation_ratio > 0 else (0.0, "")
+
+
+def held_out_count(rows: int, share: float) -> int:
+    """How many of `rows` rows a share holds out (at least one, never all)."""
+    return min(rows - 1, max(1, round(rows * share))) if share > 0 and rows >= 2 else 0
 
 
 def read_config_data(cfg: DataConfig, path: str | None = None) -> ReadResult:
@@ -82,24 +97,30 @@ def prepare_data(tokenizer, cfg: DataConfig, read: ReadResult | None = None) -> 
     report = DataReport()
     read = read or read_config_data(cfg)
     train = _tokenize(tokenizer, read, cfg, report)
+    source = ""
     if cfg.validation_path:
         validation = _tokenize(tokenizer, read_config_data(cfg, cfg.validation_path), cfg, report)
+        source = "file" if validation else ""
     else:
         validation = []
-        if cfg.validation_ratio > 0 and len(train) >= 2:
+        share, why = validation_share(cfg, len(train))
+        n_val = held_out_count(len(train), share)
+        if n_val:
             order = list(range(len(train)))
             random.Random(cfg.seed).shuffle(order)
-            n_val = min(len(train) - 1, max(1, round(len(train) * cfg.validation_ratio)))
             held = set(order[:n_val])
             validation = [train[i] for i in sorted(held)]
             train = [ex for i, ex in enumerate(train) if i not in held]
+            source = why
     if not train:
         first = f" First: {report.first_problems[0]}." if report.first_problems else ""
         raise DataError(
             f"No row of {cfg.path} can be trained on.{first}", "Fix the rows or raise data.max_length."
         )
     report.rows_used = len(train) + len(validation)
-    return PreparedData(train=train, validation=validation, format=read.format, report=report)
+    return PreparedData(
+        train=train, validation=validation, format=read.format, report=report, validation_source=source
+    )
 
 
 class PadCollator:

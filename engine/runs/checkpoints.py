@@ -62,8 +62,9 @@ def remove_incomplete(run_dir: Path) -> list[Path]:
     return removed
 
 
-def prune(run_dir: Path, keep: int) -> None:
-    done = complete_checkpoints(run_dir)
+def prune(run_dir: Path, keep: int, protect: int | None = None) -> None:
+    """Keep the `keep` newest complete checkpoints, and the one at step `protect` (the best) besides."""
+    done = [(step, path) for step, path in complete_checkpoints(run_dir) if step != protect]
     for _step, path in done[:-keep] if keep > 0 else []:
         # Remove the marker first: a kill mid-delete must not leave a "complete" half folder.
         (path / MARKER).unlink(missing_ok=True)

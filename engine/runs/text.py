@@ -56,10 +56,15 @@ def event_text(event: dict[str, Any]) -> str | None:
         return f"eval loss {_number(event['eval_loss'], '.4f')} at step {event.get('step')}"
     if kind == "data":
         of = f" of {event['tokens']}" if event.get("tokens") is not None else ""
+        how = {"auto": " (held out automatically)", "ratio": " (held out)", "file": " (from the file)"}
+        validation = event.get("validation")
+        source = validation.get("source") if isinstance(validation, dict) else ""
         return (
             f"data: {event.get('train_rows')} training rows, {event.get('validation_rows')} validation "
-            f"rows, {event.get('trained_tokens')} trained tokens{of}"
+            f"rows{how.get(source, '')}, {event.get('trained_tokens')} trained tokens{of}"
         )
+    if kind == "info" and event.get("message"):
+        return str(event["message"])
     if kind == "model":
         world = event.get("world_size") or 1
         ranks = f" × {world} processes (data-parallel; tokens/s is their sum)" if world > 1 else ""

@@ -84,6 +84,8 @@ def judge_run(
     """
     state = (status or {}).get("state")
     if state == "done":
+        if (status or {}).get("reason") == "early_stopping":
+            return Verdict("done", str(status.get("message") or "Stopped early: the adapter is saved."))
         return Verdict("done", "Finished: the adapter is saved.")
     if state == "stopped":
         return _stopped(status or {})

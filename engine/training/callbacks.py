@@ -34,8 +34,10 @@ class EngineCallback(TrainerCallback):
         keep: int,
         stop: StopRequest,
         ranks: Ranks | None = None,
+        guard=None,
     ) -> None:
         self.log = log
+        self.guard = guard  # engine.training.validation_guard.ValidationGuard, with validation data
         self.ranks = ranks or Ranks()
         self.run_dir = run_dir
         self.device = device
@@ -94,5 +96,7 @@ class EngineCallback(TrainerCallback):
         folder = checkpoints.checkpoints_dir(self.run_dir) / f"checkpoint-{state.global_step}"
         if folder.is_dir():
             checkpoints.mark_complete(folder, state.global_step)
-            checkpoints.prune(self.run_dir, self.keep)
+            # best.json names a complete checkpoint only, and pruning never takes the best one.
+            protect = self.guard.checkpoint_complete(state.global_step) if self.guard else None
+            checkpoints.prune(self.run_dir, self.keep, protect)
             self.log.emit("checkpoint", durable=True, step=state.global_step, path=str(folder))

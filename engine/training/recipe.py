@@ -122,6 +122,8 @@ class TrainingRecipe:
         self.model = None
         self.trainer = None
         self.callback = None  # engine.training.callbacks.EngineCallback
+        self.guard = None  # engine.training.validation_guard.ValidationGuard, with validation data
+        self.eval_every = 0  # the evaluation interval of this run (training.eval_every, or chosen)
 
     # -- the whole run -------------------------------------------------------------------------
 
@@ -270,8 +272,10 @@ class TrainingRecipe:
             format=data.format,
             train_rows=len(data.train),
             validation_rows=len(data.validation),
+            validation={"rows": len(data.validation), "source": data.validation_source},
             **report.as_dict(),
         )
+        self._plan_validation()
         if report.skipped:
             detail = ", ".join(f"{n} {reason}" for reason, n in report.skipped.items())
             self.log.warning(
@@ -283,6 +287,29 @@ class TrainingRecipe:
                 f"{self.config.data.max_length} and were truncated ({report.truncated_tokens} tokens cut, "
                 f"up to {report.longest_truncated_by} in one row)."
             )
+
+    def _plan_validation(self) -> None:
+        """The evaluation interval (chosen from the run's length unless set) and the pre-run warnings."""
+        from engine.training.run_warnings import run_warnings
+        from engine.training.validation_guard import auto_eval_every, planned_steps
+
+        t, data = self.config.training, self.data
+        self.eval_every = t.eval_every
+        if data.validation and not self.eval_every:
+            steps = t.max_steps or planned_steps(
+                len(data.train), t.batch_size, t.gradient_accumulation, self.ranks.world_size, t.epochs
+            )
+            self.eval_every = auto_eval_every(steps)
+        if data.validation_source == "auto":
+            self.log.emit(
+                "info",
+                message=f"Held out {len(data.validation)} of the {len(data.train) + len(data.validation)} "
+                f'rows for validation (data.validation_ratio = "auto"); evaluating every '
+                f"{self.eval_every} steps.",
+            )
+        world = self.ranks.world_size
+        for warning in run_warnings(self.config, len(data.train), len(data.validation), world):
+            self.log.warning(warning.message, code=warning.code)
 
     def setup_model(self) -> None:
         """The 4-bit base with LoRA; padding-free batches are switched off where packing is not exact."""
@@ -313,18 +340,26 @@ class TrainingRecipe:
 
         from engine.training.callbacks import EngineCallback
         from engine.training.trainer import build_trainer
+        from engine.training.validation_guard import ValidationGuard
 
+        t = self.config.training
         self.trainer = build_trainer(
-            self.config, self.run_dir, self.model, self.tokenizer, self.data, self.device
+            self.config, self.run_dir, self.model, self.tokenizer, self.data, self.device, self.eval_every
         )
-        keep = self.config.training.keep_checkpoints
-        self.callback = EngineCallback(self.log, self.run_dir, self.device, keep, self.stop, self.ranks)
+        if self.data.validation:
+            self.guard = ValidationGuard(
+                self.log, self.run_dir, t.early_stopping_patience, t.early_stopping_min_delta, self.ranks
+            )
+            self.trainer.add_callback(self.guard)  # before EngineCallback, which asks it what to keep
+        self.callback = EngineCallback(
+            self.log, self.run_dir, self.device, t.keep_checkpoints, self.stop, self.ranks, self.guard
+        )
         self.trainer.add_callback(self.callback)
         self.trainer.remove_callback(PrinterCallback)  # our events are the output, not Trainer's dict prints
 
     def release_model(self) -> None:
         """Drop the model, Trainer and optimizer (the fit check frees memory between attempts)."""
-        self.model = self.trainer = self.callback = None
+        self.model = self.trainer = self.callback = self.guard = None
 
     # -- train and save ------------------------------------------------------------------------
 
@@ -340,24 +375,38 @@ class TrainingRecipe:
             latest = checkpoints.latest_complete(self.run_dir)
             self.log.status("stopped", step=step, checkpoint=str(latest or ""), paused=self.stop.pause)
             return RunResult("stopped", step, None)
-        t = self.config.training
-        if self.data.validation and (not t.eval_every or step % t.eval_every):
-            metrics = self.trainer.evaluate()
-            self.log.emit(
-                "eval", step=step, epoch=self.trainer.state.epoch, eval_loss=metrics.get("eval_loss")
-            )
+        # With validation rows Trainer evaluates the last step too (before its checkpoint), so the
+        # guard has judged every checkpoint that can be the best.
         self.log.status("saving", step=step)
-        adapter = self.save()
-        self.log.status("done", step=step, adapter=str(adapter))
+        use_best = self.guard is not None and self.config.training.final_adapter == "best"
+        source = self.guard.best_checkpoint(step) if use_best else None
+        adapter = self.save(source)
+        ending = {"adapter": str(adapter), "adapter_step": source[0] if source else step}
+        if self.guard is not None and self.guard.early_stopped:
+            best = f"; the adapter is the best checkpoint's (step {source[0]})" if source else ""
+            ending.update(
+                reason="early_stopping",
+                message=f"Stopped early: the validation loss stopped improving{best}.",
+            )
+        self.log.status("done", step=step, **ending)
         return RunResult("done", step, adapter)
 
-    def save(self) -> Path:
-        """Write the adapter (with the tokenizer) into RUN_DIR/adapter, whole or not at all."""
+    def save(self, source: tuple[int, Path] | None = None) -> Path:
+        """Write the adapter (with the tokenizer) into RUN_DIR/adapter, whole or not at all.
+
+        `source`: a complete checkpoint whose adapter files are copied instead of the model's weights.
+        """
         adapter = self.run_dir / ADAPTER_NAME
         if self.ranks.is_main:  # every rank holds the same adapter; one writes it
             staging = self.run_dir / f".{ADAPTER_NAME}.partial"
             shutil.rmtree(staging, ignore_errors=True)
-            self.model.save_pretrained(str(staging))
+            if source is None:
+                self.model.save_pretrained(str(staging))
+            else:
+                staging.mkdir()
+                for path in source[1].iterdir():  # what PeftModel.save_pretrained wrote into the checkpoint
+                    if path.is_file() and (path.name.startswith("adapter_") or path.name == "README.md"):
+                        shutil.copy2(path, staging / path.name)
             self.tokenizer.save_pretrained(str(staging))
             replace_dir(staging, adapter)
         distributed.barrier()

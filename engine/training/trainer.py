@@ -50,7 +50,8 @@ def _seeded_length_sampler(batch_size: int, dataset, seed: int):
     return SeededLengthGroupedSampler()
 
 
-def build_trainer(config: RunConfig, run_dir: Path, model, tokenizer, data, device: str):
+def build_trainer(config: RunConfig, run_dir: Path, model, tokenizer, data, device: str, eval_every=None):
+    """The Trainer for this run; `eval_every`: the run's evaluation interval (default: the config's)."""
     import torch
     from transformers import Trainer, TrainingArguments
 
@@ -66,7 +67,8 @@ def build_trainer(config: RunConfig, run_dir: Path, model, tokenizer, data, devi
             )
 
     t = config.training
-    has_eval = bool(data.validation) and t.eval_every > 0
+    eval_every = t.eval_every if eval_every is None else eval_every
+    has_eval = bool(data.validation) and eval_every > 0
     amp = mixed_precision_dtype(config.quantization, device)
     args = TrainingArguments(
         output_dir=str(checkpoints.checkpoints_dir(run_dir)),
@@ -85,12 +87,14 @@ def build_trainer(config: RunConfig, run_dir: Path, model, tokenizer, data, devi
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         logging_steps=1,
         eval_strategy="steps" if has_eval else "no",
-        eval_steps=t.eval_every if has_eval else None,
+        eval_steps=eval_every if has_eval else None,
         save_strategy="steps",
         save_steps=t.save_every,
         save_total_limit=None,  # pruning is ours: it only ever deletes complete checkpoints
         ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient; the search costs a pass
         include_num_input_tokens_seen="non_padding",
+        # transformers' own NEFTune: a hook on the (peft-unwrapped) input embeddings, training only.
+        neftune_noise_alpha=t.neftune_alpha if t.neftune_alpha > 0 else None,
         seed=t.seed,
         data_seed=t.seed,
         bf16=amp == torch.bfloat16,

@@ -37,6 +37,13 @@ def test_toml_values_are_read_into_their_groups(tmp_path):
             {"training.gradient_checkpointing": "yes"},
             ["training.gradient_checkpointing", "'yes'", "true or false"],
         ),
+        ({"data.validation_ratio": 0.7}, ["data.validation_ratio", "0.7", "a number in [0.0, 0.5]"]),
+        ({"data.validation_ratio": "half"}, ["data.validation_ratio", "'half'", '"auto"']),
+        ({"training.early_stopping_patience": -1}, ["training.early_stopping_patience", "-1", "0 to 1000"]),
+        ({"training.early_stopping_patience": 1.5}, ["training.early_stopping_patience", "integer"]),
+        ({"training.early_stopping_min_delta": -0.1}, ["training.early_stopping_min_delta", "[0.0, 10.0]"]),
+        ({"training.final_adapter": "first"}, ["training.final_adapter", "'first'", "best, last"]),
+        ({"training.neftune_alpha": -5.0}, ["training.neftune_alpha", "-5.0", "[0.0, 100.0]"]),
     ],
 )
 def test_bad_values_name_field_value_and_allowed_range(override, words):
@@ -102,3 +109,15 @@ def test_presets_are_valid_partial_configs_that_keep_the_users_model_and_data():
         assert preset.matches(applied) and preset.description
     assert presets[0].apply(mine).training.max_steps == 30
     assert presets[2].apply(mine).lora.rank > presets[1].apply(mine).lora.rank
+
+
+def test_validation_is_auto_by_default_and_an_old_config_with_zero_keeps_it_off(tmp_path):
+    assert RunConfig().data.validation_ratio == "auto"
+    assert 'validation_ratio = "auto"' in config_to_toml(RunConfig())
+    old = tmp_path / "old.toml"
+    old.write_text("[data]\nvalidation_ratio = 0.0\n[training]\neval_every = 0\n")
+    assert load_config(old).data.validation_ratio == 0.0
+    old.write_text("[data]\nvalidation_ratio = 0\n")  # TOML's integer 0 is the same setting
+    assert load_config(old).data.validation_ratio == 0.0
+    new = RunConfig().training
+    assert (new.early_stopping_patience, new.final_adapter, new.neftune_alpha) == (0, "best", 0.0)

@@ -121,6 +121,11 @@ def test_events_are_put_into_words_once_for_the_cli_and_the_monitor():
     data = {"type": "data", "train_rows": 9, "validation_rows": 1, "trained_tokens": 90, "tokens": 120}
     assert event_text(data) == "data: 9 training rows, 1 validation rows, 90 trained tokens of 120"
     assert event_text({"type": "info"}) is None
+    auto = dict(data, validation={"rows": 1, "source": "auto"})
+    assert event_text(auto) == (
+        "data: 9 training rows, 1 validation rows (held out automatically), 90 trained tokens of 120"
+    )
+    assert event_text({"type": "info", "message": "Stopping early."}) == "Stopping early."
     assert stamped_text({"type": "checkpoint", "step": 4, "time": 0}).endswith("  checkpoint saved at step 4")
 
 

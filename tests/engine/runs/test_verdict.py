@@ -19,6 +19,12 @@ def test_a_run_is_done_only_when_its_last_status_says_so():
     assert judge_run(status("saving", step=8), alive=False, exit_code=0).state == "interrupted"
 
 
+def test_a_run_stopped_early_is_done_and_says_why():
+    early = status("done", step=16, reason="early_stopping", message="Stopped early: the loss rose.")
+    verdict = judge_run(early, alive=False)
+    assert (verdict.state, verdict.message) == ("done", "Stopped early: the loss rose.")
+
+
 def test_a_stopped_and_a_paused_run_say_where_and_that_they_can_resume():
     stopped = judge_run(status("stopped", step=7), alive=False, exit_code=3)
     assert stopped.state == "stopped"
