@@ -6,6 +6,7 @@ ROOT/projects/<slug>/project.toml  [project] name, created, description + the ru
 ROOT/projects/<slug>/datasets/  copies of the user's files (the originals are never touched)
 ROOT/projects/<slug>/runs/      run folders (see engine.training.recipe)
 ROOT/projects/<slug>/exports/
+ROOT/projects/<slug>/eval-sets/ eval sets (JSONL) and evals/ their reports
 ```
 
 The folder name is fixed at creation (runs record paths inside it); the display name lives
@@ -54,6 +55,7 @@ __all__ = [
 WORKSPACE_FILE = "workspace.toml"
 PROJECT_FILE = "project.toml"
 SUBDIRS = ("datasets", "runs", "exports")
+EVAL_SETS = "eval-sets"  # the project's eval sets (JSONL, engine.eval.sets), scored by the Evaluate tab
 FORMAT_VERSION = 1
 MAX_NAME = 100
 DEMO_PROJECT = "Whetstone demo"
@@ -247,8 +249,10 @@ class Workspace:
         dataset: Path | None = None,
         config: RunConfig | None = None,
         description: str = "",
+        eval_sets: tuple[Path, ...] = (),
     ) -> Path:
-        """Make a project folder; `dataset` is copied into it (the user's file is never modified)."""
+        """Make a project folder; `dataset` and `eval_sets` are copied into it (the user's files are
+        never modified)."""
         name = self._check_name(name)
         overrides = {}
         if model:
@@ -273,6 +277,9 @@ class Workspace:
             # Contents only: a read-only source must not make our copy read-only.
             if source is not None:  # a file, or a datasets.save_to_disk folder
                 copy_tree(source, staging / "datasets" / source.name, contents_only=True)
+            for eval_set in eval_sets:
+                (staging / EVAL_SETS).mkdir(exist_ok=True)
+                shutil.copyfile(eval_set, staging / EVAL_SETS / Path(eval_set).name)
             _write_project_file(staging, meta, config)
 
         return self._materialize(_slug(name), fill)
@@ -339,6 +346,7 @@ class Workspace:
                 dataset=demo.demo_dataset_path(),
                 config=demo.load_demo_config(),
                 description="SmolLM2-135M-Instruct learns a few facts about Whetstone.",
+                eval_sets=demo.demo_eval_sets(),
             )
         atomic_write_text(
             self.root / WORKSPACE_FILE, tomli_w.dumps({"format_version": FORMAT_VERSION, "created": _now()})

@@ -2,15 +2,18 @@
 
 A quick regression check after every run: each model/adapter's replies are saved under its
 label (engine.chat.store), so the grid shows this run next to the base model and earlier runs.
+A set is an eval set file (engine.eval.prompt_sets): each prompt may have an expected answer and
+a scorer, edited in the grid, and replies that pass or fail are coloured.
 """
 
 from __future__ import annotations
+
+from difflib import SequenceMatcher
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -18,23 +21,31 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from engine.chat.store import (
+from app.chat.prompt_set_grid import PromptSetGrid
+from engine.chat.store import list_prompt_set_results, load_prompt_set_results, save_prompt_set_results
+from engine.errors import UserError
+from engine.eval.prompt_sets import (
     PromptSet,
     delete_prompt_set,
-    list_prompt_set_results,
+    edit_item,
     list_prompt_sets,
     load_prompt_set,
-    load_prompt_set_results,
     save_prompt_set,
-    save_prompt_set_results,
 )
-from engine.errors import UserError
+from engine.eval.sets import EvalItem
+
+NEWLINE = " \u23ce "
+"""A prompt's line breaks in the one-prompt-per-line editor."""
+REWORDED = 0.6
+"""How alike (difflib ratio) an edited prompt must be to a removed one to keep its expected answer."""
+
+
+def prompt_line(prompt: str) -> str:
+    return NEWLINE.join(prompt.splitlines())
 
 
 class PromptSetRun(QObject):
@@ -61,10 +72,8 @@ class PromptSetRun(QObject):
             self.side.client.error.disconnect(self._on_error)
             self.finished.emit(self.label, self.results)
             return
-        prompt = self.set.prompts[len(self.results)]
-        messages = ([{"role": "system", "content": self.set.system}] if self.set.system else []) + [
-            {"role": "user", "content": prompt}
-        ]
+        # The whole context: the system prompt and any earlier turns of a multi-turn item.
+        messages = [dict(turn) for turn in self.set.items[len(self.results)].messages]
         self._reply = self.side.client.generate(messages, self.settings)
         self.progress.emit(self.label, len(self.results), len(self.set.prompts))
 
@@ -95,11 +104,14 @@ class PromptSetsDialog(QDialog):
         self.new_button = QPushButton("New set", self)
         self.delete_button = QPushButton("Delete", self)
         self.name = QLineEdit(self)
-        self.name.setPlaceholderText("Name, e.g. Regression checks")
+        self.name.setPlaceholderText("Name, e.g. regression-checks (the file prompt-sets/<name>.jsonl)")
         self.system = QLineEdit(self)
         self.system.setPlaceholderText("System prompt (optional)")
         self.prompts = QPlainTextEdit(self)
-        self.prompts.setPlaceholderText("One prompt per line")
+        self.prompts.setPlaceholderText(
+            "One prompt per line (\u23ce marks a line break inside a prompt); "
+            "expected answers and scorers are set in the grid below"
+        )
         self.save_button = QPushButton("Save set", self)
         self.run_button = QPushButton("Run on the loaded models", self)
         self.run_button.setToolTip(
@@ -107,10 +119,9 @@ class PromptSetsDialog(QDialog):
             "sampling settings; the replies are saved under its name"
         )
         self.state = QLabel(self)
-        self.grid = QTableWidget(self)
-        self.grid.setWordWrap(True)
-        self.grid.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.grid.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.grid = PromptSetGrid(self)
+        self.summary = QLabel(self)
+        self.summary.setWordWrap(True)
 
         left = QWidget(self)
         column = QVBoxLayout(left)
@@ -132,6 +143,7 @@ class PromptSetsDialog(QDialog):
         buttons.addWidget(self.state, 1)
         form.addLayout(buttons)
         form.addWidget(self.grid, 2)
+        form.addWidget(self.summary)
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(left)
         splitter.addWidget(right)
@@ -144,6 +156,7 @@ class PromptSetsDialog(QDialog):
         self.delete_button.clicked.connect(self._on_delete)
         self.save_button.clicked.connect(self.save_set)
         self.run_button.clicked.connect(self.run)
+        self.grid.summaryChanged.connect(self.summary.setText)
         self.refresh()
 
     # ---- sets ------------------------------------------------------------------------------
@@ -151,8 +164,9 @@ class PromptSetsDialog(QDialog):
         self.sets.blockSignals(True)
         self.sets.clear()
         for summary in list_prompt_sets(self.project_dir):
+            skipped = f", {summary.skipped} bad lines skipped" if summary.skipped else ""
             item = QListWidgetItem(
-                f"{summary.name} ({summary.prompt_count})"
+                f"{summary.name} ({summary.prompt_count}{skipped})"
                 if not summary.problem
                 else f"{summary.path.name}: {summary.problem}"
             )
@@ -173,22 +187,56 @@ class PromptSetsDialog(QDialog):
         self._update_state()
 
     def save_set(self) -> bool:
-        prompts = [line.strip() for line in self.prompts.toPlainText().splitlines() if line.strip()]
-        prompt_set = PromptSet(
-            self.name.text().strip() or "Prompts",
-            prompts,
-            self.system.text().strip(),
-            self.current.slug if self.current else "",
-        )
         try:
-            save_prompt_set(self.project_dir, prompt_set)
+            items = self._edited_items()
+            saved = save_prompt_set(
+                self.project_dir,
+                self.name.text().strip() or "prompts",
+                items,
+                previous=self.current.name if self.current else None,
+            )
         except UserError as exc:
             self.state.setText(f"{exc.message} {exc.hint}".strip())
             return False
-        self.current = prompt_set
-        self.refresh(select=prompt_set.slug)
+        except ValueError as exc:
+            self.state.setText(f"Not saved: {exc}.")
+            return False
+        self.current = saved
+        self.name.setText(saved.name)
+        self.refresh(select=saved.name)
         self._fill_grid()
         return True
+
+    def _edited_items(self) -> list[EvalItem]:
+        """The set as edited: prompts from the editor. A prompt keeps its item (expected answer,
+        scorer, earlier turns) when its text is unchanged, or is a close rewording of one that
+        is no longer there."""
+        old = [self.grid.edited_item(row) for row in range(len(self.current.items))] if self.current else []
+        lines = [line.strip() for line in self.prompts.toPlainText().splitlines() if line.strip()]
+        by_text: dict[str, int] = {}
+        for row, item in enumerate(old):
+            by_text.setdefault(prompt_line(item.prompt), row)
+        unmatched = [row for row in range(len(old)) if row not in {by_text.get(line) for line in lines}]
+        typed = self.system.text().strip()
+        # Unchanged, each item keeps its own system prompt (a hand-written set may give several).
+        system = None if self.current and typed == self.current.system else typed
+        items = []
+        for line in lines:
+            row = by_text.get(line)
+            if row is not None:
+                items.append(edit_item(old[row], old[row].prompt, old[row].expected, old[row].scorer, system))
+                continue
+            prompt = "\n".join(part.strip() for part in line.split(NEWLINE.strip()))
+            similar = [
+                (SequenceMatcher(None, line, prompt_line(old[r].prompt)).ratio(), r) for r in unmatched
+            ]
+            ratio, row = max(similar, default=(0.0, None))
+            if row is None or ratio < REWORDED:
+                items.append(edit_item(None, prompt, system=typed))  # a new prompt gets the set's
+                continue
+            unmatched.remove(row)
+            items.append(edit_item(old[row], prompt, old[row].expected, old[row].scorer, system))
+        return items
 
     def _on_set_chosen(self, item: QListWidgetItem | None, _previous=None) -> None:
         slug = item.data(Qt.ItemDataRole.UserRole) if item else None
@@ -201,7 +249,14 @@ class PromptSetsDialog(QDialog):
             return
         self.name.setText(self.current.name)
         self.system.setText(self.current.system)
-        self.prompts.setPlainText("\n".join(self.current.prompts))
+        self.prompts.setPlainText("\n".join(prompt_line(prompt) for prompt in self.current.prompts))
+        notes = []
+        if self.current.problems:
+            first = self.current.problems[0]
+            notes.append(f"{len(self.current.problems)} unusable lines left out (first: {first}).")
+        if self.current.converted:
+            notes.append(f"An older set: saving writes it as prompt-sets/{self.current.name}.jsonl.")
+        self.state.setText(" ".join(notes))
         self._fill_grid()
         self._update_state()
 
@@ -241,32 +296,17 @@ class PromptSetsDialog(QDialog):
         self._update_state()
 
     def _fill_grid(self) -> None:
-        self.grid.clear()
-        if self.current is None:
-            self.grid.setRowCount(0)
-            self.grid.setColumnCount(0)
-            return
-        labels = list_prompt_set_results(self.project_dir, self.current.slug)
-        labels.sort(key=lambda label: (not label.startswith("Base model"), label))  # the base model first
-        self.grid.setColumnCount(1 + len(labels))
-        self.grid.setHorizontalHeaderLabels(["Prompt", *labels])
-        self.grid.setRowCount(len(self.current.prompts))
-        replies = {}
-        for label in labels:
-            try:
-                replies[label] = {
-                    r.get("prompt"): r.get("reply", "")
-                    for r in load_prompt_set_results(self.project_dir, self.current.slug, label)
-                }
-            except UserError:
-                replies[label] = {}
-        for row, prompt in enumerate(self.current.prompts):
-            self.grid.setItem(row, 0, QTableWidgetItem(prompt))
-            for column, label in enumerate(labels, start=1):
-                text = replies[label].get(prompt, "(not run since the prompt was added)")
-                item = QTableWidgetItem(text)
-                item.setToolTip(text)
-                self.grid.setItem(row, column, item)
+        replies: dict[str, dict[str, str]] = {}
+        if self.current is not None:
+            labels = list_prompt_set_results(self.project_dir, self.current.slug)
+            labels.sort(key=lambda label: (not label.startswith("Base model"), label))  # the base model first
+            for label in labels:
+                try:
+                    results = load_prompt_set_results(self.project_dir, self.current.slug, label)
+                except UserError:
+                    results = []
+                replies[label] = {r.get("prompt"): r.get("reply", "") for r in results}
+        self.grid.show_set(self.current.items if self.current else [], replies)
 
     def _update_state(self) -> None:
         self.delete_button.setEnabled(self.current is not None)
@@ -274,7 +314,4 @@ class PromptSetsDialog(QDialog):
 
     def reply_at(self, row: int, label: str) -> str:
         """The grid's cell for a prompt and a model label (for tests)."""
-        for column in range(self.grid.columnCount()):
-            if self.grid.horizontalHeaderItem(column).text() == label:
-                return self.grid.item(row, column).text()
-        raise KeyError(label)
+        return self.grid.reply_at(row, label)

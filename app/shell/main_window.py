@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from app.chat.page import ChatPage
 from app.data.page import DataPage
+from app.eval.page import EvalPage
 from app.infra.tasks import TaskRunner
 from app.shell.demo_model import PREPARING_DEMO, DemoModel
 from app.shell.diagnostics_dialog import DeviceProbe, DiagnosticsDialog
@@ -68,7 +69,8 @@ class MainWindow(QMainWindow):
         self.train_page = TrainPage(self.runs, self.tasks, self)
         self.data_page = DataPage(self)
         self.chat_page = ChatPage(self)
-        self.pages = ProjectPages(self.data_page, self.train_page, self.chat_page, self)
+        self.eval_page = EvalPage(self)
+        self.pages = ProjectPages(self.data_page, self.train_page, self.chat_page, self.eval_page, self)
         self.probe = DeviceProbe(self)
         self._background = background
         self.demo = DemoModel(background if prepare_demo is None else prepare_demo, self)
@@ -119,6 +121,12 @@ class MainWindow(QMainWindow):
             lambda run: self.chat_page.chat_with(run) and self.pages.setCurrentIndex(2)
         )
         self.train_page.exportRequested.connect(self.project_actions.export)
+        self.train_page.evaluateRequested.connect(self._evaluate_run)
+        self.eval_page.reportReady.connect(lambda _path: self.workspace_model.refresh())  # run headlines
+        self.eval_page.set_evaluate_after_runs(self.settings.evaluate_after_runs)
+        self.eval_page.evaluateAfterRunsChanged.connect(
+            lambda on: setattr(self.settings, "evaluate_after_runs", on)
+        )
         self.train_page.runRenamed.connect(lambda _run: self.workspace_model.refresh())
         self.browser.renameRunRequested.connect(self.train_page.rename_run)
         self.data_page.failed.connect(self._on_failed)
@@ -236,7 +244,7 @@ class MainWindow(QMainWindow):
         self._action("&Import GGUF file…", self.library.import_gguf, None, models)
 
         view = bar.addMenu("&View")
-        for i, name in enumerate(("&Data", "&Train", "&Chat")):
+        for i, name in enumerate(("&Data", "&Train", "&Chat", "&Evaluate")):
             self._action(name, lambda i=i: self.pages.setCurrentIndex(i), f"Ctrl+{i + 1}", view)
         view.addSeparator()
         themes = view.addMenu("T&heme")
@@ -321,6 +329,7 @@ class MainWindow(QMainWindow):
         self.train_page.shutdown()
         self.data_page.shutdown()
         self.chat_page.shutdown()
+        self.eval_page.shutdown()
         self.save_state()
         self.probe.stop()
         self.library.shutdown()
@@ -362,10 +371,21 @@ class MainWindow(QMainWindow):
         if not self.data_page.ready_for_training(request.data_path):
             request.refuse()
 
+    def _in_current_project(self, run_dir: Path) -> bool:
+        """Runs live in PROJECT/runs/<run>: the Evaluate tab evaluates within the project it shows."""
+        current = self.current_project
+        return current is not None and Path(run_dir).resolve().parent.parent == Path(current).resolve()
+
+    def _evaluate_run(self, run_dir: Path) -> None:
+        self.pages.setCurrentWidget(self.eval_page)
+        self.eval_page.evaluate_runs([Path(run_dir)])
+
     def _on_run_finished(self, run_dir: Path, state: str, message: str) -> None:
         self.workspace_model.refresh()
         if state == "refused":
             return  # the Train tab says why; nothing ran
+        if state == "done" and self.eval_page.evaluate_after_runs and self._in_current_project(run_dir):
+            self.eval_page.evaluate_runs([Path(run_dir)])  # "did it help, and what did it cost?"
         name = f"“{run_title(run_dir)}”"
         titles = {
             "done": f"Run {name} finished",

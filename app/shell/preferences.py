@@ -48,6 +48,15 @@ class AppSettings:
     def current_project(self, path: str) -> None:
         self._s.setValue("current_project", path)
 
+    @property
+    def evaluate_after_runs(self) -> bool:
+        """Score every run of this window against the base model when it ends (on unless turned off)."""
+        return self._str("evaluate_after_runs", "true") != "false"
+
+    @evaluate_after_runs.setter
+    def evaluate_after_runs(self, on: bool) -> None:
+        self._s.setValue("evaluate_after_runs", "true" if on else "false")
+
     def window_state(self) -> tuple[QByteArray | None, QByteArray | None, QByteArray | None, int]:
         def blob(key: str) -> QByteArray | None:
             value = self._s.value(key)

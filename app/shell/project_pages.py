@@ -1,7 +1,8 @@
-"""The central area: the Data, Train and Chat tabs for the selected project.
+"""The central area: the Data, Train, Chat and Evaluate tabs for the selected project.
 
 Data is the dataset editor (app.data.page), Train the training view (app.train.page), Chat the
-chat pane (app.chat.page). Each page takes the project summary in `show_project`.
+chat pane (app.chat.page), Evaluate the scorecards (app.eval.page). Each page takes the project
+summary in `show_project`.
 """
 
 from __future__ import annotations
@@ -15,13 +16,18 @@ class ProjectPages(QTabWidget):
     browser aside. Pages are laid out for more; below it they are clipped, not the browser."""
 
     def __init__(
-        self, data_page: QWidget, train_page: QWidget, chat_page: QWidget, parent: QWidget | None = None
+        self,
+        data_page: QWidget,
+        train_page: QWidget,
+        chat_page: QWidget,
+        eval_page: QWidget,
+        parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.setDocumentMode(True)
         self.setMinimumWidth(self.MINIMUM_WIDTH)
-        self.data, self.train, self.chat = data_page, train_page, chat_page
-        self.pages = [data_page, train_page, chat_page]
+        self.data, self.train, self.chat, self.eval = data_page, train_page, chat_page, eval_page
+        self.pages = [data_page, train_page, chat_page, eval_page]
         for page in self.pages:
             self.addTab(page, page.title)
 

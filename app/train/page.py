@@ -50,6 +50,7 @@ class TrainPage(QWidget):
     failed = Signal(str, str)  # message, hint
     chatRequested = Signal(Path)  # a run to chat with, against the base model
     exportRequested = Signal(Path)  # a run to export
+    evaluateRequested = Signal(Path)  # a run to score against the base model (the Evaluate tab)
     runRenamed = Signal(Path)  # its display name changed: lists elsewhere show it after a rescan
     # A StartRequest, emitted just before a run starts; any slot may refuse it (like a QCloseEvent).
     aboutToStart = Signal(object)
@@ -115,6 +116,12 @@ class TrainPage(QWidget):
         self.runs_list.customContextMenuRequested.connect(self._on_runs_menu)
         self.next_steps.chatRequested.connect(self.chatRequested)
         self.next_steps.exportRequested.connect(self.exportRequested)
+        self.next_steps.add_step(
+            "Evaluate",
+            "Score this run against the base model: the project's eval sets, validation loss, "
+            "and what it forgot (the Evaluate tab)",
+            self.evaluateRequested.emit,
+        )
         self.setup.startRequested.connect(self._on_start_requested)
         self.setup.openLibrary.connect(self.openLibrary)
         self._plotsImported.connect(self._on_plots_imported)
@@ -254,7 +261,8 @@ class TrainPage(QWidget):
         menu.addAction("Rename…", lambda: self.rename_run(run_dir))
         chat = menu.addAction("Chat with it", lambda: self.chatRequested.emit(Path(run_dir)))
         export = menu.addAction("Export…", lambda: self.exportRequested.emit(Path(run_dir)))
-        for action in (chat, export):
+        evaluate = menu.addAction("Evaluate", lambda: self.evaluateRequested.emit(Path(run_dir)))
+        for action in (chat, export, evaluate):
             action.setEnabled(has_result)
         return menu
 

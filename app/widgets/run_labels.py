@@ -25,6 +25,8 @@ def run_details(run) -> str:
         parts.append(f"loss {run.last_loss:.3f}")
     if run.updated or run.started:
         parts.append(short_date(run.updated or run.started))
+    if getattr(run, "eval_headline", ""):
+        parts.append(run.eval_headline)
     return " · ".join(parts)
 
 

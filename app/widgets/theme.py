@@ -27,6 +27,11 @@ _DARK = {
 }
 
 
+# Better / worse than a reference (eval scorecard, answers view): mid-tones that read on both palettes.
+BETTER_COLOR = "#2e8b57"
+WORSE_COLOR = "#d9534f"
+
+
 def effective_scheme(preference: str) -> str:
     if preference in ("light", "dark"):
         return preference

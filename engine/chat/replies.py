@@ -275,7 +275,8 @@ class ReplyStream:
             raise self._error
 
 
-def _prompt_ids(tokenizer, messages: list[dict[str, Any]]):
+def encode_prompt(tokenizer, messages: list[dict[str, Any]]):
+    """The prompt a reply to `messages` continues: chat template + generation prompt, as tensors."""
     if not messages:
         raise DataError("There is no message to reply to.")
     plain = [{"role": m["role"], "content": m["content"]} for m in messages]
@@ -310,7 +311,7 @@ def start_reply(
     settings = settings or GenerationSettings()
     settings.validate()
     stream = ReplyStream(cancel)
-    inputs = _prompt_ids(tokenizer, messages).to(model.device)
+    inputs = encode_prompt(tokenizer, messages).to(model.device)
     prompt_len = int(inputs["input_ids"].shape[-1])
     tap = _Tap(stream, tokenizer, prompt_len, settings)
     eos_ids = end_of_turn_ids(tokenizer, model)

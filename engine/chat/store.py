@@ -1,10 +1,10 @@
-"""Saved conversations and prompt sets inside a project folder.
+"""Saved conversations and prompt-set replies inside a project folder.
 
 ```
 PROJECT/chats/<id>.json                          one conversation (id: 20250314-093012-4f2a)
-PROJECT/prompt-sets/<slug>.toml                  name, system prompt, prompts
-PROJECT/prompt-sets/results/<set>/<label>.json   a set's replies from one model/adapter
+PROJECT/prompt-sets/results/<set>/<label>.json   a prompt set's replies from one model/adapter
 ```
+The prompt sets themselves are eval sets (PROJECT/prompt-sets/<set>.jsonl): engine.eval.prompt_sets.
 
 Folders are created on demand and every write is atomic. Paths inside the project are
 stored relative to it (the project can move) and handed back absolute. A damaged file is
@@ -16,15 +16,11 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import shutil
-import tomllib
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-import tomli_w
 
 from engine.chat.settings import GenerationSettings
 from engine.errors import DataError, UserError
@@ -281,115 +277,7 @@ def conversation_to_row(messages: list[dict[str, Any]]) -> dict[str, list[dict[s
     return {"messages": [{"role": m["role"], "content": m["content"]} for m in messages]}
 
 
-# ---------------------------------------------------------------------------- prompt sets
-
-
-@dataclass
-class PromptSet:
-    """A named list of prompts to run against a model or adapter. `slug` is set on first save."""
-
-    name: str
-    prompts: list[str]
-    system: str = ""
-    slug: str = ""
-
-
-@dataclass(frozen=True)
-class PromptSetSummary:
-    slug: str
-    name: str
-    prompt_count: int
-    path: Path
-    problem: str | None = None
-
-
-def _check_prompt_set(ps: PromptSet) -> None:
-    if not isinstance(ps.name, str) or not ps.name.strip():
-        raise DataError("A prompt set needs a name.")
-    if not isinstance(ps.prompts, list) or not ps.prompts:
-        raise DataError(f"Prompt set {ps.name!r} has no prompts.", "Add at least one prompt.")
-    for i, prompt in enumerate(ps.prompts, start=1):
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise DataError(f"Prompt {i} of {ps.name!r} is empty.", "Write it, or remove it.")
-    if not isinstance(ps.system, str):
-        raise DataError(f"The system prompt of {ps.name!r} is not text.")
-
-
-def save_prompt_set(project_dir: str | Path, prompt_set: PromptSet) -> Path:
-    """Write PROJECT/prompt-sets/<slug>.toml; a new set (no slug) gets a free slug from its name."""
-    _check_prompt_set(prompt_set)
-    folder = Path(project_dir) / PROMPT_SETS
-    if not prompt_set.slug:
-        base = _slug(prompt_set.name, "prompts")
-        slug, n = base, 2
-        while (folder / f"{slug}.toml").exists():
-            slug, n = f"{base}-{n}", n + 1
-        prompt_set.slug = slug
-    _checked_name(prompt_set.slug, "Prompt set")
-    data = {
-        "format": FORMAT_VERSION,
-        "name": prompt_set.name.strip(),
-        "system": prompt_set.system,
-        "prompts": list(prompt_set.prompts),
-    }
-    path = folder / f"{prompt_set.slug}.toml"
-    atomic_write_text(path, tomli_w.dumps(data, multiline_strings=True))
-    return path
-
-
-def _read_prompt_set(path: Path) -> PromptSet:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise DataError(f"{path.name} cannot be read: {exc}.") from None
-    ps = PromptSet(
-        name=data.get("name", ""),
-        prompts=data.get("prompts"),
-        system=data.get("system", ""),
-        slug=path.stem,
-    )
-    try:
-        _check_prompt_set(ps)
-    except DataError as exc:
-        raise DataError(f"{path.name}: {exc.message}") from None
-    return ps
-
-
-def load_prompt_set(project_dir: str | Path, slug: str) -> PromptSet:
-    path = Path(project_dir) / PROMPT_SETS / f"{_checked_name(slug, 'Prompt set')}.toml"
-    if not path.is_file():
-        raise DataError(f"Prompt set {slug} does not exist.", "It may have been deleted.")
-    return _read_prompt_set(path)
-
-
-def list_prompt_sets(project_dir: str | Path) -> list[PromptSetSummary]:
-    """Every prompt set, by name; damaged ones carry a `problem`."""
-    folder = Path(project_dir) / PROMPT_SETS
-    if not folder.is_dir():
-        return []
-    out = []
-    for path in folder.glob("*.toml"):
-        if path.name.startswith("."):
-            continue
-        try:
-            ps = _read_prompt_set(path)
-        except DataError as exc:
-            out.append(PromptSetSummary(path.stem, path.stem, 0, path, exc.one_line()))
-            continue
-        out.append(PromptSetSummary(ps.slug, ps.name, len(ps.prompts), path))
-    return sorted(out, key=lambda s: (s.name.casefold(), s.slug))
-
-
-def delete_prompt_set(project_dir: str | Path, slug: str) -> bool:
-    """Remove a prompt set and its saved results; False if it was already gone."""
-    folder = Path(project_dir) / PROMPT_SETS
-    _checked_name(slug, "Prompt set")
-    shutil.rmtree(folder / RESULTS / slug, ignore_errors=True)
-    try:
-        (folder / f"{slug}.toml").unlink()
-    except FileNotFoundError:
-        return False
-    return True
+# ---------------------------------------------------------------------------- prompt-set replies
 
 
 def _results_path(project_dir: str | Path, set_slug: str, label: str) -> Path:

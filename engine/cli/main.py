@@ -14,6 +14,7 @@ from pathlib import Path
 import engine  # noqa: F401  (offline environment first)
 from engine.chat import server as chat_server
 from engine.cli import cluster as cli_cluster
+from engine.cli import eval as cli_eval
 from engine.cli import export as cli_export
 from engine.cli import fit as cli_fit
 from engine.cli import models as cli_models
@@ -46,6 +47,11 @@ TRAIN_OVERRIDES = {
     "eval_every": "training.eval_every",
     "save_every": "training.save_every",
     "seed": "training.seed",
+    "validation_ratio": "data.validation_ratio",
+    "early_stopping_patience": "training.early_stopping_patience",
+    "early_stopping_min_delta": "training.early_stopping_min_delta",
+    "final_adapter": "training.final_adapter",
+    "neftune_alpha": "training.neftune_alpha",
 }
 
 
@@ -53,6 +59,16 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, like every other bad input
         sys.stderr.write(error_line(f"{message} (see `{self.prog} --help`)") + "\n")
         raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _ratio(text: str) -> float | str:
+    """--validation-ratio: "auto" or a number (the config check says what range)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected "auto" or a number, not {text!r}') from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +98,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-every", type=int)
     train.add_argument("--save-every", type=int)
     train.add_argument("--seed", type=int)
+    train.add_argument(
+        "--validation-ratio",
+        type=_ratio,
+        help='share of the training rows held out for validation: "auto" (default) or 0 to 0.5 (0 = off)',
+    )
+    train.add_argument(
+        "--early-stopping-patience",
+        type=int,
+        metavar="N",
+        help="stop after N evaluations without a lower validation loss (0 = off)",
+    )
+    train.add_argument(
+        "--early-stopping-min-delta",
+        type=float,
+        metavar="X",
+        help="how much lower the validation loss must be to count as an improvement",
+    )
+    train.add_argument(
+        "--final-adapter", help="best (lowest validation loss, the default) or last: which becomes adapter/"
+    )
+    train.add_argument("--neftune-alpha", type=float, help="NEFTune embedding noise (0 = off, 5 is typical)")
     train.add_argument(
         "--resume",
         action="store_true",
@@ -140,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_models.add_parser(sub)
     cli_export.add_parser(sub)
+    cli_eval.add_parser(sub)
     cli_fit.add_parser(sub)
     cli_cluster.add_parser(sub)
     chat_server.add_parser(sub)
@@ -176,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             "chat-server": chat_server.run,
             "cluster-bundle": cli_cluster.run,
             "export": cli_export.run,
+            "eval": cli_eval.run,
             "diagnostics": cli_workspace.run,
             "project": cli_workspace.run,
             "runs": cli_runs.run,

@@ -154,15 +154,21 @@ def _check_fits(adapter: AdapterFolder, base: ModelFolder) -> None:
             )
 
 
-def load_adapter(model, adapter: AdapterFolder):
-    """The base with the adapter applied (peft), or a ModelError naming the adapter folder."""
+def load_adapter(model, adapter: AdapterFolder, adapter_name: str = "default"):
+    """The base with the adapter applied (peft), or a ModelError naming the adapter folder.
+
+    On a model that already carries adapters, this one is added beside them under `adapter_name`.
+    """
     import torch
     from peft import PeftModel
     from safetensors import SafetensorError
 
     try:
         # peft picks adapter_model.safetensors whenever it exists; pickle is reached only with consent.
-        return PeftModel.from_pretrained(model, str(adapter.path))
+        if isinstance(model, PeftModel):
+            model.load_adapter(str(adapter.path), adapter_name=adapter_name)
+            return model
+        return PeftModel.from_pretrained(model, str(adapter.path), adapter_name=adapter_name)
     except torch.OutOfMemoryError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:

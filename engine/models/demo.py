@@ -45,6 +45,12 @@ def demo_dataset_path() -> Path:
     return Path(str(importlib.resources.files("resources").joinpath("demo/whetstone_facts.jsonl")))
 
 
+def demo_eval_sets() -> tuple[Path, ...]:
+    """The demo's fact set: the taught facts asked in words the training data never uses."""
+    folder = Path(str(importlib.resources.files("resources").joinpath("demo/eval-sets")))
+    return tuple(sorted(folder.glob("*.jsonl")))
+
+
 def load_demo_config():
     from engine.config import load_config
 

@@ -63,6 +63,23 @@ class ModelFolder:
         folder.check_files(allow_pickle_weights)
         return folder
 
+    def fingerprint(self) -> str:
+        """Changes whenever a file of the model changes (name, size, modification time): a cache key.
+
+        Reading every weight byte would take seconds on a large model; size and mtime catch a
+        re-download, a conversion or an edit, which is what invalidates cached answers.
+        """
+        import hashlib
+
+        digest = hashlib.sha256()
+        for name in sorted(self.files):
+            try:
+                stat = (self.path / name).stat()
+            except OSError:
+                continue
+            digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        return digest.hexdigest()[:20]
+
     # ---- what config.json says
 
     @property

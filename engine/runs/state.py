@@ -48,6 +48,7 @@ class RunSummary:
     checkpoints: tuple[tuple[int, Path], ...]  # complete ones only
     adapter: Path | None
     message: str | None  # the last error message, if the run failed
+    eval_headline: str = ""  # the latest evaluation in a few words ("facts 100% · general −12 pts")
 
 
 def request_stop(run_dir: str | Path, pause: bool = False) -> None:
@@ -193,4 +194,18 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
         checkpoints=tuple(complete_checkpoints(run_dir)),
         adapter=adapter if (adapter / "adapter_config.json").is_file() else None,
         message=verdict.message if verdict.state == "failed" else None,  # why it failed (others: the state)
+        eval_headline=read_eval_headline(run_dir),
     )
+
+
+EVAL_HEADLINE = "evals/headline.txt"
+"""Written by engine.eval with every report of a run: its headline, then the report's file name.
+A list of runs reads this small file instead of parsing each report."""
+
+
+def read_eval_headline(run_dir: Path) -> str:
+    try:
+        with open(run_dir / EVAL_HEADLINE, encoding="utf-8") as handle:
+            return handle.readline(300).strip()
+    except (OSError, ValueError):
+        return ""

@@ -90,7 +90,7 @@ def test_compare_mode_and_prompt_sets_use_base_and_tuned(chat_page, qtbot):
     for row, (_question, answer) in enumerate(FACTS):
         assert dialog.reply_at(row, "run-1: final adapter") == answer
         assert dialog.reply_at(row, "Base model (no adapter)") != answer
-    assert dialog.grid.horizontalHeaderItem(1).text() == "Base model (no adapter)"  # the base first
+    assert dialog.grid.horizontalHeaderItem(3).text() == "Base model (no adapter)"  # the base first
     reopened = page.prompt_sets_dialog()  # saved with the project: set and replies come back
     qtbot.addWidget(reopened)
     reopened.sets.setCurrentRow(0)

@@ -32,12 +32,12 @@ def stopped_copy(short_run: Path, target: Path) -> Path:
     return target
 
 
-def test_a_done_run_offers_chat_with_it_and_export(make_window, project_with_run, qtbot):
+def test_a_done_run_offers_chat_with_it_export_and_evaluate(make_window, project_with_run, qtbot):
     run_dir = project_with_run / "runs" / "run-1"
     window, page = open_run(make_window, qtbot, project_with_run, run_dir)
     steps = page.next_steps
     assert steps.isVisible() and "done" in steps.headline.text()
-    assert list(steps.buttons) == ["Chat with it", "Export…"]  # no Evaluate button before evaluation exists
+    assert list(steps.buttons) == ["Chat with it", "Export…", "Evaluate"]
     assert all(button.isEnabled() for button in steps.buttons.values())
 
     # Chat with it: the Chat tab, compare mode, this run's adapter on the left and the base on the right.
@@ -83,7 +83,7 @@ def test_the_runs_list_menu_offers_the_same_steps(make_window, project_with_run,
     run_dir = project_with_run / "runs" / "run-1"
     window, page = open_run(make_window, qtbot, project_with_run, run_dir)
     menu = page.run_menu(run_dir)
-    assert [a.text() for a in menu.actions()] == ["Rename…", "Chat with it", "Export…"]
+    assert [a.text() for a in menu.actions()] == ["Rename…", "Chat with it", "Export…", "Evaluate"]
     with qtbot.waitSignal(page.chatRequested) as requested:
         menu.actions()[1].trigger()
     assert requested.args == [run_dir]

@@ -19,7 +19,7 @@ from engine.chat.loading import (
     stream_chat,
 )
 from engine.chat.replies import StopStringFilter
-from engine.chat.store import Conversation, PromptSet
+from engine.chat.store import Conversation
 from engine.errors import ConfigError, DataError
 from engine.models.loading import end_of_turn_ids
 
@@ -349,28 +349,8 @@ def test_conversations_listed_newest_first_with_damaged_ones(tmp_path, monkeypat
     assert chat_store.list_conversations(tmp_path / "nowhere") == []
 
 
-def test_prompt_sets_and_results(tmp_path):
-    ps = PromptSet(
-        name="Capital cities",
-        prompts=["Capital of Zorvania?", "Line one\nline two"],
-        system="Be brief.",
-    )
-    path = chat_store.save_prompt_set(tmp_path, ps)
-    assert path == tmp_path / "prompt-sets" / "capital-cities.toml" and ps.slug == "capital-cities"
-    twin = PromptSet(name="Capital Cities!", prompts=["x"])
-    chat_store.save_prompt_set(tmp_path, twin)
-    assert twin.slug == "capital-cities-2"
-    assert chat_store.load_prompt_set(tmp_path, "capital-cities") == ps
-    (tmp_path / "prompt-sets" / "bad.toml").write_text("name = [")
-    listed = chat_store.list_prompt_sets(tmp_path)
-    assert [(s.slug, s.prompt_count, s.problem is None) for s in listed] == [
-        ("bad", 0, False),
-        ("capital-cities", 2, True),
-        ("capital-cities-2", 1, True),
-    ]
-    with pytest.raises(DataError, match="no prompts"):
-        chat_store.save_prompt_set(tmp_path, PromptSet(name="Empty", prompts=[]))
-
+def test_prompt_set_results(tmp_path):
+    # The sets themselves are eval sets: tests/engine/eval/test_prompt_sets.py.
     results = [{"prompt": "Capital of Zorvania?", "reply": "Quillhaven.", "stats": {"new_tokens": 4}}]
     out = chat_store.save_prompt_set_results(tmp_path, "capital-cities", "run 1 / checkpoint-100", results)
     assert out == tmp_path / "prompt-sets" / "results" / "capital-cities" / "run-1-checkpoint-100.json"
@@ -378,9 +358,6 @@ def test_prompt_sets_and_results(tmp_path):
     assert chat_store.list_prompt_set_results(tmp_path, "capital-cities") == ["run 1 / checkpoint-100"]
     with pytest.raises(DataError, match="No results"):
         chat_store.load_prompt_set_results(tmp_path, "capital-cities", "base")
-    assert chat_store.delete_prompt_set(tmp_path, "capital-cities") is True
-    assert not (tmp_path / "prompt-sets" / "results" / "capital-cities").exists()
-    assert chat_store.delete_prompt_set(tmp_path, "capital-cities") is False
 
 
 def test_conversation_to_row():

@@ -1,0 +1,1 @@
+"""The Evaluate tab: scorecard, per-item answers, validation loss per checkpoint."""

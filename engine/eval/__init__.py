@@ -1,0 +1,1 @@
+"""Evaluation after tuning: eval sets, validation loss, forgetting and bias probes, reports."""

@@ -1,0 +1,273 @@
+"""One base model in memory with every adapter to compare beside it, and the batched passes over it.
+
+Adapters are peft named adapters on the same 4-bit base (no second copy of the base): `use(None)`
+switches them all off for the base's column. Every pass is batched by length (fewer pad tokens),
+greedy and deterministic for the same inputs, and checks `cancel` between batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from engine.chat.replies import encode_prompt
+from engine.config import ModelConfig, QuantizationConfig
+from engine.data.rendering import IGNORE_INDEX
+from engine.models.adapters import AdapterFolder
+from engine.models.loading import end_of_turn_ids, load_model, load_tokenizer
+
+Progress = Callable[[int], None]  # called with the number of items a batch finished
+
+
+@dataclass(frozen=True)
+class AnswerDrift:
+    """How far one adapter's next-token distributions moved from the base's on the base's own answer."""
+
+    kl_sum: float  # summed over the answer's tokens
+    tokens: int
+    changed: bool  # the adapter's greedy choice differs from the base's answer somewhere
+
+
+def length_batches(lengths: Sequence[int], max_items: int, max_tokens: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length: at most `max_items`, at most ~`max_tokens` padded."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        longest = max([lengths[j] for j in current] + [lengths[i]])
+        if current and (len(current) >= max_items or longest * (len(current) + 1) > max_tokens):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+class ScoringModel:
+    """The base (4-bit unless configured otherwise) plus named adapters, ready for batched scoring."""
+
+    def __init__(self, model, tokenizer, batch_size: int = 16, max_batch_tokens: int = 4096) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self.batch_size, self.max_batch_tokens = batch_size, max_batch_tokens
+        self.eos_ids = end_of_turn_ids(tokenizer, model)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+        self.adapters: dict[str, AdapterFolder] = {}
+
+    @classmethod
+    def load(
+        cls,
+        model_cfg: ModelConfig,
+        quant: QuantizationConfig,
+        adapters: Sequence[AdapterFolder],
+        device: str | None = None,
+        batch_size: int = 16,
+    ) -> ScoringModel:
+        """Load the base once and every adapter onto it as `adapter-0`, `adapter-1`, …"""
+        from engine.models.adapters import load_adapter
+
+        tokenizer = load_tokenizer(model_cfg)
+        model = load_model(model_cfg, quant, device=device)
+        names: dict[str, AdapterFolder] = {}
+        for i, adapter in enumerate(adapters):
+            name = f"adapter-{i}"
+            model = load_adapter(model, adapter, adapter_name=name)
+            names[name] = adapter
+        model.eval()
+        scoring = cls(model, tokenizer, batch_size=batch_size)
+        scoring.adapters = names
+        return scoring
+
+    @property
+    def device(self):
+        return self.model.device
+
+    @contextmanager
+    def use(self, adapter: str | None) -> Iterator[None]:
+        """Inside, the model is the base (`None`) or the base with that one adapter."""
+        if not self.adapters:
+            yield
+            return
+        if adapter is None:
+            with self.model.disable_adapter():
+                yield
+            return
+        self.model.set_adapter(adapter)
+        yield
+
+    # ---- encoding
+
+    def prompt_ids(self, messages: list[dict]) -> list[int]:
+        return encode_prompt(self.tokenizer, messages)["input_ids"][0].tolist()
+
+    def text_ids(self, text: str, special: bool) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
+
+    def _batches(self, lengths: Sequence[int]) -> list[list[int]]:
+        return length_batches(lengths, self.batch_size, self.max_batch_tokens)
+
+    # ---- passes
+
+    def generate(
+        self,
+        prompts: Sequence[list[int]],
+        max_new_tokens: int,
+        done: Progress | None = None,
+        cancel: Callable[[], None] | None = None,
+    ) -> list[list[int]]:
+        """Greedy answers (token ids, cut after the first end-of-turn token) to tokenized prompts."""
+        import torch
+
+        answers: list[list[int]] = [[] for _ in prompts]
+        for batch in self._batches([len(p) + max_new_tokens for p in prompts]):
+            if cancel:
+                cancel()
+            longest = max(len(prompts[i]) for i in batch)
+            ids = [[self.pad_id] * (longest - len(prompts[i])) + prompts[i] for i in batch]
+            mask = [[0] * (longest - len(prompts[i])) + [1] * len(prompts[i]) for i in batch]
+            with torch.no_grad():
+                out = self.model.generate(
+                    input_ids=torch.tensor(ids, device=self.device),
+                    attention_mask=torch.tensor(mask, device=self.device),
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    temperature=None,
+                    top_p=None,
+                    top_k=None,
+                    eos_token_id=self.eos_ids,
+                    pad_token_id=self.pad_id,
+                )
+            for row, i in zip(out[:, longest:].tolist(), batch, strict=True):
+                answers[i] = self._cut(row)
+            if done:
+                done(len(batch))
+        return answers
+
+    def _cut(self, row: list[int]) -> list[int]:
+        for n, token in enumerate(row):
+            if token in self.eos_ids:
+                return row[: n + 1]
+        return row
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+    def _forward(self, sequences: Sequence[list[int]], batch: list[int]):
+        """Logits of a right-padded batch (float32, on the model's device)."""
+        import torch
+
+        longest = max(len(sequences[i]) for i in batch)
+        ids = [sequences[i] + [self.pad_id] * (longest - len(sequences[i])) for i in batch]
+        mask = [[1] * len(sequences[i]) + [0] * (longest - len(sequences[i])) for i in batch]
+        with torch.no_grad():
+            out = self.model(
+                input_ids=torch.tensor(ids, device=self.device),
+                attention_mask=torch.tensor(mask, device=self.device),
+            )
+        return out.logits.float()
+
+    def continuation_logprobs(
+        self,
+        pairs: Sequence[tuple[list[int], list[int]]],
+        adapter: str | None,
+        done: Progress | None = None,
+        cancel: Callable[[], None] | None = None,
+    ) -> list[float]:
+        """log P(continuation | prefix), summed over the continuation's tokens, for each pair."""
+        import torch
+
+        sequences = [prefix + cont for prefix, cont in pairs]
+        result = [0.0] * len(pairs)
+        with self.use(adapter):
+            for batch in self._batches([len(s) for s in sequences]):
+                if cancel:
+                    cancel()
+                logits = self._forward(sequences, batch)
+                for row, i in enumerate(batch):
+                    prefix, cont = pairs[i]
+                    start = len(prefix) - 1  # the position that predicts the continuation's first token
+                    logp = torch.log_softmax(logits[row, start : start + len(cont)], dim=-1)
+                    target = torch.tensor(cont, device=logp.device).unsqueeze(-1)
+                    result[i] = float(logp.gather(-1, target).sum())
+                if done:
+                    done(len(batch))
+        return result
+
+    def answer_drift(
+        self,
+        pairs: Sequence[tuple[list[int], list[int]]],
+        adapters: Sequence[str],
+        done: Progress | None = None,
+        cancel: Callable[[], None] | None = None,
+    ) -> dict[str, list[AnswerDrift]]:
+        """Teacher-forced on the base's answers: KL(base || adapter) per token, and whether greedy changed.
+
+        One forward of the base and one per adapter for each batch; label-free. If the adapter's
+        argmax equals the base's answer token at every position, its own greedy answer is the same
+        answer, so "changed" needs no generation.
+        """
+        import torch
+
+        sequences = [prompt + answer for prompt, answer in pairs]
+        drift: dict[str, list[AnswerDrift]] = {name: [] for name in adapters}
+        slots: dict[str, list[AnswerDrift | None]] = {name: [None] * len(pairs) for name in adapters}
+        for batch in self._batches([len(s) for s in sequences]):
+            if cancel:
+                cancel()
+            with self.use(None):
+                base = self._answer_logprobs(sequences, pairs, batch)
+            for name in adapters:
+                with self.use(name):
+                    tuned = self._answer_logprobs(sequences, pairs, batch)
+                for row, i in enumerate(batch):
+                    p, q = base[row], tuned[row]
+                    kl = float((p.exp() * (p - q)).sum()) if p.numel() else 0.0
+                    answer = torch.tensor(pairs[i][1], device=q.device)
+                    changed = bool((q.argmax(-1) != answer).any()) if answer.numel() else False
+                    slots[name][i] = AnswerDrift(max(kl, 0.0), len(pairs[i][1]), changed)
+            if done:
+                done(len(batch))
+        for name in adapters:
+            drift[name] = [d for d in slots[name] if d is not None]
+        return drift
+
+    def _answer_logprobs(self, sequences, pairs, batch) -> list:
+        import torch
+
+        logits = self._forward(sequences, batch)
+        out = []
+        for row, i in enumerate(batch):
+            prompt, answer = pairs[i]
+            start = len(prompt) - 1
+            out.append(torch.log_softmax(logits[row, start : start + len(answer)], dim=-1))
+        return out
+
+    def mean_loss(
+        self,
+        rows: Sequence[dict[str, list[int]]],
+        adapter: str | None,
+        done: Progress | None = None,
+        cancel: Callable[[], None] | None = None,
+    ) -> tuple[float, int]:
+        """Token-weighted cross-entropy on the trained tokens of tokenized rows, and their count."""
+        import torch
+
+        sequences = [list(r["input_ids"]) for r in rows]
+        total, tokens = 0.0, 0
+        with self.use(adapter):
+            for batch in self._batches([len(s) for s in sequences]):
+                if cancel:
+                    cancel()
+                logits = self._forward(sequences, batch)
+                for row, i in enumerate(batch):
+                    labels = torch.tensor(rows[i]["labels"][1:], device=logits.device)
+                    keep = labels != IGNORE_INDEX
+                    if not bool(keep.any()):
+                        continue
+                    logp = torch.log_softmax(logits[row, : len(labels)][keep], dim=-1)
+                    total -= float(logp.gather(-1, labels[keep].unsqueeze(-1)).sum())
+                    tokens += int(keep.sum())
+                if done:
+                    done(len(batch))
+        return (total / tokens if tokens else float("nan")), tokens
