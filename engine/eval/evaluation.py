@@ -86,6 +86,7 @@ class Evaluation:
                 raise ConfigError(f"Two eval sets are named {name!r}.", "Rename one of the files.")
         self.run_config = self._run_config()
         self.device = request.device or pick_device()
+        self.quantization = _inference_quantization(request.quantization, self.device)
         self.notes: list[str] = []
 
     def _run_config(self) -> RunConfig | None:
@@ -103,7 +104,7 @@ class Evaluation:
         self.progress.begin("Loading the model…")
         adapters = [check_adapter(t.adapter, self.folder) for t in self.targets]
         self.scoring = ScoringModel.load(
-            self.model_cfg, self.request.quantization, adapters, self.device, self.request.batch_size
+            self.model_cfg, self.quantization, adapters, self.device, self.request.batch_size
         )
         self.columns: list[tuple[EvalTarget, str | None]] = []
         if self.request.include_base:
@@ -161,7 +162,8 @@ class Evaluation:
             "max_new_tokens": request.max_new_tokens,
             "seed": request.seed,
             "device": self.device,
-            "load_in_4bit": request.quantization.load_in_4bit,
+            "load_in_4bit": self.quantization.load_in_4bit,
+            "compute_dtype": self.quantization.compute_dtype,
             "sets": {s.name: str(s.path) for s in self.sets},
             "probes": list(request.probes),
             "validation": self._validation_label(),
@@ -180,9 +182,7 @@ class Evaluation:
     def _score_set(self, eval_set: EvalSet, adapter: str | None) -> dict[str, Any]:
         scoring = self.scoring
         generated = [item for item in eval_set.items if item.scorer != "choice"]
-        prompts = [self.conversation_ids(item) for item in generated]
-        with scoring.use(adapter):
-            answers = scoring.generate(prompts, self.request.max_new_tokens, self.progress.advance)
+        answers = self._set_answers(generated, adapter)
         replies = {item.index: scoring.decode(ids) for item, ids in zip(generated, answers, strict=True)}
         items = []
         for item in eval_set.items:
@@ -204,6 +204,21 @@ class Evaluation:
                 }
             )
         return summarize_items(items)
+
+    def _set_answers(self, items: list[EvalItem], adapter: str | None) -> list[list[int]]:
+        """Greedy answers to a set's items; the base's come from the cache when the items, the
+        model folder and the settings are the ones they were generated with."""
+        prompts = [self.conversation_ids(item) for item in items]
+        cache = self.answer_cache() if adapter is None else None
+        parts = {**self.cache_parts("set"), "items": [item.to_json() for item in items]}
+        if cache is not None and (cached := cache.get("set", parts, len(items))) is not None:
+            self.progress.advance(len(items))
+            return cached
+        with self.scoring.use(adapter):
+            answers = self.scoring.generate(prompts, self.request.max_new_tokens, self.progress.advance)
+        if cache is not None:
+            cache.put("set", parts, answers)
+        return answers
 
     def _choose(self, item: EvalItem, adapter: str | None) -> tuple[str, bool]:
         """Multiple choice by the log-likelihood of each choice as the reply (summed over its tokens)."""
@@ -257,13 +272,25 @@ class Evaluation:
     def cache_parts(self, probe: str) -> dict[str, Any]:
         return {
             "probe": probe,
-            "version": probes.VERSIONS[probe],
+            "version": probes.VERSIONS.get(probe, 1),
             "model": self.folder.fingerprint(),
             "max_new_tokens": self.request.max_new_tokens,
             "device": self.device,
-            "quantization": vars(self.request.quantization),
+            "quantization": vars(self.quantization),
             "batch_size": self.request.batch_size,
         }
+
+
+def _inference_quantization(quant: QuantizationConfig, device: str) -> QuantizationConfig:
+    """On a CPU with bf16 in hardware, "auto" computes in bf16 here: no gradients to spoil (the
+    training path keeps fp32), and the evaluation's forward passes run about twice as fast."""
+    from dataclasses import replace
+
+    from engine.models.loading import cpu_has_native_bf16
+
+    if device == "cpu" and quant.compute_dtype == "auto" and cpu_has_native_bf16():
+        return replace(quant, compute_dtype="bf16")
+    return quant
 
 
 def summarize_items(items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -16,6 +16,15 @@ from engine.eval.scorers import score_reply
 from engine.eval.sets import EvalSet
 
 PROBE = "forgetting"
+ANSWER_TOKENS = {"number": 16, "exact": 16, "contains": 32, "regex": 32, "json": 64}
+"""The longest answer generated per scorer: enough for a checkable answer to come out (a number, a
+word, a small JSON object), no more; unscored prompts get UNSCORED_TOKENS. The base and the tuned
+model get the same budget, so scores compare; KL and "changed" look at the same tokens."""
+UNSCORED_TOKENS = 48
+
+
+def answer_budget(item, cap: int) -> int:
+    return min(cap, ANSWER_TOKENS.get(item.scorer, UNSCORED_TOKENS))
 
 
 class ForgettingProbe:
@@ -23,17 +32,19 @@ class ForgettingProbe:
         self.ev, self.set = evaluation, eval_set
         self.items = eval_set.items
         self.scoring = evaluation.scoring
+        self.budgets = [answer_budget(item, evaluation.request.max_new_tokens) for item in self.items]
 
     def _base_answers(self, prompts: list[list[int]]) -> list[list[int]]:
         ev, progress = self.ev, self.ev.progress
-        cache, parts = ev.answer_cache(), ev.cache_parts(PROBE)
+        cache = ev.answer_cache()
+        parts = {**ev.cache_parts(PROBE), "budgets": [ANSWER_TOKENS, UNSCORED_TOKENS]}
         answers = cache.get(PROBE, parts, len(prompts))
         if answers is not None:
             progress.advance(len(prompts))
             return answers
         progress.begin("General ability: the base model's own answers (once per base model)…")
         with self.scoring.use(None):
-            answers = self.scoring.generate(prompts, ev.request.max_new_tokens, progress.advance)
+            answers = self.scoring.generate(prompts, self.budgets, progress.advance)
         cache.put(PROBE, parts, answers)
         return answers
 
@@ -60,7 +71,7 @@ class ForgettingProbe:
             ev.progress.begin(f"General ability: {_label(ev, name)} answers what changed…")
             with scoring.use(name):
                 new_ids = scoring.generate(
-                    [prompts[i] for i in redo], ev.request.max_new_tokens, ev.progress.advance
+                    [prompts[i] for i in redo], [self.budgets[i] for i in redo], ev.progress.advance
                 )
             ev.progress.advance(len(prompts) - len(redo))
             answers: list[str | None] = [None if c else t for c, t in zip(changed, base_text, strict=True)]

@@ -56,10 +56,8 @@ def first_number(text: str) -> float | None:
 
 def last_number(text: str) -> float | None:
     """The last number written in `text`, or None when there is none."""
-    found = None
-    for found in _NUMBER.finditer(text):
-        pass
-    return None if found is None else _to_float(found.group())
+    found = list(_NUMBER.finditer(text))
+    return _to_float(found[-1].group()) if found else None
 
 
 def parse_number(value: Any) -> float:

@@ -112,37 +112,50 @@ class ScoringModel:
     def generate(
         self,
         prompts: Sequence[list[int]],
-        max_new_tokens: int,
+        max_new_tokens: int | Sequence[int],
         done: Progress | None = None,
         cancel: Callable[[], None] | None = None,
     ) -> list[list[int]]:
-        """Greedy answers (token ids, cut after the first end-of-turn token) to tokenized prompts."""
+        """Greedy answers (token ids, cut after the first end-of-turn token) to tokenized prompts.
+
+        `max_new_tokens` may differ per prompt: prompts with the same budget are batched together,
+        so a batch of short answers never waits for a long one.
+        """
+        budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+        answers: list[list[int]] = [[] for _ in prompts]
+        for budget in sorted(set(budgets)):
+            group = [i for i, b in enumerate(budgets) if b == budget]
+            for batch in self._batches([len(prompts[i]) + budget for i in group]):
+                if cancel:
+                    cancel()
+                indices = [group[j] for j in batch]
+                for i, ids in zip(
+                    indices, self._generate_batch([prompts[i] for i in indices], budget), strict=True
+                ):
+                    answers[i] = ids
+                if done:
+                    done(len(batch))
+        return answers
+
+    def _generate_batch(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
         import torch
 
-        answers: list[list[int]] = [[] for _ in prompts]
-        for batch in self._batches([len(p) + max_new_tokens for p in prompts]):
-            if cancel:
-                cancel()
-            longest = max(len(prompts[i]) for i in batch)
-            ids = [[self.pad_id] * (longest - len(prompts[i])) + prompts[i] for i in batch]
-            mask = [[0] * (longest - len(prompts[i])) + [1] * len(prompts[i]) for i in batch]
-            with torch.no_grad():
-                out = self.model.generate(
-                    input_ids=torch.tensor(ids, device=self.device),
-                    attention_mask=torch.tensor(mask, device=self.device),
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    temperature=None,
-                    top_p=None,
-                    top_k=None,
-                    eos_token_id=self.eos_ids,
-                    pad_token_id=self.pad_id,
-                )
-            for row, i in zip(out[:, longest:].tolist(), batch, strict=True):
-                answers[i] = self._cut(row)
-            if done:
-                done(len(batch))
-        return answers
+        longest = max(len(p) for p in prompts)
+        ids = [[self.pad_id] * (longest - len(p)) + p for p in prompts]
+        mask = [[0] * (longest - len(p)) + [1] * len(p) for p in prompts]
+        with torch.no_grad():
+            out = self.model.generate(
+                input_ids=torch.tensor(ids, device=self.device),
+                attention_mask=torch.tensor(mask, device=self.device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                eos_token_id=self.eos_ids,
+                pad_token_id=self.pad_id,
+            )
+        return [self._cut(row) for row in out[:, longest:].tolist()]
 
     def _cut(self, row: list[int]) -> list[int]:
         for n, token in enumerate(row):
@@ -204,11 +217,9 @@ class ScoringModel:
         """Teacher-forced on the base's answers: KL(base || adapter) per token, and whether greedy changed.
 
         One forward of the base and one per adapter for each batch; label-free. If the adapter's
-        argmax equals the base's answer token at every position, its own greedy answer is the same
-        answer, so "changed" needs no generation.
+        argmax equals the base's at every position of the base's answer, its own greedy answer is
+        the same answer, so "changed" needs no generation.
         """
-        import torch
-
         sequences = [prompt + answer for prompt, answer in pairs]
         drift: dict[str, list[AnswerDrift]] = {name: [] for name in adapters}
         slots: dict[str, list[AnswerDrift | None]] = {name: [None] * len(pairs) for name in adapters}
@@ -223,8 +234,10 @@ class ScoringModel:
                 for row, i in enumerate(batch):
                     p, q = base[row], tuned[row]
                     kl = float((p.exp() * (p - q)).sum()) if p.numel() else 0.0
-                    answer = torch.tensor(pairs[i][1], device=q.device)
-                    changed = bool((q.argmax(-1) != answer).any()) if answer.numel() else False
+                    # Against the base's own argmax in this same pass, not the generated tokens: a
+                    # near-tie may round differently in batched generation, never between two passes
+                    # of identical weights.
+                    changed = bool((q.argmax(-1) != p.argmax(-1)).any()) if p.numel() else False
                     slots[name][i] = AnswerDrift(max(kl, 0.0), len(pairs[i][1]), changed)
             if done:
                 done(len(batch))

@@ -80,6 +80,17 @@ def resolve_compute_dtype(name: str, device: str):
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
 
 
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 (or AMX): bf16 matrix products in hardware, about 2x the fp32 speed for inference."""
+    import torch
+
+    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    try:
+        return bool(check and check())
+    except RuntimeError:
+        return False
+
+
 def mixed_precision_dtype(quant: QuantizationConfig, device: str):
     """The autocast dtype of a training step on CUDA (bf16/fp16), or None for plain fp32.
 
