@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QSizePolicy,
     QSplitter,
     QTableView,
     QTextBrowser,
@@ -42,6 +43,8 @@ class ItemsView(QWidget):
         for combo in (self.source, self.model_picker):
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.count = QLabel(self)
+        # The count gives way (elided) before the pickers are squeezed below their contents.
+        self.count.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.items = ItemsModel(self)
         self.table = QTableView(self)
         self.table.setModel(self.items)

@@ -73,6 +73,7 @@ class EvalPage(QWidget):
         self.progress.setFixedHeight(8)
         self.status = QLabel(self, wordWrap=True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.status.setTextFormat(Qt.TextFormat.RichText)  # escaped text: ' must not show as &#x27;
         self.reports = QListWidget(self)
         self.reports.setWordWrap(True)
         self.reports.setToolTip("Past evaluations of this project's runs, newest first")
