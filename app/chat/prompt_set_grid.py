@@ -8,7 +8,7 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QComboBox, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
 from app.widgets.theme import BETTER_COLOR, WORSE_COLOR
-from engine.eval.prompt_sets import edit_item, expected_text, parse_expected
+from engine.chat.prompt_sets import edit_item, expected_text, parse_expected
 from engine.eval.scorers import TEXT_SCORERS, score_reply
 from engine.eval.sets import EvalItem
 

@@ -2,7 +2,7 @@
 
 A quick regression check after every run: each model/adapter's replies are saved under its
 label (engine.chat.store), so the grid shows this run next to the base model and earlier runs.
-A set is an eval set file (engine.eval.prompt_sets): each prompt may have an expected answer and
+A set is an eval set file (engine.chat.prompt_sets): each prompt may have an expected answer and
 a scorer, edited in the grid, and replies that pass or fail are coloured.
 """
 
@@ -26,9 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.chat.prompt_set_grid import PromptSetGrid
-from engine.chat.store import list_prompt_set_results, load_prompt_set_results, save_prompt_set_results
-from engine.errors import UserError
-from engine.eval.prompt_sets import (
+from engine.chat.prompt_sets import (
     PromptSet,
     delete_prompt_set,
     edit_item,
@@ -36,6 +34,8 @@ from engine.eval.prompt_sets import (
     load_prompt_set,
     save_prompt_set,
 )
+from engine.chat.store import list_prompt_set_results, load_prompt_set_results, save_prompt_set_results
+from engine.errors import UserError
 from engine.eval.sets import EvalItem
 
 NEWLINE = " \u23ce "

@@ -21,8 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from engine.chat.settings import GenerationSettings
-from engine.errors import DataError
-from engine.models.chat_template import TemplateRefused, render_chat_template
+from engine.models.chat_template import encode_prompt
 from engine.models.loading import end_of_turn_ids
 
 STOP_REASONS = ("end_of_turn", "max_tokens", "stop_string", "cancelled", "error")
@@ -273,24 +272,6 @@ class ReplyStream:
                 self._thread.join()
         if self._error is not None:
             raise self._error
-
-
-def encode_prompt(tokenizer, messages: list[dict[str, Any]]):
-    """The prompt a reply to `messages` continues: chat template + generation prompt, as tensors."""
-    if not messages:
-        raise DataError("There is no message to reply to.")
-    plain = [{"role": m["role"], "content": m["content"]} for m in messages]
-    if tokenizer.chat_template:
-        try:
-            prompt = render_chat_template(tokenizer, plain, add_generation_prompt=True)
-        except TemplateRefused as exc:  # e.g. roles that do not alternate: say so, with the folder
-            raise DataError(
-                f"{str(exc)[:1].upper()}{str(exc)[1:]}.",
-                "Change the conversation, or fix the model's chat template.",
-            ) from None
-    else:
-        prompt = "\n".join(m["content"] for m in plain)
-    return tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
 
 
 def start_reply(

@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from engine.chat.replies import encode_prompt
 from engine.config import ModelConfig, QuantizationConfig
 from engine.data.rendering import IGNORE_INDEX
 from engine.models.adapters import AdapterFolder
+from engine.models.chat_template import encode_prompt
 from engine.models.loading import end_of_turn_ids, load_model, load_tokenizer
 
 Progress = Callable[[int], None]  # called with the number of items a batch finished

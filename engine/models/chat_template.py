@@ -27,7 +27,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from engine.errors import ModelError
+from engine.errors import DataError, ModelError
 
 MAX_SECONDS = 5.0
 MIN_MAX_CHARS = 4 * 2**20  # output and value cap, plus 8 characters per character of input
@@ -356,3 +356,21 @@ def render_chat_template(
     finally:
         _STATE.deadline = float("inf")
     return "".join(out)
+
+
+def encode_prompt(tokenizer, messages: list[dict[str, Any]]):
+    """The prompt a reply to `messages` continues: chat template + generation prompt, as tensors."""
+    if not messages:
+        raise DataError("There is no message to reply to.")
+    plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+    if tokenizer.chat_template:
+        try:
+            prompt = render_chat_template(tokenizer, plain, add_generation_prompt=True)
+        except TemplateRefused as exc:  # e.g. roles that do not alternate: say so, with the folder
+            raise DataError(
+                f"{str(exc)[:1].upper()}{str(exc)[1:]}.",
+                "Change the conversation, or fix the model's chat template.",
+            ) from None
+    else:
+        prompt = "\n".join(m["content"] for m in plain)
+    return tokenizer(prompt, return_tensors="pt", add_special_tokens=False)

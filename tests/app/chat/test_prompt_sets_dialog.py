@@ -10,8 +10,8 @@ import pytest
 from PySide6.QtCore import Qt
 
 from app.widgets.theme import BETTER_COLOR, WORSE_COLOR
+from engine.chat.prompt_sets import load_prompt_set
 from engine.chat.store import save_prompt_set_results
-from engine.eval.prompt_sets import load_prompt_set
 
 BASE, TUNED = "Base model (no adapter)", "run-1: final adapter"
 

@@ -7,8 +7,7 @@ import json
 import pytest
 
 from engine.chat import store as chat_store
-from engine.errors import DataError
-from engine.eval.prompt_sets import (
+from engine.chat.prompt_sets import (
     delete_prompt_set,
     edit_item,
     expected_text,
@@ -17,6 +16,7 @@ from engine.eval.prompt_sets import (
     parse_expected,
     save_prompt_set,
 )
+from engine.errors import DataError
 from engine.eval.sets import parse_item, read_eval_set
 
 
