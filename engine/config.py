@@ -181,6 +181,10 @@ class DataConfig:
     out 10% once the data has at least 40 rows (none below), 0 turns validation off."""
     seed: int = 42
     """Seed for the validation split."""
+    replay_ratio: float = 0.0
+    """Share of the training mix made of the base model's own answers to general prompts (replay
+    against forgetting: the tuned model keeps more of what the base could do). 0 turns it off;
+    0.1-0.3 is typical. The answers are generated once per base model and cached, offline."""
 
     def __post_init__(self) -> None:
         _check(isinstance(self.path, str), "data.path", self.path, "a file path")
@@ -206,6 +210,7 @@ class DataConfig:
             ok = is_num and 0.0 <= self.validation_ratio <= 0.5
             _check(ok, "data.validation_ratio", self.validation_ratio, '"auto" or a number in [0.0, 0.5]')
         _check_int("data.seed", self.seed, 0, MAX_SEED)
+        _check_float("data.replay_ratio", self.replay_ratio, 0.0, 0.5)
 
 
 @dataclass

@@ -51,7 +51,7 @@ SHOWN = {
         "keep_checkpoints",
         "seed",
     ),
-    "data": ("format", "max_length", "text_mode", "seed"),
+    "data": ("format", "max_length", "text_mode", "replay_ratio", "seed"),
     "quantization": ("load_in_4bit", "quant_type", "double_quant", "compute_dtype"),
 }
 TITLES = {"lora": "LoRA adapter", "training": "Training", "data": "Data", "quantization": "4-bit base model"}
@@ -67,6 +67,7 @@ LABELS = {
     "early_stopping_patience": "Early stopping patience",
     "early_stopping_min_delta": "Early stopping min. delta",
     "neftune_alpha": "NEFTune alpha",
+    "replay_ratio": "Replay (share of base answers)",
 }
 
 

@@ -48,6 +48,7 @@ TRAIN_OVERRIDES = {
     "save_every": "training.save_every",
     "seed": "training.seed",
     "validation_ratio": "data.validation_ratio",
+    "replay_ratio": "data.replay_ratio",
     "early_stopping_patience": "training.early_stopping_patience",
     "early_stopping_min_delta": "training.early_stopping_min_delta",
     "final_adapter": "training.final_adapter",
@@ -102,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--validation-ratio",
         type=_ratio,
         help='share of the training rows held out for validation: "auto" (default) or 0 to 0.5 (0 = off)',
+    )
+    train.add_argument(
+        "--replay-ratio",
+        type=float,
+        help="share of the training mix made of the base model's own answers to general prompts "
+        "(replay against forgetting; 0 = off)",
     )
     train.add_argument(
         "--early-stopping-patience",

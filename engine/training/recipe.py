@@ -318,6 +318,8 @@ class TrainingRecipe:
 
         t = self.config.training
         model = load_model(self.config.model, self.config.quantization, self.device)
+        if self.config.data.replay_ratio > 0:
+            self.add_replay(model)  # from the base itself, before LoRA is added
         self.model = model = add_lora(model, self.config.lora, t.gradient_checkpointing, t.seed)
         if t.padding_free and not packing_is_exact(model, self.data.train, self.tokenizer.pad_token_id):
             self.log.warning(
@@ -333,6 +335,26 @@ class TrainingRecipe:
             total_parameters=total,
             load_in_4bit=self.config.quantization.load_in_4bit,
             world_size=self.ranks.world_size,
+        )
+
+    def add_replay(self, model) -> None:
+        """Mix the base's own answers to general prompts into the training rows (engine.eval.replay)."""
+        from engine.eval.replay import replay_conversations, replay_count, replay_rows
+
+        cfg = self.config.data
+        self.log.emit("info", message="Preparing replay rows from the base model's own answers…")
+        folder = inspect_model_folder(self.config.model)
+        conversations = replay_conversations(
+            model, self.tokenizer, folder.fingerprint(), self.config.quantization, self.device
+        )
+        count = replay_count(cfg.replay_ratio, len(self.data.train), len(conversations))
+        rows = replay_rows(conversations, count, cfg.seed, self.tokenizer, cfg.max_length)
+        self.data.train = self.data.train + rows
+        self.log.emit(
+            "info",
+            message=f"Replay: mixed {len(rows)} of the base model's own answers to general prompts into "
+            f"the {len(self.data.train) - len(rows)} training rows (data.replay_ratio = {cfg.replay_ratio}).",
+            replay_rows=len(rows),
         )
 
     def setup_trainer(self) -> None:
