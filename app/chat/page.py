@@ -28,7 +28,7 @@ from app.chat.composer import ChatComposer
 from app.chat.history import ChatHistory
 from app.chat.sampling_panel import SamplingPanel
 from app.chat.side import ChatSide
-from app.widgets.run_labels import run_result, run_title
+from app.widgets.run_labels import checkpoints_best_first, run_result, run_title
 from engine.chat.loading import GenerationSettings
 from engine.chat.store import Conversation, load_conversation, save_conversation
 from engine.errors import UserError
@@ -44,8 +44,9 @@ def adapter_choices(project) -> list[tuple[str, str | None]]:
         title = run_title(run)
         if run.adapter:
             choices.append((f"{title}: final adapter", str(run.adapter)))
-        for step, path in reversed(run.checkpoints):
-            choices.append((f"{title}: checkpoint step {step}", str(path)))
+        for step, path, best in checkpoints_best_first(run):
+            best_text = " (best: lowest validation loss)" if best else ""
+            choices.append((f"{title}: checkpoint step {step}{best_text}", str(path)))
     return choices
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractItemView, QTreeWidget, QTreeWidgetItem, QWidget
 
-from app.widgets.run_labels import run_details, run_title
+from app.widgets.run_labels import checkpoints_best_first, run_details, run_title
 
 PATH_ROLE = Qt.ItemDataRole.UserRole
 RUN_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -52,8 +52,8 @@ class RunPicker(QTreeWidget):
                 item.setToolTip(
                     0, f"{run.path}\nNo final adapter (stopped early): tick a checkpoint instead."
                 )
-            for step, path in run.checkpoints:
-                child = QTreeWidgetItem([f"checkpoint · step {step}"])
+            for step, path, best in checkpoints_best_first(run):
+                child = QTreeWidgetItem([f"checkpoint · step {step}" + (" · best" if best else "")])
                 child.setData(0, PATH_ROLE, str(path))
                 child.setData(0, RUN_ROLE, str(run.path))
                 child.setFlags(child.flags() | Qt.ItemFlag.ItemIsUserCheckable)

@@ -36,6 +36,14 @@ def run_title(run) -> str:
     return run_display_name(run if isinstance(run, str | Path) else run.path)
 
 
+def checkpoints_best_first(run) -> list[tuple[int, Path, bool]]:
+    """(step, folder, is_best) of a run's complete checkpoints: the best (lowest validation loss)
+    first, then the newest first."""
+    best = getattr(run, "best_step", None)
+    ordered = sorted(run.checkpoints, key=lambda c: (c[0] != best, -c[0]))
+    return [(step, path, step == best) for step, path in ordered]
+
+
 def run_result(run) -> str | None:
     """What to try of a run (chat, export): its final adapter, else the last checkpoint it saved.
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.runs.best import read_best
 from engine.runs.checkpoints import complete_checkpoints
 from engine.runs.events import first_event, iter_backwards
 from engine.runs.verdict import FINAL, judge_run
@@ -49,6 +50,7 @@ class RunSummary:
     adapter: Path | None
     message: str | None  # the last error message, if the run failed
     eval_headline: str = ""  # the latest evaluation in a few words ("facts 100% · general −12 pts")
+    best_step: int | None = None  # the complete checkpoint with the lowest validation loss (best.json)
 
 
 def request_stop(run_dir: str | Path, pause: bool = False) -> None:
@@ -195,6 +197,7 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
         adapter=adapter if (adapter / "adapter_config.json").is_file() else None,
         message=verdict.message if verdict.state == "failed" else None,  # why it failed (others: the state)
         eval_headline=read_eval_headline(run_dir),
+        best_step=(read_best(run_dir) or {}).get("step"),
     )
 
 
