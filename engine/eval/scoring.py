@@ -192,20 +192,24 @@ class ScoringModel:
 
         sequences = [prefix + cont for prefix, cont in pairs]
         result = [0.0] * len(pairs)
+        for batch, logits in self._passes(sequences, adapter, done, cancel):
+            for row, i in enumerate(batch):
+                prefix, cont = pairs[i]
+                start = len(prefix) - 1  # the position that predicts the continuation's first token
+                logp = torch.log_softmax(logits[row, start : start + len(cont)], dim=-1)
+                target = torch.tensor(cont, device=logp.device).unsqueeze(-1)
+                result[i] = float(logp.gather(-1, target).sum())
+        return result
+
+    def _passes(self, sequences, adapter: str | None, done: Progress | None, cancel) -> Iterator[tuple]:
+        """(batch indices, logits) for every length batch of `sequences` through base or adapter."""
         with self.use(adapter):
             for batch in self._batches([len(s) for s in sequences]):
                 if cancel:
                     cancel()
-                logits = self._forward(sequences, batch)
-                for row, i in enumerate(batch):
-                    prefix, cont = pairs[i]
-                    start = len(prefix) - 1  # the position that predicts the continuation's first token
-                    logp = torch.log_softmax(logits[row, start : start + len(cont)], dim=-1)
-                    target = torch.tensor(cont, device=logp.device).unsqueeze(-1)
-                    result[i] = float(logp.gather(-1, target).sum())
+                yield batch, self._forward(sequences, batch)
                 if done:
                     done(len(batch))
-        return result
 
     def answer_drift(
         self,
@@ -268,19 +272,13 @@ class ScoringModel:
 
         sequences = [list(r["input_ids"]) for r in rows]
         total, tokens = 0.0, 0
-        with self.use(adapter):
-            for batch in self._batches([len(s) for s in sequences]):
-                if cancel:
-                    cancel()
-                logits = self._forward(sequences, batch)
-                for row, i in enumerate(batch):
-                    labels = torch.tensor(rows[i]["labels"][1:], device=logits.device)
-                    keep = labels != IGNORE_INDEX
-                    if not bool(keep.any()):
-                        continue
-                    logp = torch.log_softmax(logits[row, : len(labels)][keep], dim=-1)
-                    total -= float(logp.gather(-1, labels[keep].unsqueeze(-1)).sum())
-                    tokens += int(keep.sum())
-                if done:
-                    done(len(batch))
+        for batch, logits in self._passes(sequences, adapter, done, cancel):
+            for row, i in enumerate(batch):
+                labels = torch.tensor(rows[i]["labels"][1:], device=logits.device)
+                keep = labels != IGNORE_INDEX
+                if not bool(keep.any()):
+                    continue
+                logp = torch.log_softmax(logits[row, : len(labels)][keep], dim=-1)
+                total -= float(logp.gather(-1, labels[keep].unsqueeze(-1)).sum())
+                tokens += int(keep.sum())
         return (total / tokens if tokens else float("nan")), tokens

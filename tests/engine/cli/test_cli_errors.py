@@ -6,10 +6,8 @@ import json
 import shutil
 
 import pytest
-from testkit.engine_helpers import run_engine, states
+from testkit.engine_helpers import expect_bad_input, run_engine, states
 from testkit.tiny_model import fact_rows, write_jsonl
-
-from engine.cli.main import main
 
 
 @pytest.fixture
@@ -23,18 +21,6 @@ def fake_model(tmp_path, files: dict[str, str]):
     for name, text in files.items():
         (folder / name).write_text(text)
     return folder
-
-
-def expect_bad_input(capsys, argv, *words):
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    for word in words:
-        assert word in lines[0], (word, lines[0])
-    return lines[0]
 
 
 def test_missing_data_file(capsys, tiny_model_dir, tmp_path):

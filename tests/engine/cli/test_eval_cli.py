@@ -6,21 +6,12 @@ import json
 import shutil
 
 import pytest
+from testkit.engine_helpers import expect_bad_input
 from testkit.tiny_model import write_jsonl
 
 from engine.cli.main import main
 from engine.eval.report import headline
 from engine.runs.state import summarize_run
-
-
-def expect_bad_input(capsys, argv, *words):
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for word in words:
-        assert word in lines[0], (word, lines[0])
 
 
 def test_a_set_with_nothing_usable_names_its_lines(capsys, tiny_model_dir, tmp_path):

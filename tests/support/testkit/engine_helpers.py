@@ -56,3 +56,18 @@ def wait_for(condition, timeout: float = 120, what: str = "condition"):
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def expect_bad_input(capsys, argv, *words) -> str:
+    """Run the CLI in-process: exit 2, one `error:` line naming every word, no traceback."""
+    from engine.cli.main import main
+
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
