@@ -67,3 +67,27 @@ def test_report_goes_to_output_stdout_and_the_run_folder(capsys, short_run, tmp_
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines[-1]["done"].startswith(str(run / "evals"))
     assert all("progress" in line for line in lines[:-1]) and lines[-2]["progress"] == 1.0
+
+
+@pytest.mark.slow
+def test_sigterm_stops_an_evaluation_with_exit_3_and_no_report(tiny_model_dir, tmp_path):
+    import signal
+    import subprocess
+
+    from testkit.engine_helpers import engine_cmd
+
+    out = tmp_path / "report.json"
+    args = ["eval", "--model", str(tiny_model_dir), "--probe", "forgetting", "--progress-json"]
+    args += ["--cache-dir", str(tmp_path / "cache"), "--output", str(out)]
+    proc = subprocess.Popen(engine_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:  # the first progress line: it is working
+            if json.loads(line).get("progress") is not None:
+                break
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 3, err
+    assert "stopped." in err and "Traceback" not in err
+    assert not out.exists()
