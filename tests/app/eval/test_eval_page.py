@@ -133,9 +133,9 @@ def test_run_picker_lists_checkpoints_and_keeps_ticks_across_rescans(qtbot, proj
     page = make_page(qtbot)
     page.show_project(workspace.summarize(path))
     tops = {page.runs.topLevelItem(i).text(0).split("\n")[0]: page.runs.topLevelItem(i) for i in range(2)}
-    assert [tops["run-1"].child(i).text(0) for i in range(2)] == [
-        "checkpoint · step 10",
+    assert [tops["run-1"].child(i).text(0) for i in range(2)] == [  # newest first (no best.json)
         "checkpoint · step 20",
+        "checkpoint · step 10",
     ]
     assert not tops["run-0"].flags() & Qt.ItemFlag.ItemIsUserCheckable  # no final adapter to tick
     checkpoint = path / "runs" / "run-0" / "checkpoints" / "checkpoint-5"
