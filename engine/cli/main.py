@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="fine-tune the demo model on the demo data and compare answers")
     demo.add_argument("--output", help="run folder (default: a new folder under the data directory)")
-    demo.add_argument("--max-steps", type=int, default=60)
+    demo.add_argument("--max-steps", type=int, help="default: resources/demo/demo.toml's")
 
     cli_models.add_parser(sub)
     cli_export.add_parser(sub)
@@ -416,13 +416,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     run_dir = (
         Path(args.output) if args.output else whetstone_home() / "runs" / time.strftime("demo-%Y%m%d-%H%M%S")
     )
-    config = load_demo_config().with_overrides(
-        {
-            "model.path": str(model_dir),
-            "data.path": str(demo_dataset_path()),
-            "training.max_steps": args.max_steps,
-        }
-    )
+    overrides = {"model.path": str(model_dir), "data.path": str(demo_dataset_path())}
+    if args.max_steps is not None:
+        overrides["training.max_steps"] = args.max_steps
+    config = load_demo_config().with_overrides(overrides)
     print(f"Fine-tuning {model_dir.name} on {demo_dataset_path().name} into {run_dir}")
     result = train(config, run_dir, echo=print_event)
     if result.state != "done":
