@@ -10,12 +10,14 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.data import json_safety
+from engine.data.source import check_source
 from engine.data.text_columns import ENCODING_HINT
 from engine.errors import DataError
 from engine.eval import scorers
@@ -271,10 +273,11 @@ def parse_item(obj: Any, line: int, index: int) -> EvalItem:
 
 
 def _read_text(path: Path) -> str:
+    info = check_source(path, "Eval set")  # missing, unreadable, a FIFO, empty: one clear reason
+    if stat.S_ISDIR(info.st_mode):
+        raise DataError(f"Eval set {path} is a folder.", "Pass a JSONL file, one item per line.")
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"Eval set {path} does not exist.", "Check the path, or pick another file.") from None
     except OSError as exc:
         raise DataError(
             f"Cannot read eval set {path}: {exc.strerror or exc}.", "Pick a readable JSONL file."

@@ -133,12 +133,16 @@ def test_empty_file(tmp_path):
 def test_missing_and_unreadable_files(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         read_eval_set(tmp_path / "nope.jsonl")
-    with pytest.raises(DataError, match="Cannot read eval set"):
-        read_eval_set(tmp_path)  # a folder
+    with pytest.raises(DataError, match="is a folder"):
+        read_eval_set(tmp_path)
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="pipe.jsonl"):  # refused before anything opens it (would block)
+        read_eval_set(fifo)
     if os.name == "posix" and os.geteuid() != 0:
         locked = write_lines(tmp_path / "locked.jsonl", GOOD[:1])
         locked.chmod(0)
-        with pytest.raises(DataError, match="Cannot read eval set"):
+        with pytest.raises(DataError, match="permission denied"):
             read_eval_set(locked)
 
 
