@@ -40,6 +40,21 @@ QUANT_CHOICES = (
 )
 
 
+def best_note(source: Path) -> str:
+    """For a run: which step its adapter holds, when the run kept a best checkpoint (best.json)."""
+    from engine.runs.best import read_best
+    from engine.runs.state import EVENTS_NAME, last_events
+
+    best = read_best(source) if (source / EVENTS_NAME).is_file() else None
+    if best is None:
+        return ""
+    step = (last_events(source / EVENTS_NAME).status or {}).get("adapter_step")
+    loss = f"validation loss {best['eval_loss']:.4f}"
+    if step == best["step"]:
+        return f"Its adapter is the best checkpoint: step {best['step']} ({loss})."
+    return f"Its best checkpoint is step {best['step']} ({loss}); the adapter is from step {step}."
+
+
 def default_output(project: Path, source: Path, kind: str, quant: str) -> Path:
     """exports/<run>-merged or exports/<run>-<quant>.gguf, numbered when taken."""
     run = (
@@ -103,6 +118,8 @@ class ExportDialog(QDialog):
 
         form = QFormLayout()
         form.addRow("Source", QLabel(html.escape(str(self.source)), self))
+        if note := best_note(self.source):
+            form.addRow("", QLabel(html.escape(note), self))
         form.addRow("Format", self.gguf_radio)
         form.addRow("", self.merged_radio)
         form.addRow("Quantization", self.quant)

@@ -80,3 +80,21 @@ def test_the_export_action_follows_the_selection(make_window, qtbot, project_wit
     assert window.browser.current_item()[1] == project_with_run / "runs" / "run-1"
     select(project_with_run / "datasets")
     assert not window.export_action.isEnabled()
+
+
+def test_the_dialog_says_which_step_a_runs_adapter_holds(short_run, tmp_path):
+    import shutil
+
+    from app.export.dialog import best_note
+    from engine.runs.best import write_best
+
+    run = tmp_path / "run"
+    shutil.copytree(short_run, run)
+    assert best_note(run) == ""  # no validation data, no best checkpoint
+    write_best(run, 8, 0.5)
+    assert best_note(run) == "Its adapter is the best checkpoint: step 8 (validation loss 0.5000)."
+    write_best(run, 4, 0.25)  # as with training.final_adapter = "last"
+    assert (
+        best_note(run)
+        == "Its best checkpoint is step 4 (validation loss 0.2500); the adapter is from step 8."
+    )
