@@ -304,6 +304,8 @@ class Smoke:
                     flush=True,
                 )
             self.kill_leftovers("engine train")
+            if status == 0:
+                self.check_eval(model, run_dir)
         status, seconds, output = self.run(
             "engine-diagnostics", [engine, "diagnostics", "--json"], timeout=300
         )
@@ -321,6 +323,39 @@ class Smoke:
         else:
             print(f"  diagnostics: exit 0 in {seconds:.1f} s", flush=True)
         self.kill_leftovers("engine diagnostics")
+
+    def check_eval(self, model: Path, run_dir: Path) -> None:
+        """`eval` on the run: the shipped bias probe and a JSON-schema scorer (jsonschema) must be there."""
+        eval_set = self.work / "eval-set.jsonl"
+        schema = {"type": "object", "required": ["a"]}
+        eval_set.write_text(
+            json.dumps({"prompt": "Reply in JSON.", "expected": schema, "scorer": "json"}) + "\n"
+        )
+        report = self.work / "eval-report.json"
+        args = [
+            self.args.engine,
+            "eval",
+            "--model",
+            str(model),
+            "--adapter",
+            str(run_dir),
+            "--set",
+            str(eval_set),
+        ]
+        args += ["--probe", "bias", "--max-new-tokens", "4", "--output", str(report)]
+        status, seconds, _ = self.run("engine-eval", args, timeout=600)
+        self.report["figures"]["engine_eval_s"] = round(seconds, 2)
+        try:
+            models = json.loads(report.read_text(encoding="utf-8"))["models"]
+            ok = len(models) == 2 and models[1]["probes"]["bias"]["pairs"] > 0
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            ok = False
+        self.report["checks"]["eval"] = {"exit": status, "report": ok}
+        if status != 0 or not ok:
+            self.fail(f"`whetstone-engine eval` exited with {status}; see {self.logs / 'engine-eval.log'}")
+        else:
+            print(f"  eval: base + run, a JSON-schema set and the bias probe in {seconds:.1f} s", flush=True)
+        self.kill_leftovers("engine eval")
 
     @staticmethod
     def last_status(events: Path) -> str | None:
