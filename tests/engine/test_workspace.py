@@ -15,7 +15,7 @@ import pytest
 
 from engine.config import RunConfig
 from engine.errors import DataError, UserError
-from engine.models.demo import demo_model_dir
+from engine.models.demo import demo_eval_sets, demo_model_dir, load_demo_config
 from engine.runs import checkpoints
 from engine.runs import events as event_log
 from engine.runs import state as runs
@@ -238,8 +238,10 @@ def test_first_start_creates_the_demo_project_exactly_once(ws):
     assert summary.name == DEMO_PROJECT and summary.problem is None
     assert summary.model == str(demo_model_dir().resolve())  # a path only: nothing is converted here
     config = load_project_config(folder)
-    assert config.training.max_steps == 60 and config.data.max_length == 256  # resources/demo/demo.toml
+    demo = load_demo_config()  # resources/demo/demo.toml
+    assert (config.training, config.data.max_length) == (demo.training, demo.data.max_length)
     assert (folder / "datasets" / "whetstone_facts.jsonl").stat().st_size > 0
+    assert (folder / "eval-sets" / "facts.jsonl").read_bytes() == demo_eval_sets()[0].read_bytes()
     assert ws.first_start() is None
     ws.delete_project(folder)
     assert ws.first_start() is None and ws.list_projects() == []  # a deleted demo stays deleted
