@@ -197,13 +197,13 @@ def check_export(
 def _rounded_reference(model, tokenizer, gguf_file: Path, ref, max_new_tokens: int):
     """For a quantized GGUF: the reference's logits and greedy answers with its weights rounded as
     the file stores them; (None, None) for an unquantized file."""
-    from engine.export.gguf_write import quant_of_file_type, round_like_gguf
+    from engine.export.gguf_write import quant_of_file_type, round_like_file
 
     quant = quant_of_file_type(_gguf_metadata(Path(gguf_file)).get("general.file_type"))
     if quant in (None, "f32", "f16"):
         return None, None  # unquantized: the plain comparison with its tolerance is the verdict
     merged = model.merge_and_unload()
-    round_like_gguf(merged, quant)
+    round_like_file(merged, gguf_file)
     logits = [_logits(merged, full, len(ids)) for ids, _new, full, _ref_logits in ref]
     texts = [
         tokenizer.decode(_greedy(merged, tokenizer, ids, max_new_tokens), skip_special_tokens=True)

@@ -12,16 +12,24 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import Cancelled, ConfigError, ModelError
+from engine.errors import Cancelled, ModelError
+from engine.export.gguf_quant import (
+    QUANT_TYPES,
+    ModelShape,
+    check_quant,
+    file_types,
+    imatrix_for,
+    tensor_type,
+)
 from engine.models.folder import ModelFolder, read_safetensors_header, weight_files
 from engine.util.files import fsync_dir, move_new
 
-QUANT_TYPES: tuple[str, ...] = ("f16", "q8_0", "q4_0", "f32")
+__all__ = ["QUANT_TYPES", "estimate_gguf_bytes", "quant_of_file_type", "round_like_file", "write_gguf"]
 
 # HF architecture -> (GGUF architecture, permute q/k). Mistral is the llama architecture in GGUF.
 _ARCHS = {
@@ -59,14 +67,6 @@ def _read_config(model_dir: Path) -> dict[str, Any]:
     return config
 
 
-def _check_quant(quant: str) -> None:
-    if quant not in QUANT_TYPES:
-        raise ConfigError(
-            f"quant is {quant!r}, which is not a GGUF type Whetstone writes.",
-            f"Use one of: {', '.join(QUANT_TYPES)}.",
-        )
-
-
 def _rope_theta(config: dict[str, Any]) -> float:
     params = config.get("rope_parameters") or {}
     return float(config.get("rope_theta") or params.get("rope_theta") or 10000.0)
@@ -80,20 +80,6 @@ def _rope_scaling(config: dict[str, Any]) -> dict[str, Any] | None:
 
 def _head_dim(config: dict[str, Any]) -> int:
     return int(config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"])
-
-
-def _pick_type(name: str, shape: tuple[int, ...], quant: str):
-    """llama.cpp's choice: 1-D tensors f32; 2-D in the requested type, f16 where rows do not fit blocks."""
-    from gguf import GGML_QUANT_SIZES
-    from gguf import GGMLQuantizationType as T
-
-    if quant == "f32" or len(shape) < 2:
-        return T.F32
-    wanted = {"f16": T.F16, "q8_0": T.Q8_0, "q4_0": T.Q4_0}[quant]
-    if wanted == T.Q4_0 and name in ("token_embd.weight", "output.weight"):
-        wanted = T.Q8_0  # as llama-quantize does, the vocabulary projections stay at higher precision
-    block = GGML_QUANT_SIZES[wanted][0]
-    return wanted if shape[-1] % block == 0 else T.F16
 
 
 def _plan(model_dir: Path, config: dict[str, Any], quant: str) -> list[_Tensor]:
@@ -131,57 +117,54 @@ def _plan(model_dir: Path, config: dict[str, Any], quant: str) -> list[_Tensor]:
             if permute and name.endswith((".attn_q.weight", ".attn_k.weight")):
                 key = "num_attention_heads" if ".attn_q." in name else "num_key_value_heads"
                 heads = int(config.get(key) or config["num_attention_heads"])
-            plan.append(_Tensor(hf_name, file, name, shape, _pick_type(name, shape, quant), heads))
+            plan.append(_Tensor(hf_name, file, name, shape, None, heads))
     if not tied and not any(t.name == "output.weight" for t in plan):
         raise ModelError(
             f"{model_dir} has no lm_head weights although its embeddings are not tied.",
             "The weights look incomplete; merge or save the model again.",
         )
+    shape = ModelShape(layers, tied_embeddings=not any(t.name == "output.weight" for t in plan))
+    for t in plan:
+        t.qtype = tensor_type(t.name, t.shape, quant, shape)
     return plan
 
 
 def quant_of_file_type(file_type: int | None) -> str | None:
     """The QUANT_TYPES name for a GGUF's general.file_type (None for types we do not write)."""
-    import gguf
-
-    names = {
-        gguf.LlamaFileType.ALL_F32: "f32",
-        gguf.LlamaFileType.MOSTLY_F16: "f16",
-        gguf.LlamaFileType.MOSTLY_Q8_0: "q8_0",
-        gguf.LlamaFileType.MOSTLY_Q4_0: "q4_0",
-    }
-    return next((name for ftype, name in names.items() if int(ftype) == file_type), None)
+    return next((name for name, ftype in file_types().items() if ftype == file_type), None)
 
 
-def round_like_gguf(model, quant: str) -> int:
-    """Round a merged model's weights in place exactly as write_gguf stores them; returns how many.
+def round_like_file(model, gguf_file: str | Path) -> int:
+    """Give a merged model's weights, in place, exactly the values `gguf_file` stores (each tensor
+    dequantized, llama's q/k layout undone); returns how many tensors were replaced.
 
     The after-export check compares a quantized GGUF with this model: what it then measures is
-    the writer (names, layouts, tokenizer), not the rounding the user chose, reported apart.
+    the writer (names, layouts, tokenizer, metadata), not the rounding the user chose, reported
+    apart. Reading the values back from the file covers every type mix and importance matrix.
     """
     import gguf
     import numpy as np
     import torch
-    from gguf import GGMLQuantizationType as T
     from gguf import quants
 
     config = model.config.to_dict()
-    arch_name, _permute = _ARCHS[config["architectures"][0]]
+    arch_name, permute = _ARCHS[config["architectures"][0]]
     arch = next(key for key, value in gguf.MODEL_ARCH_NAMES.items() if value == arch_name)
     names = gguf.get_tensor_name_map(arch, int(config["num_hidden_layers"]))
+    stored = {t.name: t for t in gguf.GGUFReader(str(gguf_file)).tensors}
     rounded = 0
     with torch.no_grad():
         for hf_name, param in model.named_parameters():  # a tied head is listed once, as the embeddings
             name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
-            qtype = _pick_type(name or hf_name, tuple(param.shape), quant)
-            data = param.detach().float().cpu().numpy()
-            if qtype == T.F16:
-                back = data.astype(np.float16).astype(np.float32)
-            elif qtype in (T.Q8_0, T.Q4_0):
-                back = quants.dequantize(quants.quantize(data, qtype), qtype).reshape(data.shape)
-            else:
+            if name not in stored:
                 continue
-            param.copy_(torch.from_numpy(back).to(device=param.device, dtype=param.dtype))
+            tensor = stored[name]
+            back = quants.dequantize(np.asarray(tensor.data), tensor.tensor_type).reshape(param.shape)
+            if permute and name.endswith((".attn_q.weight", ".attn_k.weight")):
+                key = "num_attention_heads" if ".attn_q." in name else "num_key_value_heads"
+                back = _unpermute(back, int(config.get(key) or config["num_attention_heads"]))
+            values = torch.from_numpy(np.array(back, dtype=np.float32))  # a writable copy
+            param.copy_(values.to(param.device, param.dtype))
             rounded += 1
     return rounded
 
@@ -195,7 +178,7 @@ def _nbytes(shape: tuple[int, ...], qtype) -> int:
 
 def estimate_gguf_bytes(model_dir: Path, quant: str) -> int:
     """Bytes the GGUF file will take: tensor data from safetensors headers plus the vocabulary."""
-    _check_quant(quant)
+    check_quant(quant)
     model_dir = Path(model_dir)
     plan = _plan(model_dir, _read_config(model_dir), quant)
     data = sum(-(-_nbytes(t.shape, t.qtype) // 32) * 32 for t in plan)
@@ -234,13 +217,7 @@ def _add_hparams(writer, config: dict[str, Any], arch_name: str, quant: str, mod
                 f"RoPE scaling {kind!r} cannot be exported to GGUF yet.",
                 "Supported: none, linear, and llama3 (for Llama models).",
             )
-    ftype = {
-        "f32": gguf.LlamaFileType.ALL_F32,
-        "f16": gguf.LlamaFileType.MOSTLY_F16,
-        "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
-        "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0,
-    }[quant]
-    writer.add_file_type(ftype)
+    writer.add_file_type(file_types()[quant])
     if quant.startswith("q"):
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
@@ -277,11 +254,22 @@ def _permute(weights, heads: int):
     )
 
 
-def _load(tensor: _Tensor, handles: dict):
+def _unpermute(weights, heads: int):
+    """The inverse of _permute: llama.cpp's interleaved rotary rows back to HF's halves."""
+    return (
+        weights.reshape(heads, weights.shape[0] // heads // 2, 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
+
+
+def _load(tensor: _Tensor, handles: dict, importance=None):
     import gguf
     import numpy as np
     import torch
     from safetensors import safe_open
+
+    from engine.export.gguf_quant import quantize
 
     if tensor.file not in handles:
         handles[tensor.file] = safe_open(str(tensor.file), framework="pt")
@@ -293,7 +281,7 @@ def _load(tensor: _Tensor, handles: dict):
         return np.ascontiguousarray(data, dtype=np.float32)
     if tensor.qtype == T.F16:
         return np.ascontiguousarray(data, dtype=np.float16)
-    return gguf.quants.quantize(np.ascontiguousarray(data), tensor.qtype)
+    return quantize(data, tensor.qtype, importance)
 
 
 def write_gguf(
@@ -304,18 +292,21 @@ def write_gguf(
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
     overwrite: bool = False,
+    imatrix: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write `model_dir` (a plain 16/32-bit HF folder) as a GGUF file; return its path.
 
     `progress(fraction, message)` is called per tensor; `cancel()` is checked between tensors
     and raises Cancelled after removing the partial file. ModelError/ConfigError for bad input.
+    `imatrix` (HF weight name -> mean squared input per column) weights the rounding of the
+    quantized types, as llama-quantize --imatrix does.
     """
     import gguf
     import numpy as np
 
     report = progress or (lambda _fraction, _message: None)
     should_stop = cancel or (lambda: False)
-    _check_quant(quant)
+    check_quant(quant)
     model_dir, out_file = Path(model_dir).expanduser(), Path(out_file).expanduser()
     if out_file.exists() and not overwrite:
         raise ModelError(f"{out_file} already exists.", "Pick another file name, or allow overwriting it.")
@@ -362,7 +353,8 @@ def write_gguf(
             if should_stop():
                 raise Cancelled("GGUF export cancelled")
             report(0.05 + 0.93 * done / total, f"Writing {t.name} ({t.qtype.name})")
-            writer.write_tensor_data(_load(t, handles))
+            tied = not any(p.name == "output.weight" for p in plan)
+            writer.write_tensor_data(_load(t, handles, imatrix_for(imatrix, t.hf_name, t.name, tied)))
             done += math.prod(t.shape)
         writer.flush()
         os.fsync(writer.fout[0].fileno())

@@ -195,7 +195,8 @@ def _k_scales(x: np.ndarray, nmax: int, rmin: float, imatrix: np.ndarray | None)
         av_x = np.sqrt(_seq_sum(sub * sub) / F32(32))
         weights = av_x + np.abs(sub)
         flat = sub.reshape(32, -1)
-        scales, mins, levels = _make_qkx(nmax, flat, weights.reshape(32, -1), rmin, 0.1, 20 if nmax == 15 else 15)
+        nstep = 20 if nmax == 15 else 15
+        scales, mins, levels = _make_qkx(nmax, flat, weights.reshape(32, -1), rmin, 0.1, nstep)
         scales, mins = scales.reshape(8, -1), mins.reshape(8, -1)
         max_scale, max_min = _max_from_zero(scales), _max_from_zero(mins)
         with np.errstate(divide="ignore"):
@@ -277,7 +278,7 @@ def quantize_q6_k(rows: np.ndarray, imatrix: np.ndarray | None = None) -> np.nda
     levels = levels.transpose(1, 0, 2).reshape(QK_K, -1)
     halves = levels.reshape(2, 4, 32, -1)  # 128-element halves, four 32-groups each
     ql = np.concatenate([((h[k] & 0xF) | ((h[k + 2] & 0xF) << 4)) for h in halves for k in (0, 1)])
-    qh = np.concatenate([(h[0] >> 4) | ((h[1] >> 4) << 2) | ((h[2] >> 4) << 4) | ((h[3] >> 4) << 6) for h in halves])
+    qh = np.concatenate([sum((h[k] >> 4) << (2 * k) for k in range(4)).astype(np.uint8) for h in halves])
     d16 = np.where(zero, np.float16(0), d16)
     ql = np.where(zero, 0, ql).astype(np.uint8)
     qh = np.where(zero, 0, qh).astype(np.uint8)
