@@ -1,5 +1,6 @@
-"""Export a run: a merged Hugging Face folder or a GGUF file (plus an Ollama Modelfile),
-checked after writing against the run's base + adapter.
+"""Export a run: a GGUF file, the LoRA adapter alone as GGUF, or a merged Hugging Face folder
+(plus an Ollama Modelfile and a model card), checked after writing against the run's base + adapter.
+The settings and the command they make are app.export.options; the GGUF types are app.export.choices.
 
 The export runs `whetstone-engine export … --progress-json` as a child process: merging
 and the check load models with torch, which must never happen on the UI thread.
@@ -12,32 +13,25 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
     QDialog,
-    QFileDialog,
-    QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QLineEdit,
     QProgressBar,
     QPushButton,
-    QRadioButton,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
+from app.export.choices import base_model, card_path, engine_quant_types, gguf_sizes
+from app.export.options import ExportOptions, default_output
 from app.infra.engine_process import EngineProcess
+from app.infra.tasks import TaskRunner, while_alive
 from engine.cli.protocol import EXIT_DONE, error_message, stopped_on_request
 
-QUANT_CHOICES = (
-    ("q8_0", "q8_0: 8-bit, near-lossless, half the size of f16"),
-    ("f16", "f16: 16-bit, exact but large"),
-    ("q4_0", "q4_0: 4-bit, smallest, some quality loss"),
-)
+__all__ = ["ExportDialog", "best_note", "default_output"]
 
 
 def best_note(source: Path) -> str:
@@ -55,26 +49,6 @@ def best_note(source: Path) -> str:
     return f"Its best checkpoint is step {best['step']} ({loss}); the adapter is from step {step}."
 
 
-def default_output(project: Path, source: Path, kind: str, quant: str) -> Path:
-    """exports/<run>-merged or exports/<run>-<quant>.gguf, numbered when taken."""
-    run = (
-        source.parent.name
-        if source.name in ("adapter",) or source.name.startswith("checkpoint-")
-        else source.name
-    )
-    if source.name.startswith("checkpoint-"):
-        run = f"{source.parent.parent.name}-{source.name.removeprefix('checkpoint-')}"
-    stem = f"{run}-merged" if kind == "merged" else f"{run}-{quant}"
-    suffix = "" if kind == "merged" else ".gguf"
-    folder = project / "exports"
-    candidate = folder / f"{stem}{suffix}"
-    n = 2
-    while candidate.exists():
-        candidate = folder / f"{stem}-{n}{suffix}"
-        n += 1
-    return candidate
-
-
 class ExportDialog(QDialog):
     exported = Signal(str)  # the written path, after a passed check (or with the check skipped)
 
@@ -87,45 +61,20 @@ class ExportDialog(QDialog):
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Export {source.name}")
-        self.resize(760, 520)
+        self.resize(860, 600)
         self.project, self.source = Path(project), Path(source)
         self._process: EngineProcess | None = None
         self.result: dict | None = None
         self.error = ""
         self._verdict = ""
         self._warning = ""
-        available = quant_types or tuple(q for q, _ in QUANT_CHOICES)
-
-        self.merged_radio = QRadioButton("Merged model folder (Hugging Face safetensors, 16-bit)", self)
-        self.gguf_radio = QRadioButton("GGUF file for llama.cpp and Ollama", self)
-        self.gguf_radio.setChecked(True)
-        self.quant = QComboBox(self)
-        for key, label in QUANT_CHOICES:
-            if key in available:
-                self.quant.addItem(label, key)
-        self.ollama = QCheckBox("Write an Ollama Modelfile next to it (chat template and stop tokens)", self)
-        self.ollama.setChecked(True)
-        self.check = QCheckBox(
-            "Check the export: compare its answers and logits with the run's base + adapter", self
-        )
-        self.check.setChecked(True)
-        self.output = QLineEdit(self)
-        browse = QPushButton("Browse…", self)
-        browse.clicked.connect(self._on_browse)
-        out_row = QHBoxLayout()
-        out_row.addWidget(self.output, 1)
-        out_row.addWidget(browse)
-
-        form = QFormLayout()
-        form.addRow("Source", QLabel(html.escape(str(self.source)), self))
-        if note := best_note(self.source):
-            form.addRow("", QLabel(html.escape(note), self))
-        form.addRow("Format", self.gguf_radio)
-        form.addRow("", self.merged_radio)
-        form.addRow("Quantization", self.quant)
-        form.addRow("", self.ollama)
-        form.addRow("", self.check)
-        form.addRow("Write to", out_row)
+        self._card, self._kind = "", ""
+        available = quant_types or engine_quant_types()
+        self.options = o = ExportOptions(self.project, self.source, available, best_note(self.source), self)
+        # The settings' widgets by the names tests and callers reach for.
+        self.gguf_radio, self.adapter_radio, self.merged_radio = o.gguf_radio, o.adapter_radio, o.merged_radio
+        self.quant, self.imatrix, self.ollama = o.quant, o.imatrix, o.ollama
+        self.base_gguf, self.check, self.output = o.base_gguf, o.check, o.output
 
         self.progress = QProgressBar(self)
         self.progress.setRange(0, 100)
@@ -160,60 +109,52 @@ class ExportDialog(QDialog):
         buttons.addWidget(close)
 
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addWidget(self.options)
         layout.addWidget(self.status)
         layout.addWidget(self.table, 1)
         layout.addLayout(buttons)
-        for widget in (self.merged_radio, self.gguf_radio):
-            widget.toggled.connect(self._on_format_changed)
-        self.quant.currentIndexChanged.connect(self._on_format_changed)
-        self._on_format_changed()
+        self.options.changed.connect(self._on_options_changed)
+        self._on_options_changed()
+        self.tasks = TaskRunner(self, threads=1)
+        keys = [self.quant.itemData(row) for row in range(self.quant.count())]
+        self.sizing = self.tasks.run(
+            lambda _progress, _cancelled: self._size_choices(keys),
+            while_alive(self, self._on_sized),
+            while_alive(self, self._on_sizing_failed),
+            name="export sizes",
+        )
 
     # ---- settings ------------------------------------------------------------------------
     def kind(self) -> str:
-        return "gguf" if self.gguf_radio.isChecked() else "merged"
-
-    def _on_format_changed(self, *_args) -> None:
-        gguf = self.kind() == "gguf"
-        self.quant.setEnabled(gguf)
-        self.ollama.setEnabled(gguf)
-        self.output.setText(
-            str(default_output(self.project, self.source, self.kind(), self.quant.currentData()))
-        )
-
-    def _on_browse(self) -> None:
-        if self.kind() == "gguf":
-            path, _ = QFileDialog.getSaveFileName(
-                self, "Write GGUF file", self.output.text(), "GGUF (*.gguf)"
-            )
-        else:
-            path = QFileDialog.getExistingDirectory(
-                self, "Parent folder of the merged model", str(Path(self.output.text()).parent)
-            )
-            path = str(Path(path) / Path(self.output.text()).name) if path else ""
-        if path:
-            self.output.setText(path)
+        return self.options.kind()
 
     def command(self) -> list[str]:
-        out = self.output.text().strip()
-        args = ["export", str(self.source)]
-        if self.kind() == "gguf":
-            args += ["--gguf", out, "--quant", self.quant.currentData()]
-            if self.ollama.isChecked():
-                args.append("--ollama")
-        else:
-            args += ["--merged", out]
-        if not self.check.isChecked():
-            args.append("--no-check")
-        return args + ["--progress-json"]
+        return self.options.command() + ["--progress-json"]
+
+    def _on_options_changed(self) -> None:
+        self.start_button.setEnabled(self._process is None and not self.options.problem())
+
+    def _size_choices(self, keys: list[str]):  # on a pool thread: no widgets here
+        base = base_model(self.source)  # a merge keeps the base's tensor shapes
+        return base, gguf_sizes(base, keys)
+
+    def _on_sized(self, result) -> None:
+        self.options.set_sizes(*result)
+
+    def _on_sizing_failed(self, message: str, hint: str) -> None:
+        self.options.set_sizes(None, {})
+        if not self.is_running() and not self.status.text():
+            self._show_status(f"The GGUF sizes are unknown: {message} {hint}".strip(), warn=True)
 
     # ---- running -------------------------------------------------------------------------
     def start(self) -> EngineProcess | None:
-        if not self.output.text().strip():
-            self._show_status("Choose where to write the export.", error=True)
+        if problem := self.options.problem():
+            self._show_status(problem, error=True)
             return None
         Path(self.output.text()).parent.mkdir(parents=True, exist_ok=True)
         self.result, self.error, self._verdict, self._warning = None, "", "", ""
+        self._card = ""
+        self._kind = self.kind()
         self.table.setRowCount(0)
         self._process = EngineProcess(self.command(), self)
         self._process.message.connect(self._on_message)
@@ -232,12 +173,9 @@ class ExportDialog(QDialog):
         return self._process is not None and self._process.is_running()
 
     def _running(self, running: bool) -> None:
-        self.start_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
-        for widget in (self.merged_radio, self.gguf_radio, self.quant, self.ollama, self.check, self.output):
-            widget.setEnabled(
-                not running and (widget not in (self.quant, self.ollama) or self.kind() == "gguf")
-            )
+        self.options.set_locked(running)  # re-enables Export through _on_options_changed
+        self.start_button.setEnabled(not running and not self.options.problem())
 
     def _on_message(self, message: dict) -> None:
         if "progress" in message:
@@ -247,6 +185,12 @@ class ExportDialog(QDialog):
             self._show_check(message["check"])
         if "done" in message:
             self.result = message
+            self._card = str(message.get("card") or self._written_card(Path(message["done"])))
+
+    def _written_card(self, done: Path) -> str:
+        """The model card next to the export, when the engine wrote one (older engines did not)."""
+        card = card_path(self._kind, done)
+        return str(card) if card.is_file() else ""
 
     def _on_ended(self, code: int, line: str) -> None:
         self._process = None
@@ -254,12 +198,13 @@ class ExportDialog(QDialog):
         if code == EXIT_DONE and self.result:
             self.progress.setValue(100)
             verdict = f" The check {self._verdict}." if self._verdict else " Not checked."
+            card = f" Model card: {self._card}." if self._card else ""
             self._show_status(
-                f"Exported to {self.result['done']}.{verdict} {self._warning}".strip(),
+                f"Exported to {self.result['done']}.{verdict}{card} {self._warning}".strip(),
                 ok=True,
                 warn=bool(self._warning),
             )
-            self._on_format_changed()  # a fresh name, so "Export" again never collides with this one
+            self.options.refresh_output()  # a fresh name, so "Export" again never collides with this one
             self.exported.emit(str(self.result["done"]))
         elif stopped_on_request(code, line):
             self.progress.setValue(0)

@@ -129,8 +129,10 @@ def check_export(
     gguf_file: Path | None = None,
     prompts: list[str] | None = None,
     max_new_tokens: int = 24,
+    imatrix=None,
 ) -> CheckReport:
-    """Compare the export with base + adapter on a few chat prompts; see the module docstring."""
+    """Compare the export with base + adapter on a few chat prompts; see the module docstring.
+    `imatrix`: the importance matrix a quantized GGUF was written with, to round the reference alike."""
     import torch
 
     if (merged_dir is None) == (gguf_file is None):
@@ -148,7 +150,9 @@ def check_export(
         ref.append((ids, new, full, _logits(model, full, len(ids))))
     ref_texts = [tokenizer.decode(r[1], skip_special_tokens=True) for r in ref]
     rounded_logits, rounded_texts = (
-        _rounded_reference(model, tokenizer, gguf_file, ref, max_new_tokens) if gguf_file else (None, None)
+        _rounded_reference(model, tokenizer, gguf_file, ref, max_new_tokens, imatrix)
+        if gguf_file
+        else (None, None)
     )
     del model
     gc.collect()
@@ -194,16 +198,16 @@ def check_export(
     return CheckReport(kind, tuple(results), tolerance, all(r.passed for r in results), min_top1)
 
 
-def _rounded_reference(model, tokenizer, gguf_file: Path, ref, max_new_tokens: int):
+def _rounded_reference(model, tokenizer, gguf_file: Path, ref, max_new_tokens: int, imatrix=None):
     """For a quantized GGUF: the reference's logits and greedy answers with its weights rounded as
     the file stores them; (None, None) for an unquantized file."""
-    from engine.export.gguf_write import quant_of_file_type, round_like_file
+    from engine.export.gguf_write import quant_of_file_type, round_like_gguf
 
     quant = quant_of_file_type(_gguf_metadata(Path(gguf_file)).get("general.file_type"))
     if quant in (None, "f32", "f16"):
         return None, None  # unquantized: the plain comparison with its tolerance is the verdict
     merged = model.merge_and_unload()
-    round_like_file(merged, gguf_file)
+    round_like_gguf(merged, gguf_file, imatrix)
     logits = [_logits(merged, full, len(ids)) for ids, _new, full, _ref_logits in ref]
     texts = [
         tokenizer.decode(_greedy(merged, tokenizer, ids, max_new_tokens), skip_special_tokens=True)

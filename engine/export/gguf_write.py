@@ -29,7 +29,7 @@ from engine.export.gguf_quant import (
 from engine.models.folder import ModelFolder, read_safetensors_header, weight_files
 from engine.util.files import fsync_dir, move_new
 
-__all__ = ["QUANT_TYPES", "estimate_gguf_bytes", "quant_of_file_type", "round_like_file", "write_gguf"]
+__all__ = ["QUANT_TYPES", "estimate_gguf_bytes", "quant_of_file_type", "round_like_gguf", "write_gguf"]
 
 # HF architecture -> (GGUF architecture, permute q/k). Mistral is the llama architecture in GGUF.
 _ARCHS = {
@@ -134,37 +134,43 @@ def quant_of_file_type(file_type: int | None) -> str | None:
     return next((name for name, ftype in file_types().items() if ftype == file_type), None)
 
 
-def round_like_file(model, gguf_file: str | Path) -> int:
-    """Give a merged model's weights, in place, exactly the values `gguf_file` stores (each tensor
-    dequantized, llama's q/k layout undone); returns how many tensors were replaced.
+def round_like_gguf(model, gguf_file: str | Path, imatrix: Mapping[str, Any] | None = None) -> int:
+    """Round a merged model's weights in place as `gguf_file` stores them; returns how many.
 
-    The after-export check compares a quantized GGUF with this model: what it then measures is
-    the writer (names, layouts, tokenizer, metadata), not the rounding the user chose, reported
-    apart. Reading the values back from the file covers every type mix and importance matrix.
+    Each weight is quantized here, in Hugging Face layout, to the type the file declares for it
+    (with the same importance matrix), then dequantized. The after-export check compares the file
+    with this model: what it then measures is the writer (names, layouts, tokenizer, metadata),
+    not the rounding the user chose, reported apart. Rows are quantized independently, so the
+    q/k rows' order does not change their rounding, and a layout bug in the file still shows.
     """
     import gguf
     import numpy as np
     import torch
+    from gguf import GGMLQuantizationType as T
     from gguf import quants
 
+    from engine.export.gguf_quant import quantize
+
     config = model.config.to_dict()
-    arch_name, permute = _ARCHS[config["architectures"][0]]
+    arch_name, _permute_qk = _ARCHS[config["architectures"][0]]
     arch = next(key for key, value in gguf.MODEL_ARCH_NAMES.items() if value == arch_name)
     names = gguf.get_tensor_name_map(arch, int(config["num_hidden_layers"]))
-    stored = {t.name: t for t in gguf.GGUFReader(str(gguf_file)).tensors}
+    types = {t.name: t.tensor_type for t in gguf.GGUFReader(str(gguf_file)).tensors}
+    tied = "output.weight" not in types
     rounded = 0
     with torch.no_grad():
         for hf_name, param in model.named_parameters():  # a tied head is listed once, as the embeddings
             name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
-            if name not in stored:
+            qtype = types.get(name)
+            if qtype is None or qtype in (T.F32, T.BF16):
                 continue
-            tensor = stored[name]
-            back = quants.dequantize(np.asarray(tensor.data), tensor.tensor_type).reshape(param.shape)
-            if permute and name.endswith((".attn_q.weight", ".attn_k.weight")):
-                key = "num_attention_heads" if ".attn_q." in name else "num_key_value_heads"
-                back = _unpermute(back, int(config.get(key) or config["num_attention_heads"]))
-            values = torch.from_numpy(np.array(back, dtype=np.float32))  # a writable copy
-            param.copy_(values.to(param.device, param.dtype))
+            data = param.detach().float().cpu().numpy()
+            if qtype == T.F16:
+                back = data.astype(np.float16).astype(np.float32)
+            else:
+                stored = quantize(data, qtype, imatrix_for(imatrix, hf_name, name, tied))
+                back = quants.dequantize(stored, qtype).reshape(data.shape)
+            param.copy_(torch.from_numpy(back).to(device=param.device, dtype=param.dtype))
             rounded += 1
     return rounded
 
@@ -249,15 +255,6 @@ def _permute(weights, heads: int):
     # HF stores rotary halves [x0..x(d/2), y0..]; llama.cpp wants them interleaved per head.
     return (
         weights.reshape(heads, 2, weights.shape[0] // heads // 2, *weights.shape[1:])
-        .swapaxes(1, 2)
-        .reshape(weights.shape)
-    )
-
-
-def _unpermute(weights, heads: int):
-    """The inverse of _permute: llama.cpp's interleaved rotary rows back to HF's halves."""
-    return (
-        weights.reshape(heads, weights.shape[0] // heads // 2, 2, *weights.shape[1:])
         .swapaxes(1, 2)
         .reshape(weights.shape)
     )

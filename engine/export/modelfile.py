@@ -107,8 +107,9 @@ def default_system_prompt(tokenizer, family: str) -> str | None:
 
 
 def modelfile_path(gguf_file: str | Path) -> Path:
-    """Where the Modelfile for `gguf_file` goes: next to it, named as Ollama's docs name it."""
-    return Path(gguf_file).parent / "Modelfile"
+    """Where the Modelfile for `gguf_file` goes: next to it, as `<stem>.Modelfile`, so several
+    exports (one base GGUF and many adapters) can share a folder; `ollama create -f` takes any name."""
+    return Path(gguf_file).with_suffix(".Modelfile")
 
 
 def refuse_existing_modelfile(gguf_file: str | Path) -> None:
@@ -122,12 +123,23 @@ def refuse_existing_modelfile(gguf_file: str | Path) -> None:
         )
 
 
+def _relative(gguf_file: Path, adapter: str | Path | None) -> str:
+    """./name when the Modelfile sits beside the file (Ollama resolves it from there), else absolute."""
+    if adapter is None or Path(adapter).resolve().parent == gguf_file.resolve().parent:
+        return f"./{gguf_file.name}"
+    return str(gguf_file.resolve())
+
+
 def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write_modelfile(gguf_file: str | Path, model_dir: str | Path) -> Path:
-    """Write <gguf folder>/Modelfile for `gguf_file`, from the tokenizer in `model_dir`."""
+def write_modelfile(gguf_file: str | Path, model_dir: str | Path, adapter: str | Path | None = None) -> Path:
+    """Write <gguf folder>/Modelfile for `gguf_file`, from the tokenizer in `model_dir`.
+
+    With `adapter` (a GGUF LoRA adapter), `gguf_file` is the base: the Modelfile goes next to the
+    adapter, with `FROM <base>` (relative when in the same folder) and `ADAPTER ./<adapter>`.
+    """
     from transformers import AutoTokenizer, GenerationConfig
 
     from engine.models.loading import end_of_turn_ids
@@ -150,12 +162,14 @@ def write_modelfile(gguf_file: str | Path, model_dir: str | Path) -> Path:
     template = _FAMILIES[family][1]
     if '"""' in template:  # cannot happen with our templates; guards the Modelfile quoting
         raise ModelError("The chat template cannot be quoted in a Modelfile.", "")
-    lines = [f"FROM ./{gguf_file.name}", "", f'TEMPLATE """{template}"""', ""]
+    lines = [f"FROM {_relative(gguf_file, adapter)}", "", f'TEMPLATE """{template}"""', ""]
+    if adapter is not None:
+        lines[1:1] = [f"ADAPTER ./{Path(adapter).name}"]
     system = default_system_prompt(tokenizer, family)
     if system:
         lines += [f'SYSTEM """{system.replace(chr(34) * 3, chr(39) * 3)}"""', ""]
     lines += [f"PARAMETER stop {_quote(token)}" for token in dict.fromkeys(stops) if token]
-    target = modelfile_path(gguf_file)
-    refuse_existing_modelfile(gguf_file)
+    target = modelfile_path(adapter or gguf_file)
+    refuse_existing_modelfile(adapter or gguf_file)
     write_new(target, ("\n".join(lines) + "\n").encode("utf-8"))  # never replaces one that appeared meanwhile
     return target

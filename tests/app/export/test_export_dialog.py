@@ -40,11 +40,13 @@ def test_a_run_exports_to_a_checked_gguf_with_a_modelfile(qtbot, project_with_ru
     gguf = Path(dialog.result["done"])
     assert gguf == project_with_run / "exports" / "run-1-q8_0.gguf" and gguf.is_file()
     assert exported == [str(gguf)]
-    modelfile = (gguf.parent / "Modelfile").read_text()
+    modelfile = (gguf.parent / "run-1-q8_0.Modelfile").read_text()
     assert "FROM ./run-1-q8_0.gguf" in modelfile and "PARAMETER stop" in modelfile
     assert dialog.table.rowCount() >= 2  # one row per prompt of the check
     assert "passed" in dialog.status.text()
-    assert sorted(p.name for p in gguf.parent.iterdir()) == ["Modelfile", "run-1-q8_0.gguf"]  # no temp files
+    names = sorted(p.name for p in gguf.parent.iterdir())
+    assert names == ["run-1-q8_0.Modelfile", "run-1-q8_0.README.md", "run-1-q8_0.gguf"]  # no temp files
+    assert f"Model card: {gguf.parent / 'run-1-q8_0.README.md'}." in dialog.status.text()
 
 
 def test_cancelling_a_merge_keeps_nothing(qtbot, project_with_run):

@@ -144,7 +144,7 @@ def test_estimate_is_close_to_the_written_size(exported, tiny_model_dir):
 def test_modelfile_for_the_tiny_model(exported, tiny_model_dir):
     path = write_modelfile(exported / "tiny-f16.gguf", tiny_model_dir)
     text = path.read_text()
-    assert path == exported / "Modelfile"
+    assert path == exported / "tiny-f16.Modelfile"
     assert text.startswith("FROM ./tiny-f16.gguf\n")
     assert (
         'TEMPLATE """' in text and "<|im_start|>{{" not in text and "<|im_start|>user\n{{ .Content }}" in text

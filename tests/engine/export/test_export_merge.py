@@ -202,8 +202,8 @@ def test_cli_export_gguf_f16_passes_the_check_and_removes_its_temporary_merge(ru
     check = lines[-2]["check"]
     assert check["kind"] == "gguf" and check["passed"], check
     assert all(p["top1_agreement"] == 1.0 for p in check["prompts"])
-    assert lines[-1] == {"done": str(out)}
-    assert [p.name for p in tmp_path.iterdir()] == ["model.gguf"]
+    assert lines[-1] == {"done": str(out), "card": str(tmp_path / "model.README.md")}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.README.md", "model.gguf"]
 
 
 def test_a_disk_without_room_is_refused_before_anything_is_written(run_dir, tmp_path, capsys, monkeypatch):

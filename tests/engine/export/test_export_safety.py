@@ -46,7 +46,7 @@ def test_an_output_under_a_file_is_refused(run_dir, capsys, tmp_path, flag):
 
 
 def test_an_existing_modelfile_is_never_overwritten(run_dir, capsys, tmp_path):
-    (tmp_path / "Modelfile").write_text("FROM ./my-other-model.gguf\n")
+    (tmp_path / "x.Modelfile").write_text("FROM ./my-other-model.gguf\n")
     line, out = one_error_line(
         capsys,
         [
@@ -59,10 +59,10 @@ def test_an_existing_modelfile_is_never_overwritten(run_dir, capsys, tmp_path):
             "--progress-json",
         ],
     )
-    assert str(tmp_path / "Modelfile") in line and "never overwrites" in line and "another folder" in line
+    assert str(tmp_path / "x.Modelfile") in line and "never overwrites" in line and "another folder" in line
     assert json.loads(out.splitlines()[-1])["kind"] == "io"
-    assert (tmp_path / "Modelfile").read_text() == "FROM ./my-other-model.gguf\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["Modelfile"]  # refused before any work
+    assert (tmp_path / "x.Modelfile").read_text() == "FROM ./my-other-model.gguf\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.Modelfile"]  # refused before any work
 
 
 def test_a_modelfile_that_appears_during_the_export_is_kept_and_the_gguf_removed(
@@ -74,16 +74,16 @@ def test_a_modelfile_that_appears_during_the_export_is_kept_and_the_gguf_removed
 
     def write_then_someone_saves_a_modelfile(*args, **kwargs):
         out = real(*args, **kwargs)
-        (tmp_path / "Modelfile").write_text("theirs")
+        (tmp_path / "x.Modelfile").write_text("theirs")
         return out
 
     monkeypatch.setattr(gguf_write, "write_gguf", write_then_someone_saves_a_modelfile)
     line, _ = one_error_line(
         capsys, ["export", str(run_dir), "--gguf", str(tmp_path / "x.gguf"), "--ollama", "--no-check"]
     )
-    assert "Modelfile already exists" in line
-    assert (tmp_path / "Modelfile").read_text() == "theirs"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["Modelfile"]
+    assert "x.Modelfile already exists" in line
+    assert (tmp_path / "x.Modelfile").read_text() == "theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.Modelfile"]
 
 
 @pytest.mark.parametrize("flag", ["--gguf", "--merged"])
@@ -126,4 +126,4 @@ def test_a_leftover_temp_folder_of_ours_is_cleaned_up(run_dir, capsys, tmp_path)
     (ours / TEMP_MARKER).write_text("")
     (ours / "model.safetensors").write_bytes(b"half")
     assert main(["export", str(run_dir), "--gguf", str(tmp_path / "x.gguf"), "--no-check"]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.gguf"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.README.md", "x.gguf"]  # the card, and no leftover
