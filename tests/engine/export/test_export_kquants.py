@@ -196,3 +196,30 @@ def test_k_quant_file_reads_back_in_transformers(wide_model, tmp_path, quant):
         if param.ndim == 2:
             error = ((dict(rounded.named_parameters())[name] - param).norm() / param.norm()).item()
             assert error < limit, (name, error)
+
+
+@pytest.mark.parametrize("quant", ["q4_k_m", "q5_k_m", "q6_k"])
+def test_llama_cpp_reads_a_k_quant_file_like_transformers(wide_model, tmp_path, quant):
+    """llama.cpp itself (when llama-cpp-python is installed) gives the logits transformers' GGUF
+    reader gives: same tensors, types and layout. Its kernels round activations to 8 bits for
+    K-quant dot products, hence a tolerance rather than equality."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine.export.gguf_write import write_gguf
+
+    out = write_gguf(wide_model, tmp_path / f"wide-{quant}.gguf", quant)
+    back = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file=out.name, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(wide_model))
+    ids = tokenizer("What is the capital of Zorvania? Mira Sol painted the blue fox.").input_ids
+    with torch.no_grad():
+        want = back(torch.tensor([ids])).logits[0].numpy()
+    llm = llama_cpp.Llama(model_path=str(out), n_ctx=128, logits_all=True, verbose=False)
+    llm.eval(ids)
+    got = np.asarray(llm.scores[: len(ids)], dtype=np.float32)[:, : want.shape[1]]
+    scale = float(np.abs(want).max())
+    # measured 0.080 / 0.081 / 0.091 on logits up to 3.3 (q4_k_m / q5_k_m / q6_k): the same for every
+    # type, so it is llama.cpp's activation rounding; a wrong layout or scale moves logits by ~scale
+    assert float(np.abs(got - want).max()) < 0.05 * scale, (float(np.abs(got - want).max()), scale)
+    assert (got.argmax(-1) == want.argmax(-1)).mean() >= 0.9
