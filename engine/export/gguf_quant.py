@@ -153,14 +153,18 @@ def quantize(data, qtype, imatrix=None):
     if weights is not None and weights.shape[0] != rows.shape[1]:
         weights = None  # a stale matrix for another shape: quantize unweighted rather than wrongly
     if qtype in k_types:
+
         def one(chunk):
             return k_types[qtype](chunk, weights)
     elif weights is not None and qtype in weighted:
+
         def one(chunk):
             return weighted[qtype](chunk, weights)
     else:
+
         def one(chunk):
             return quants.quantize(chunk, qtype)  # gguf's Q8_0/Q4_0/Q5_0/Q5_1: ggml's reference bytes
+
     step = max(1, ROWS_PER_CHUNK_ELEMENTS // rows.shape[1])
     chunks = [rows[start : start + step] for start in range(0, rows.shape[0], step)]
     if len(chunks) == 1:

@@ -126,4 +126,4 @@ def test_a_leftover_temp_folder_of_ours_is_cleaned_up(run_dir, capsys, tmp_path)
     (ours / TEMP_MARKER).write_text("")
     (ours / "model.safetensors").write_bytes(b"half")
     assert main(["export", str(run_dir), "--gguf", str(tmp_path / "x.gguf"), "--no-check"]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.README.md", "x.gguf"]  # the card, and no leftover
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.README.md", "x.gguf"]  # card, no leftover
