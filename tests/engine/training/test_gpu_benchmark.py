@@ -1,0 +1,106 @@
+"""benchmarks/gpu_throughput.py and scripts/gpu-check: the CPU smoke run, the refusals without CUDA,
+and, on a CUDA machine, the 0.5B shape for a few steps on each side."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[3]
+BENCH = ROOT / "benchmarks" / "gpu_throughput.py"
+GPU_CHECK = ROOT / "scripts" / "gpu-check"
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
+
+
+def run(command: list[str], timeout: float) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": sys.executable}  # scripts/gpu-check runs this interpreter
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def check_sides(report: dict, shape: str) -> dict:
+    """Both columns trained and measured, and the ratios are the ratios of their figures."""
+    sides = report["shapes"][shape]["sides"]
+    for side in ("engine", "baseline"):
+        result = sides[side]
+        assert result["state"] == "done" and "problem" not in result, result
+        assert result["tokens_per_second"] > 0 and result["tokens"] > 0 and result["peak_allocated_mb"] > 0
+        assert result["search"]["probes"] and result["search"]["longest"] >= report["search"]["start"]
+    ratio = report["shapes"][shape]["ratios"]["engine/baseline"]
+    expected = sides["engine"]["tokens_per_second"] / sides["baseline"]["tokens_per_second"]
+    assert ratio["tokens_per_second"] == pytest.approx(expected, rel=1e-2)
+    memory = sides["engine"]["peak_allocated_mb"] / sides["baseline"]["peak_allocated_mb"]
+    assert ratio["peak_allocated_mb"] == pytest.approx(memory, rel=1e-2)
+    return sides
+
+
+@pytest.mark.slow
+def test_gpu_check_smoke_runs_the_benchmark_on_the_cpu_and_writes_one_table_and_json(tmp_path):
+    out = tmp_path / "results"
+    proc = run([str(GPU_CHECK), "--smoke", str(out)], timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = [line for line in proc.stdout.splitlines() if line.startswith("shape ")]
+    assert len(table) == 1 and "tokens/s" in table[0] and "longest@b1" in table[0]
+    lines = proc.stdout.splitlines()
+    rows = [line.split() for line in lines if line.startswith("smoke ") and " MiB " in line]
+    assert [row[2] for row in rows] == ["engine", "baseline"]
+    assert f"results in {out}/" in proc.stdout and "elapsed" in proc.stdout
+    report = json.loads((out / "gpu_throughput.json").read_text())
+    assert report["settings"]["smoke"] is True and report["sides"] == ["engine", "baseline"]
+    sides = check_sides(report, "smoke")
+    assert sides["engine"]["memory_kind"] == "process_rss"  # no CUDA here: the CPU's peak RSS
+    # The CPU never runs out of memory in the smoke: the search stops at its cap.
+    assert sides["baseline"]["search"]["bound"] == "cap"
+    assert sides["baseline"]["search"]["longest"] == report["search"]["cap"]
+    assert (out / "benchmark.log").read_text().count("shape ") >= 1
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param([str(GPU_CHECK)], marks=no_cuda, id="gpu-check"),
+        pytest.param([sys.executable, str(BENCH), "--shapes", "0.5b"], marks=no_cuda, id="benchmark"),
+        pytest.param([sys.executable, str(BENCH), "--shapes", "3b"], id="benchmark-bad-shape"),
+    ],
+)
+def test_refuses_in_one_error_line_and_writes_nothing(command, tmp_path):
+    out = tmp_path / "results"
+    flag = [str(out)] if command[0] == str(GPU_CHECK) else ["--out", str(out)]
+    proc = run(command + flag, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "CUDA" in lines[0] or "unknown shape 3b" in lines[0]
+    assert not out.exists() and proc.stdout == ""
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_gpu_half_billion_shape_runs_each_side(tmp_path):
+    proc = run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--shapes",
+            "0.5b",
+            "--steps",
+            "4",
+            "--budget",
+            "150",
+            "--out",
+            str(tmp_path),
+        ],
+        timeout=400,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu_throughput.json").read_text())
+    sides = check_sides(report, "0.5b")
+    for result in sides.values():
+        assert result["memory_kind"] == "cuda" and result["peak_reserved_mb"] >= result["peak_allocated_mb"]
+    assert 0.45e9 < report["shapes"]["0.5b"]["parameters"] < 0.55e9
+    assert report["elapsed_s"] < 150 + 120
