@@ -1,10 +1,13 @@
 """Training throughput and peak memory: Whetstone's engine vs a plain transformers Trainer + peft.
 
 Both train the same 4-bit model with the same LoRA settings, data, batch size, max length and
-number of steps, each in its own process (so peak memory is its own). Prints tokens/s (non-padding
-tokens per second of training), peak memory and the ratio engine / baseline.
+length of run (one epoch over the rows unless --steps is given), each in its own process (so peak
+memory is its own). Prints tokens/s (non-padding tokens per second of training), peak memory and
+the ratio engine / baseline. "engine" is the engine with its default settings (padding-free
+batches "auto": packed on the CPU), "engine-padded" the same with training.padding_free = false.
+Like the baseline, the engine trains every row and evaluates nothing (data.validation_ratio = 0).
 
-    .venv/bin/python benchmarks/train_throughput.py [--model DIR] [--steps N] [--rows N]
+    .venv/bin/python benchmarks/train_throughput.py [--model DIR] [--steps N] [--rows N] [--variants ...]
 
 Default model: the demo model (SmolLM2-135M-Instruct). On CUDA it uses the GPU; on CPU, the
 bitsandbytes 4-bit CPU path. Peak memory is CUDA allocated memory on a GPU, process RSS on CPU.
@@ -39,17 +42,17 @@ def make_dataset(path: Path, rows: int, seed: int = 0) -> None:
             handle.write(json.dumps(row) + "\n")
 
 
-VARIANTS = ("baseline", "engine", "engine-padding-free")
+VARIANTS = ("baseline", "engine", "engine-padded")
 SETTINGS = dict(
     rank=16, alpha=32, batch_size=4, max_length=256, learning_rate=2e-4, seed=0, gradient_checkpointing=True
 )
 
 
-def run_engine_padding_free(model: str, data: str, steps: int, out: Path) -> dict:
-    return run_engine(model, data, steps, out, padding_free=True)
+def run_engine_padded(model: str, data: str, steps: int, out: Path) -> dict:
+    return run_engine(model, data, steps, out, padding_free=False)
 
 
-def run_engine(model: str, data: str, steps: int, out: Path, padding_free: bool = False) -> dict:
+def run_engine(model: str, data: str, steps: int, out: Path, padding_free: bool | str = "auto") -> dict:
     from engine.config import RunConfig
     from engine.runs.events import read_events
     from engine.training.recipe import train
@@ -60,10 +63,12 @@ def run_engine(model: str, data: str, steps: int, out: Path, padding_free: bool 
             "model.path": model,
             "data.path": data,
             "data.max_length": s["max_length"],
+            "data.validation_ratio": 0.0,  # the baseline holds nothing out and never evaluates
             "lora.rank": s["rank"],
             "lora.alpha": float(s["alpha"]),
             "lora.dropout": 0.0,
-            "training.max_steps": steps,
+            "training.max_steps": steps,  # 0: one epoch
+            "training.epochs": 1.0,
             "training.batch_size": s["batch_size"],
             "training.save_every": 10**6,
             "training.learning_rate": s["learning_rate"],
@@ -76,10 +81,13 @@ def run_engine(model: str, data: str, steps: int, out: Path, padding_free: bool 
     events = read_events(out / "engine-run" / "events.jsonl")
     start = next(e["time"] for e in events if e["type"] == "status" and e["state"] == "training")
     metrics = [e for e in events if e["type"] == "metrics"]
+    [setup] = [e for e in events if e["type"] == "model"]
     return {
         "tokens": metrics[-1]["tokens"],
+        "steps": metrics[-1]["step"],
         "seconds": metrics[-1]["time"] - start,
         "loss_last": metrics[-1]["loss"],
+        "padding_free": setup.get("padding_free"),
     }
 
 
@@ -144,6 +152,7 @@ def run_baseline(model: str, data: str, steps: int, out: Path) -> dict:
 
         def on_step_end(self, args, state, control, **kwargs):
             clock["end"], clock["tokens"] = time.time(), state.num_input_tokens_seen
+            clock["steps"] = state.global_step
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
@@ -152,7 +161,8 @@ def run_baseline(model: str, data: str, steps: int, out: Path) -> dict:
     args = TrainingArguments(
         output_dir=str(out / "baseline-run"),
         per_device_train_batch_size=s["batch_size"],
-        max_steps=steps,
+        max_steps=steps if steps > 0 else -1,
+        num_train_epochs=1,
         learning_rate=s["learning_rate"],
         logging_steps=1,
         save_strategy="no",
@@ -176,6 +186,7 @@ def run_baseline(model: str, data: str, steps: int, out: Path) -> dict:
     trainer.train()
     return {
         "tokens": clock["tokens"],
+        "steps": clock["steps"],
         "seconds": clock["end"] - clock["start"],
         "loss_last": clock["loss_last"],
     }
@@ -197,7 +208,7 @@ def child(variant: str, model: str, data: str, steps: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         runner = {
             "engine": run_engine,
-            "engine-padding-free": run_engine_padding_free,
+            "engine-padded": run_engine_padded,
             "baseline": run_baseline,
         }[variant]
         result = runner(model, data, steps, Path(tmp))
@@ -209,9 +220,12 @@ def child(variant: str, model: str, data: str, steps: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model folder (default: the demo model)")
-    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=0, help="optimizer steps (default 0: one epoch)")
     parser.add_argument("--rows", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}"
+    )
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -219,6 +233,10 @@ def main() -> None:
     if args.child:
         child(args.child, args.model, args.data, args.steps)
         return
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if "baseline" not in variants or not set(variants) <= set(VARIANTS):
+        parser.error(f"--variants: baseline and any of {', '.join(VARIANTS[1:])}")
+    variants = ["baseline"] + [v for v in dict.fromkeys(variants) if v != "baseline"]
 
     if args.model is None:
         from engine.models.demo import ensure_demo_model
@@ -227,9 +245,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "bench.jsonl"
         make_dataset(data, args.rows)
-        results: dict[str, list[dict]] = {variant: [] for variant in VARIANTS}
+        results: dict[str, list[dict]] = {variant: [] for variant in variants}
         for _ in range(args.repeats):
-            for variant in VARIANTS:  # alternate, so drift hits every variant
+            for variant in variants:  # alternate, so drift hits every variant
                 proc = subprocess.run(
                     [
                         sys.executable,
@@ -258,19 +276,21 @@ def main() -> None:
             else min(r[key] for r in results[variant])
         )
 
+    length = f"{args.steps} steps" if args.steps > 0 else f"one epoch of {args.rows} rows"
     print(
-        f"model {args.model}, {args.steps} steps, batch {SETTINGS['batch_size']}, max length "
+        f"model {args.model}, {length}, batch {SETTINGS['batch_size']}, max length "
         f"{SETTINGS['max_length']}, LoRA r{SETTINGS['rank']} all-linear, gradient checkpointing "
         f"{SETTINGS['gradient_checkpointing']}, {args.repeats} repeat(s)"
     )
-    for variant in VARIANTS:
+    for variant in variants:
         r = results[variant]
+        packed = {True: "   packed", False: "   padded"}.get(r[0].get("padding_free"), "")
         print(
-            f"{variant:20s} tokens/s {best(variant, 'tokens_per_second'):8.1f}   peak memory "
-            f"{best(variant, 'peak_memory_mb'):8.0f} MB   tokens {r[0]['tokens']}   "
-            f"time {min(x['seconds'] for x in r):.1f} s"
+            f"{variant:14s} tokens/s {best(variant, 'tokens_per_second'):8.1f}   peak memory "
+            f"{best(variant, 'peak_memory_mb'):8.0f} MB   tokens {r[0]['tokens']}   steps {r[0]['steps']}   "
+            f"time {min(x['seconds'] for x in r):.1f} s   last loss {r[0]['loss_last']:.4f}{packed}"
         )
-    for variant in VARIANTS[1:]:
+    for variant in variants[1:]:
         ratio = best(variant, "tokens_per_second") / best("baseline", "tokens_per_second")
         mem = best(variant, "peak_memory_mb") / best("baseline", "peak_memory_mb")
         print(f"ratio {variant}/baseline: tokens/s {ratio:.2f}x, peak memory {mem:.2f}x")

@@ -237,8 +237,10 @@ class TrainingConfig:
     """Recompute activations in the backward pass: much less memory, ~20-30% slower."""
     group_by_length: bool = True
     """Batch rows of similar length together so less compute is spent on padding."""
-    padding_free: bool = False
-    """Pack each batch into one row without padding (needs a model that supports packed position ids)."""
+    padding_free: bool | str = "auto"
+    """Pack each batch into one row without padding: "auto" packs on the CPU, and on a GPU only with
+    an attention that needs no dense mask over the packed row; true always packs, false never. A
+    model whose attention mixes packed sequences (checked on your rows first) gets padded batches."""
     eval_every: int = 0
     """Evaluate on the validation rows every N steps (0: about 10 times per run). Every evaluation
     also writes a checkpoint, so the best one can be kept."""
@@ -256,6 +258,10 @@ class TrainingConfig:
     neftune_alpha: float = 0.0
     """NEFTune: noise added to the input embeddings while training, a cheap regulariser against
     overfitting small datasets (5 is typical; 0: off)."""
+    chunked_loss: bool | str = "auto"
+    """Compute the loss a chunk of tokens at a time, so the logits of a whole batch (tokens × vocabulary)
+    never exist at once: far less memory for long batches, the same loss. "auto" and true: wherever
+    the model's output head allows it (true also warns where it does not); false: transformers' own."""
     seed: int = 42
     """Seed for shuffling, dropout and adapter initialisation."""
 
@@ -281,9 +287,8 @@ class TrainingConfig:
             self.group_by_length,
             "true or false",
         )
-        _check(
-            isinstance(self.padding_free, bool), "training.padding_free", self.padding_free, "true or false"
-        )
+        ok = self.padding_free == "auto" or isinstance(self.padding_free, bool)
+        _check(ok, "training.padding_free", self.padding_free, '"auto", true or false')
         _check_int("training.eval_every", self.eval_every, 0, MAX_STEPS)
         _check_int("training.save_every", self.save_every, 1, MAX_STEPS)
         _check_int("training.keep_checkpoints", self.keep_checkpoints, 1, 1000)
@@ -291,6 +296,8 @@ class TrainingConfig:
         _check_float("training.early_stopping_min_delta", self.early_stopping_min_delta, 0.0, 10.0)
         _check_choice("training.final_adapter", self.final_adapter, CHOICES["training.final_adapter"])
         _check_float("training.neftune_alpha", self.neftune_alpha, 0.0, 100.0)
+        ok = self.chunked_loss == "auto" or isinstance(self.chunked_loss, bool)
+        _check(ok, "training.chunked_loss", self.chunked_loss, '"auto", true or false')
         _check_int("training.seed", self.seed, 0, MAX_SEED)
 
 

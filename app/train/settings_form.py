@@ -47,6 +47,7 @@ SHOWN = {
         "early_stopping_min_delta",
         "final_adapter",
         "neftune_alpha",
+        "chunked_loss",
         "save_every",
         "keep_checkpoints",
         "seed",
@@ -56,6 +57,11 @@ SHOWN = {
 }
 TITLES = {"lora": "LoRA adapter", "training": "Training", "data": "Data", "quantization": "4-bit base model"}
 ERROR_STYLE = "border: 1px solid #d9534f;"
+# Settings that are "auto" or a switch: a list whose "true" and "false" are the TOML booleans.
+AUTO_SWITCHES = {
+    "training.padding_free": ("auto", "true", "false"),
+    "training.chunked_loss": ("auto", "true", "false"),
+}
 
 
 LABELS = {
@@ -184,9 +190,9 @@ class SettingsForm(QWidget):
         if kind is bool:
             editor = QCheckBox(self)
             editor.toggled.connect(self.changed)
-        elif dotted in CHOICES:
+        elif dotted in CHOICES or dotted in AUTO_SWITCHES:
             editor = QComboBox(self)
-            editor.addItems(list(CHOICES[dotted]))
+            editor.addItems(list(CHOICES.get(dotted) or AUTO_SWITCHES[dotted]))
             editor.currentIndexChanged.connect(self.changed)
         else:
             editor = QLineEdit(self)
@@ -202,7 +208,8 @@ class SettingsForm(QWidget):
             if isinstance(editor, QCheckBox):
                 editor.setChecked(bool(value))
             elif isinstance(editor, QComboBox):
-                editor.setCurrentIndex(max(0, editor.findText(str(value))))
+                text = str(value).lower() if isinstance(value, bool) else str(value)
+                editor.setCurrentIndex(max(0, editor.findText(text)))
             else:
                 editor.setText(show(value))
             editor.blockSignals(False)
@@ -216,7 +223,9 @@ class SettingsForm(QWidget):
             if isinstance(editor, QCheckBox):
                 out[group][name] = editor.isChecked()
             elif isinstance(editor, QComboBox):
-                out[group][name] = editor.currentText()
+                text = editor.currentText()
+                switch = dotted in AUTO_SWITCHES and text in ("true", "false")
+                out[group][name] = text == "true" if switch else text
             else:
                 out[group][name] = parse(editor.text(), self._types[dotted])
         return out

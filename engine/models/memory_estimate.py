@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import ModelError
 from engine.models.folder import ModelFolder, weight_files
+from engine.models.packing import padding_free_plan
 from engine.util.files import format_size
 
 if TYPE_CHECKING:
@@ -41,6 +42,19 @@ FIXED_OVERHEAD = {
     "cpu": 0.55 * 2**30,
 }  # CUDA context; RSS of Python + torch + transformers
 ALLOCATOR_SLACK = 0.05  # caching-allocator fragmentation on top of what tensors hold
+# engine.training.chunked_loss: logits of at most this many elements exist at a time (32 MiB in fp32);
+# 170 tokens for a 49k vocabulary, 55 for 152k: big enough that the head's matmul stays efficient.
+CHUNK_LOGITS = 2**23
+# config.json keys of models whose logits are not just the head of the hidden states (Gemma 2's
+# soft-capping, Cohere's and Granite's logit scales, Falcon-H1's head multiplier): their loss stays whole.
+SCALED_LOGITS_KEYS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "lm_head_multiplier")
+
+
+def chunk_tokens(vocab: int) -> int:
+    """Tokens per chunk of the chunked loss: about CHUNK_LOGITS logits at a time, at least 16 tokens."""
+    return max(16, CHUNK_LOGITS // max(1, vocab))
+
+
 QUANT_BLOCK = 64  # bitsandbytes 4-bit blocksize: one absmax per 64 weights
 DOUBLE_QUANT_BLOCK = 256  # double quant: absmax in 8 bits, one fp32 constant per 256 blocks
 
@@ -98,6 +112,7 @@ class ModelShapes:
     other_params: int  # everything bitsandbytes leaves unquantized
     largest_linear: int
     file_bytes: int  # the safetensors files' total size
+    scaled_logits: str = ""  # the SCALED_LOGITS_KEYS entry that keeps this model's loss whole, if any
 
 
 _CACHE: dict[Path, tuple[tuple, ModelShapes]] = {}
@@ -195,6 +210,7 @@ def _read_shapes(folder: Path) -> ModelShapes:
         other,
         max(o * i for _, o, i in linears),
         sum(file.stat().st_size for file, _header in model.headers()),
+        next((k for k in SCALED_LOGITS_KEYS if cfg.get(k, config.get(k)) not in (None, 0, 1, False)), ""),
     )
 
 
@@ -315,11 +331,20 @@ def estimate_training_memory(
     )
     # On CUDA a padded batch makes torch turn the boolean mask into an additive bias that the
     # memory-efficient SDPA kernel keeps for backward: one (B, L, L) tensor per layer.
-    # Padding-free batches are one row of B*L tokens with a block-diagonal mask.
-    rows, width = (1, tokens) if t.padding_free else (batch, length)
+    # Padding-free batches are one row of B*L tokens with a block-diagonal mask ("auto": as the recipe
+    # decides for the device, with the SDPA attention the model is loaded with).
+    packed, _ = padding_free_plan(t.padding_free, device)
+    rows, width = (1, tokens) if packed else (batch, length)
     bias = p.attention * rows * width * width if device == "cuda" else 0
     layer_bytes = tokens * per_token + bias
+    # Chunked loss: one chunk's logits at a time (fp32, or 16-bit + an fp32 copy + a 16-bit gradient;
+    # and logsumexp's fp32 temporary), plus the trained hidden states gathered and their gradient
+    # (computed with the loss, kept for backward); else the whole batch's logits.
+    chunked = t.chunked_loss is not False and not s.scaled_logits
+    chunk, per_logit = min(tokens, chunk_tokens(s.vocab)), 8 if p.logits == 16 else 12
     logits = tokens * s.vocab * p.logits
+    if chunked:
+        logits = chunk * s.vocab * per_logit + 2 * tokens * s.hidden * p.stream
     if t.gradient_checkpointing:
         checkpoints = s.layers * tokens * s.hidden * p.stream
         # The recomputed layer is alive only after the logits' gradients are freed: it counts
@@ -343,8 +368,14 @@ def estimate_training_memory(
         MemoryPart(
             LOGITS,
             logits,
-            f"{batch}×{length} tokens × {s.vocab:,} vocab × {p.logits} bytes "
-            "(logits, log-softmax and their gradients, fp32 for the loss)",
+            (
+                f"chunked: {chunk} of the {batch}×{length} tokens at a time × {s.vocab:,} vocab × "
+                f"{per_logit} bytes + the hidden states' gradient"
+                if chunked
+                else f"{batch}×{length} tokens × {s.vocab:,} vocab × {p.logits} bytes "
+                "(logits, log-softmax and their gradients, fp32 for the loss)"
+                + (f"; whole because of {s.scaled_logits}" if t.chunked_loss is not False else "")
+            ),
         )
     )
     # bitsandbytes dequantizes one weight at a time (to the compute dtype) for the input gradient;
@@ -436,7 +467,9 @@ def suggestions(estimate: MemoryEstimate, config: RunConfig, free_bytes: int) ->
         consider({"lora.use_dora": False}, "lora.use_dora off")
     if lora.dropout > 0:
         consider({"lora.dropout": 0.0}, f"lora.dropout {lora.dropout} → 0")
-    if t.padding_free:
+    if t.chunked_loss is False:
+        consider({"training.chunked_loss": "auto"}, 'training.chunked_loss "auto"', "the same loss")
+    if padding_free_plan(t.padding_free, estimate.device)[0]:
         consider(
             {"training.padding_free": False},
             "training.padding_free off",

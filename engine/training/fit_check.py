@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from engine.config import RunConfig
 from engine.errors import Cancelled
 from engine.models.memory_estimate import MemoryEstimate, estimate_training_memory, suggestions
+from engine.models.packing import padding_free_plan
 from engine.util.files import format_size
 
 if TYPE_CHECKING:
@@ -111,8 +112,11 @@ def _measure(
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         free = torch.cuda.mem_get_info()[0]
-    batch = collator(config, recipe.tokenizer, device)(longest)
-    seq_len = batch["input_ids"].shape[1] if not t.padding_free else max(len(r["input_ids"]) for r in longest)
+    # "auto" as the recipe will decide it for this device (the exactness check comes with the model).
+    packed = padding_free_plan(t.padding_free, device)[0]
+    planned = config.with_overrides({"training.padding_free": packed})
+    batch = collator(planned, recipe.tokenizer, device)(longest)
+    seq_len = batch["input_ids"].shape[1] if not packed else max(len(r["input_ids"]) for r in longest)
     estimate = _estimate(config, len(longest), seq_len, device)
     timings: list[float] = []
     phase: list[str] = ["load"]
@@ -184,10 +188,10 @@ def _run_steps(
     config, device = recipe.config, recipe.device
     t = config.training
     say("Loading the model…")
-    recipe.setup_model()  # as training does, padding-free batches go off where packing is not exact
+    recipe.setup_model()  # as training does: "auto" decided, packing off where it is not exact
     model = recipe.model
     model.train()
-    if t.padding_free and not recipe.config.training.padding_free:
+    if t.padding_free is not recipe.config.training.padding_free:
         batch = collator(recipe.config, recipe.tokenizer, device)(longest)
     batch = {k: v.to(device) for k, v in batch.items()}
     params = [p for p in model.parameters() if p.requires_grad]
@@ -219,6 +223,8 @@ def _step(model, batch, optimizer, params, micro: int, config: RunConfig, device
     """One optimizer step: `micro` micro-batches (timed, scaled to gradient_accumulation) + clip + AdamW."""
     import torch
 
+    from engine.training.chunked_loss import model_loss
+
     t = config.training
 
     def sync() -> float:
@@ -229,9 +235,8 @@ def _step(model, batch, optimizer, params, micro: int, config: RunConfig, device
     start = sync()
     for _ in range(micro):
         with _autocast(config, device):
-            loss = model(
-                **batch
-            ).loss  # the outputs (and their logits) are dropped before backward, as in Trainer
+            # As in Trainer: chunked where training.chunked_loss allows, outputs dropped before backward.
+            loss = model_loss(model, batch, t.chunked_loss)
         (loss / t.gradient_accumulation).backward()
         del loss
     middle = sync()

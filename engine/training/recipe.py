@@ -312,20 +312,16 @@ class TrainingRecipe:
             self.log.warning(warning.message, code=warning.code)
 
     def setup_model(self) -> None:
-        """The 4-bit base with LoRA; padding-free batches are switched off where packing is not exact."""
+        """The 4-bit base with LoRA, and training.padding_free decided (a bool from here on)."""
         from engine.training.lora import add_lora
-        from engine.training.trainer import packing_is_exact
 
         t = self.config.training
         model = load_model(self.config.model, self.config.quantization, self.device)
         if self.config.data.replay_ratio > 0:
             self.add_replay(model)  # from the base itself, before LoRA is added
         self.model = model = add_lora(model, self.config.lora, t.gradient_checkpointing, t.seed)
-        if t.padding_free and not packing_is_exact(model, self.data.train, self.tokenizer.pad_token_id):
-            self.log.warning(
-                "This model mixes packed sequences, so padding-free batches are off for this run."
-            )
-            self.config = self.config.with_overrides({"training.padding_free": False})
+        packed, why = self._decide_padding_free(model)
+        self.config = self.config.with_overrides({"training.padding_free": packed})
         trainable, total = model.get_nb_trainable_parameters()
         self.log.emit(
             "model",
@@ -335,7 +331,28 @@ class TrainingRecipe:
             total_parameters=total,
             load_in_4bit=self.config.quantization.load_in_4bit,
             world_size=self.ranks.world_size,
+            padding_free=packed,
+            padding_free_reason=why,
         )
+
+    def _decide_padding_free(self, model) -> tuple[bool, str]:
+        """Pack or pad (engine.models.packing), verified on the run's rows; the log says which and why."""
+        from engine.models.packing import model_attention, padding_free_plan
+        from engine.training.trainer import packing_is_exact
+
+        setting = self.config.training.padding_free
+        packed, why = padding_free_plan(setting, self.device, model_attention(model))
+        if packed and not packing_is_exact(model, self.data.train, self.tokenizer.pad_token_id):
+            why = "this model's attention mixes packed sequences (checked on two of the run's rows)"
+            message = "This model mixes packed sequences, so padding-free batches are off for this run."
+            if setting is True:  # asked for, not granted: worth a warning; "auto" just says what it chose
+                self.log.warning(message)
+            else:
+                self.log.emit("info", message=message, padding_free=False)
+            return False, why
+        state = "on" if packed else "off"
+        self.log.emit("info", message=f"Padding-free batches {state}: {why}.", padding_free=packed)
+        return packed, why
 
     def add_replay(self, model) -> None:
         """Mix the base's own answers to general prompts into the training rows (engine.eval.replay)."""

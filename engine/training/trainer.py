@@ -54,8 +54,21 @@ def build_trainer(config: RunConfig, run_dir: Path, model, tokenizer, data, devi
     """The Trainer for this run; `eval_every`: the run's evaluation interval (default: the config's)."""
     import torch
     from transformers import Trainer, TrainingArguments
+    from transformers.modeling_outputs import CausalLMOutput
+
+    from engine.training.chunked_loss import TrainerLoss
+
+    chunked_loss = TrainerLoss(config.training.chunked_loss)
 
     class EngineTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            # Chunked: no whole-batch logits; evaluation wants the loss only (no compute_metrics).
+            if not return_outputs or self.compute_metrics is None:
+                loss = chunked_loss(self, model, inputs, num_items_in_batch)
+                if loss is not None:
+                    return (loss, CausalLMOutput(loss=loss)) if return_outputs else loss
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
         def _get_train_sampler(self, train_dataset=None):
             dataset = train_dataset if train_dataset is not None else self.train_dataset
             if self.args.train_sampling_strategy != "group_by_length" or dataset is None:
@@ -116,8 +129,12 @@ def build_trainer(config: RunConfig, run_dir: Path, model, tokenizer, data, devi
 
 
 def collator(config: RunConfig, tokenizer, device: str):
-    """The batch maker training uses (padding-free packing, or padding to a multiple of 8 on CUDA)."""
-    if config.training.padding_free:
+    """The batch maker training uses (padding-free packing, or padding to a multiple of 8 on CUDA).
+
+    training.padding_free is decided before this (TrainingRecipe.setup_model); an undecided "auto"
+    pads, the choice that is right for every model.
+    """
+    if config.training.padding_free is True:
         return PaddingFreeCollator()
     return PadCollator(tokenizer.pad_token_id, 8 if device == "cuda" else 1)
 

@@ -73,14 +73,18 @@ def test_adapter_and_weights_match_what_peft_and_bitsandbytes_build(tiny_model_d
     assert part(est, me.UNQUANTIZED) == other  # fp32 after prepare_model_for_kbit_training
 
 
+WHOLE = {"training__chunked_loss": False}  # the chunked loss is tested in tests/engine/training
+
+
 def test_logits_part_is_batch_times_length_times_vocab(tiny_model_dir, data_path):
-    est, _ = estimate(tiny_model_dir, data_path, training__batch_size=3, data__max_length=96)
+    est, _ = estimate(tiny_model_dir, data_path, training__batch_size=3, data__max_length=96, **WHOLE)
     assert part(est, me.LOGITS) == 3 * 96 * VOCAB * 14  # bf16 logits under autocast + fp32 loss copies
     est, _ = estimate(
         tiny_model_dir,
         data_path,
         training__batch_size=3,
         data__max_length=96,
+        **WHOLE,
         quantization__compute_dtype="fp32",
     )
     assert part(est, me.LOGITS) == 3 * 96 * VOCAB * 16  # fp32 logits, log-softmax and two gradients
@@ -89,6 +93,7 @@ def test_logits_part_is_batch_times_length_times_vocab(tiny_model_dir, data_path
         data_path,
         training__batch_size=3,
         data__max_length=96,
+        **WHOLE,
         quantization__load_in_4bit=False,
     )
     assert part(est, me.LOGITS) == 3 * 96 * VOCAB * 14  # bf16 logits under autocast + fp32 loss copies
@@ -155,7 +160,7 @@ def test_files_are_read_once_and_again_when_they_change(tiny_model_dir, data_pat
     # (Its cost per call is measured by benchmarks/hot_paths.py.)
     folder = tmp_path / "model"
     shutil.copytree(tiny_model_dir, folder)
-    config = tiny_config(folder, data_path)
+    config = tiny_config(folder, data_path, training__chunked_loss=False)  # logits ∝ vocab
     reads = []
     real_read = me._read_shapes
     monkeypatch.setattr(me, "_read_shapes", lambda *args: reads.append(args[0]) or real_read(*args))
@@ -190,10 +195,12 @@ def _step_peak_bytes(model, batch) -> int:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    from engine.training.chunked_loss import model_loss
+
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4)
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        model(**batch).loss.backward()
+        model_loss(model, batch).backward()  # as training computes it (chunked, the default)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     events = sorted(

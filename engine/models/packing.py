@@ -1,0 +1,49 @@
+"""Whether a run packs its batches padding-free: training.padding_free ("auto", true, false) on a device.
+
+A packed batch is one row whose position ids restart at 0 for every sequence; transformers turns
+those into a per-sequence causal mask. How it does that depends on the attention implementation
+(transformers 5.x masking_utils): SDPA and eager get a dense boolean (T, T) mask over the packed
+row, flash attention gets cu_seqlens for its varlen kernels and flex attention a sparse BlockMask.
+On the CPU the dense mask is cheap next to the padding it removes (packing measured faster in
+benchmarks/train_throughput.py); on CUDA its size grows with the square of the packed tokens and
+SDPA then leaves its fused kernels, so "auto" packs there only with a varlen-capable attention.
+
+The recipe (engine.training.recipe) still checks `packing_is_exact` on the run's rows before it
+trains a single packed step; the memory estimate and the fit check use `padding_free_plan`.
+"""
+
+from __future__ import annotations
+
+# Attention implementations that take packed sequences without a dense (T, T) mask.
+VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3", "flash_attention_4", "flex_attention")
+# What engine.models.loading.load_model gets from transformers: it names no implementation.
+DEFAULT_ATTENTION = "sdpa"
+
+
+def padding_free_plan(setting: bool | str, device: str, attention: str | None = None) -> tuple[bool, str]:
+    """(pack?, why) for a setting on a device with an attention implementation (default: SDPA).
+
+    The answer comes before the exactness check: a model whose attention ignores packed position
+    ids still goes back to padded batches in the recipe.
+    """
+    attention = attention or DEFAULT_ATTENTION
+    if setting is False:
+        return False, "training.padding_free = false"
+    if setting is True:
+        if device == "cuda" and attention not in VARLEN_ATTENTION:
+            return True, f"training.padding_free = true ({attention} attention builds a dense mask)"
+        return True, "training.padding_free = true"
+    if device != "cuda":
+        return True, f'training.padding_free = "auto" on the {device.upper()}'
+    if attention in VARLEN_ATTENTION:
+        return True, f'training.padding_free = "auto" with {attention}, which needs no dense mask'
+    return False, (
+        f'training.padding_free = "auto" on CUDA with {attention} attention, which would build a '
+        "dense mask over the packed batch"
+    )
+
+
+def model_attention(model) -> str:
+    """The attention implementation a loaded (or peft-wrapped) model runs with."""
+    config = getattr(model, "config", None)
+    return getattr(config, "_attn_implementation", None) or DEFAULT_ATTENTION
