@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.widgets.scroll_safe import ScrollSafeComboBox
 from engine.config import _GROUPS, CHOICES, field_errors, field_help
 
 # What the form shows, by group; paths, columns and consent are set elsewhere (model, data pickers).
@@ -191,7 +192,7 @@ class SettingsForm(QWidget):
             editor = QCheckBox(self)
             editor.toggled.connect(self.changed)
         elif dotted in CHOICES or dotted in AUTO_SWITCHES:
-            editor = QComboBox(self)
+            editor = ScrollSafeComboBox(self)  # scrolling the form never changes a setting
             editor.addItems(list(CHOICES.get(dotted) or AUTO_SWITCHES[dotted]))
             editor.currentIndexChanged.connect(self.changed)
         else:

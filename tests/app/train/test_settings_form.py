@@ -22,3 +22,41 @@ def test_a_narrow_form_stacks_its_groups_instead_of_hiding_editors(qtbot):
         editor = form.editors["training.learning_rate"]
         right_edge = editor.mapTo(form, editor.rect().topRight()).x()
         assert right_edge <= scroll.viewport().width(), "an editor is cut off at the right"
+
+
+def _wheel(widget, steps: int) -> None:
+    from PySide6.QtCore import QPoint, QPointF, Qt
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    centre = QPointF(widget.rect().center())
+    event = QWheelEvent(
+        centre,
+        QPointF(widget.mapToGlobal(centre.toPoint())),
+        QPoint(),
+        QPoint(0, -120 * steps),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
+    QApplication.sendEvent(widget, event)
+
+
+def test_scrolling_the_form_over_a_combo_box_does_not_change_the_setting(qtbot):
+    """Seen in a screenshot session: the wheel scrolled the form and turned nf4 into fp4 on the way."""
+    form = SettingsForm()
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setWidget(form)
+    qtbot.addWidget(scroll)
+    scroll.resize(600, 300)
+    scroll.show()
+    combo = form.editors["quantization.quant_type"]
+    before = combo.currentText()
+    _wheel(combo, 1)
+    assert combo.currentText() == before  # not focused: the wheel goes to the scroll area
+    combo.setFocus()
+    qtbot.waitUntil(combo.hasFocus)
+    _wheel(combo, 1)
+    assert combo.currentText() != before  # once the user is in it, the wheel picks a value
