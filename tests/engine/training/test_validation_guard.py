@@ -108,6 +108,11 @@ def test_a_rising_validation_loss_stops_early_with_the_best_checkpoint_as_adapte
         training__early_stopping_patience=2,
         training__save_every=100,
         training__keep_checkpoints=1,
+        # At lr 0.3 the trajectory is chaotic: packed batches or the chunked loss (equal up to float
+        # rounding) take another path, on which the loss happens to keep falling for 20 steps. This test
+        # is about the guard, so it pins the padded path whose validation loss rises after step 12.
+        training__padding_free=False,
+        training__chunked_loss=False,
     )
     run_dir = tmp_path / "run"
     result = train(config, run_dir)
