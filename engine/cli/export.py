@@ -116,7 +116,7 @@ def _export(args: argparse.Namespace, progress, emit) -> int:
     report = None if args.no_check else _check(args, source, out, progress, emit, extra, matrix)
     card = _write_card(args, source, out, extra, report)  # passed or failed: the card says which
     _raise_if_failed(report, out, [*extra, card])
-    _done(args, out, card)
+    done(args, out, card)
     return EXIT_DONE
 
 
@@ -148,7 +148,7 @@ def _write_card(args: argparse.Namespace, source, out: Path, extra: list[Path], 
     )
 
 
-def _done(args: argparse.Namespace, out: Path, card: Path) -> None:
+def done(args: argparse.Namespace, out: Path, card: Path) -> None:
     if args.progress_json:
         ProgressOutput(True).emit({"done": str(out), "card": str(card)})
     else:
@@ -247,6 +247,11 @@ def _check(args: argparse.Namespace, source, out: Path, progress, emit, extra: l
         gguf_file=None if args.merged else out,
         imatrix=matrix,
     )
+    return show_check(args, report, progress, emit)
+
+
+def show_check(args: argparse.Namespace, report, progress, emit):
+    """The check's verdict on the progress bar, as JSON and as summary lines; returns the report."""
     progress(1.0, "Check passed" if report.passed else "Check failed")
     if args.progress_json:
         emit({"check": report.as_dict()})

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
-from engine.cli.progress import ProgressOutput
 from engine.cli.protocol import EXIT_DONE
 from engine.errors import ConfigError, UserError
 
@@ -29,6 +27,7 @@ def _gguf_path(value: str, flag: str) -> Path:
 
 
 def export_adapter_gguf(args: argparse.Namespace, source, progress, emit) -> int:
+    from engine.cli.export import done  # the command that calls us: loaded already
     from engine.export.gguf_adapter import check_base_gguf, plan_adapter, write_adapter_gguf
     from engine.export.gguf_write import estimate_gguf_bytes, write_gguf
     from engine.export.model_card import write_model_card
@@ -99,21 +98,12 @@ def export_adapter_gguf(args: argparse.Namespace, source, progress, emit) -> int
             f"The exported files are kept for inspection: {', '.join(str(p) for p in [*written, card])}.",
             kind="model",
         )
-    if args.progress_json:
-        ProgressOutput(True).emit({"done": str(out), "card": str(card)})
-    else:
-        print(f"Model card: {card}", flush=True)
-        print(out)
+    done(args, out, card)
     return EXIT_DONE
 
 
 def _check(args, source, out: Path, progress, emit):
+    from engine.cli.export import show_check
     from engine.export.gguf_adapter import check_adapter_gguf
 
-    report = check_adapter_gguf(source, out)
-    progress(1.0, "Check passed" if report.passed else "Check failed")
-    if args.progress_json:
-        emit({"check": report.as_dict()})
-    for line in report.summary_lines():  # stdout is JSON-only with --progress-json
-        print(line, file=sys.stderr if args.progress_json else sys.stdout, flush=True)
-    return report
+    return show_check(args, check_adapter_gguf(source, out), progress, emit)

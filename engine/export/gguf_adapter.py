@@ -13,17 +13,14 @@ adapter cannot carry (DoRA, trained embeddings or other saved modules, biases) i
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from engine.errors import Cancelled, ConfigError, ModelError
-from engine.export.gguf_write import _ARCHS, _permute, _read_config
+from engine.export.gguf_write import _ARCHS, _permute, _read_config, staged_gguf
 from engine.export.merge import ExportSource
 from engine.models.adapters import DAMAGED
-from engine.util.files import fsync_dir, move_new
 
 ADAPTER_DTYPES = ("f16", "f32")
 _PEFT_DEFAULT_ALPHA = 8  # peft's LoraConfig default, used when adapter_config.json omits lora_alpha
@@ -204,32 +201,13 @@ def write_adapter_gguf(
         for suffix, shape in ((".lora_a", pair.a_shape), (".lora_b", pair.b_shape)):
             writer.add_tensor_info(pair.name + suffix, shape, np_type, math.prod(shape) * np_type.itemsize)
 
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_file.name}.", suffix=".partial", dir=out_file.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        writer.write_header_to_file(tmp)
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
+    with staged_gguf(writer, out_file, overwrite):
         total = 2 * len(plan.pairs) or 1
         for done, (name, data) in enumerate(expected_tensors(plan)):
             if cancel is not None and cancel():
                 raise Cancelled("GGUF adapter export cancelled")
             report(0.05 + 0.9 * done / total, f"Writing {name}")
             writer.write_tensor_data(data.astype(np_type))
-        writer.flush()
-        os.fsync(writer.fout[0].fileno())
-        writer.close()
-        if overwrite:
-            os.replace(tmp, out_file)
-        else:
-            move_new(tmp, out_file)  # one that appeared while we wrote is never replaced
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(out_file.parent)
     report(1.0, "Done")
     return out_file
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -281,6 +282,33 @@ def _load(tensor: _Tensor, handles: dict, importance=None):
     return quantize(data, tensor.qtype, importance)
 
 
+@contextmanager
+def staged_gguf(writer, out_file: Path, overwrite: bool) -> Iterator[None]:
+    """Write `writer`'s header, then let the caller write its tensors, under a temp name beside
+    `out_file`; the file is synced and moved into place only when complete, removed on any error."""
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_file.name}.", suffix=".partial", dir=out_file.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        writer.write_header_to_file(tmp)
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        yield
+        writer.flush()
+        os.fsync(writer.fout[0].fileno())
+        writer.close()
+        if overwrite:
+            os.replace(tmp, out_file)
+        else:
+            move_new(tmp, out_file)  # one that appeared while we wrote is never replaced
+    except BaseException:
+        writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(out_file.parent)
+
+
 def write_gguf(
     model_dir: str | Path,
     out_file: str | Path,
@@ -333,39 +361,21 @@ def write_gguf(
             t.name, t.shape, np.dtype(np.float32), _nbytes(t.shape, t.qtype), raw_dtype=t.qtype
         )
 
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_file.name}.", suffix=".partial", dir=out_file.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     handles: dict = {}
+    tied = not any(t.name == "output.weight" for t in plan)
     try:
-        writer.write_header_to_file(tmp)
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        for _name, data in extra:
-            writer.write_tensor_data(data)
-        total = sum(math.prod(t.shape) for t in plan) or 1
-        done = 0
-        for t in plan:
-            if should_stop():
-                raise Cancelled("GGUF export cancelled")
-            report(0.05 + 0.93 * done / total, f"Writing {t.name} ({t.qtype.name})")
-            tied = not any(p.name == "output.weight" for p in plan)
-            writer.write_tensor_data(_load(t, handles, imatrix_for(imatrix, t.hf_name, t.name, tied)))
-            done += math.prod(t.shape)
-        writer.flush()
-        os.fsync(writer.fout[0].fileno())
-        writer.close()
-        if overwrite:
-            os.replace(tmp, out_file)
-        else:
-            move_new(tmp, out_file)  # one that appeared while we wrote is never replaced
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
+        with staged_gguf(writer, out_file, overwrite):
+            for _name, data in extra:
+                writer.write_tensor_data(data)
+            total = sum(math.prod(t.shape) for t in plan) or 1
+            done = 0
+            for t in plan:
+                if should_stop():
+                    raise Cancelled("GGUF export cancelled")
+                report(0.05 + 0.93 * done / total, f"Writing {t.name} ({t.qtype.name})")
+                writer.write_tensor_data(_load(t, handles, imatrix_for(imatrix, t.hf_name, t.name, tied)))
+                done += math.prod(t.shape)
     finally:
         handles.clear()
-    fsync_dir(out_file.parent)
     report(1.0, "Done")
     return out_file
