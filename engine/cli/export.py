@@ -23,6 +23,7 @@ from pathlib import Path
 from engine.cli.progress import ProgressOutput, sigterm_stops
 from engine.cli.protocol import EXIT_DONE, EXIT_STOPPED
 from engine.errors import ConfigError, UserError
+from engine.export.gguf_quant import check_quant
 from engine.util.disk import io_error
 
 
@@ -97,6 +98,7 @@ def _export(args: argparse.Namespace, progress, emit) -> int:
         )
     if args.base_gguf and not args.adapter_gguf:
         raise ConfigError("--base-gguf goes with --adapter-gguf.", "Add --adapter-gguf OUT.gguf.")
+    check_quant(args.quant)  # a wrong type is said before minutes of merging, not after
     _check_imatrix_args(args)
     _refuse_card_problems(args)
     source = resolve_export_source(args.source)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -231,6 +232,11 @@ def save_imatrix(path: str | Path, matrix: Mapping[str, np.ndarray], **info) -> 
 def load_imatrix(path: str | Path, model_dir: str | Path | None = None) -> dict[str, np.ndarray]:
     """Read a file written by `save_imatrix`; with `model_dir`, check it fits that model's weights."""
     path = Path(path).expanduser()
+    if path.is_file() and not zipfile.is_zipfile(path):  # np.load would talk of pickles
+        raise ConfigError(
+            f"{path} is not an .npz file, so it cannot be an importance matrix.",
+            "Pass a .npz file written by Whetstone, or export with --imatrix instead.",
+        )
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data[_META_KEY])) if _META_KEY in data.files else {}

@@ -127,3 +127,26 @@ def test_a_leftover_temp_folder_of_ours_is_cleaned_up(run_dir, capsys, tmp_path)
     (ours / "model.safetensors").write_bytes(b"half")
     assert main(["export", str(run_dir), "--gguf", str(tmp_path / "x.gguf"), "--no-check"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.README.md", "x.gguf"]  # card, no leftover
+
+
+def test_an_unknown_quant_type_is_refused_before_the_merge(run_dir, capsys, tmp_path, monkeypatch):
+    from engine.export import merge
+
+    def no_merge(*_args, **_kwargs):
+        raise AssertionError("merged before the type was checked")
+
+    monkeypatch.setattr(merge, "write_merged", no_merge)
+    line, _ = one_error_line(
+        capsys, ["export", str(run_dir), "--gguf", str(tmp_path / "x.gguf"), "--quant", "q3_k", "--no-check"]
+    )
+    assert "'q3_k'" in line and "q4_k_m" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_is_not_an_npz_is_refused_as_an_importance_matrix(run_dir, capsys, tmp_path):
+    junk = tmp_path / "matrix.npz"
+    junk.write_text("not a matrix")
+    argv = ["export", str(run_dir), "--gguf", str(tmp_path / "x.gguf"), "--quant", "q4_k_m"]
+    line, _ = one_error_line(capsys, [*argv, "--imatrix-file", str(junk), "--no-check"])
+    assert "is not an .npz file" in line and "pickle" not in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["matrix.npz"]
