@@ -1,5 +1,5 @@
 """`python -m engine.cli`: the same as the `whetstone-engine` command."""
 
-from engine.cli.main import main
+from engine.cli.main import run_as_program
 
-raise SystemExit(main())
+run_as_program()

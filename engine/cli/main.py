@@ -6,6 +6,7 @@ Exit codes and the `error: ...` line: see engine.cli.protocol (the app imports i
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import traceback
@@ -435,5 +436,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_DONE
 
 
+def run_as_program() -> None:
+    """`python -m engine.cli[.main]`: run the command and exit with its code."""
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        # A rank of a torchrun/Slurm launch has left its process group and written everything. Skip
+        # the interpreter's teardown: gloo's worker threads can still hold tensors then, and freeing
+        # them while Python finalizes aborts the process now and then ("terminate called without an
+        # active exception", SIGABRT), which torchrun calls a crash and answers by killing the others.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_as_program()
