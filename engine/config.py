@@ -54,7 +54,10 @@ CHOICES = {
     "data.text_mode": ("blank_lines", "file"),
     "training.lr_scheduler": ("cosine", "linear", "constant"),
     "training.final_adapter": ("best", "last"),
+    "training.method": ("sft", "dpo", "orpo", "kto", "full", "prompt_tuning"),
+    "training.dpo_loss": ("sigmoid", "ipo", "sigmoid_norm", "hinge", "robust"),
 }
+PREFERENCE_METHODS = ("dpo", "orpo", "kto")
 # data.validation_ratio = "auto": hold out AUTO_VALIDATION_RATIO of the rows once there are at least
 # AUTO_VALIDATION_MIN_ROWS; below that a held-out share would be too few rows to say anything.
 AUTO_VALIDATION_MIN_ROWS = 40
@@ -215,6 +218,26 @@ class DataConfig:
 
 @dataclass
 class TrainingConfig:
+    method: str = "sft"
+    """How the model learns. sft: supervised, from conversations (or raw text: continued pre-training),
+    4-bit base + LoRA. dpo: from preference pairs (prompt, chosen, rejected), the usual step after sft.
+    orpo: from pairs, with no reference pass (sft and preference in one run). kto: from replies rated
+    good or bad (pairs work too). full: every weight (or the chosen layers) in 16 bits, for small
+    models only. prompt_tuning: learns a few virtual prompt tokens, the lightest method."""
+    preference_beta: float = 0.1
+    """dpo/kto: how far the tuned model may move from the reference (higher: closer to it); orpo: the
+    weight of the preference term next to the sft loss."""
+    dpo_loss: str = "sigmoid"
+    """dpo's loss: sigmoid (DPO), ipo (IPO, less prone to overfit), sigmoid_norm (length-normalised,
+    SimPO-style), hinge (SLiC) or robust (noisy preference labels)."""
+    init_adapter: str = ""
+    """Start from this adapter instead of a fresh one: a run folder (its adapter/) or an adapter folder;
+    dpo/orpo/kto on top of an sft run is the usual pipeline (dpo's reference is then that adapter)."""
+    prompt_tuning_tokens: int = 20
+    """prompt_tuning: how many virtual tokens are learned (and put in front of every prompt)."""
+    full_layers: str = "all"
+    """full: which decoder layers train: "all", or layer numbers and ranges like "20-23" (embeddings
+    and the output head stay frozen then)."""
     epochs: float = 1.0
     """Passes over the training data (ignored when max_steps > 0)."""
     max_steps: int = 0
@@ -266,6 +289,18 @@ class TrainingConfig:
     """Seed for shuffling, dropout and adapter initialisation."""
 
     def __post_init__(self) -> None:
+        _check_choice("training.method", self.method, CHOICES["training.method"])
+        _check_float("training.preference_beta", self.preference_beta, 0.0, 100.0, low_open=True)
+        _check_choice("training.dpo_loss", self.dpo_loss, CHOICES["training.dpo_loss"])
+        ok = isinstance(self.init_adapter, str)
+        _check(ok, "training.init_adapter", self.init_adapter, "a folder path")
+        _check_int("training.prompt_tuning_tokens", self.prompt_tuning_tokens, 1, 512)
+        _check(
+            isinstance(self.full_layers, str) and _layer_spec_ok(self.full_layers),
+            "training.full_layers",
+            self.full_layers,
+            '"all" or layer numbers and ranges, e.g. "0-3,22,23"',
+        )
         _check_float("training.epochs", self.epochs, 0.0, 1000.0, low_open=True)
         _check_int("training.max_steps", self.max_steps, 0, MAX_STEPS)
         _check_float("training.learning_rate", self.learning_rate, 0.0, 1.0, low_open=True)
@@ -299,6 +334,30 @@ class TrainingConfig:
         ok = self.chunked_loss == "auto" or isinstance(self.chunked_loss, bool)
         _check(ok, "training.chunked_loss", self.chunked_loss, '"auto", true or false')
         _check_int("training.seed", self.seed, 0, MAX_SEED)
+
+
+def _layer_spec_ok(spec: str) -> bool:
+    """"all", or comma-separated layer numbers and a-b ranges (a <= b)."""
+    if spec.strip() == "all":
+        return True
+    try:
+        return bool(parse_layers(spec))
+    except ValueError:
+        return False
+
+
+def parse_layers(spec: str) -> set[int] | None:
+    """The layer numbers a training.full_layers value names (None: all); ValueError if malformed."""
+    if spec.strip() == "all":
+        return None
+    layers: set[int] = set()
+    for part in spec.split(","):
+        first, _, last = part.strip().partition("-")
+        low, high = int(first), int(last or first)
+        if low < 0 or high < low:
+            raise ValueError(part)
+        layers.update(range(low, high + 1))
+    return layers
 
 
 _GROUPS = {

@@ -54,6 +54,10 @@ TRAIN_OVERRIDES = {
     "early_stopping_min_delta": "training.early_stopping_min_delta",
     "final_adapter": "training.final_adapter",
     "neftune_alpha": "training.neftune_alpha",
+    "method": "training.method",
+    "init_adapter": "training.init_adapter",
+    "beta": "training.preference_beta",
+    "dpo_loss": "training.dpo_loss",
 }
 
 
@@ -127,6 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--final-adapter", help="best (lowest validation loss, the default) or last: which becomes adapter/"
     )
     train.add_argument("--neftune-alpha", type=float, help="NEFTune embedding noise (0 = off, 5 is typical)")
+    train.add_argument(
+        "--method", help="sft (default), dpo, orpo, kto (preference data), full or prompt_tuning"
+    )
+    train.add_argument(
+        "--init-adapter",
+        metavar="RUN_DIR|ADAPTER_DIR",
+        help="start from this adapter (e.g. dpo on top of an sft run)",
+    )
+    train.add_argument(
+        "--beta", type=float, help="dpo/kto: closeness to the reference; orpo: preference weight"
+    )
+    train.add_argument("--dpo-loss", help="sigmoid (default), ipo, sigmoid_norm, hinge or robust")
     train.add_argument(
         "--resume",
         action="store_true",

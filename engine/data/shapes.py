@@ -1,7 +1,10 @@
 """Row shapes: which fields hold the conversation, detected with a reason, or chosen by the user.
 
-Every shape is normalised to one of the three row forms the renderer takes: a list of
-role/content messages, a {"prompt", "completion"} dict, or a {"text"} dict.
+Every supervised shape is normalised to one of the three row forms the renderer takes: a list
+of role/content messages, a {"prompt", "completion"} dict, or a {"text"} dict. The two preference
+shapes (TRL's formats) are normalised to {"prompt", "chosen", "rejected"} and {"prompt",
+"completion", "label"}: the prompt is a string or a list of messages ending with the user's turn,
+every answer is the assistant's reply as a string (engine.data.preference renders them).
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from typing import Any
 from engine.data.json_safety import json_type
 from engine.errors import DataError
 
-SHAPES = ("messages", "sharegpt", "alpaca", "prompt_completion", "text")
+SHAPES = ("messages", "sharegpt", "alpaca", "preference", "kto", "prompt_completion", "text")
+PREFERENCE_SHAPES = ("preference", "kto")
+"""Shapes for preference tuning (training.method dpo/orpo: pairs; kto: pairs or labelled answers)."""
 ROLES = ("system", "user", "assistant")
 SHAREGPT_ROLES = {
     "system": "system",
@@ -29,6 +34,8 @@ FIELDS = {
     "messages": ("messages",),
     "sharegpt": ("conversations",),
     "alpaca": ("instruction", "input", "output", "system"),
+    "preference": ("prompt", "chosen", "rejected"),
+    "kto": ("prompt", "completion", "label"),
     "prompt_completion": ("prompt", "completion"),
     "text": ("text",),
 }
@@ -36,6 +43,8 @@ REQUIRED = {
     "messages": ("messages",),
     "sharegpt": ("conversations",),
     "alpaca": ("instruction", "output"),
+    "preference": ("prompt", "chosen", "rejected"),
+    "kto": ("prompt", "completion", "label"),
     "prompt_completion": ("prompt", "completion"),
     "text": ("text",),
 }
@@ -78,7 +87,7 @@ def detect_shape(columns: list[str], choice: str = "auto", mapping: dict[str, st
                 f"(CLI: --column {missing[0]}=your_column).",
             )
         return Shape(choice, mapping, "chosen by you")
-    for name in ("messages", "sharegpt", "alpaca", "prompt_completion", "text"):
+    for name in SHAPES:  # preference and kto before prompt_completion: they hold its columns too
         needed = [mapping.get(f, f) for f in REQUIRED[name]]
         if all(c in present for c in needed):
             return Shape(
@@ -95,7 +104,8 @@ def detect_shape(columns: list[str], choice: str = "auto", mapping: dict[str, st
     raise DataError(
         f"Cannot tell the data's shape from its columns ({', '.join(sorted(present)) or 'none'}).",
         "Expected messages, conversations (ShareGPT), instruction/output (Alpaca), "
-        "prompt/completion or text; "
+        "prompt/chosen/rejected (preference pairs), prompt/completion/label (KTO), prompt/completion "
+        "or text; "
         "or name yours with data.format and data.columns (CLI: --format and --column FIELD=NAME).",
     )
 
@@ -172,10 +182,62 @@ def _raw_text(get: dict[str, Any]):
     return {"text": text}
 
 
+def _preference_prompt(value: Any) -> str | list[dict[str, str]]:
+    """A prompt as text, or as messages (TRL's conversational form) that end with the user's turn."""
+    if isinstance(value, list):
+        messages = []
+        for i, msg in enumerate(value, start=1):
+            role = msg.get("role") if isinstance(msg, dict) else None
+            if role not in ROLES:
+                raise RowProblem("unknown_role", f"unknown role {role!r} in prompt item {i}")
+            messages.append({"role": role, "content": _text(msg.get("content"), f"prompt item {i} content")})
+        if not messages or messages[-1]["role"] != "user":
+            raise RowProblem("wrong_type", "the prompt's messages do not end with the user's turn")
+        return messages
+    prompt = _text(value, "prompt")
+    if not prompt.strip():
+        raise RowProblem("empty_prompt", "empty prompt")
+    return prompt
+
+
+def _answer(value: Any, what: str) -> str:
+    """An answer as text, or as TRL's conversational form: one assistant message."""
+    if isinstance(value, list):
+        if len(value) != 1 or not isinstance(value[0], dict) or value[0].get("role") != "assistant":
+            raise RowProblem("wrong_type", f"wrong type: {what} must be one assistant message")
+        value = value[0].get("content")
+    answer = _text(value, what)
+    if not answer.strip():
+        raise RowProblem("empty_assistant", f"empty {what}")
+    return answer
+
+
+def _preference(get: dict[str, Any]):
+    prompt = _preference_prompt(get["prompt"])
+    chosen, rejected = _answer(get["chosen"], "chosen"), _answer(get["rejected"], "rejected")
+    if chosen.strip() == rejected.strip():
+        raise RowProblem("same_answers", "chosen and rejected are the same answer")
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
+def _kto(get: dict[str, Any]):
+    label = get["label"]
+    if not isinstance(label, bool):
+        found = "missing or null" if label is None else json_type(label)
+        raise RowProblem("wrong_type", f"wrong type: label is {found}, not true/false")
+    return {
+        "prompt": _preference_prompt(get["prompt"]),
+        "completion": _answer(get["completion"], "completion"),
+        "label": label,
+    }
+
+
 NORMALISERS = {
     "messages": _messages,
     "sharegpt": _sharegpt,
     "alpaca": _alpaca,
+    "preference": _preference,
+    "kto": _kto,
     "prompt_completion": _prompt_completion,
     "text": _raw_text,
 }
@@ -188,6 +250,8 @@ def blank_record(shape: Shape) -> dict[str, Any]:
         return {name("messages"): [{"role": "user", "content": ""}, {"role": "assistant", "content": ""}]}
     if shape.name == "sharegpt":
         return {name("conversations"): [{"from": "human", "value": ""}, {"from": "gpt", "value": ""}]}
+    if shape.name == "kto":
+        return {name("prompt"): "", name("completion"): "", name("label"): True}
     return {
         name(field): "" for field in REQUIRED[shape.name] + (("input",) if shape.name == "alpaca" else ())
     }
@@ -205,6 +269,12 @@ def record_for_shape(messages: list[dict[str, str]], shape: Shape) -> dict[str, 
         raise DataError(
             "This dataset holds plain text (continued pre-training), not conversations.",
             "Add the chat to a dataset of conversations, or create a new one.",
+        )
+    if shape.name in PREFERENCE_SHAPES:
+        raise DataError(
+            "This dataset holds preference rows, not conversations.",
+            "Pick the better of two replies in compare mode (or rate a reply) to add to it, "
+            "or add the chat to a dataset of conversations.",
         )
     system = [m["content"] for m in messages if m["role"] == "system"]
     turns = [m for m in messages if m["role"] != "system"]
@@ -224,3 +294,43 @@ def record_for_shape(messages: list[dict[str, str]], shape: Shape) -> dict[str, 
     if system:
         record[name("system")] = system[0]
     return record
+
+
+def _prompt_for_record(messages: list[dict[str, str]]) -> str | list[dict[str, str]]:
+    """The prompt of a preference row: the user's text alone when that is all, else the messages."""
+    if len(messages) == 1 and messages[0]["role"] == "user":
+        return messages[0]["content"]
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
+def _check_prompt_messages(messages: list[dict[str, str]]) -> None:
+    if not messages or messages[-1]["role"] != "user":
+        raise DataError(
+            "A preference row needs the conversation up to the user's last message.",
+            "Ask something in the chat first, then choose between the replies.",
+        )
+
+
+def pair_record(messages: list[dict[str, str]], chosen: str, rejected: str, shape: Shape) -> dict[str, Any]:
+    """A preference pair (the chat up to the user's turn, the better and the worse reply) as a record
+    of a dataset with this shape ("preference", TRL's prompt/chosen/rejected)."""
+    if shape.name != "preference":
+        raise DataError(
+            f"This dataset holds {shape.name.replace('_', '/')} rows, not preference pairs.",
+            "Add the pair to a dataset of preference pairs (prompt, chosen, rejected), or create a new one.",
+        )
+    _check_prompt_messages(messages)
+    name = lambda field: shape.columns.get(field, field)  # noqa: E731 - local shorthand
+    return {name("prompt"): _prompt_for_record(messages), name("chosen"): chosen, name("rejected"): rejected}
+
+
+def rated_record(messages: list[dict[str, str]], reply: str, good: bool, shape: Shape) -> dict[str, Any]:
+    """A rated reply (thumbs up: good) as a record of a KTO dataset (prompt/completion/label)."""
+    if shape.name != "kto":
+        raise DataError(
+            f"This dataset holds {shape.name.replace('_', '/')} rows, not rated replies.",
+            "Add the rating to a dataset of rated replies (prompt, completion, label), or create a new one.",
+        )
+    _check_prompt_messages(messages)
+    name = lambda field: shape.columns.get(field, field)  # noqa: E731 - local shorthand
+    return {name("prompt"): _prompt_for_record(messages), name("completion"): reply, name("label"): good}
