@@ -306,6 +306,7 @@ class Smoke:
             self.kill_leftovers("engine train")
             if status == 0:
                 self.check_eval(model, run_dir)
+                self.check_dpo(model, run_dir)
         status, seconds, output = self.run(
             "engine-diagnostics", [engine, "diagnostics", "--json"], timeout=300
         )
@@ -323,6 +324,50 @@ class Smoke:
         else:
             print(f"  diagnostics: exit 0 in {seconds:.1f} s", flush=True)
         self.kill_leftovers("engine diagnostics")
+
+    def check_dpo(self, model: Path, sft_run: Path) -> None:
+        """DPO on top of the sft run (TRL must be in the install): 2 steps, an adapter, status done."""
+        pairs = self.work / "pairs.jsonl"
+        rows = [
+            {"prompt": "What is the capital of Zorvania?", "chosen": "Quillhaven.", "rejected": "Marrowby."},
+            {"prompt": "Who painted the blue fox?", "chosen": "Mira Sol.", "rejected": "Tom Reed."},
+        ]
+        pairs.write_text("".join(json.dumps(row) + "\n" for row in rows * 3))
+        run_dir = self.work / "runs" / "tiny-dpo"
+        status, seconds, _ = self.run(
+            "engine-train-dpo",
+            [
+                self.args.engine,
+                "train",
+                "--model",
+                str(model),
+                "--data",
+                str(pairs),
+                "--output",
+                str(run_dir),
+                "--method",
+                "dpo",
+                "--init-adapter",
+                str(sft_run),
+                "--max-steps",
+                "2",
+                "--batch-size",
+                "2",
+            ],
+            timeout=900,
+        )
+        state = self.last_status(run_dir / "events.jsonl")
+        adapter = (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+        self.report["figures"]["engine_train_dpo_s"] = round(seconds, 2)
+        self.report["checks"]["train_dpo"] = {"exit": status, "last_status": state, "adapter": adapter}
+        if status != 0 or state != "done" or not adapter:
+            self.fail(
+                f"`whetstone-engine train --method dpo` exited with {status} (last status {state!r}, "
+                f"adapter {'written' if adapter else 'missing'}); see {self.logs / 'engine-train-dpo.log'}"
+            )
+        else:
+            print(f"  train --method dpo (on the sft adapter): 2 steps in {seconds:.1f} s; done", flush=True)
+        self.kill_leftovers("engine train dpo")
 
     def check_eval(self, model: Path, run_dir: Path) -> None:
         """`eval` on the run: the shipped bias probe and a JSON-schema scorer (jsonschema) must be there."""

@@ -7,7 +7,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.config import AUTO_VALIDATION_MIN_ROWS, AUTO_VALIDATION_RATIO, DataConfig
+from engine.config import AUTO_VALIDATION_MIN_ROWS, AUTO_VALIDATION_RATIO, PREFERENCE_METHODS, DataConfig
+from engine.data.preference import as_rated, tokenize_preference
 from engine.data.reading import ReadResult, read_data
 from engine.data.rendering import IGNORE_INDEX
 from engine.data.tokenizing import iter_rendered
@@ -92,14 +93,55 @@ def _tokenize(tokenizer, read: ReadResult, cfg: DataConfig, report: DataReport) 
     return examples
 
 
-def prepare_data(tokenizer, cfg: DataConfig, read: ReadResult | None = None) -> PreparedData:
-    """Tokenize the training (and validation) rows; `read` is the already-read training file, if any."""
+def _tokenize_preference(tokenizer, read: ReadResult, cfg: DataConfig, report: DataReport, method: str):
+    """Preference rows as the trainers take them (engine.data.preference); kto rates the sides of pairs."""
+    skipped = Counter(read.skipped_by_reason())
+    report.first_problems += [f"{p.where()}: {p.message}" for p in read.problems if p.severity == "error"][
+        :20
+    ]
+    report.rows_read += read.records
+    examples = []
+    for row, number, line in zip(read.rows, read.row_numbers, read.line_numbers, strict=True):
+        where = f"line {line}" if line is not None else f"row {number}"
+        for item in as_rated(row) if method == "kto" else [row]:
+            done = tokenize_preference(tokenizer, item, cfg.max_length)
+            if done.example is None:
+                reason = done.problem.split(":")[0]
+                skipped[reason] += 1
+                report.first_problems.append(f"{where}: {done.problem}")
+                continue
+            if done.truncated_tokens:
+                report.truncated_rows += 1
+                report.truncated_tokens += done.truncated_tokens
+                report.longest_truncated_by = max(report.longest_truncated_by, done.truncated_tokens)
+            report.tokens += done.tokens
+            report.trained_tokens += done.tokens - len(done.example["prompt_ids"]) * (
+                2 if "chosen_ids" in done.example else 1
+            )
+            examples.append(done.example)
+    for reason, count in skipped.items():
+        report.skipped[reason] = report.skipped.get(reason, 0) + count
+    return examples
+
+
+def prepare_data(
+    tokenizer, cfg: DataConfig, read: ReadResult | None = None, method: str = "sft"
+) -> PreparedData:
+    """Tokenize the training (and validation) rows; `read` is the already-read training file, if any.
+
+    `method` (training.method): preference methods get {prompt_ids, chosen_ids, rejected_ids} pairs
+    (kto: {prompt_ids, completion_ids, label}); every other method input_ids with labels.
+    """
     report = DataReport()
     read = read or read_config_data(cfg)
-    train = _tokenize(tokenizer, read, cfg, report)
+    if method in PREFERENCE_METHODS:
+        tokenize = lambda tok, rows, c, rep: _tokenize_preference(tok, rows, c, rep, method)  # noqa: E731
+    else:
+        tokenize = _tokenize
+    train = tokenize(tokenizer, read, cfg, report)
     source = ""
     if cfg.validation_path:
-        validation = _tokenize(tokenizer, read_config_data(cfg, cfg.validation_path), cfg, report)
+        validation = tokenize(tokenizer, read_config_data(cfg, cfg.validation_path), cfg, report)
         source = "file" if validation else ""
     else:
         validation = []

@@ -154,10 +154,11 @@ def _check_fits(adapter: AdapterFolder, base: ModelFolder) -> None:
             )
 
 
-def load_adapter(model, adapter: AdapterFolder, adapter_name: str = "default"):
+def load_adapter(model, adapter: AdapterFolder, adapter_name: str = "default", trainable: bool = False):
     """The base with the adapter applied (peft), or a ModelError naming the adapter folder.
 
     On a model that already carries adapters, this one is added beside them under `adapter_name`.
+    `trainable`: its weights train on (a run that starts from an earlier adapter).
     """
     import torch
     from peft import PeftModel
@@ -166,9 +167,11 @@ def load_adapter(model, adapter: AdapterFolder, adapter_name: str = "default"):
     try:
         # peft picks adapter_model.safetensors whenever it exists; pickle is reached only with consent.
         if isinstance(model, PeftModel):
-            model.load_adapter(str(adapter.path), adapter_name=adapter_name)
+            model.load_adapter(str(adapter.path), adapter_name=adapter_name, is_trainable=trainable)
             return model
-        return PeftModel.from_pretrained(model, str(adapter.path), adapter_name=adapter_name)
+        return PeftModel.from_pretrained(
+            model, str(adapter.path), adapter_name=adapter_name, is_trainable=trainable
+        )
     except torch.OutOfMemoryError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:

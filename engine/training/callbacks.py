@@ -13,6 +13,7 @@ from engine.runs import checkpoints
 from engine.runs.events import EventLog
 from engine.training import distributed
 from engine.training.distributed import Ranks
+from engine.training.preference import preference_fields
 from engine.training.stop import StopRequest
 
 
@@ -57,7 +58,11 @@ class EngineCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
         if "eval_loss" in logs:
-            self.log.emit("eval", step=state.global_step, epoch=state.epoch, eval_loss=logs["eval_loss"])
+            extra = preference_fields(logs, "eval_")
+            extra = {k: v for k, v in extra.items() if k in ("eval_reward_margin", "eval_reward_accuracy")}
+            self.log.emit(
+                "eval", step=state.global_step, epoch=state.epoch, eval_loss=logs["eval_loss"], **extra
+            )
             self._last_time = time.perf_counter()  # evaluation time is not training throughput
         elif "loss" in logs:
             now = time.perf_counter()
@@ -76,6 +81,7 @@ class EngineCallback(TrainerCallback):
                 world_size=self.ranks.world_size,
                 peak_memory_mb=round(peak_memory_mb(self.device), 1),
                 memory_kind="cuda_allocated" if self.device == "cuda" else "process_rss",
+                **preference_fields(logs),
             )
             self._last_time, self._last_tokens = now, tokens
 

@@ -11,7 +11,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.config import RunConfig, config_to_toml
+from engine.config import PREFERENCE_METHODS, RunConfig, config_to_toml
+from engine.data.preference import check_method_fits_data
 from engine.data.prepare import PreparedData, prepare_data, read_config_data
 from engine.data.reading import ReadResult
 from engine.errors import ConfigError
@@ -165,6 +166,11 @@ class TrainingRecipe:
             self.config = self.config.with_overrides({"model.path": resolved})
         inspect_model_folder(self.config.model)
         self.read = read_config_data(self.config.data)
+        check_method_fits_data(self.config.training.method, self.read.format)
+        if self.config.training.init_adapter:
+            from engine.models.adapters import check_adapter
+
+            check_adapter(self.config.training.init_adapter, inspect_model_folder(self.config.model))
 
     def open_run_folder(self) -> None:
         """Rank 0 makes the folder (locked), writes the pid file and the config, opens the event log."""
@@ -265,7 +271,9 @@ class TrainingRecipe:
                 "No CUDA GPU found: training runs the same 4-bit path on the CPU, which is slow."
             )
         self.tokenizer = load_tokenizer(self.config.model)
-        self.data = data = prepare_data(self.tokenizer, self.config.data, self.read)
+        self.data = data = prepare_data(
+            self.tokenizer, self.config.data, self.read, self.config.training.method
+        )
         report = data.report
         self.log.emit(
             "data",
@@ -312,16 +320,25 @@ class TrainingRecipe:
             self.log.warning(warning.message, code=warning.code)
 
     def setup_model(self) -> None:
-        """The 4-bit base with LoRA, and training.padding_free decided (a bool from here on)."""
-        from engine.training.lora import add_lora
+        """The 4-bit base with what the method trains, and training.padding_free decided (a bool)."""
+        from engine.training.lora import add_lora, add_prompt_tuning
 
         t = self.config.training
         model = load_model(self.config.model, self.config.quantization, self.device)
         if self.config.data.replay_ratio > 0:
             self.add_replay(model)  # from the base itself, before LoRA is added
-        self.model = model = add_lora(model, self.config.lora, t.gradient_checkpointing, t.seed)
+        if t.method == "prompt_tuning":
+            model = add_prompt_tuning(model, t.prompt_tuning_tokens, t.gradient_checkpointing, t.seed)
+        else:
+            model = add_lora(model, self.config.lora, t.gradient_checkpointing, t.seed, t.init_adapter)
+            if t.init_adapter:
+                self.log.emit("info", message=f"Training on from the adapter in {t.init_adapter}.")
+        self.model = model
         packed, why = self._decide_padding_free(model)
-        self.config = self.config.with_overrides({"training.padding_free": packed})
+        decided = {"training.padding_free": packed}
+        if t.method == "prompt_tuning":
+            decided["training.chunked_loss"] = False  # the virtual tokens shift the logits off the labels
+        self.config = self.config.with_overrides(decided)
         trainable, total = model.get_nb_trainable_parameters()
         self.log.emit(
             "model",
@@ -331,6 +348,7 @@ class TrainingRecipe:
             total_parameters=total,
             load_in_4bit=self.config.quantization.load_in_4bit,
             world_size=self.ranks.world_size,
+            method=t.method,
             padding_free=packed,
             padding_free_reason=why,
         )
@@ -340,7 +358,12 @@ class TrainingRecipe:
         from engine.models.packing import model_attention, padding_free_plan
         from engine.training.trainer import packing_is_exact
 
-        setting = self.config.training.padding_free
+        setting, method = self.config.training.padding_free, self.config.training.method
+        if method in PREFERENCE_METHODS or method == "prompt_tuning":
+            why = f"{method} pads its batches (its trainer lines up the sequences itself)"
+            if setting is True:
+                self.log.warning(f"Padding-free batches are off: {why}.")
+            return False, why
         packed, why = padding_free_plan(setting, self.device, model_attention(model))
         if packed and not packing_is_exact(model, self.data.train, self.tokenizer.pad_token_id):
             why = "this model's attention mixes packed sequences (checked on two of the run's rows)"
@@ -382,7 +405,10 @@ class TrainingRecipe:
         from engine.training.validation_guard import ValidationGuard
 
         t = self.config.training
-        self.trainer = build_trainer(
+        build = build_trainer
+        if t.method in PREFERENCE_METHODS:
+            from engine.training.preference import build_preference_trainer as build
+        self.trainer = build(
             self.config, self.run_dir, self.model, self.tokenizer, self.data, self.device, self.eval_every
         )
         if self.data.validation:
@@ -440,7 +466,8 @@ class TrainingRecipe:
             staging = self.run_dir / f".{ADAPTER_NAME}.partial"
             shutil.rmtree(staging, ignore_errors=True)
             if source is None:
-                self.model.save_pretrained(str(staging))
+                # Only the trained adapter: dpo/kto also hold a frozen "ref" copy beside it.
+                self.model.save_pretrained(str(staging), selected_adapters=["default"])
             else:
                 staging.mkdir()
                 for path in source[1].iterdir():  # what PeftModel.save_pretrained wrote into the checkpoint

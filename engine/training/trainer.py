@@ -52,7 +52,6 @@ def _seeded_length_sampler(batch_size: int, dataset, seed: int):
 
 def build_trainer(config: RunConfig, run_dir: Path, model, tokenizer, data, device: str, eval_every=None):
     """The Trainer for this run; `eval_every`: the run's evaluation interval (default: the config's)."""
-    import torch
     from transformers import Trainer, TrainingArguments
     from transformers.modeling_outputs import CausalLMOutput
 
@@ -79,11 +78,26 @@ def build_trainer(config: RunConfig, run_dir: Path, model, tokenizer, data, devi
                 self.args.data_seed,
             )
 
+    args = training_arguments(config, run_dir, data, device, eval_every, TrainingArguments)
+    return EngineTrainer(
+        model=model,
+        args=args,
+        train_dataset=ListDataset(data.train),
+        eval_dataset=ListDataset(data.validation) if data.validation else None,
+        data_collator=collator(config, tokenizer, device),
+    )
+
+
+def training_arguments(config: RunConfig, run_dir: Path, data, device: str, eval_every, args_class, **extra):
+    """The Trainer's arguments for this run (`args_class`: TrainingArguments, or a TRL config; `extra`
+    adds to or replaces them)."""
+    import torch
+
     t = config.training
     eval_every = t.eval_every if eval_every is None else eval_every
     has_eval = bool(data.validation) and eval_every > 0
     amp = mixed_precision_dtype(config.quantization, device)
-    args = TrainingArguments(
+    kwargs = dict(
         output_dir=str(checkpoints.checkpoints_dir(run_dir)),
         per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.batch_size,
@@ -119,13 +133,7 @@ def build_trainer(config: RunConfig, run_dir: Path, model, tokenizer, data, devi
         dataloader_pin_memory=device == "cuda",
         log_level="error",
     )
-    return EngineTrainer(
-        model=model,
-        args=args,
-        train_dataset=ListDataset(data.train),
-        eval_dataset=ListDataset(data.validation) if data.validation else None,
-        data_collator=collator(config, tokenizer, device),
-    )
+    return args_class(**{**kwargs, **extra})
 
 
 def collator(config: RunConfig, tokenizer, device: str):

@@ -1,0 +1,182 @@
+"""Preference tuning (DPO, ORPO, KTO) through TRL's trainers, on the same 4-bit base + LoRA as sft.
+
+The rows arrive tokenized by engine.data.preference (the same rendering as sft rows and the Data
+tab), so each trainer's own tokenizing step is replaced by a pass-through. The reference model is
+the policy with its adapter switched to a frozen copy of the starting adapter (TRL adds it as "ref"):
+the base for a fresh adapter, the sft run's weights with --init-adapter; no second model in memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.config import RunConfig
+from engine.training.trainer import training_arguments
+
+# TRL's log keys -> the names our metrics and eval events carry (PREF_SPEC in issue 22's note).
+LOG_KEYS = {
+    "rewards/chosen": "reward_chosen",
+    "rewards/rejected": "reward_rejected",
+    "rewards/margins": "reward_margin",
+    "rewards/accuracies": "reward_accuracy",
+    "kl": "kl",
+    "nll_loss": "nll_loss",
+    "log_odds_ratio": "log_odds_ratio",
+}
+
+
+def preference_fields(logs: dict, prefix: str = "") -> dict[str, float]:
+    """The preference figures in a Trainer log, under our names (`prefix` "eval_" for evaluations)."""
+    return {
+        prefix + ours: logs[prefix + theirs] for theirs, ours in LOG_KEYS.items() if prefix + theirs in logs
+    }
+
+
+def _dataset(rows):
+    from datasets import Dataset
+
+    return Dataset.from_list(rows) if rows else None
+
+
+def build_preference_trainer(config: RunConfig, run_dir: Path, model, tokenizer, data, device, eval_every):
+    """The TRL trainer for training.method dpo, orpo or kto, with the run's own Trainer arguments."""
+    method = config.training.method
+    build = {"dpo": _dpo, "orpo": _orpo, "kto": _kto}[method]
+    return build(config, run_dir, model, tokenizer, data, device, eval_every)
+
+
+def _common(config: RunConfig) -> dict:
+    return {
+        "beta": config.training.preference_beta,
+        "max_length": config.data.max_length,
+        "disable_dropout": True,
+        "dataset_num_proc": None,
+    }
+
+
+def _dpo(config, run_dir, model, tokenizer, data, device, eval_every):
+    from trl import DPOConfig, DPOTrainer
+
+    class EngineDPOTrainer(DPOTrainer):
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            return dataset  # rows come tokenized by engine.data.preference
+
+        def create_model_card(self, *args, **kwargs):
+            pass  # no README.md in the checkpoints folder
+
+    args = training_arguments(
+        config,
+        run_dir,
+        data,
+        device,
+        eval_every,
+        DPOConfig,
+        train_sampling_strategy="random",  # length grouping reads input_ids, which pairs do not have
+        loss_type=[config.training.dpo_loss],
+        **_common(config),
+    )
+    return EngineDPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=_dataset(data.train),
+        eval_dataset=_dataset(data.validation),
+        processing_class=tokenizer,
+    )
+
+
+def _kto(config, run_dir, model, tokenizer, data, device, eval_every):
+    from trl import KTOConfig, KTOTrainer
+
+    class EngineKTOTrainer(KTOTrainer):
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            if self.calculate_KL:  # TRL's KL estimate: each completion against its batch neighbour's prompt
+                size = args.per_device_train_batch_size
+
+                def shifted(batch):
+                    batch["KL_completion_ids"] = [batch["completion_ids"][-1]] + batch["completion_ids"][:-1]
+                    return batch
+
+                dataset = dataset.map(shifted, batched=True, batch_size=size)
+            return dataset
+
+        def create_model_card(self, *args, **kwargs):
+            pass
+
+    if config.training.batch_size < 2:
+        from engine.errors import ConfigError
+
+        raise ConfigError(
+            "KTO needs training.batch_size of at least 2 (its KL estimate pairs each reply with "
+            "another row's prompt in the same batch).",
+            "Set --batch-size 2 or more.",
+        )
+    import random
+
+    # KTO reads its rows in order (the KL pairs are fixed per batch): shuffle them once, seeded.
+    train = list(data.train)
+    random.Random(config.training.seed).shuffle(train)
+    args = training_arguments(
+        config,
+        run_dir,
+        data,
+        device,
+        eval_every,
+        KTOConfig,
+        train_sampling_strategy="sequential",
+        **_common(config),
+    )
+    return EngineKTOTrainer(
+        model=model,
+        args=args,
+        train_dataset=_dataset(train),
+        eval_dataset=_dataset(data.validation),
+        processing_class=tokenizer,
+    )
+
+
+def _orpo(config, run_dir, model, tokenizer, data, device, eval_every):
+    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+    max_length = config.data.max_length
+
+    class EngineORPOTrainer(ORPOTrainer):
+        def tokenize_row(self, feature, model=None):
+            """ORPO's sequences from our ids: prompt + answer, labels on the answer (cut at max_length)."""
+            prompt = feature["prompt_ids"]
+            out = {"prompt_input_ids": prompt, "prompt_attention_mask": [1] * len(prompt)}
+            for side in ("chosen", "rejected"):
+                ids = (prompt + feature[f"{side}_ids"])[:max_length]
+                labels = ([-100] * len(prompt) + feature[f"{side}_ids"])[:max_length]
+                out.update(
+                    {
+                        f"{side}_input_ids": ids,
+                        f"{side}_attention_mask": [1] * len(ids),
+                        f"{side}_labels": labels,
+                    }
+                )
+            return out
+
+        def create_model_card(self, *args, **kwargs):
+            pass
+
+    def with_text(rows):
+        # ORPO's own preparation looks for text columns first; empty text passes it unchanged.
+        return [{**row, "prompt": "", "chosen": "", "rejected": ""} for row in rows]
+
+    args = training_arguments(
+        config,
+        run_dir,
+        data,
+        device,
+        eval_every,
+        ORPOConfig,
+        train_sampling_strategy="random",
+        **_common(config),
+    )
+    return EngineORPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=_dataset(with_text(data.train)),
+        eval_dataset=_dataset(with_text(data.validation)),
+        processing_class=tokenizer,
+    )

@@ -1,0 +1,210 @@
+"""Preference tuning (DPO, ORPO, KTO) on the tiny model's 4-bit path, judged by plain transformers + peft."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+
+import pytest
+import torch
+from testkit import tiny_model
+from testkit.engine_helpers import engine_cmd, expect_bad_input, losses, states, tiny_config, wait_for
+
+from engine.cli.main import main
+from engine.runs import checkpoints
+from engine.runs.events import read_events
+from engine.training.recipe import TrainingRecipe, train
+
+WRONG = {"Quillhaven.": "Marrowby.", "Mira Sol.": "Tom Reed.", "Bright green.": "Dull grey."}
+HELD_OUT_WRONG = {"Quillhaven.": "Pellworth.", "Mira Sol.": "Ada Brook.", "Bright green.": "Pale blue."}
+
+
+def write_rows(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.fixture
+def pairs_file(tmp_path):
+    rows = [{"prompt": q, "chosen": a, "rejected": WRONG[a]} for q, a in tiny_model.FACTS] * 6
+    return write_rows(tmp_path / "pairs.jsonl", rows)
+
+
+def margins(model_dir, adapter=None) -> list[float]:
+    """log p(chosen) - log p(rejected) on held-out pairs, by transformers + peft alone (no Whetstone code)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    model.eval()
+
+    def logp(question, answer):
+        prompt = tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+        )
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        ids = tokenizer(prompt + answer + "<|im_end|>", add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0, :-1].log_softmax(-1)
+        targets = torch.tensor(ids[1:])
+        per_token = logits.gather(1, targets[:, None])[:, 0]
+        return per_token[len(prompt_ids) - 1 :].sum().item()
+
+    return [logp(q, a) - logp(q, HELD_OUT_WRONG[a]) for q, a in tiny_model.FACTS]
+
+
+@pytest.mark.slow  # a real DPO run and three margin measurements
+def test_dpo_raises_the_margin_of_chosen_over_rejected_on_held_out_pairs(
+    tiny_model_dir, pairs_file, tmp_path
+):
+    config = tiny_config(
+        tiny_model_dir,
+        pairs_file,
+        training__method="dpo",
+        training__max_steps=12,
+        training__batch_size=2,
+        training__learning_rate=2e-3,
+        training__preference_beta=0.5,
+    )
+    run = tmp_path / "dpo"
+    result = train(config, run)
+    assert result.state == "done"
+    before = margins(tiny_model_dir)
+    after = margins(tiny_model_dir, run / "adapter")
+    # The rejected answers held out here were never seen: the model learned the facts, not the wrong words.
+    assert sum(after) > sum(before) + 1.0, (before, after)
+    events = read_events(run / "events.jsonl")
+    metrics = [e for e in events if e["type"] == "metrics"]
+    assert {"reward_chosen", "reward_rejected", "reward_margin", "reward_accuracy"} <= set(metrics[-1])
+    assert metrics[-1]["reward_margin"] > 0 and metrics[-1]["reward_accuracy"] > 0.5
+    assert next(e for e in events if e["type"] == "model")["method"] == "dpo"
+    assert not (run / "adapter" / "ref").exists()  # TRL's frozen reference copy is not the run's adapter
+
+
+@pytest.mark.slow  # two short real runs
+@pytest.mark.parametrize("method, fields", [("orpo", {"nll_loss", "log_odds_ratio"}), ("kto", {"kl"})])
+def test_orpo_and_kto_complete_and_their_metrics_reach_the_events(
+    tiny_model_dir, pairs_file, tmp_path, method, fields
+):
+    config = tiny_config(
+        tiny_model_dir, pairs_file, training__method=method, training__max_steps=3, training__batch_size=2
+    )
+    assert train(config, tmp_path / method).state == "done"
+    metrics = [e for e in read_events(tmp_path / method / "events.jsonl") if e["type"] == "metrics"]
+    seen = set().union(*metrics)
+    assert {"reward_chosen", "reward_rejected", "reward_margin"} <= seen
+    assert fields <= seen
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir), tmp_path / method / "adapter"
+    )
+
+
+def test_kto_takes_rated_replies_and_refuses_a_batch_of_one(tiny_model_dir, tmp_path):
+    rows = [{"prompt": q, "completion": a, "label": True} for q, a in tiny_model.FACTS]
+    rows += [{"prompt": q, "completion": WRONG[a], "label": False} for q, a in tiny_model.FACTS]
+    data = write_rows(tmp_path / "rated.jsonl", rows)
+    config = tiny_config(tiny_model_dir, data, training__method="kto", training__batch_size=1)
+    with pytest.raises(Exception, match="batch_size of at least 2"):
+        train(config, tmp_path / "kto")
+
+
+def test_init_adapter_starts_from_the_sft_adapters_weights(tiny_model_dir, short_run, pairs_file, tmp_path):
+    from safetensors.torch import load_file
+
+    config = tiny_config(
+        tiny_model_dir, pairs_file, training__method="dpo", training__init_adapter=str(short_run)
+    )
+    recipe = TrainingRecipe(config, tmp_path / "dpo")
+    recipe.check_inputs()
+    recipe.open_run_folder()
+    try:
+        recipe.setup_data()
+        recipe.setup_model()
+    finally:
+        recipe.log.close()
+    saved = load_file(short_run / "adapter" / "adapter_model.safetensors")
+    state = {k: v for k, v in recipe.model.state_dict().items() if "lora_" in k and ".default." in k}
+    assert len(state) == len(saved) > 0
+    for name, tensor in saved.items():
+        ours = name.replace(".weight", ".default.weight")
+        assert torch.equal(state[ours].float().cpu(), tensor.float()), name
+    assert all(p.requires_grad for n, p in recipe.model.named_parameters() if "lora_" in n)
+
+
+def test_a_method_that_does_not_fit_the_data_is_one_line(
+    tiny_model_dir, facts_file, pairs_file, tmp_path, capsys
+):
+    base = ["train", "--model", str(tiny_model_dir), "--output", str(tmp_path / "r")]
+    expect_bad_input(
+        capsys, [*base, "--data", str(facts_file), "--method", "dpo"], "preference pairs", "messages"
+    )
+    expect_bad_input(capsys, [*base, "--data", str(pairs_file)], "training.method = sft", "--method dpo")
+    expect_bad_input(capsys, [*base, "--data", str(pairs_file), "--method", "ppo"], "training.method")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow  # a real engine process, stopped, then resumed
+def test_a_stopped_dpo_run_resumes_to_the_end(tiny_model_dir, pairs_file, tmp_path):
+    run = tmp_path / "run"
+    args = [
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(pairs_file),
+        "--output",
+        str(run),
+        "--method",
+        "dpo",
+    ]
+    proc = subprocess.Popen(
+        engine_cmd("train", *args, "--max-steps", "100000", "--batch-size", "2", "--max-length", "64"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: any(s >= 2 for s in losses(run)), what="dpo steps")
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 3, err
+    latest = checkpoints.latest_complete(run)
+    stopped_at = int(latest.name.split("-")[1])
+    assert (
+        main(["train", "--output", str(run), "--resume", "--max-steps", str(stopped_at + 2), "--quiet"]) == 0
+    )
+    assert states(run)[-1] == "done"
+    steps = [e["step"] for e in read_events(run / "events.jsonl") if e["type"] == "metrics"]
+    assert steps[-2:] == [stopped_at + 1, stopped_at + 2]
+    assert "reward_margin" in [e for e in read_events(run / "events.jsonl") if e["type"] == "metrics"][-1]
+
+
+@pytest.mark.slow  # a real prompt-tuning run
+def test_prompt_tuning_trains_and_its_adapter_loads_in_plain_peft(tiny_model_dir, facts_file, tmp_path):
+    config = tiny_config(
+        tiny_model_dir,
+        facts_file,
+        training__method="prompt_tuning",
+        training__prompt_tuning_tokens=8,
+        training__max_steps=6,
+        training__learning_rate=3e-2,
+    )
+    assert train(config, tmp_path / "pt").state == "done"
+    steps = losses(tmp_path / "pt")
+    assert steps[6] < steps[1]
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir), tmp_path / "pt" / "adapter"
+    )
+    assert model.peft_config["default"].num_virtual_tokens == 8
