@@ -156,6 +156,12 @@ def _orpo(config, run_dir, model, tokenizer, data, device, eval_every):
                 )
             return out
 
+        def _track_num_input_tokens(self, inputs):
+            # ORPO's batches have no input_ids, so Trainer would count nothing (tokens/s 0).
+            tokens = inputs["chosen_attention_mask"].sum() + inputs["rejected_attention_mask"].sum()
+            seen = self.accelerator.gather(tokens.to(self.args.device)).sum().item()
+            self.state.num_input_tokens_seen += seen
+
         def create_model_card(self, *args, **kwargs):
             pass
 
