@@ -8,6 +8,7 @@ from typing import Any
 
 from engine.data.files import Problem
 from engine.data.reading import read_data
+from engine.data.shapes import PREFERENCE_SHAPES
 
 
 @dataclass
@@ -98,15 +99,12 @@ def check_data(
                 problems.append(Problem(row, line, error, "unrenderable"))
                 valid -= 1
             elif rendered.trained_tokens == 0:
-                problems.append(
-                    Problem(
-                        row,
-                        line,
-                        "no trainable tokens after masking"
-                        + (" and truncation" if rendered.truncated_tokens else ""),
-                        "no_trainable_tokens",
-                    )
+                why = "no trainable tokens after masking" + (
+                    " and truncation" if rendered.truncated_tokens else ""
                 )
+                if rendered.truncated_tokens and read.format in PREFERENCE_SHAPES:
+                    why = f"the prompt alone fills the max length {max_length}: no answer token would train"
+                problems.append(Problem(row, line, why, "no_trainable_tokens"))
                 valid -= 1
             elif rendered.truncated_tokens:
                 chars = getattr(rendered, "estimated_from_chars", None)  # measured from a clipped copy

@@ -46,6 +46,17 @@ def side_row(prompt: str | list[dict[str, str]], reply: str):
     return [*prompt, {"role": "assistant", "content": reply}]
 
 
+def measured_side(row):
+    """The row the token statistics measure: a pair by its longer side (each side is cut at
+    max_length on its own), a rated reply as prompt + reply; a supervised row is itself."""
+    if isinstance(row, dict) and "chosen" in row:
+        longer = max(row["chosen"], row["rejected"], key=len)
+        return side_row(row["prompt"], longer)
+    if isinstance(row, dict) and "label" in row and "completion" in row:
+        return side_row(row["prompt"], row["completion"])
+    return row
+
+
 def render_sides(tokenizer, row: dict[str, Any], max_length: int) -> list[tuple[str, Rendered]]:
     """Every side of a preference row as the trainer tokenizes it: [("chosen", ...), ("rejected", ...)]
     for a pair, [("good" | "bad", ...)] for a rated reply. ValueError when the template refuses it."""
@@ -123,6 +134,7 @@ def as_rated(row: dict[str, Any]) -> list[dict[str, Any]]:
 assert set(METHOD_SHAPES) == set(PREFERENCE_METHODS)
 __all__ = [
     "check_method_fits_data",
+    "measured_side",
     "render_sides",
     "side_row",
     "tokenize_preference",

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from engine.data.long_rows import Clip, clip_long_row, measure_clipped
+from engine.data.preference import measured_side
 from engine.data.rendering import Rendered, build_rendered, render_text
 
 
@@ -59,6 +60,7 @@ def iter_rendered(
         for row in batch:
             if isinstance(row, dict) and "messages" in row and "text" not in row:
                 row = row["messages"]  # a raw JSONL object is accepted too
+            row = measured_side(row)  # a preference row is measured by one side
             row, clip = clip_long_row(row, max_length)  # a huge row is never tokenized whole
             try:
                 out.append((*render_text(tokenizer, row), clip))
