@@ -121,6 +121,16 @@ def tokenize_preference(tokenizer, row: dict[str, Any], max_length: int) -> Toke
     return TokenizedPreference(example, tokens=tokens, truncated_tokens=truncated)
 
 
+def as_sequences(example: dict[str, Any]) -> list[dict[str, list[int]]]:
+    """The sequences a trainer runs forward and backward for one tokenized row (prompt + each answer,
+    labels on the answer), in the sft rows' form: what the fit check measures a step with."""
+    prompt = example["prompt_ids"]
+    answers = [example[key] for key in ("chosen_ids", "rejected_ids", "completion_ids") if key in example]
+    return [
+        {"input_ids": prompt + answer, "labels": [IGNORE_INDEX] * len(prompt) + answer} for answer in answers
+    ]
+
+
 def as_rated(row: dict[str, Any]) -> list[dict[str, Any]]:
     """KTO from pairs: the chosen reply rated good, the rejected one bad (rated rows pass through)."""
     if "chosen" not in row:
@@ -139,5 +149,6 @@ __all__ = [
     "side_row",
     "tokenize_preference",
     "as_rated",
+    "as_sequences",
     "TokenizedPreference",
 ]

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.config import RunConfig
+from engine.config import PREFERENCE_METHODS, RunConfig
+from engine.data.preference import as_sequences
 from engine.errors import Cancelled
 from engine.models.memory_estimate import MemoryEstimate, estimate_training_memory, suggestions
 from engine.models.packing import padding_free_plan
@@ -85,11 +86,25 @@ def fit_check(
     say("Tokenizing the data…")
     recipe.setup_data()
     rows = recipe.data.train
-    longest = sorted(rows, key=lambda row: len(row["input_ids"]), reverse=True)[: config.training.batch_size]
     steps_total = total_steps(recipe.config, len(rows))
-    mean_tokens = sum(len(row["input_ids"]) for row in rows) / len(rows)
+    if config.training.method in PREFERENCE_METHODS:
+        # A preference step runs every answer of its rows (a pair: chosen and rejected) forward and
+        # backward; measured as those sequences (the reference pass adds time, not memory held).
+        longest_rows = sorted(rows, key=_preference_length, reverse=True)[: config.training.batch_size]
+        longest = [seq for row in longest_rows for seq in as_sequences(row)]
+        rows = [seq for row in rows for seq in as_sequences(row)]
+        mean_tokens = sum(len(row["input_ids"]) for row in rows) / len(recipe.data.train)
+    else:
+        longest = sorted(rows, key=lambda row: len(row["input_ids"]), reverse=True)[
+            : config.training.batch_size
+        ]
+        mean_tokens = sum(len(row["input_ids"]) for row in rows) / len(rows)
     check()
     return _measure(recipe, longest, max(1, steps), steps_total, mean_tokens, say, check)
+
+
+def _preference_length(example: dict) -> int:
+    return sum(len(seq["input_ids"]) for seq in as_sequences(example))
 
 
 def _measure(

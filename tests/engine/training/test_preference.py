@@ -209,3 +209,21 @@ def test_prompt_tuning_trains_and_its_adapter_loads_in_plain_peft(tiny_model_dir
         AutoModelForCausalLM.from_pretrained(tiny_model_dir), tmp_path / "pt" / "adapter"
     )
     assert model.peft_config["default"].num_virtual_tokens == 8
+
+
+def test_the_fit_check_measures_a_dpo_step_on_both_answers_of_the_longest_pairs(tiny_model_dir, pairs_file):
+    from transformers import AutoTokenizer
+
+    from engine.data.preference import tokenize_preference
+    from engine.data.reading import read_data
+    from engine.training.fit_check import fit_check
+
+    config = tiny_config(tiny_model_dir, pairs_file, training__method="dpo", training__batch_size=2)
+    report = fit_check(config, steps=2)
+    assert report.fits and report.tokens_per_second > 0
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    examples = [tokenize_preference(tokenizer, row, 64).example for row in read_data(pairs_file).rows]
+    longest_side = max(
+        len(e["prompt_ids"]) + len(e[k]) for e in examples for k in ("chosen_ids", "rejected_ids")
+    )
+    assert report.sequence_length == longest_side  # padded to the longest answer, not to a pair's total
