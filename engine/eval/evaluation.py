@@ -1,5 +1,8 @@
 """One evaluation: the base and each adapter on the eval sets, validation data and probes → a report.
 
+A full fine-tuning run's model is a column like an adapter's (engine.eval.scoring loads it beside
+the base); it must share the base's tokenizer, which encodes every column's prompts.
+
 `Evaluation(request)` checks everything that needs no torch first (model folder, adapters, set
 files, validation data), so bad input fails in milliseconds; `run()` then loads the base once
 with every adapter beside it and fills the report (see engine.eval.report for its shape).
@@ -10,19 +13,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from engine.config import ModelConfig, QuantizationConfig, RunConfig, load_config
-from engine.errors import ConfigError, UserError
+from engine.errors import ConfigError, ModelError, UserError
 from engine.eval import probes
 from engine.eval.cache import AnswerCache
 from engine.eval.report import FORMAT_VERSION, now_iso
 from engine.eval.scorers import score_reply
 from engine.eval.sets import EvalItem, EvalSet, read_eval_set
 from engine.eval.targets import BASE_LABEL, EvalTarget, resolve_target, unique_labels
-from engine.models.adapters import check_adapter
+from engine.models.adapters import AdapterFolder, check_adapter
+from engine.models.folder import ModelFolder
 from engine.models.loading import inspect_model_folder, pick_device
 
 MAX_NEW_TOKENS = 64
@@ -76,7 +80,7 @@ class Evaluation:
         self.folder = inspect_model_folder(self.model_cfg)
         self.targets = unique_labels([resolve_target(a) for a in request.adapters])
         for target in self.targets:
-            check_adapter(target.adapter, self.folder, self.model_cfg.allow_pickle_weights)
+            self._check_target(target)
         if not request.include_base and not self.targets:
             raise ConfigError("--no-base leaves nothing to evaluate.", "Add an --adapter, or drop --no-base.")
         self.sets: list[EvalSet] = [read_eval_set(path) for path in request.sets]
@@ -88,6 +92,22 @@ class Evaluation:
         self.device = request.device or pick_device()
         self.quantization = _inference_quantization(request.quantization, self.device)
         self.notes: list[str] = []
+
+    def _check_target(self, target: EvalTarget) -> AdapterFolder | ModelFolder:
+        """An adapter that fits the base, or a full fine-tuned model that shares its tokenizer."""
+        if target.kind != "model":
+            adapter = check_adapter(target.adapter, self.folder, self.model_cfg.allow_pickle_weights)
+            adapter.require_lora("the evaluation")
+            return adapter
+        full = inspect_model_folder(replace(self.model_cfg, path=str(target.adapter)))
+        for key in ("model_type", "vocab_size"):
+            if full.config.get(key) != self.folder.config.get(key):
+                raise ModelError(
+                    f"The model in {full.path} was not trained from {self.folder.path}: its {key} is "
+                    f"{full.config.get(key)!r}, the base's {self.folder.config.get(key)!r}.",
+                    "Evaluate it with the base model its run was trained from (--model).",
+                )
+        return full
 
     def _run_config(self) -> RunConfig | None:
         run = next((t.run for t in self.targets if t.run), None)
@@ -102,7 +122,7 @@ class Evaluation:
 
         torch.manual_seed(self.request.seed)
         self.progress.begin("Loading the model…")
-        adapters = [check_adapter(t.adapter, self.folder) for t in self.targets]
+        adapters = [self._check_target(t) for t in self.targets]
         self.scoring = ScoringModel.load(
             self.model_cfg, self.quantization, adapters, self.device, self.request.batch_size
         )

@@ -1,5 +1,8 @@
 """Merging a LoRA adapter into its base model: a plain 16-bit Hugging Face folder.
 
+A full fine-tuning run has no adapter: its RUN_DIR/model is exported the same way with no merge
+step (loaded in 16 bits, written again with every end-of-turn token in its generation config).
+
 The base is loaded dequantized (bf16 on CUDA, fp32 on CPU) — merging into 4-bit weights
 would round the LoRA delta away. The folder is written into a staging folder next to the
 target and moved into place at the end, so a kill or a cancel never leaves a folder that
@@ -18,6 +21,7 @@ from pathlib import Path
 from engine.config import ModelConfig, QuantizationConfig, RunConfig, load_config
 from engine.errors import ConfigError, ModelError
 from engine.runs import checkpoints
+from engine.runs.output import folder_output, owning_run
 from engine.util.disk import check_free_space
 from engine.util.files import discard_temp_dir, make_temp_dir, prepare_output_folder, replace_dir
 
@@ -40,25 +44,34 @@ _DTYPE_BYTES = {
 
 @dataclass(frozen=True)
 class ExportSource:
-    base_model: Path
-    adapter_dir: Path
+    base_model: Path  # the run's base (a full model whose base is gone: the full model itself)
+    adapter_dir: Path  # the adapter folder, or the full model folder (kind "model")
     run_dir: Path | None
     config: RunConfig | None
+    kind: str = "adapter"  # "adapter" (merged into the base) or "model" (a full fine-tuning output)
+
+    @property
+    def full(self) -> bool:
+        return self.kind == "model"
 
     def model_config(self) -> ModelConfig:
-        """The base's ModelConfig (the run's consent flags kept, the path resolved)."""
+        """The ModelConfig of what loads as the model: the base, or the full fine-tuned model."""
         cfg = self.config.model if self.config else ModelConfig()
-        return replace(cfg, path=str(self.base_model))
+        return replace(cfg, path=str(self.adapter_dir if self.full else self.base_model))
 
 
 def resolve_export_source(path: str | Path) -> ExportSource:
-    """A run folder, an adapter folder or a checkpoint folder -> base model + adapter (+ run)."""
+    """A run folder, an adapter folder or a checkpoint folder -> base model + adapter (+ run);
+    a full fine-tuning run (or its model/ folder) -> its model."""
     path = Path(path).expanduser().resolve()
     if not path.is_dir():
         raise ModelError(
             f"{path} is a file, not a folder." if path.exists() else f"{path} does not exist.",
             "Pass a run folder, its adapter/ folder, or a checkpoint folder.",
         )
+    full = _full_model_source(path)
+    if full is not None:
+        return full
     run_dir = None
     if (path / "config.toml").is_file() and not (path / "adapter_config.json").is_file():
         run_dir = path
@@ -90,6 +103,9 @@ def resolve_export_source(path: str | Path) -> ExportSource:
             "Pass a run folder, its adapter/ folder, or a checkpoint folder.",
         )
 
+    from engine.models.adapters import check_adapter
+
+    check_adapter(adapter).require_lora("export")  # a soft prompt is refused before any loading
     config = load_config(run_dir / "config.toml") if run_dir else None
     base = config.model.path if config and config.model.path else _adapter_base(adapter)
     base_path = Path(base).expanduser()
@@ -99,6 +115,29 @@ def resolve_export_source(path: str | Path) -> ExportSource:
             "Models are never downloaded: copy the base model folder back to that place.",
         )
     return ExportSource(base_path.resolve(), adapter, run_dir, config)
+
+
+def _full_model_source(path: Path) -> ExportSource | None:
+    """A full fine-tuning run's model (its run folder, RUN_DIR/model or a checkpoint), else None.
+    A stopped full run exports its last complete checkpoint. A model folder outside a run is no
+    run's output (a base model has nothing to export)."""
+    run_dir, _step = owning_run(path)
+    if run_dir is None:
+        return None
+    found = folder_output(path)
+    if found is None and run_dir == path and (latest := checkpoints.latest_complete(path)) is not None:
+        found = folder_output(latest)
+    if found is None or found.kind != "model":
+        return None
+    if found.path.parent.name == "checkpoints" and not checkpoints.is_complete(found.path):
+        raise ModelError(
+            f"The checkpoint {found.path} is incomplete (its save was interrupted).",
+            "Pick a complete checkpoint, or the run folder.",
+        )
+    config = load_config(run_dir / "config.toml")
+    base = Path(config.model.path).expanduser() if config.model.path else None
+    base = base.resolve() if base is not None and base.is_dir() else found.path
+    return ExportSource(base, found.path, run_dir, config, kind="model")
 
 
 def _adapter_base(adapter: Path) -> str:
@@ -118,11 +157,17 @@ def _adapter_base(adapter: Path) -> str:
 
 
 def load_reference(source: ExportSource, device: str | None = None):
-    """Base in 16-bit (fp32 on CPU) + the adapter applied by peft, not merged: (model, tokenizer)."""
+    """Base in 16-bit (fp32 on CPU) + the adapter applied by peft, not merged: (model, tokenizer).
+    A full model: itself in 16-bit (fp32 on CPU)."""
     from engine.models.adapters import check_adapter, load_adapter
     from engine.models.loading import inspect_model_folder, load_model, load_tokenizer
 
     cfg = source.model_config()
+    if source.full:
+        tokenizer = load_tokenizer(cfg)
+        model = load_model(cfg, QuantizationConfig(load_in_4bit=False, compute_dtype="auto"), device)
+        model.eval()
+        return model, tokenizer
     adapter = check_adapter(source.adapter_dir, inspect_model_folder(cfg), cfg.allow_pickle_weights)
     tokenizer = load_tokenizer(cfg)
     base = load_model(cfg, QuantizationConfig(load_in_4bit=False, compute_dtype="auto"), device)
@@ -169,7 +214,8 @@ def merged_bytes(source: ExportSource) -> int:
     """About how much disk the merged folder takes (in the dtype the merge runs in here)."""
     from engine.models.loading import pick_device, resolve_compute_dtype
 
-    return estimate_merged_bytes(source.base_model, resolve_compute_dtype("auto", pick_device()).itemsize)
+    itemsize = resolve_compute_dtype("auto", pick_device()).itemsize
+    return estimate_merged_bytes(Path(source.model_config().path), itemsize)
 
 
 def merge_adapter(
@@ -205,10 +251,14 @@ def write_merged(
 
     device = pick_device()
     dtype = resolve_compute_dtype("auto", device)
-    _step(progress, cancel, 0.0, f"Loading {source.base_model.name} in {str(dtype).replace('torch.', '')}")
+    name = Path(source.model_config().path).name
+    _step(progress, cancel, 0.0, f"Loading {name} in {str(dtype).replace('torch.', '')}")
     model, tokenizer = load_reference(source, device)
-    _step(progress, cancel, 0.4, "Merging the adapter into the weights")
-    merged = model.merge_and_unload()
+    if source.full:  # a full fine-tuning run's model: nothing to merge
+        merged = model
+    else:
+        _step(progress, cancel, 0.4, "Merging the adapter into the weights")
+        merged = model.merge_and_unload()
     _set_generation_config(merged, tokenizer)
     _step(progress, cancel, 0.5, "Writing safetensors")
     merged.save_pretrained(str(folder))
@@ -245,7 +295,7 @@ def _save_tokenizer(source: ExportSource, loaded, staging: Path) -> None:
     folder = inspect_model_folder(source.model_config())  # consent from this workspace's library only
     try:
         tokenizer = AutoTokenizer.from_pretrained(
-            str(source.base_model), trust_remote_code=trust_remote_code(folder), local_files_only=True
+            str(folder.path), trust_remote_code=trust_remote_code(folder), local_files_only=True
         )
     except Exception:  # the engine already loaded it once; fall back to that copy
         tokenizer = loaded

@@ -29,6 +29,18 @@ class AdapterFolder:
     safetensors: bool
     header: dict[str, dict[str, Any]]
     """Tensor name -> entry of the safetensors weights ({} for pickle weights)."""
+    kind: str = "lora"
+    """"lora", or "prompt_tuning" (a learned soft prompt: no weights to merge; `rank` is 0)."""
+
+    def require_lora(self, use: str) -> None:
+        """A ModelError for uses only LoRA weights allow (merging and exporting, the evaluation's
+        scoring, which reads logits position by position: a soft prompt shifts them)."""
+        if self.kind != "lora":
+            raise ModelError(
+                f"{self.path} is a prompt-tuning adapter (a learned prompt, no weights to merge), "
+                f"which {use} does not take yet.",
+                "Chat with it in Whetstone, or train with LoRA (method sft) to evaluate and export.",
+            )
 
 
 def resolve_adapter_dir(path: str | Path) -> Path:
@@ -49,6 +61,8 @@ def check_adapter(
     """Every check that can be made without torch; `base` adds the check that the shapes fit it."""
     folder = resolve_adapter_dir(path)
     config = read_json_object(folder / CONFIG_NAME, DAMAGED)
+    if config.get("peft_type") == "PROMPT_TUNING":
+        return _check_prompt_tuning(folder, config, base)
     rank = _check_config(folder, config)
     weights = folder / WEIGHTS_NAME
     if weights.is_file():
@@ -70,6 +84,30 @@ def check_adapter(
     return AdapterFolder(folder, config, rank, False, {})
 
 
+def _check_prompt_tuning(folder: Path, config: dict[str, Any], base: ModelFolder | None) -> AdapterFolder:
+    """A soft prompt (training.method prompt_tuning): its embeddings must fit the base's width."""
+    tokens = config.get("num_virtual_tokens")
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+        raise ModelError(
+            f"{folder / CONFIG_NAME}: num_virtual_tokens = {tokens!r} is not a positive number.", DAMAGED
+        )
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise ModelError(f"{folder} has no adapter weights ({WEIGHTS_NAME} is missing).", DAMAGED)
+    header = read_checked_header(weights, folder)
+    prompt = header.get("prompt_embeddings")
+    if prompt is None or len(prompt["shape"]) != 2:
+        raise ModelError(f"{weights} holds no prompt embeddings.", DAMAGED)
+    width = (base.text_config or base.config).get("hidden_size") if base is not None else None
+    if isinstance(width, int) and prompt["shape"][1] != width:
+        raise ModelError(
+            f"The prompt-tuning adapter in {folder} was trained on another model: its prompt is "
+            f"{prompt['shape'][1]} wide where {base.path} has {width}.",
+            "Pick the base model the adapter was trained on.",
+        )
+    return AdapterFolder(folder, config, 0, True, header, kind="prompt_tuning")
+
+
 def _check_config(folder: Path, config: dict[str, Any]) -> int:
     def bad(what: str) -> ModelError:
         return ModelError(f"{folder / CONFIG_NAME} is not a usable LoRA config: {what}.", DAMAGED)
@@ -77,7 +115,7 @@ def _check_config(folder: Path, config: dict[str, Any]) -> int:
     kind = config.get("peft_type", "LORA")
     if kind != "LORA":
         raise ModelError(
-            f"{folder} is a {kind!r} adapter; Whetstone loads LoRA adapters only.",
+            f"{folder} is a {kind!r} adapter; Whetstone loads LoRA and prompt-tuning adapters only.",
             "Pick an adapter trained with LoRA or QLoRA.",
         )
     rank = config.get("r")

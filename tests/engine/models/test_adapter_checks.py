@@ -82,7 +82,7 @@ def test_broken_adapter_config_is_one_error_line(adapter, tiny_model_dir, capsys
         ({"r": "8"}, "r = '8' is not a positive whole number"),
         ({"lora_alpha": -1}, "lora_alpha = -1"),
         ({"target_modules": 5}, "target_modules"),
-        ({"peft_type": "IA3"}, "Whetstone loads LoRA adapters only"),
+        ({"peft_type": "IA3"}, "Whetstone loads LoRA and prompt-tuning adapters only"),
     ],
 )
 def test_impossible_config_values_are_named(adapter, tiny_model_dir, changes, words):

@@ -190,7 +190,9 @@ def test_a_stopped_dpo_run_resumes_to_the_end(tiny_model_dir, pairs_file, tmp_pa
 
 
 @pytest.mark.slow  # a real prompt-tuning run
-def test_prompt_tuning_trains_and_its_adapter_loads_in_plain_peft(tiny_model_dir, facts_file, tmp_path):
+def test_prompt_tuning_trains_and_its_adapter_loads_in_plain_peft(
+    tiny_model_dir, facts_file, tmp_path, capsys
+):
     config = tiny_config(
         tiny_model_dir,
         facts_file,
@@ -209,6 +211,28 @@ def test_prompt_tuning_trains_and_its_adapter_loads_in_plain_peft(tiny_model_dir
         AutoModelForCausalLM.from_pretrained(tiny_model_dir), tmp_path / "pt" / "adapter"
     )
     assert model.peft_config["default"].num_virtual_tokens == 8
+    # Chat takes it; export and evaluation (which need LoRA weights) say so in one line.
+    run = str(tmp_path / "pt")
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(tiny_model_dir),
+                "--adapter",
+                run,
+                "--prompt",
+                "Hi",
+                "--max-new-tokens",
+                "2",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    expect_bad_input(capsys, ["export", run, "--merged", str(tmp_path / "m")], "prompt-tuning", "export")
+    expect_bad_input(capsys, ["eval", "--adapter", run, "--no-validation"], "prompt-tuning", "evaluation")
+    assert not (tmp_path / "m").exists()
 
 
 def test_the_fit_check_measures_a_dpo_step_on_both_answers_of_the_longest_pairs(tiny_model_dir, pairs_file):
