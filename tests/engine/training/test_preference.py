@@ -31,8 +31,8 @@ def pairs_file(tmp_path):
     return write_rows(tmp_path / "pairs.jsonl", rows)
 
 
-def margins(model_dir, adapter=None) -> list[float]:
-    """log p(chosen) - log p(rejected) on held-out pairs, by transformers + peft alone (no Whetstone code)."""
+def logps(model_dir, adapter=None) -> list[tuple[float, float]]:
+    """(log p(answer), log p(held-out wrong answer)) per fact, by transformers + peft alone (no Whetstone)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -55,7 +55,12 @@ def margins(model_dir, adapter=None) -> list[float]:
         per_token = logits.gather(1, targets[:, None])[:, 0]
         return per_token[len(prompt_ids) - 1 :].sum().item()
 
-    return [logp(q, a) - logp(q, HELD_OUT_WRONG[a]) for q, a in tiny_model.FACTS]
+    return [(logp(q, a), logp(q, HELD_OUT_WRONG[a])) for q, a in tiny_model.FACTS]
+
+
+def margins(model_dir, adapter=None) -> list[float]:
+    """log p(chosen) - log p(rejected) on held-out pairs."""
+    return [good - bad for good, bad in logps(model_dir, adapter)]
 
 
 @pytest.mark.slow  # a real DPO run and three margin measurements
@@ -250,3 +255,21 @@ def test_the_fit_check_measures_a_dpo_step_on_both_answers_of_the_longest_pairs(
         len(e["prompt_ids"]) + len(e[k]) for e in examples for k in ("chosen_ids", "rejected_ids")
     )
     assert report.sequence_length == longest_side  # padded to the longest answer, not to a pair's total
+
+
+def test_dpo_on_an_sft_adapter_measures_rewards_against_that_adapter_not_the_base(
+    tiny_model_dir, short_run, pairs_file, tmp_path
+):
+    common = dict(training__method="dpo", training__max_steps=1, training__batch_size=2)
+    config = tiny_config(tiny_model_dir, pairs_file, training__init_adapter=str(short_run), **common)
+    assert train(config, tmp_path / "on-sft").state == "done"
+    first = next(e for e in read_events(tmp_path / "on-sft" / "events.jsonl") if e["type"] == "metrics")
+    # Step 1 is computed before any update: the policy is the sft adapter, and so is the reference,
+    # so its rewards are zero up to rounding. Against the base they would be beta × what sft gained.
+    gained = [
+        sft[0] - base[0]
+        for sft, base in zip(logps(tiny_model_dir, short_run / "adapter"), logps(tiny_model_dir), strict=True)
+    ]
+    against_base = 0.1 * sum(gained) / len(gained)
+    assert against_base > 0.1
+    assert abs(first["reward_chosen"]) < against_base / 20, (first["reward_chosen"], against_base)
