@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from app.chat.add_to_dataset import AddToDatasetDialog
 from app.chat.composer import ChatComposer
 from app.chat.history import ChatHistory
+from app.chat.preference_picks import PreferencePicks
 from app.chat.sampling_panel import SamplingPanel
 from app.chat.side import ChatSide
 from app.widgets.run_labels import checkpoints_best_first, run_result, run_title
@@ -63,6 +64,8 @@ class ChatPage(QWidget):
     failed = Signal(str, str)  # message, hint
     status = Signal(str)
     rowForDataset = Signal(object, list)  # dataset Path, messages: the Data tab adds the row
+    # dataset Path, build(shape) -> record, columns of a new dataset, undo text: a preference row
+    recordForDataset = Signal(object, object, list, str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -142,6 +145,7 @@ class ChatPage(QWidget):
             side.client.done.connect(self._on_reply_done)
             side.transcript.set_editable(True)
             side.transcript.edited.connect(self._on_reply_edited)
+        self.picks = PreferencePicks(self)  # pairs (compare mode) and rated replies become preference rows
         self._on_compare_toggled(False)
         self.show_project(None)
 
@@ -405,6 +409,7 @@ class ChatPage(QWidget):
         self.composer.set_enabled_reason(None if generating else reason)
         for side in self.sides:
             side.transcript.set_title(side.adapter.currentText())
+        self.picks.refresh()
 
     def shutdown(self) -> None:
         for side in self.sides:

@@ -34,6 +34,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.chat.verdict_bar import VerdictBar
+
 RENDER_PER_SECOND = 20
 ROLE_NAMES = {"user": "You", "assistant": "Model", "system": "System"}
 ENDINGS = {
@@ -173,6 +175,10 @@ class _MessageView(QFrame):
         small = self.stats_label.font()
         small.setPointSizeF(max(6.0, small.pointSizeF() * 0.85))
         self.stats_label.setFont(small)
+        self.verdicts = VerdictBar()
+        self.verdicts.chosen.connect(
+            lambda verdict: transcript.judged.emit(transcript.index_of(self), verdict)
+        )
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 6, 10, 6)
         layout.setSpacing(2)
@@ -181,6 +187,7 @@ class _MessageView(QFrame):
         layout.addWidget(self.editor)
         layout.addLayout(self.edit_row)
         layout.addWidget(self.stats_label)
+        layout.addWidget(self.verdicts)
         self._show_editor(False)
         self.render()
 
@@ -208,6 +215,18 @@ class _MessageView(QFrame):
         self.edit_button.setVisible(
             self.is_reply() and self.transcript.editable and not self.streaming and self.editor.isHidden()
         )
+        self.update_verdicts()
+
+    def update_verdicts(self) -> None:
+        mode, label, indices = self.transcript.judging
+        shown = (
+            mode is not None
+            and self in self.transcript._views
+            and self.transcript.index_of(self) in indices
+            and not self.streaming
+            and self.editor.isHidden()
+        )
+        self.verdicts.set_mode(mode if shown else None, label)
 
     def _show_editor(self, on: bool) -> None:
         self.editor.setVisible(on)
@@ -240,10 +259,12 @@ class ChatTranscript(QWidget):
     """A conversation: set it whole, or stream a reply into it with begin/append/end."""
 
     edited = Signal(int, str)  # message index, new text (the user corrected an assistant reply)
+    judged = Signal(int, str)  # message index, verdict: "better" (compare mode), "good" or "bad"
 
     def __init__(self, title: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.editable = False
+        self.judging: tuple[str | None, str, frozenset[int]] = (None, "", frozenset())
         self._views: list[_MessageView] = []
         self._chunks: list[str] = []
         self._follow = True
@@ -322,6 +343,12 @@ class ChatTranscript(QWidget):
                 view._on_cancel_clicked()
             view.update_edit_button()
 
+    def set_judging(self, mode: str | None, label: str = "", indices=()) -> None:
+        """Verdict buttons (VerdictBar modes "pair" or "rate") under the replies at these message indices."""
+        self.judging = (mode, label, frozenset(indices))
+        for view in self._views:
+            view.update_verdicts()
+
     def index_of(self, view: _MessageView) -> int:
         return self._views.index(view)
 
@@ -330,6 +357,7 @@ class ChatTranscript(QWidget):
         self._column.insertWidget(self._column.count() - 1, view)
         view.show()  # now, not on the layout's queued show: sizes and tests see it at once
         self._views.append(view)
+        view.update_verdicts()
         return view
 
     def _flush_chunks(self) -> bool:

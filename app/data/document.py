@@ -19,7 +19,7 @@ from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from engine.data.edit_journal import EditJournal, read_pending, set_aside
 from engine.data.project_files import keep_original, save_target
-from engine.data.review import FIXES, Review, RowIssue, review_row, trimmed
+from engine.data.review import FIXES, Review, RowIssue, review_row, token_length, trimmed
 from engine.data.row_store import RowStore, open_store, save_store
 from engine.data.shapes import Shape
 
@@ -240,12 +240,9 @@ class DatasetDocument(QObject):
                     self.review.issues[i] = issues
                 else:
                     self.review.issues.pop(i, None)
-                if (
-                    self.tokenizer is not None
-                    and len(self.review.lengths)
-                    and not isinstance(rendered, ValueError | None)
-                ):
-                    self._set_length(i, len(rendered.input_ids) + rendered.truncated_tokens)
+                length = token_length(rendered)  # a preference row's: its longest side's
+                if self.tokenizer is not None and len(self.review.lengths) and length is not None:
+                    self._set_length(i, length)
         self.issues_changed.emit()
 
     def _set_length(self, row_id: int, length: int) -> None:

@@ -159,13 +159,27 @@ class DatasetFiles(QObject):
 
     def add_chat_row(self, path: Path, messages: list[dict]) -> None:
         """A chat becomes a row at the end of a dataset: through the editor (undoable) when it is open."""
+        from functools import partial
+
+        from engine.data.shapes import record_for_shape
+
+        self.add_record(path, partial(record_for_shape, messages), ["messages"], "Add row from chat")
+
+    def add_record(self, path: Path, build, new_columns: list[str], text: str) -> None:
+        """`build(shape)`'s record at the end of a dataset (a new one gets the shape of `new_columns`):
+        through the editor (undoable, journalled) when it is open. A DataError from `build` is shown."""
         from engine.data.project_files import append_records
-        from engine.data.shapes import detect_shape, record_for_shape
+        from engine.data.shapes import detect_shape
+        from engine.errors import UserError
 
         document = self.document
         if document is not None and document.path == Path(path):
-            record = record_for_shape(messages, document.shape)
-            document.insert_records([len(document.store)], [record], "Add row from chat")
+            try:
+                record = build(document.shape)
+            except UserError as exc:
+                self.failed.emit(exc.message, exc.hint)
+                return
+            document.insert_records([len(document.store)], [record], text)
             self.status.emit(f"Added a row to {path.name} (open in the Data tab, not saved yet).")
             return
 
@@ -175,8 +189,8 @@ class DatasetFiles(QObject):
 
                 shape = open_store(path)[1]
             else:
-                shape = detect_shape(["messages"])
-            append_records(path, [record_for_shape(messages, shape)])
+                shape = detect_shape(new_columns)
+            append_records(path, [build(shape)])
             return Path(path)
 
         self.tasks.run(

@@ -25,6 +25,7 @@ from app.data.finder import RowFinder
 from app.data.model_context import ModelContext
 from app.data.problems_panel import ProblemsPanel
 from app.data.row_editor import RowEditor
+from app.data.sides_view import preference_sides
 from app.data.table_model import DatasetTableModel
 from app.data.table_view import DatasetView
 from app.data.toolbar import DataToolbar
@@ -32,7 +33,7 @@ from app.data.trained_view import TrainedView
 from app.infra.tasks import Task, TaskRunner, while_alive
 from engine.data.review import review_row
 from engine.data.row_store import open_store
-from engine.data.shapes import blank_record
+from engine.data.shapes import PREFERENCE_SHAPES, blank_record
 
 
 class DataPage(QWidget):
@@ -414,6 +415,14 @@ class DataPage(QWidget):
                 "to see what each row trains."
             )
             return
+        if document.shape.name in PREFERENCE_SHAPES:  # each side as the preference trainers see it
+            record = document.store.peek(row_id)
+            sides = preference_sides(record, document.shape, model.tokenizer, model.max_length)
+            if isinstance(sides, str):
+                self.trained.show_message(sides)
+            else:
+                self.trained.show_sides(sides, model.max_length)
+            return
         issues, rendered = review_row(
             document.store.peek(row_id), document.shape, model.tokenizer, model.max_length
         )
@@ -518,6 +527,10 @@ class DataPage(QWidget):
     def add_chat_row(self, path: Path, messages: list[dict]) -> None:
         """A chat becomes a row at the end of a dataset (undoable when that dataset is open here)."""
         self.files.add_chat_row(path, messages)
+
+    def add_record(self, path: Path, build, new_columns: list[str], text: str) -> None:
+        """A preference row picked in the chat: `build(shape)` makes it for the dataset's shape."""
+        self.files.add_record(path, build, new_columns, text)
 
     def shutdown(self) -> None:
         self.checks.cancel()

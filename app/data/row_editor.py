@@ -24,8 +24,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.data.pair_fields import PairForm, prompt_is_turns
 from app.data.turn_card import MISSING, FieldBox, TurnCard
-from engine.data.shapes import FIELDS, ROLES, SHAREGPT_ROLES
+from engine.data.shapes import FIELDS, PREFERENCE_SHAPES, ROLES, SHAREGPT_ROLES
 
 DEBOUNCE_MS = 700
 BROKEN = "__broken__"
@@ -34,6 +35,8 @@ CONVERSATIONS = {
     "messages": ("messages", "role", "content", ROLES),
     "sharegpt": ("conversations", "from", "value", ("system", "human", "gpt")),
 }
+PROMPT_TURNS = ("prompt", "role", "content", ROLES)
+"""A preference row's prompt given as messages (TRL's conversational form)."""
 
 
 class RowEditor(QWidget):
@@ -44,12 +47,13 @@ class RowEditor(QWidget):
         self._committed: dict | None = None  # the last record set or emitted
         self._shape, self._columns = "text", {}
         self.cards: list[TurnCard] = []
-        self.fields: dict[str, FieldBox] = {}
+        self.fields: dict[str, Any] = {}  # FieldBox, or a pair form's AnswerBox and LabelToggle
+        self._turns: tuple | None = None  # CONVERSATIONS[shape] or PROMPT_TURNS: what the cards edit
         self._spare: list[TurnCard] = []  # hidden cards kept for the next longer row
-        self._built: tuple | None = None  # the (shape, columns) the field widgets were built for
+        self._built: tuple | None = None  # the (shape, columns, turns) the widgets were built for
         self._layout = QVBoxLayout()
         self._loading = False
-        self.add_button: QPushButton | None = None  # conversation shapes only
+        self.add_button: QPushButton | None = None  # when the row has turn cards
         self._forced_raw = False
         self._raw_shown = ""
         self._timer = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
@@ -126,8 +130,8 @@ class RowEditor(QWidget):
         if base is None or BROKEN in base or self._built is None:
             return copy.deepcopy(base)
         new = dict(base)
-        if self._shape in CONVERSATIONS:
-            key = self._key(CONVERSATIONS[self._shape][0])
+        if self._turns is not None:
+            key = self._key(self._turns[0])
             turns = [card.turn() for card in self.cards]
             if turns or base.get(key) is not None:  # a missing or null list stays so until a turn is added
                 new[key] = turns
@@ -172,26 +176,41 @@ class RowEditor(QWidget):
                 self.tabs.setCurrentIndex(0)
         self._loading = True  # filling the boxes is not typing
         try:
-            if self._built != (self._shape, self._columns):
+            turns = CONVERSATIONS.get(self._shape)
+            if self._shape in PREFERENCE_SHAPES and prompt_is_turns(record, self._columns):
+                turns = PROMPT_TURNS
+            if self._built != (self._shape, self._columns, turns):
                 self._clear()
-                self._build()
+                self._build(turns)
             self._load(record)
         finally:
             self._loading = False
         self.scroll.verticalScrollBar().setValue(0)
 
     def _clear(self) -> None:
-        self.cards, self.fields, self._spare, self._built = [], {}, [], None
+        self.cards, self.fields, self._spare, self._built, self._turns = [], {}, [], None, None
         self.add_button = None
         old = self.scroll.takeWidget()
         if old is not None:
             old.deleteLater()  # not at once: this may run inside one of its widgets' slots
 
-    def _build(self) -> None:
+    def _build(self, turns: tuple | None) -> None:
         content = QWidget()
         self._layout = layout = QVBoxLayout(content)
         layout.setContentsMargins(6, 6, 6, 6)
-        if self._shape in CONVERSATIONS:
+        self._turns = turns
+        if self._shape in PREFERENCE_SHAPES:
+            form = PairForm(self._shape, self._columns, prompt_turns=turns is not None)
+            self.fields = form.fields
+            for box in form.text_boxes():
+                self._watch(box)
+            if "label" in self.fields:
+                self.fields["label"].changed.connect(self._on_role_changed)  # a click is a whole edit
+            if form.add_button is not None:
+                self._layout, self.add_button = form.turns_layout, form.add_button
+                self.add_button.clicked.connect(self._on_add_clicked)
+            layout.addWidget(form)
+        elif turns is not None:
             self.add_button = QPushButton("Add turn")
             self.add_button.clicked.connect(self._on_add_clicked)
             layout.addWidget(self.add_button, 0, Qt.AlignmentFlag.AlignLeft)
@@ -206,14 +225,14 @@ class RowEditor(QWidget):
                 layout.addWidget(box)
         layout.addStretch(1)
         self.scroll.setWidget(content)
-        self._built = (self._shape, self._columns)
+        self._built = (self._shape, self._columns, turns)
 
     def _load(self, record: dict) -> None:
         for name, box in self.fields.items():
             box.load(record.get(self._key(name), MISSING))
-        if self._shape not in CONVERSATIONS:
+        if self._turns is None:
             return
-        turns = record.get(self._key(CONVERSATIONS[self._shape][0])) or []
+        turns = record.get(self._key(self._turns[0])) or []
         for card, turn in zip(self.cards, turns, strict=False):
             card.load(turn)
         for turn in turns[len(self.cards) :]:
@@ -251,7 +270,7 @@ class RowEditor(QWidget):
             card.load(turn)
             self._layout.removeWidget(card)
         else:
-            _field, role_key, content_key, roles = CONVERSATIONS[self._shape]
+            _field, role_key, content_key, roles = self._turns
             card = TurnCard(turn, roles, role_key, content_key)
             self._watch(card.content)
             card.roleChanged.connect(self._on_role_changed)
@@ -268,7 +287,7 @@ class RowEditor(QWidget):
 
     def _next_role(self) -> str:
         """A new turn answers the last one: user after assistant or system, assistant after user."""
-        roles = CONVERSATIONS[self._shape][3]
+        roles = self._turns[3]
         last = self.cards[-1].role() if self.cards else None
         standard = SHAREGPT_ROLES.get(last.lower()) if isinstance(last, str) else None
         return roles[2] if standard == "user" else roles[1]
@@ -328,7 +347,7 @@ class RowEditor(QWidget):
             self.commit()
 
     def _on_add_clicked(self) -> None:
-        _field, role_key, content_key, _roles = CONVERSATIONS[self._shape]
+        _field, role_key, content_key, _roles = self._turns
         card = self._append_turn({role_key: self._next_role(), content_key: ""})
         self._renumber()
         card.content.edit.setFocus()
@@ -336,6 +355,9 @@ class RowEditor(QWidget):
         self.commit()
 
     def _on_turn_added(self) -> None:
+        if self._shape in PREFERENCE_SHAPES and self.cards:  # the prompt's cards: the answers follow them
+            self.scroll.ensureWidgetVisible(self.cards[-1])
+            return
         bar = self.scroll.verticalScrollBar()
         bar.setValue(bar.maximum())
 

@@ -21,6 +21,8 @@ _ROLE_KEY = {"messages": ("role", "content"), "sharegpt": ("from", "value")}
 _FIELD_COLUMNS = {
     "alpaca": (("Instruction", "instruction"), ("Output", "output")),
     "prompt_completion": (("Prompt", "prompt"), ("Completion", "completion")),
+    "preference": (("Prompt", "prompt"), ("Chosen", "chosen"), ("Rejected", "rejected")),
+    "kto": (("Prompt", "prompt"), ("Completion", "completion"), ("Label", "label")),
     "text": (("Text", "text"),),
 }
 _ERROR, _WARNING = QColor("#c0392b"), QColor("#b9770e")
@@ -30,6 +32,16 @@ def one_line(value: Any) -> str:
     text = value if isinstance(value, str) else ("" if value is None else repr(value))
     text = " ".join(text[: PREVIEW_CHARS * 2].split())
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+
+
+def _shown(value: Any, field: str) -> Any:
+    """What a cell of a preference row shows: the last message of a prompt given as messages (the
+    user's question), the text of an answer given as one assistant message, a label as good/bad."""
+    if field == "label" and isinstance(value, bool):
+        return "good" if value else "bad"
+    if isinstance(value, list) and value and isinstance(value[-1], dict):
+        return value[-1].get("content")
+    return value
 
 
 class DatasetTableModel(QAbstractTableModel):
@@ -55,8 +67,9 @@ class DatasetTableModel(QAbstractTableModel):
             roles.TextAlignmentRole: self._alignment,
         }
         self._roles.update({int(role): handler for role, handler in list(self._roles.items())})
+        # A label is a bool: the row editor's toggle edits it.
         self._editable = {"First prompt", "Last reply"} | {
-            t for cols in _FIELD_COLUMNS.values() for t, _f in cols
+            t for cols in _FIELD_COLUMNS.values() for t, _f in cols if t != "Label"
         }
 
     # -- Qt model API -------------------------------------------------------------------------
@@ -209,7 +222,8 @@ class DatasetTableModel(QAbstractTableModel):
             return one_line((picked[0] if column == "First prompt" else picked[-1]).get(content_key))
         for title, field in _FIELD_COLUMNS[shape.name]:
             if title == column:
-                return one_line(record.get(shape.columns.get(field, field)))
+                value = record.get(shape.columns.get(field, field))
+                return one_line(_shown(value, field) if shape.name in ("preference", "kto") else value)
         return ""
 
     # -- the view ------------------------------------------------------------------------------

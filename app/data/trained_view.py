@@ -61,6 +61,7 @@ class TrainedView(QWidget):
         self._cut: int | None = None
         self._marker: tuple[int, int] | None = None  # (document position, length) of the marker
         self._u16: np.ndarray | None = None  # code point -> UTF-16 position, only for non-BMP text
+        self.sides = None  # the SidesView of preference rows, made when first needed
         self.header = QLabel()
         self.header.setWordWrap(True)
         self.header.setTextFormat(Qt.TextFormat.RichText)
@@ -92,6 +93,17 @@ class TrainedView(QWidget):
         self._rendered, self._max_length = rendered, max_length
         self._render()
         self._stack.setCurrentIndex(1)
+
+    def show_sides(self, sides: list[tuple[str, Rendered]], max_length: int) -> None:
+        """A preference row: each side (engine.data.preference.render_sides) in a column of its own."""
+        if self.sides is None:
+            from app.data.sides_view import SidesView
+
+            self.sides = SidesView()
+            self._stack.addWidget(self.sides)
+        self._rendered, self._cut, self._marker, self._u16 = None, None, None, None
+        self.sides.show_sides(sides, max_length)
+        self._stack.setCurrentWidget(self.sides)
 
     def show_message(self, text: str) -> None:
         """Replace the view by one line (loading, no model chosen, an error)."""

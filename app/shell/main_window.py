@@ -132,6 +132,7 @@ class MainWindow(QMainWindow):
         self.data_page.failed.connect(self._on_failed)
         self.train_page.aboutToStart.connect(self._on_about_to_start)
         self.chat_page.rowForDataset.connect(self.data_page.add_chat_row)
+        self.chat_page.recordForDataset.connect(self.data_page.add_record)
         self.chat_page.failed.connect(self._on_failed)
         self.chat_page.status.connect(lambda text: self.status_bar.note(text, 10000))
         self.data_page.status.connect(lambda text: self.status_bar.note(text, 10000))

@@ -18,10 +18,11 @@ import numpy as np
 
 from engine.data import json_safety
 from engine.data.long_rows import clip_long_row, measure_clipped
+from engine.data.preference import side_row
 from engine.data.reading import duplicate_key
 from engine.data.rendering import Rendered, render_row
 from engine.data.row_store import BROKEN, RowStore
-from engine.data.shapes import FIELDS, RowProblem, Shape
+from engine.data.shapes import FIELDS, PREFERENCE_SHAPES, RowProblem, Shape
 from engine.errors import Cancelled
 
 KIND_LABELS = {
@@ -32,6 +33,8 @@ KIND_LABELS = {
     "unknown_role": "unknown role",
     "empty_assistant": "empty reply",
     "empty_text": "empty text",
+    "empty_prompt": "empty prompt",
+    "same_answers": "same answers",
     "not_ending_with_assistant": "does not end with a reply",
     "duplicate": "duplicate",
     "surrounding_whitespace": "surrounding whitespace",
@@ -49,6 +52,7 @@ FIXES = {
     "duplicate": ("drop", "Drop duplicates", "Deletes exact copies of earlier rows; the first one stays"),
     "empty_assistant": ("drop", "Drop empty rows", "Deletes rows with an empty reply or empty text"),
     "empty_text": ("drop", "Drop empty rows", "Deletes rows with an empty reply or empty text"),
+    "same_answers": ("drop", "Drop equal pairs", "Deletes pairs whose chosen and rejected answers are equal"),
     "invalid_json": ("drop", "Drop broken lines", "Deletes lines that are not valid JSON"),
     "not_utf8": ("drop", "Drop broken lines", "Deletes lines that could not be read"),
     "too_deep": ("drop", "Drop broken lines", "Deletes lines that could not be read"),
@@ -181,21 +185,62 @@ def rendered_issues(rendered: Rendered | ValueError, max_length: int) -> list[Ro
     return []
 
 
+def sides_of(row: Any, shape: Shape) -> list[tuple[str, Any]]:
+    """(side, row to render) of a normalised row: the row itself ("") for supervised shapes; each
+    answer with the prompt for preference shapes, as engine.data.preference.render_sides renders them."""
+    if shape.name not in PREFERENCE_SHAPES:
+        return [("", row)]
+    if shape.name == "preference":
+        return [(side, side_row(row["prompt"], row[side])) for side in ("chosen", "rejected")]
+    return [("good" if row["label"] else "bad", side_row(row["prompt"], row["completion"]))]
+
+
+def sides_issues(sides: list[tuple[str, Rendered | ValueError]], max_length: int) -> list[RowIssue]:
+    """`rendered_issues` of every side of a row, one issue per kind naming the sides it is about."""
+    if len(sides) == 1 and not sides[0][0]:
+        return rendered_issues(sides[0][1], max_length)
+    merged: dict[str, tuple[RowIssue, dict[str, list[str]]]] = {}  # kind -> (issue, message -> sides)
+    for side, rendered in sides:
+        for issue in rendered_issues(rendered, max_length):
+            if issue.kind == "no_trainable_tokens" and not isinstance(rendered, ValueError):
+                if rendered.truncated_tokens:  # everything before the reply is the prompt
+                    issue.message = f"the prompt alone fills the max length {max_length}"
+            merged.setdefault(issue.kind, (issue, {}))[1].setdefault(issue.message, []).append(side)
+    for issue, messages in merged.values():
+        issue.message = "; ".join(f"{' and '.join(on)}: {message}" for message, on in messages.items())
+    return [issue for issue, _m in merged.values()]
+
+
+def token_length(rendered: Any) -> int | None:
+    """A row's length in tokens before truncation (a preference row's: its longest side's)."""
+    if isinstance(rendered, list):
+        found = [token_length(r) for _side, r in rendered]
+        return None if None in found or not found else max(found)
+    if rendered is None or isinstance(rendered, ValueError):
+        return None
+    return len(rendered.input_ids) + rendered.truncated_tokens
+
+
+def _render_one(tokenizer, row: Any, max_length: int) -> Rendered | ValueError:
+    try:
+        row, clip = clip_long_row(row, max_length)  # a huge row is never tokenized whole
+        rendered = render_row(tokenizer, row, max_length)
+        return rendered if clip is None else measure_clipped(rendered, clip, max_length)
+    except ValueError as exc:
+        return exc
+
+
 def review_row(
     record: dict[str, Any], shape: Shape, tokenizer=None, max_length: int = 1024
-) -> tuple[list[RowIssue], Rendered | ValueError | None]:
-    """One row's issues (duplicates aside) and its rendering, e.g. right after it was edited."""
+) -> tuple[list[RowIssue], Any]:
+    """One row's issues (duplicates aside) and its rendering, e.g. right after it was edited: a
+    Rendered or the ValueError of a refused row; for preference shapes [(side, that), ...]."""
     normalised, issues = check_row(record, shape)
     rendered = None
     if normalised is not None and tokenizer is not None:
-        try:
-            row, clip = clip_long_row(normalised, max_length)  # a huge row is never tokenized whole
-            rendered = render_row(tokenizer, row, max_length)
-            if clip is not None:
-                rendered = measure_clipped(rendered, clip, max_length)
-        except ValueError as exc:
-            rendered = exc
-        issues += rendered_issues(rendered, max_length)
+        sides = [(side, _render_one(tokenizer, row, max_length)) for side, row in sides_of(normalised, shape)]
+        rendered = sides if shape.name in PREFERENCE_SHAPES else sides[0][1]
+        issues += sides_issues(sides, max_length)
     return issues, rendered
 
 
@@ -216,7 +261,7 @@ def review_store(
     lengths = np.full(store._next_id, -1, dtype=np.int64)
     seen: dict[bytes, int] = {}
     total, done = len(store), 0
-    pending: list[tuple[int, Any]] = []
+    pending: list[tuple[int, str, Any]] = []  # (row id, side, row to render)
 
     def add(row_id: int, issue: RowIssue) -> None:
         review.issues.setdefault(row_id, []).append(issue)
@@ -225,12 +270,16 @@ def review_store(
         if tokenizer is None or not pending:
             pending.clear()
             return
-        with closing(iter_rendered(tokenizer, [row for _i, row in pending], max_length, batch)) as batches:
+        with closing(iter_rendered(tokenizer, [row for *_k, row in pending], max_length, batch)) as batches:
             results = [r for part in batches for r in part]
-        for (row_id, _row), rendered in zip(pending, results, strict=True):
-            if not isinstance(rendered, ValueError):
-                lengths[row_id] = len(rendered.input_ids) + rendered.truncated_tokens
-            for issue in rendered_issues(rendered, max_length):
+        by_row: dict[int, list[tuple[str, Rendered | ValueError]]] = {}
+        for (row_id, side, _row), rendered in zip(pending, results, strict=True):
+            by_row.setdefault(row_id, []).append((side, rendered))
+        for row_id, sides in by_row.items():
+            length = token_length(sides)
+            if length is not None:
+                lengths[row_id] = length
+            for issue in sides_issues(sides, max_length):
                 add(row_id, issue)
         pending.clear()
 
@@ -243,7 +292,7 @@ def review_store(
             first = seen.setdefault(key, position)
             if first != position:
                 add(row_id, RowIssue("duplicate", f"exact duplicate of row {first + 1}", "warning"))
-            pending.append((row_id, normalised))
+            pending.extend((row_id, side, row) for side, row in sides_of(normalised, shape))
         done += 1
         if done % batch == 0:
             render_pending()
