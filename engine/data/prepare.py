@@ -30,6 +30,24 @@ class DataReport:
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    def start(self, read: ReadResult) -> Counter:
+        """Count a file's rows and unreadable ones in; returns the skip counter to add to."""
+        self.first_problems += [f"{p.where()}: {p.message}" for p in read.problems if p.severity == "error"][
+            :20
+        ]
+        self.rows_read += read.records
+        return Counter(read.skipped_by_reason())
+
+    def truncated(self, tokens: int) -> None:
+        if tokens:
+            self.truncated_rows += 1
+            self.truncated_tokens += tokens
+            self.longest_truncated_by = max(self.longest_truncated_by, tokens)
+
+    def finish(self, skipped: Counter) -> None:
+        for reason, count in skipped.items():
+            self.skipped[reason] = self.skipped.get(reason, 0) + count
+
 
 @dataclass
 class PreparedData:
@@ -61,11 +79,7 @@ def read_config_data(cfg: DataConfig, path: str | None = None) -> ReadResult:
 
 
 def _tokenize(tokenizer, read: ReadResult, cfg: DataConfig, report: DataReport) -> list[dict]:
-    skipped = Counter(read.skipped_by_reason())
-    report.first_problems += [f"{p.where()}: {p.message}" for p in read.problems if p.severity == "error"][
-        :20
-    ]
-    report.rows_read += read.records
+    skipped = report.start(read)
     examples = []
     results = (r for batch in iter_rendered(tokenizer, read.rows, cfg.max_length) for r in batch)
     for rendered, number, line in zip(results, read.row_numbers, read.line_numbers, strict=True):
@@ -81,25 +95,17 @@ def _tokenize(tokenizer, read: ReadResult, cfg: DataConfig, report: DataReport) 
             skipped[reason] += 1
             report.first_problems.append(f"{where}: {reason}")
             continue
-        if rendered.truncated_tokens:
-            report.truncated_rows += 1
-            report.truncated_tokens += rendered.truncated_tokens
-            report.longest_truncated_by = max(report.longest_truncated_by, rendered.truncated_tokens)
+        report.truncated(rendered.truncated_tokens)
         report.tokens += len(rendered.input_ids)
         report.trained_tokens += rendered.trained_tokens
         examples.append({"input_ids": rendered.input_ids, "labels": rendered.labels})
-    for reason, count in skipped.items():
-        report.skipped[reason] = report.skipped.get(reason, 0) + count
+    report.finish(skipped)
     return examples
 
 
 def _tokenize_preference(tokenizer, read: ReadResult, cfg: DataConfig, report: DataReport, method: str):
     """Preference rows as the trainers take them (engine.data.preference); kto rates the sides of pairs."""
-    skipped = Counter(read.skipped_by_reason())
-    report.first_problems += [f"{p.where()}: {p.message}" for p in read.problems if p.severity == "error"][
-        :20
-    ]
-    report.rows_read += read.records
+    skipped = report.start(read)
     examples = []
     for row, number, line in zip(read.rows, read.row_numbers, read.line_numbers, strict=True):
         where = f"line {line}" if line is not None else f"row {number}"
@@ -110,17 +116,13 @@ def _tokenize_preference(tokenizer, read: ReadResult, cfg: DataConfig, report: D
                 skipped[reason] += 1
                 report.first_problems.append(f"{where}: {done.problem}")
                 continue
-            if done.truncated_tokens:
-                report.truncated_rows += 1
-                report.truncated_tokens += done.truncated_tokens
-                report.longest_truncated_by = max(report.longest_truncated_by, done.truncated_tokens)
+            report.truncated(done.truncated_tokens)
             report.tokens += done.tokens
             report.trained_tokens += done.tokens - len(done.example["prompt_ids"]) * (
                 2 if "chosen_ids" in done.example else 1
             )
             examples.append(done.example)
-    for reason, count in skipped.items():
-        report.skipped[reason] = report.skipped.get(reason, 0) + count
+    report.finish(skipped)
     return examples
 
 

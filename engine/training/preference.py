@@ -45,13 +45,31 @@ def build_preference_trainer(config: RunConfig, run_dir: Path, model, tokenizer,
     return build(config, run_dir, model, tokenizer, data, device, eval_every)
 
 
-def _common(config: RunConfig) -> dict:
-    return {
-        "beta": config.training.preference_beta,
-        "max_length": config.data.max_length,
-        "disable_dropout": True,
-        "dataset_num_proc": None,
-    }
+def _build(trainer_class, config_class, config, run_dir, model, tokenizer, data, device, eval_every, **extra):
+    """`trainer_class` with the run's Trainer arguments plus TRL's shared ones and `extra`; `train` and
+    `validation` in `extra` replace the data's rows (as prepared for that trainer)."""
+    train = extra.pop("train", data.train)
+    validation = extra.pop("validation", data.validation)
+    args = training_arguments(
+        config,
+        run_dir,
+        data,
+        device,
+        eval_every,
+        config_class,
+        beta=config.training.preference_beta,
+        max_length=config.data.max_length,
+        disable_dropout=True,
+        dataset_num_proc=None,
+        **extra,
+    )
+    return trainer_class(
+        model=model,
+        args=args,
+        train_dataset=_dataset(train),
+        eval_dataset=_dataset(validation),
+        processing_class=tokenizer,
+    )
 
 
 def _dpo(config, run_dir, model, tokenizer, data, device, eval_every):
@@ -64,23 +82,18 @@ def _dpo(config, run_dir, model, tokenizer, data, device, eval_every):
         def create_model_card(self, *args, **kwargs):
             pass  # no README.md in the checkpoints folder
 
-    args = training_arguments(
+    return _build(
+        EngineDPOTrainer,
+        DPOConfig,
         config,
         run_dir,
+        model,
+        tokenizer,
         data,
         device,
         eval_every,
-        DPOConfig,
         train_sampling_strategy="random",  # length grouping reads input_ids, which pairs do not have
         loss_type=[config.training.dpo_loss],
-        **_common(config),
-    )
-    return EngineDPOTrainer(
-        model=model,
-        args=args,
-        train_dataset=_dataset(data.train),
-        eval_dataset=_dataset(data.validation),
-        processing_class=tokenizer,
     )
 
 
@@ -115,22 +128,18 @@ def _kto(config, run_dir, model, tokenizer, data, device, eval_every):
     # KTO reads its rows in order (the KL pairs are fixed per batch): shuffle them once, seeded.
     train = list(data.train)
     random.Random(config.training.seed).shuffle(train)
-    args = training_arguments(
+    return _build(
+        EngineKTOTrainer,
+        KTOConfig,
         config,
         run_dir,
+        model,
+        tokenizer,
         data,
         device,
         eval_every,
-        KTOConfig,
+        train=train,
         train_sampling_strategy="sequential",
-        **_common(config),
-    )
-    return EngineKTOTrainer(
-        model=model,
-        args=args,
-        train_dataset=_dataset(train),
-        eval_dataset=_dataset(data.validation),
-        processing_class=tokenizer,
     )
 
 
@@ -169,20 +178,17 @@ def _orpo(config, run_dir, model, tokenizer, data, device, eval_every):
         # ORPO's own preparation looks for text columns first; empty text passes it unchanged.
         return [{**row, "prompt": "", "chosen": "", "rejected": ""} for row in rows]
 
-    args = training_arguments(
+    return _build(
+        EngineORPOTrainer,
+        ORPOConfig,
         config,
         run_dir,
+        model,
+        tokenizer,
         data,
         device,
         eval_every,
-        ORPOConfig,
+        train=with_text(data.train),
+        validation=with_text(data.validation),
         train_sampling_strategy="random",
-        **_common(config),
-    )
-    return EngineORPOTrainer(
-        model=model,
-        args=args,
-        train_dataset=_dataset(with_text(data.train)),
-        eval_dataset=_dataset(with_text(data.validation)),
-        processing_class=tokenizer,
     )
