@@ -45,6 +45,8 @@ def adapter_choices(project) -> list[tuple[str, str | None]]:
         title = run_title(run)
         if run.adapter:
             choices.append((f"{title}: final adapter", str(run.adapter)))
+        elif run.model:
+            choices.append((f"{title}: fine-tuned model (full)", str(run.model)))
         for step, path, best in checkpoints_best_first(run):
             best_text = " (best: lowest validation loss)" if best else ""
             choices.append((f"{title}: checkpoint step {step}{best_text}", str(path)))

@@ -36,11 +36,11 @@ class RunPicker(QTreeWidget):
         }
         self.clear()
         for run in runs:
-            if run.state == "running" or (run.adapter is None and not run.checkpoints):
+            if run.state == "running" or (run.adapter is None and run.model is None and not run.checkpoints):
                 continue  # nothing finished to evaluate yet
             item = QTreeWidgetItem([f"{run_title(run)}\n{run_details(run)}"])
             item.setData(0, RUN_ROLE, str(run.path))
-            if run.adapter is not None:
+            if run.adapter is not None or run.model is not None:
                 item.setData(
                     0, PATH_ROLE, str(run.path)
                 )  # the engine takes a run folder as its final adapter

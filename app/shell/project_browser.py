@@ -162,6 +162,10 @@ class ProjectBrowser(QWidget):
                 )
                 self._tag(child, "adapter", run.adapter, project.path)
                 item.appendRow([child, self._detail("final LoRA adapter")])
+            elif run.model:
+                child = QStandardItem(style.standardIcon(QStyle.StandardPixmap.SP_DialogApplyButton), "model")
+                self._tag(child, "adapter", run.model, project.path)
+                item.appendRow([child, self._detail("fine-tuned model (full fine-tuning)")])
             runs[0].appendRow([item, self._detail(run_details(run))])
         exports = self._group("Exports", "exports", project, len(project.exports))
         for path in project.exports:

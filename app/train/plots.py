@@ -1,4 +1,5 @@
-"""Live training plots: loss (raw, smoothed, eval), learning rate, grad norm, throughput, memory.
+"""Live training plots: loss (raw, smoothed, eval), learning rate, grad norm, throughput, memory;
+for preference runs (dpo, orpo, kto) also the rewards of chosen and rejected, their margin and accuracy.
 
 Batches of events come from the run supervisor on the UI thread. They go into a
 RunHistory (numpy buffers) at once; the curves are redrawn by a timer, at most once per
@@ -20,7 +21,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from app.widgets.plot_style import ScientificAxis, SmoothingControl, style_legend, style_plot
 from app.widgets.theme import muted
-from engine.runs.history import SERIES, RunHistory, smooth
+from engine.runs.history import ALL_SERIES, PREFERENCE_SERIES, SERIES, RunHistory, smooth
 
 # Mid-tone colours that read on both the light and the dark palette.
 COLORS = {
@@ -30,15 +31,32 @@ COLORS = {
     "grad_norm": "#ef4444",
     "tokens_per_second": "#14b8a6",
     "peak_memory_mb": "#eab308",
+    "reward_chosen": "#16a34a",
+    "reward_rejected": "#dc2626",
+    "reward_margin": "#2563eb",
+    "reward_accuracy": "#7c3aed",
+    "eval_reward_margin": "#f97316",
+    "eval_reward_accuracy": "#f97316",
 }
 TITLES = {
     "learning_rate": "Learning rate",
     "grad_norm": "Gradient norm",
     "tokens_per_second": "Throughput (tokens/s)",
     "peak_memory_mb": "Peak memory (MB)",
+    # The title is the legend (a legend box would cover the curves' ends in a plot this small).
+    "rewards": "Rewards: <span style='color:#16a34a'>chosen</span> vs "
+    "<span style='color:#dc2626'>rejected</span>",
+    "reward_margin": "Reward margin (chosen − rejected)",
+    "reward_accuracy": "Reward accuracy (chosen ahead)",
 }
 MEMORY_KINDS = {"cuda_allocated": "GPU allocated", "process_rss": "process RSS"}
-CURVES = ("loss", "loss_smoothed", *SERIES[1:])
+CURVES = ("loss", "loss_smoothed", *SERIES[1:], *PREFERENCE_SERIES)
+# The preference row's plots and the curves each holds (eval points on the train curve's plot).
+PREFERENCE_PLOTS = {
+    "rewards": ("reward_chosen", "reward_rejected"),
+    "reward_margin": ("reward_margin", "eval_reward_margin"),
+    "reward_accuracy": ("reward_accuracy", "eval_reward_accuracy"),
+}
 
 
 class StepViewBox(pg.ViewBox):
@@ -107,8 +125,9 @@ class RunPlots(QWidget):
     def clear(self) -> None:
         self._pending.clear()
         self.history = RunHistory()
-        self._dirty = set(SERIES)
+        self._dirty = set(ALL_SERIES)
         self._legend.removeItem(self._curves["eval_loss"])
+        self._show_preference(False)
         # The memory title forgets its GPU/RSS kind. Only that plot: restyling all of them relays
         # out the whole canvas (~0.2 s here).
         style_plot(self._plots["peak_memory_mb"], self._title("peak_memory_mb"), self.palette())
@@ -129,6 +148,10 @@ class RunPlots(QWidget):
         if item.xData is None:
             return np.empty(0), np.empty(0)
         return item.xData, item.yData
+
+    def preference_shown(self) -> bool:
+        """Whether the preference row (rewards, margin, accuracy) is on the canvas."""
+        return self._preference_row.scene() is not None
 
     def is_loading(self) -> bool:
         """Whether a large batch is still being parsed."""
@@ -161,11 +184,17 @@ class RunPlots(QWidget):
         for i, name in enumerate(SERIES[2:]):
             axes = {"left": ScientificAxis("left")} if name == "learning_rate" else None
             self._plots[name] = self._canvas.addPlot(
-                row=1 + i // 2, col=i % 2, viewBox=StepViewBox(), axisItems=axes
+                row=2 + i // 2, col=i % 2, viewBox=StepViewBox(), axisItems=axes
             )
+        # Row 1 is the preference row, put on the canvas only for preference runs (an empty row takes
+        # no room); its three plots share one row of the two-column grid.
+        self._preference_row = pg.GraphicsLayout()
+        self._preference_row.setContentsMargins(0, 0, 0, 0)
+        for col, name in enumerate(PREFERENCE_PLOTS):
+            self._plots[name] = self._preference_row.addPlot(row=0, col=col, viewBox=StepViewBox())
         self._canvas.ci.layout.setRowStretchFactor(0, 3)  # the loss is what people watch
-        self._canvas.ci.layout.setRowStretchFactor(1, 2)
-        self._canvas.ci.layout.setRowStretchFactor(2, 2)
+        for row in (2, 3):
+            self._canvas.ci.layout.setRowStretchFactor(row, 2)
         for plot in self._plots.values():
             plot.setDownsampling(auto=True, mode="peak")
             plot.setClipToView(True)
@@ -176,7 +205,7 @@ class RunPlots(QWidget):
                 plot.setXLink(loss)
         for name in ("loss", "tokens_per_second", "peak_memory_mb"):
             self._plots[name].setLabel("bottom", "step")
-        for name in ("learning_rate", "grad_norm"):  # the plots below carry the same steps
+        for name in ("learning_rate", "grad_norm", *PREFERENCE_PLOTS):  # the plots below carry the steps
             self._plots[name].getAxis("bottom").setStyle(showValues=False)
         self._legend = loss.addLegend(offset=(-10, 10))
 
@@ -212,6 +241,37 @@ class RunPlots(QWidget):
         # The same for the learning rate: a constant schedule would otherwise be centred in a
         # ±0.5 range whose ticks all read "0".
         self._curves["learning_rate"].setFillLevel(0)
+        self._build_preference_curves()
+
+    def _build_preference_curves(self) -> None:
+        """Chosen vs rejected rewards; margin and accuracy with their eval points and a reference line."""
+        for plot_name, names in PREFERENCE_PLOTS.items():
+            plot = self._plots[plot_name]
+            for name in names:
+                colour = COLORS[name]
+                points = {"symbol": "o", "symbolSize": 6, "symbolBrush": colour, "symbolPen": None}
+                self._curves[name] = plot.plot(
+                    pen=pg.mkPen(colour, width=1.5 if name.startswith("eval_") else 1),
+                    autoDownsampleFactor=1.5,
+                    skipFiniteCheck=True,
+                    **(points if name.startswith("eval_") else {}),
+                )
+        # A margin above 0 (accuracy above 0.5) means the model prefers the chosen replies.
+        dashed = pg.mkPen("#9ca3af", width=1, style=Qt.PenStyle.DashLine)
+        self._plots["reward_margin"].addItem(pg.InfiniteLine(0.0, angle=0, pen=dashed))
+        self._plots["reward_accuracy"].addItem(pg.InfiniteLine(0.5, angle=0, pen=dashed))
+        self._plots["reward_accuracy"].setYRange(0.0, 1.0, padding=0.05)
+        self._plots["reward_accuracy"].enableAutoRange(pg.ViewBox.YAxis, False)
+
+    def _show_preference(self, shown: bool) -> None:
+        if shown == self.preference_shown():
+            return
+        # Row 1 stretches only while it holds the row: an empty stretching row would still take room.
+        self._canvas.ci.layout.setRowStretchFactor(1, 2 if shown else 0)
+        if shown:
+            self._canvas.ci.addItem(self._preference_row, row=1, col=0, colspan=2)
+        else:
+            self._canvas.ci.removeItem(self._preference_row)
 
     def _apply_palette(self) -> None:
         """Background and text from the widget palette, so both themes read well."""
@@ -290,11 +350,12 @@ class RunPlots(QWidget):
         # full paint (axes and all) right after the first.
         for plot in self._plots.values():
             plot.vb.prepareForPaint()
+        self._show_preference(self.history.has_preference())
         evals = self._curves["eval_loss"]
         if evals.xData is not None and len(evals.xData) and self._legend.getLabel(evals) is None:
             self._legend.addItem(evals, "eval loss")  # only once there is one: many runs have no eval
             self._apply_palette()
-        has_points = any(len(self.history.series(name)[0]) for name in SERIES)
+        has_points = any(len(self.history.series(name)[0]) for name in ALL_SERIES)
         self._empty.setVisible(not has_points)
         self._last_redraw = time.perf_counter()
         took_ms = (self._last_redraw - start) * 1000

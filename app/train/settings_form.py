@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from PySide6.QtCore import QSize, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -24,11 +24,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.train import methods
+from app.train.adapter_picker import AdapterPicker
 from app.widgets.scroll_safe import ScrollSafeComboBox
 from engine.config import _GROUPS, CHOICES, field_errors, field_help
 
 # What the form shows, by group; paths, columns and consent are set elsewhere (model, data pickers).
 SHOWN = {
+    # First and across the form: the method decides which of the other settings apply.
+    "method": (
+        "method",
+        "preference_beta",
+        "dpo_loss",
+        "init_adapter",
+        "prompt_tuning_tokens",
+        "full_layers",
+    ),
     "lora": ("rank", "alpha", "dropout", "target_modules", "use_rslora", "use_dora"),
     "training": (
         "max_steps",
@@ -56,7 +67,14 @@ SHOWN = {
     "data": ("format", "max_length", "text_mode", "replay_ratio", "seed"),
     "quantization": ("load_in_4bit", "quant_type", "double_quant", "compute_dtype"),
 }
-TITLES = {"lora": "LoRA adapter", "training": "Training", "data": "Data", "quantization": "4-bit base model"}
+BOX_GROUP = {"method": "training"}  # a box whose settings belong to another config group
+TITLES = {
+    "method": "Method",
+    "lora": "LoRA adapter",
+    "training": "Training",
+    "data": "Data",
+    "quantization": "4-bit base model",
+}
 ERROR_STYLE = "border: 1px solid #d9534f;"
 # Settings that are "auto" or a switch: a list whose "true" and "false" are the TOML booleans.
 AUTO_SWITCHES = {
@@ -75,6 +93,11 @@ LABELS = {
     "early_stopping_min_delta": "Early stopping min. delta",
     "neftune_alpha": "NEFTune alpha",
     "replay_ratio": "Replay (share of base answers)",
+    "preference_beta": "Beta (preference strength)",
+    "dpo_loss": "DPO loss",
+    "init_adapter": "Start from adapter",
+    "prompt_tuning_tokens": "Virtual tokens",
+    "full_layers": "Layers to train",
 }
 
 
@@ -119,7 +142,10 @@ class SettingsForm(QWidget):
         self._types = _field_types()
         self.editors: dict[str, QWidget] = {}
         self.error_labels: dict[str, QLabel] = {}
-        help_texts = field_help()
+        self.labels: dict[str, QLabel] = {}
+        self._cells: dict[str, QWidget] = {}
+        self.method = "sft"
+        help_texts = self._help = field_help()
         self._grid = QGridLayout(self)
         self._grid.setContentsMargins(0, 0, 0, 0)
         # The width is ours to pick (one or two columns), not the grid's current minimum.
@@ -132,7 +158,7 @@ class SettingsForm(QWidget):
             form = QFormLayout(box)
             form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
             for name in names:
-                dotted = f"{group}.{name}"
+                dotted = f"{BOX_GROUP.get(group, group)}.{name}"
                 editor = self._editor(dotted)
                 tip = help_texts.get(dotted, "")
                 editor.setToolTip(tip)
@@ -150,7 +176,10 @@ class SettingsForm(QWidget):
                 label.setToolTip(tip)
                 form.addRow(label, cell)
                 self.editors[dotted], self.error_labels[dotted] = editor, error
+                self.labels[dotted], self._cells[dotted] = label, cell
+        self.labels["training.method"].setStyleSheet("font-weight: bold;")
         self._arrange(2)
+        self.show_method(self.method)
 
     def _arrange(self, columns: int) -> None:
         """Two columns (Training, the long group, on the right) where they fit, else one.
@@ -162,21 +191,26 @@ class SettingsForm(QWidget):
         self._columns = columns
         for box in self._boxes.values():
             self._grid.removeWidget(box)
-        others = [box for group, box in self._boxes.items() if group != "training"]
-        for row, box in enumerate(others):
+        self._grid.addWidget(self._boxes["method"], 0, 0, 1, columns)
+        others = [box for group, box in self._boxes.items() if group not in ("training", "method")]
+        for row, box in enumerate(others, start=1):
             self._grid.addWidget(box, row, 0)
         if columns == 2:
-            self._grid.addWidget(self._boxes["training"], 0, 1, len(others), 1)
+            self._grid.addWidget(self._boxes["training"], 1, 1, len(others), 1)
         else:
-            self._grid.addWidget(self._boxes["training"], len(others), 0)
+            self._grid.addWidget(self._boxes["training"], len(others) + 1, 0)
         self._grid.setColumnStretch(1, 1 if columns == 2 else 0)
         self._grid.setColumnStretch(0, 1)
 
     def _column_widths(self) -> tuple[int, int]:
         """(narrowest one-column width, narrowest two-column width), from the boxes' own minimums."""
         training = self._boxes["training"].minimumSizeHint().width()
-        others = max(box.minimumSizeHint().width() for g, box in self._boxes.items() if g != "training")
-        return max(training, others), training + others + self._grid.horizontalSpacing()
+        others = max(
+            box.minimumSizeHint().width() for g, box in self._boxes.items() if g not in ("training", "method")
+        )
+        method = self._boxes["method"].minimumSizeHint().width()  # spans the columns
+        two = max(training + others + self._grid.horizontalSpacing(), method)
+        return max(training, others, method), two
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt override): one column is the least it needs
         hint = super().minimumSizeHint()
@@ -188,12 +222,25 @@ class SettingsForm(QWidget):
 
     def _editor(self, dotted: str) -> QWidget:
         kind = self._types[dotted]
-        if kind is bool:
+        if dotted == "training.method":
+            editor = ScrollSafeComboBox(self)
+            for method in CHOICES[dotted]:
+                editor.addItem(methods.NAMES.get(method, method), method)
+                when = methods.WHEN.get(method, "")
+                editor.setItemData(editor.count() - 1, when, Qt.ItemDataRole.ToolTipRole)
+            editor.currentIndexChanged.connect(lambda _i: self.show_method(editor.currentData()))
+            editor.currentIndexChanged.connect(self.changed)
+        elif dotted == "training.init_adapter":
+            editor = AdapterPicker(self)
+            editor.changed.connect(lambda: self.show_method(self.method))
+            editor.changed.connect(self.changed)
+        elif kind is bool:
             editor = QCheckBox(self)
             editor.toggled.connect(self.changed)
         elif dotted in CHOICES or dotted in AUTO_SWITCHES:
             editor = ScrollSafeComboBox(self)  # scrolling the form never changes a setting
-            editor.addItems(list(CHOICES.get(dotted) or AUTO_SWITCHES[dotted]))
+            for value in CHOICES.get(dotted) or AUTO_SWITCHES[dotted]:
+                editor.addItem(value, value)
             editor.currentIndexChanged.connect(self.changed)
         else:
             editor = QLineEdit(self)
@@ -208,12 +255,15 @@ class SettingsForm(QWidget):
             editor.blockSignals(True)
             if isinstance(editor, QCheckBox):
                 editor.setChecked(bool(value))
+            elif isinstance(editor, AdapterPicker):
+                editor.set_value(str(value))
             elif isinstance(editor, QComboBox):
                 text = str(value).lower() if isinstance(value, bool) else str(value)
-                editor.setCurrentIndex(max(0, editor.findText(text)))
+                editor.setCurrentIndex(max(0, editor.findData(text)))
             else:
                 editor.setText(show(value))
             editor.blockSignals(False)
+        self.show_method(self.editors["training.method"].currentData())
         self.show_errors(field_errors(self.values_into(raw)))
 
     def values_into(self, raw: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -223,13 +273,40 @@ class SettingsForm(QWidget):
             group, name = dotted.split(".", 1)
             if isinstance(editor, QCheckBox):
                 out[group][name] = editor.isChecked()
+            elif isinstance(editor, AdapterPicker):
+                out[group][name] = editor.value()
             elif isinstance(editor, QComboBox):
-                text = editor.currentText()
+                text = editor.currentData()
                 switch = dotted in AUTO_SWITCHES and text in ("true", "false")
                 out[group][name] = text == "true" if switch else text
             else:
                 out[group][name] = parse(editor.text(), self._types[dotted])
         return out
+
+    def set_runs(self, runs) -> None:
+        """The project's runs, to start an adapter from (training.init_adapter)."""
+        self.editors["training.init_adapter"].set_runs(runs)
+
+    def show_method(self, method: str) -> None:
+        """Show the settings `method` uses and hide the rest (their values stay as they are)."""
+        self.method = method
+        for dotted, cell in self._cells.items():
+            visible = methods.shown(dotted, method)
+            cell.setVisible(visible)
+            self.labels[dotted].setVisible(visible)
+        unused = set(methods.UNUSED_GROUPS.get(method, ()))
+        start = self.editors.get("training.init_adapter")
+        if (
+            isinstance(start, AdapterPicker)
+            and start.value()
+            and methods.shown("training.init_adapter", method)
+        ):
+            unused.add("lora")  # training on from an adapter: its own rank and targets apply
+        for group, box in self._boxes.items():
+            box.setVisible(group not in unused)
+        tip = methods.method_tooltip(method, self._help.get("training.method", ""))
+        self.editors["training.method"].setToolTip(tip)
+        self.labels["training.method"].setToolTip(tip)
 
     def show_errors(self, errors: dict[str, str]) -> None:
         for dotted, editor in self.editors.items():

@@ -27,6 +27,8 @@ from PySide6.QtWidgets import (
 
 from app.infra.engine_process import EngineProcess
 from app.infra.tasks import TaskRunner, while_alive
+from app.train.data_shape import DataShapes, adapter_problem, method_note, method_problem
+from app.train.methods import shown as method_uses
 from app.train.settings_form import SettingsForm, parse
 from engine.cli.protocol import EXIT_DONE, error_message
 from engine.config import (
@@ -63,6 +65,7 @@ class RunSetup(QWidget):
         self._models: list = []
         self._preparing_model = ""  # a model folder the app is still making (the demo model)
         self._row_counts: dict[tuple, tuple[int, int] | None] = {}  # data files -> (train, validation) rows
+        self._shapes = DataShapes(tasks, lambda: self._on_changed(), self)
 
         self.preset = QComboBox(self)
         self.preset.addItems([CUSTOM, *(p.name for p in self.presets)])
@@ -76,6 +79,11 @@ class RunSetup(QWidget):
         self.model.setMinimumContentsLength(30)
         library = QPushButton("Model library…", self)
         self.data = QComboBox(self)
+        # What the method makes of this data: raw text under sft is continued pre-training.
+        self.data_note = QLabel(self)
+        self.data_note.setWordWrap(True)
+        self.data_note.setStyleSheet("color: #2e6da4;")
+        self.data_note.hide()
         self.validation = QComboBox(self)
         self.ratio = QLineEdit(self)
         self.ratio.setMaximumWidth(70)
@@ -99,6 +107,7 @@ class RunSetup(QWidget):
         top.addRow("", self.preset_note)
         top.addRow("Base model", model_row)
         top.addRow("Training data", self.data)
+        top.addRow("", self.data_note)
         top.addRow("Validation", validation_row)
         top.addRow("Run name", self.run_name)
 
@@ -173,6 +182,7 @@ class RunSetup(QWidget):
         if project is None or project.problem:
             return
         self._fill_data_lists(project)
+        self.form.set_runs(project.runs)
         if same:
             self._estimate_timer.start()  # e.g. the demo model just became ready
             return
@@ -286,6 +296,7 @@ class RunSetup(QWidget):
     def _on_changed(self, *_args) -> None:
         raw = self.raw_config()
         errors = field_errors(raw)
+        self._check_method(raw, errors)
         self.form.show_errors(errors)
         if not raw["model"]["path"]:
             errors["model.path"] = "Choose a base model (Model library…)."
@@ -302,7 +313,7 @@ class RunSetup(QWidget):
             for k, m in errors.items()
             if k.split(".")[0] in ("model", "run")
             or k.startswith("data.path")
-            or k == "data.validation_ratio"
+            or k in ("data.validation_ratio", "training.method")
         ]
         count = len(errors)
         summary = f"{count} setting{'s' if count != 1 else ''} to fix before starting. " if count else ""
@@ -322,6 +333,24 @@ class RunSetup(QWidget):
             else "Your own settings. Pick a preset to start from a known recipe."
         )
         self._estimate_timer.start()
+
+    def _check_method(self, raw: dict, errors: dict) -> None:
+        """Whether the method can train on the chosen data (the engine would refuse it at the start),
+        and raw text under sft named as continued pre-training."""
+        method = raw["training"]["method"]
+        shape = self._shapes.shape(raw["data"]) if "data.format" not in errors else None
+        problem = method_problem(method, shape)
+        if problem:  # shown under the method and beside Start
+            errors["training.method"] = problem
+        start = raw["training"]["init_adapter"]
+        if start and isinstance(start, str) and method_uses(method, "training.init_adapter"):
+            problem = adapter_problem(start)  # the engine's checks without torch (a header read)
+            if problem:
+                errors["training.init_adapter"] = problem
+        note, tip = method_note(method, shape)
+        self.data_note.setText(note)
+        self.data_note.setToolTip(tip)
+        self.data_note.setVisible(bool(note))
 
     def _check_run_name(self, raw: dict, errors: dict) -> None:
         """Suggest a name from the preset and what differs; a typed name must be storable."""
@@ -394,7 +423,7 @@ class RunSetup(QWidget):
             return
         from engine.errors import UserError
         from engine.models.loading import inspect_model_folder
-        from engine.models.memory_estimate import estimate_training_memory, suggestions
+        from engine.models.memory_estimate import estimate_training_memory, full_shortfall, suggestions
 
         try:  # the engine's own check (milliseconds, remote-code consent included): Start waits for it
             inspect_model_folder(config.model)
@@ -421,10 +450,14 @@ class RunSetup(QWidget):
             verdict = f"<b style='color:#2e8b57'>Fits</b> in the {format_size(free)} free on the GPU."
         else:
             tips = "".join(f"<li>{html.escape(t)}</li>" for t in suggestions(estimate, config, free)[:4])
-            verdict = (
-                f"<b style='color:#d9534f'>Will not fit</b> in the {format_size(free)} free. Try:"
-                f"<ul style='margin:0'>{tips}</ul>"
+            # Full fine-tuning that does not fit: say what it needs and that LoRA is the way.
+            shortfall = full_shortfall(estimate, config, free)
+            heading = (
+                f"<b style='color:#d9534f'>{html.escape(shortfall)}</b>"
+                if shortfall
+                else f"<b style='color:#d9534f'>Will not fit</b> in the {format_size(free)} free."
             )
+            verdict = f"{heading} Try:<ul style='margin:0'>{tips}</ul>" if tips else heading
         self.estimate_label.setText(
             f"<b>Estimated GPU memory: {format_size(estimate.total_bytes)}</b>"
             f"<table cellspacing='2'>{rows}</table><p>{verdict}</p>"

@@ -51,6 +51,6 @@ def run_result(run) -> str | None:
     """
     if run is None or run.state == "running":
         return None
-    if run.adapter:
-        return str(run.adapter)
+    if run.adapter or run.model:
+        return str(run.adapter or run.model)
     return str(run.checkpoints[-1][1]) if run.checkpoints else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from engine.chat.replies import ReplyStream, start_reply
@@ -17,12 +18,14 @@ from engine.config import ModelConfig, QuantizationConfig
 from engine.models.adapters import AdapterFolder, check_adapter, load_adapter, resolve_adapter_dir
 from engine.models.folder import ModelFolder
 from engine.models.loading import inspect_model_folder, load_model, load_tokenizer
+from engine.runs.output import folder_output
 
 __all__ = [
     "MAX_SEED",
     "GenerationSettings",
     "ReplyStream",
     "check_for_chat",
+    "full_model_config",
     "generate_text",
     "load_for_chat",
     "resolve_adapter_dir",
@@ -33,11 +36,27 @@ __all__ = [
 
 def check_for_chat(
     model_cfg: ModelConfig, adapter: str | Path | None = None
-) -> tuple[ModelFolder, AdapterFolder | None]:
-    """Every check of the base and the adapter that needs no torch; ModelError naming what is wrong."""
+) -> tuple[ModelFolder, AdapterFolder | ModelFolder | None]:
+    """Every check of the base and the adapter that needs no torch; ModelError naming what is wrong.
+
+    `adapter` may name a full fine-tuning run (or its model/ folder): that model then replaces the
+    base, and is returned in both places (what loads, and what the run added).
+    """
+    full = full_model_config(model_cfg, adapter)
+    if full is not None:
+        folder = inspect_model_folder(full)
+        return folder, folder
     folder = inspect_model_folder(model_cfg)
     checked = check_adapter(adapter, folder, model_cfg.allow_pickle_weights) if adapter else None
     return folder, checked
+
+
+def full_model_config(model_cfg: ModelConfig, adapter: str | Path | None) -> ModelConfig | None:
+    """The ModelConfig of the full model `adapter` names (a full run's RUN_DIR/model), else None."""
+    found = folder_output(Path(adapter).expanduser()) if adapter else None
+    if found is None or found.kind != "model":
+        return None
+    return replace(model_cfg, path=str(found.path.resolve()))
 
 
 def load_for_chat(
@@ -48,10 +67,12 @@ def load_for_chat(
     device: str | None = None,
     progress: Callable[[str], None] | None = None,
 ):
-    """Load the 4-bit base (and adapter) for generation; returns (model, tokenizer)."""
+    """Load the 4-bit base (and adapter), or a full run's model, for generation: (model, tokenizer)."""
     report = progress or (lambda _message: None)
     model_cfg = model_cfg or ModelConfig(path=model_path)
     _folder, checked = check_for_chat(model_cfg, adapter)
+    if isinstance(checked, ModelFolder):  # a full fine-tuning run's model loads in the base's place
+        model_cfg, checked = full_model_config(model_cfg, adapter), None
     report("Loading the tokenizer…")
     tokenizer = load_tokenizer(model_cfg)
     report(f"Loading the model in 4 bits on {device.upper()}…" if device else "Loading the model in 4 bits…")

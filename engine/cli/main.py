@@ -348,7 +348,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         # run's events say "stopped", and the cluster bundle's scripts turn that back into exit 3.
         return EXIT_DONE if ranks.distributed else EXIT_STOPPED
     if main_rank:
-        print(f"Adapter written to {result.adapter}")
+        print(f"{'Model' if result.adapter.name == 'model' else 'Adapter'} written to {result.adapter}")
     return EXIT_DONE
 
 

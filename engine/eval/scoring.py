@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from engine.config import ModelConfig, QuantizationConfig
 from engine.data.rendering import IGNORE_INDEX
 from engine.models.adapters import AdapterFolder
 from engine.models.chat_template import encode_prompt
+from engine.models.folder import ModelFolder
 from engine.models.loading import end_of_turn_ids, load_model, load_tokenizer
 
 Progress = Callable[[int], None]  # called with the number of items a batch finished
@@ -54,29 +55,39 @@ class ScoringModel:
         self.eos_ids = end_of_turn_ids(tokenizer, model)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
         self.adapters: dict[str, AdapterFolder] = {}
+        self.full_models: dict[str, object] = {}  # name -> a full fine-tuned model beside the base
 
     @classmethod
     def load(
         cls,
         model_cfg: ModelConfig,
         quant: QuantizationConfig,
-        adapters: Sequence[AdapterFolder],
+        adapters: Sequence[AdapterFolder | ModelFolder],
         device: str | None = None,
         batch_size: int = 16,
     ) -> ScoringModel:
-        """Load the base once and every adapter onto it as `adapter-0`, `adapter-1`, …"""
+        """Load the base once and every adapter onto it as `adapter-0`, `adapter-1`, …
+
+        A full model (a ModelFolder: a full fine-tuning run's output) cannot ride on the base, so it
+        loads as a model of its own under its name, quantized like the base.
+        """
         from engine.models.adapters import load_adapter
 
         tokenizer = load_tokenizer(model_cfg)
         model = load_model(model_cfg, quant, device=device)
         names: dict[str, AdapterFolder] = {}
+        full: dict[str, object] = {}
         for i, adapter in enumerate(adapters):
             name = f"adapter-{i}"
+            if isinstance(adapter, ModelFolder):
+                full[name] = load_model(replace(model_cfg, path=str(adapter.path)), quant, device=device)
+                full[name].eval()
+                continue
             model = load_adapter(model, adapter, adapter_name=name)
             names[name] = adapter
         model.eval()
         scoring = cls(model, tokenizer, batch_size=batch_size)
-        scoring.adapters = names
+        scoring.adapters, scoring.full_models = names, full
         return scoring
 
     @property
@@ -85,7 +96,15 @@ class ScoringModel:
 
     @contextmanager
     def use(self, adapter: str | None) -> Iterator[None]:
-        """Inside, the model is the base (`None`) or the base with that one adapter."""
+        """Inside, the model is the base (`None`), the base with that one adapter, or that full model."""
+        full = self.full_models.get(adapter) if adapter is not None else None
+        if full is not None:
+            base, self.model = self.model, full
+            try:
+                yield
+            finally:
+                self.model = base
+            return
         if not self.adapters:
             yield
             return

@@ -94,6 +94,11 @@ def _how_to_run(info: CardInfo) -> list[str]:
     ]
 
 
+def is_full(config: RunConfig | None) -> bool:
+    """A full fine-tuning run: the base's own weights were trained, no adapter exists."""
+    return config is not None and getattr(config.training, "method", "sft") == "full"
+
+
 def settings_section(config: RunConfig | None, run: RunFacts, best: dict[str, Any] | None) -> str:
     lines = ["## Method and settings", ""]
     if config is None:
@@ -102,17 +107,25 @@ def settings_section(config: RunConfig | None, run: RunFacts, best: dict[str, An
         )
         return "\n".join(lines)
     q, lora, t, d = config.quantization, config.lora, config.training, config.data
-    if q.load_in_4bit:
+    if is_full(config):
+        layers = "every weight" if t.full_layers.strip() == "all" else f"decoder layers {t.full_layers}"
+        method = f"Full fine-tuning (the base's own weights trained unquantized: {layers})"
+    elif q.load_in_4bit:
         double = ", double quantization" if q.double_quant else ""
         method = f"QLoRA (LoRA adapters trained on the base loaded in 4 bits: {q.quant_type}{double})"
     else:
         method = "LoRA (adapters trained on the base in 16 bits)"
     variants = [name for name, on in (("rsLoRA", lora.use_rslora), ("DoRA", lora.use_dora)) if on]
     length = f"{t.max_steps} steps (training.max_steps)" if t.max_steps else f"{_num(t.epochs)} epochs"
+    if is_full(config):
+        variants = []
+    lines += [f"- Method: {method}" + (f", with {' and '.join(variants)}" if variants else "")]
+    if not is_full(config):
+        lines.append(
+            f"- LoRA: r {lora.rank}, alpha {_num(lora.alpha)}, dropout {_num(lora.dropout)}, "
+            f"target modules {', '.join(lora.target_modules)}"
+        )
     lines += [
-        f"- Method: {method}" + (f", with {' and '.join(variants)}" if variants else ""),
-        f"- LoRA: r {lora.rank}, alpha {_num(lora.alpha)}, dropout {_num(lora.dropout)}, "
-        f"target modules {', '.join(lora.target_modules)}",
         f"- Learning rate: {_num(t.learning_rate)}, {t.lr_scheduler} schedule, "
         f"warm-up {t.warmup_ratio:.0%}, weight decay {_num(t.weight_decay)}",
         f"- Length: {length}",
@@ -123,7 +136,8 @@ def settings_section(config: RunConfig | None, run: RunFacts, best: dict[str, An
     ]
     if t.neftune_alpha:
         lines.append(f"- NEFTune noise: alpha {_num(t.neftune_alpha)}")
-    lines.append(f"- Weights: {_weights(run, best)}")
+    weights = _weights(run, best)
+    lines.append(f"- Weights: {weights.replace('the adapter', 'the model') if is_full(config) else weights}")
     return "\n".join(lines)
 
 

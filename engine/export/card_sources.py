@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.runs.events import iter_backwards
+from engine.runs.output import run_output
 
 LICENSE_TEXT_LIMIT = 16_000  # characters; longer texts are cut with a pointer to the base's file
 _LICENSE_NAMES = ("license", "licence", "copying")
@@ -135,7 +136,8 @@ def read_run_facts(run_dir: Path | None, adapter_dir: Path) -> RunFacts:
             break
     ending = ending or {}
     step = ending.get("adapter_step")
-    if checkpoint_step is None and Path(adapter_dir).resolve() != (Path(run_dir) / "adapter").resolve():
+    own = run_output(run_dir)  # the run's adapter/ (or, for a full fine-tuning run, its model/)
+    if checkpoint_step is None and (own is None or Path(adapter_dir).resolve() != own.path.resolve()):
         step = None  # an adapter folder that is not the run's own: the log does not describe it
     return RunFacts(
         data=data,

@@ -61,6 +61,11 @@ def plan_adapter(source: ExportSource) -> AdapterPlan:
     from engine.models.adapters import WEIGHTS_NAME, check_adapter
     from engine.models.folder import ModelFolder
 
+    if source.full:
+        raise ModelError(
+            f"{source.adapter_dir} is a full fine-tuned model: it has no LoRA adapter to export.",
+            "Export the whole model with --gguf (or --merged) instead.",
+        )
     config = _read_config(source.base_model)  # refuses architectures outside _ARCHS
     adapter = check_adapter(source.adapter_dir, ModelFolder.read(source.base_model))
     if not adapter.safetensors:

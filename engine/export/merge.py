@@ -103,9 +103,9 @@ def resolve_export_source(path: str | Path) -> ExportSource:
             "Pass a run folder, its adapter/ folder, or a checkpoint folder.",
         )
 
-    from engine.models.adapters import check_adapter
+    from engine.models.adapters import require_lora_folder
 
-    check_adapter(adapter).require_lora("export")  # a soft prompt is refused before any loading
+    require_lora_folder(adapter, "export")  # a soft prompt is refused before any loading
     config = load_config(run_dir / "config.toml") if run_dir else None
     base = config.model.path if config and config.model.path else _adapter_base(adapter)
     base_path = Path(base).expanduser()

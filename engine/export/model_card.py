@@ -23,6 +23,7 @@ from engine.export.card_sections import (
     data_section,
     evaluation_section,
     examples_section,
+    is_full,
     run_section,
     settings_section,
     what_it_is_section,
@@ -194,7 +195,9 @@ def _yaml(value: str) -> str:
 
 def _front_matter(info: CardInfo) -> str:
     tags = ["whetstone", "gguf" if info.kind != "merged" else "peft", "lora"]
-    if info.config is not None and info.config.quantization.load_in_4bit:
+    if is_full(info.config):
+        tags = ["whetstone", "gguf" if info.kind != "merged" else "transformers", "full-fine-tune"]
+    elif info.config is not None and info.config.quantization.load_in_4bit:
         tags.append("qlora")
     if info.kind == "adapter-gguf":
         tags.append("lora-adapter")
@@ -211,6 +214,8 @@ def _front_matter(info: CardInfo) -> str:
 
 
 def _method(info: CardInfo) -> str:
+    if is_full(info.config):
+        return "A full fine-tune"
     if info.config is None:
         return "A LoRA fine-tune"
     return "A QLoRA fine-tune" if info.config.quantization.load_in_4bit else "A LoRA fine-tune"
@@ -222,6 +227,8 @@ def _summary(info: CardInfo) -> str:
         "gguf": f"exported as a GGUF file ({info.quant}) for llama.cpp and Ollama",
         "adapter-gguf": "exported as a LoRA adapter GGUF that llama.cpp and Ollama apply to a base GGUF",
     }[info.kind]
+    if is_full(info.config) and info.kind == "merged":
+        what = "exported as a 16-bit Hugging Face folder"
     return f"{_method(info)} of **{info.base.name}**, made with Whetstone {info.version}, {what}."
 
 

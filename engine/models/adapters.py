@@ -33,14 +33,29 @@ class AdapterFolder:
     """"lora", or "prompt_tuning" (a learned soft prompt: no weights to merge; `rank` is 0)."""
 
     def require_lora(self, use: str) -> None:
-        """A ModelError for uses only LoRA weights allow (merging and exporting, the evaluation's
-        scoring, which reads logits position by position: a soft prompt shifts them)."""
-        if self.kind != "lora":
-            raise ModelError(
-                f"{self.path} is a prompt-tuning adapter (a learned prompt, no weights to merge), "
-                f"which {use} does not take yet.",
-                "Chat with it in Whetstone, or train with LoRA (method sft) to evaluate and export.",
-            )
+        """A ModelError for uses only LoRA weights allow (see `require_lora_folder`)."""
+        _refuse_prompt_tuning(self.path, self.kind, use)
+
+
+def require_lora_folder(path: str | Path, use: str) -> None:
+    """A ModelError when the adapter at `path` is a soft prompt: merging and exporting need LoRA
+    weights, and the evaluation's scoring reads logits position by position (a soft prompt shifts
+    them). Reads adapter_config.json alone; the full checks come with check_adapter."""
+    folder = resolve_adapter_dir(path)
+    try:
+        kind = read_json_object(folder / CONFIG_NAME, DAMAGED).get("peft_type")
+    except ModelError:
+        return  # check_adapter says what is wrong with it, where it is loaded
+    _refuse_prompt_tuning(folder, "prompt_tuning" if kind == "PROMPT_TUNING" else "lora", use)
+
+
+def _refuse_prompt_tuning(path: Path, kind: str, use: str) -> None:
+    if kind != "lora":
+        raise ModelError(
+            f"{path} is a prompt-tuning adapter (a learned prompt, no weights to merge), "
+            f"which {use} does not take yet.",
+            "Chat with it in Whetstone, or train with LoRA (method sft) to evaluate and export.",
+        )
 
 
 def resolve_adapter_dir(path: str | Path) -> Path:

@@ -9,16 +9,24 @@ does, and were checked against allocator traces of real steps (see benchmarks/me
   bf16/fp16 autocast (engine.models.loading.mixed_precision_dtype) makes matmuls, attention and
   logits 16-bit; on the CPU everything is fp32.
 - 16-bit path: the base stays bf16 and Trainer's bf16=True autocasts the LoRA and attention.
+
+training.method changes what a step holds (TRL's trainers for the preference methods):
+- dpo/orpo: chosen and rejected go through the model in one batch (2 sequences per row); dpo also runs
+  a reference forward (adapter off, no gradients) while the policy's activations are kept.
+- kto: one sequence per row with gradients; the KL completions and the reference are no-grad forwards.
+- full: 16-bit weights (fp32 on the CPU), every trained weight with its gradient and AdamW moments.
+- prompt_tuning: the same base as LoRA, a few virtual tokens in front of each row as the only weights.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.config import parse_layers
 from engine.errors import ModelError
 from engine.models.folder import ModelFolder, weight_files
 from engine.models.packing import padding_free_plan
@@ -31,6 +39,10 @@ WEIGHTS_4BIT = "4-bit weights + quantization constants"
 WEIGHTS_16BIT = "Base weights (not quantized)"
 UNQUANTIZED = "Unquantized weights (embeddings, norms, lm_head)"
 ADAPTER = "LoRA adapter (weights, gradients, AdamW state)"
+WEIGHTS_FULL = "Model weights (trained in full)"
+TRAINED = "Gradients + AdamW state of the trained weights"
+SOFT_PROMPT = "Soft prompt (weights, gradients, AdamW state)"
+REFERENCE = "Reference forward (adapter off, no gradients)"
 ACTIVATIONS = "Activations kept for the backward pass"
 LOGITS = "Logits and loss"
 TEMPORARY = "Temporary buffers"
@@ -274,13 +286,30 @@ def estimate_training_memory(
     if device not in OVERHEAD:
         raise ValueError(f"device must be 'cuda' or 'cpu', not {device!r}")
     shapes = read_shapes(Path(model_path))
-    p = _precision(config, device)
-    t, lora = config.training, config.lora
-    batch, length = t.batch_size, config.data.max_length
+    t = config.training
+    method = t.method
+    quantized = config.quantization.load_in_4bit and method != "full"
+    if method == "full":  # the 16-bit path, with every trained linear keeping its input for backward
+        # engine.training.full_finetune: unquantized, 16-bit on CUDA and fp32 on the CPU.
+        unquantized = {"quantization.load_in_4bit": False}
+        if device == "cpu":
+            unquantized["quantization.compute_dtype"] = "fp32"
+        p = _precision(config.with_overrides(unquantized), device)
+        p = replace(p, mask=0, lora_input=p.base)
+    else:
+        p = _precision(config, device)
+        p = replace(p, mask=0) if method == "prompt_tuning" else p
+    virtual = t.prompt_tuning_tokens if method == "prompt_tuning" else 0
+    # dpo/orpo: chosen and rejected side by side in one batch.
+    sequences = 2 if method in ("dpo", "orpo") else 1
+    batch, length = sequences * t.batch_size, config.data.max_length + virtual
     tokens = batch * length
     parts: list[MemoryPart] = []
 
-    if config.quantization.load_in_4bit:
+    if method == "full":
+        n = shapes.linear_params + shapes.other_params
+        parts.append(MemoryPart(WEIGHTS_FULL, n * p.base, f"{n:,} parameters × {p.base} bytes"))
+    elif quantized:
         consts = _quant_constant_bytes(shapes, config.quantization.double_quant)
         n = shapes.linear_params
         parts.append(
@@ -303,18 +332,7 @@ def estimate_training_memory(
         n = shapes.linear_params + shapes.other_params
         parts.append(MemoryPart(WEIGHTS_16BIT, n * p.base, f"{n:,} parameters × {p.base} bytes"))
 
-    targets = _targets(shapes, lora.target_modules)
-    adapter = sum(lora.rank * (o + i) + (o if lora.use_dora else 0) for _, o, i in targets)
-    parts.append(
-        MemoryPart(
-            ADAPTER,
-            adapter * 16,
-            f"{adapter:,} parameters × 16 bytes (fp32 weight 4 + gradient 4 + AdamW moments 8), "
-            f"rank {lora.rank} on {len(targets)} linear layers"
-            + (" + DoRA magnitudes" if lora.use_dora else ""),
-        )
-    )
-
+    targets, adapter = _trainable(shapes, config, p, parts)
     s = shapes
     by_layer: dict[int, list[tuple[str, int, int]]] = {}
     for target in targets:
@@ -333,14 +351,16 @@ def estimate_training_memory(
     # memory-efficient SDPA kernel keeps for backward: one (B, L, L) tensor per layer.
     # Padding-free batches are one row of B*L tokens with a block-diagonal mask ("auto": as the recipe
     # decides for the device, with the SDPA attention the model is loaded with).
-    packed, _ = padding_free_plan(t.padding_free, device)
+    # TRL's preference trainers pad their batches, and prompt tuning prepends to every row.
+    packed = padding_free_plan(t.padding_free, device)[0] and method in ("sft", "full")
     rows, width = (1, tokens) if packed else (batch, length)
     bias = p.attention * rows * width * width if device == "cuda" else 0
     layer_bytes = tokens * per_token + bias
     # Chunked loss: one chunk's logits at a time (fp32, or 16-bit + an fp32 copy + a 16-bit gradient;
     # and logsumexp's fp32 temporary), plus the trained hidden states gathered and their gradient
     # (computed with the loss, kept for backward); else the whole batch's logits.
-    chunked = t.chunked_loss is not False and not s.scaled_logits
+    # Prompt tuning's virtual tokens shift the logits off the labels: the recipe keeps its loss whole.
+    chunked = t.chunked_loss is not False and not s.scaled_logits and method != "prompt_tuning"
     chunk, per_logit = min(tokens, chunk_tokens(s.vocab)), 8 if p.logits == 16 else 12
     logits = tokens * s.vocab * p.logits
     if chunked:
@@ -374,19 +394,27 @@ def estimate_training_memory(
                 if chunked
                 else f"{batch}×{length} tokens × {s.vocab:,} vocab × {p.logits} bytes "
                 "(logits, log-softmax and their gradients, fp32 for the loss)"
-                + (f"; whole because of {s.scaled_logits}" if t.chunked_loss is not False else "")
+                + (
+                    f"; whole because of {s.scaled_logits or 'prompt tuning'}"
+                    if t.chunked_loss is not False
+                    else ""
+                )
             ),
         )
     )
     # bitsandbytes dequantizes one weight at a time (to the compute dtype) for the input gradient;
     # a couple of hidden-state gradients are in flight between layers.
-    dequant = s.largest_linear * p.base if config.quantization.load_in_4bit else 0
+    dequant = s.largest_linear * p.base if quantized else 0
     grads = 2 * tokens * s.hidden * p.stream
     parts.append(
         MemoryPart(
-            TEMPORARY, dequant + grads, "largest weight dequantized + two hidden-state gradients in flight"
+            TEMPORARY,
+            dequant + grads,
+            ("largest weight dequantized + " if quantized else "") + "two hidden-state gradients in flight",
         )
     )
+    if method in ("dpo", "kto"):
+        parts.append(_reference_part(s, config, p, tokens, chunked, adapter))
 
     if device == "cpu":
         # The CPU loader maps the safetensors files and the pages stay in the process's RSS.
@@ -403,6 +431,100 @@ def estimate_training_memory(
     return MemoryEstimate(tuple(parts), tensors + overhead, adapter, device)
 
 
+def _trainable(
+    shapes: ModelShapes, config: RunConfig, p: _Precision, parts: list[MemoryPart]
+) -> tuple[list[tuple[str, int, int]], int]:
+    """The linears that keep their input for backward, and the trained parameter count; adds its part."""
+    t, lora = config.training, config.lora
+    if t.method == "full":
+        layers = parse_layers(t.full_layers)
+        targets = [row for row in shapes.linears if layers is None or _layer_index(row[0]) in layers]
+        # "all" also trains embeddings, norms and head; chosen layers leave everything else frozen.
+        trained = sum(o * i for _, o, i in targets) + (shapes.other_params if layers is None else 0)
+        # torch's AdamW keeps its two moments in the weights' dtype (bf16 moments for bf16 weights).
+        per = 3 * p.base
+        which = "every weight" if layers is None else f"{len(targets)} linears of layers {t.full_layers}"
+        parts.append(
+            MemoryPart(
+                TRAINED,
+                trained * per,
+                f"{trained:,} parameters ({which}) × {per} bytes "
+                f"(gradient {p.base} + AdamW moments {2 * p.base})",
+            )
+        )
+        return targets, trained
+    if t.method == "prompt_tuning":
+        trained = t.prompt_tuning_tokens * shapes.hidden
+        parts.append(
+            MemoryPart(
+                SOFT_PROMPT,
+                trained * 16,
+                f"{t.prompt_tuning_tokens} virtual tokens × {shapes.hidden} × 16 bytes "
+                "(fp32 weight 4 + gradient 4 + AdamW moments 8)",
+            )
+        )
+        return [], trained
+    targets = _targets(shapes, lora.target_modules)
+    adapter = sum(lora.rank * (o + i) + (o if lora.use_dora else 0) for _, o, i in targets)
+    how = f"rank {lora.rank} on {len(targets)} linear layers" + (
+        " + DoRA magnitudes" if lora.use_dora else ""
+    )
+    start = _starting_adapter(t.init_adapter)
+    if start is not None:  # training on from an adapter: its own rank and targets, not the lora settings
+        rank, targets_named, adapter = start
+        targets = _targets(shapes, targets_named) if targets_named else targets
+        how = f"the starting adapter's rank {rank}"
+    parts.append(
+        MemoryPart(
+            ADAPTER,
+            adapter * 16,
+            f"{adapter:,} parameters × 16 bytes (fp32 weight 4 + gradient 4 + AdamW moments 8), {how}",
+        )
+    )
+    return targets, adapter
+
+
+def _starting_adapter(path: str) -> tuple[int, list[str], int] | None:
+    """(rank, target module names, parameters) of training.init_adapter, from its config and safetensors
+    header; None when there is none or it cannot be read (the run itself says why)."""
+    if not path:
+        return None
+    from engine.errors import UserError
+    from engine.models.adapters import check_adapter
+
+    try:
+        found = check_adapter(path)
+    except (UserError, OSError):
+        return None
+    if not found.header or found.rank <= 0:
+        return None
+    count = sum(math.prod(entry["shape"]) for name, entry in found.header.items() if name != "__metadata__")
+    named = found.config.get("target_modules")
+    targets = [named] if isinstance(named, str) else [str(m) for m in named or []]
+    return found.rank, targets, count
+
+
+def _reference_part(
+    s: ModelShapes, config: RunConfig, p: _Precision, tokens: int, chunked: bool, adapter: int
+) -> MemoryPart:
+    """dpo's reference log-probs (and kto's KL and reference passes): no-grad forwards of the batch run
+    while the policy's activations are kept, one layer alive at a time. A run that starts from an adapter
+    keeps a frozen fp32 copy of it as the reference."""
+    per_token = 3 * p.stream * s.hidden + p.attention * (2 * s.q_dim + 2 * s.kv_dim)
+    per_token += 3 * p.linear_out * s.intermediate
+    if chunked:
+        logits = min(tokens, chunk_tokens(s.vocab)) * s.vocab * (8 if p.logits == 16 else 12)
+    else:
+        logits = tokens * s.vocab * (p.linear_out + 4)
+    copy = 4 * adapter if config.training.init_adapter else 0
+    detail = f"one layer of {tokens:,} tokens at a time ({format_size(tokens * per_token)}) + logits"
+    return MemoryPart(
+        REFERENCE,
+        tokens * per_token + logits + copy,
+        detail + (f" + the starting adapter's copy ({format_size(copy)})" if copy else ""),
+    )
+
+
 def _quant_constant_bytes(shapes: ModelShapes, double_quant: bool) -> int:
     total = 0
     for _, out_f, in_f in shapes.linears:
@@ -412,70 +534,14 @@ def _quant_constant_bytes(shapes: ModelShapes, double_quant: bool) -> int:
     return total
 
 
-def suggestions(estimate: MemoryEstimate, config: RunConfig, free_bytes: int) -> list[str]:
-    """Settings changes that lower the estimate, biggest saving first, each with the figure it saves.
+# The advice on what to change lives in its own module; importable from here as before.
+from engine.models.fit_advice import full_shortfall, suggestions  # noqa: E402 (it imports this module)
 
-    A change marked "(then fits)" is enough on its own for `free_bytes`. Empty when nothing helps.
-    """
-    t, d, lora, q = config.training, config.data, config.lora, config.quantization
-    options: list[tuple[int, str]] = []
-
-    def consider(overrides: dict[str, Any], text: str, note: str = "") -> None:
-        alt = estimate_training_memory(config.model.path, config.with_overrides(overrides), estimate.device)
-        saved = estimate.total_bytes - alt.total_bytes
-        if saved > max(16 * 2**20, estimate.total_bytes // 100):  # ignore changes that barely matter
-            fits = " (then fits)" if alt.fits(free_bytes) else ""
-            options.append(
-                (saved, f"{text} saves ~{format_size(saved)}{fits}" + (f"; {note}" if note else ""))
-            )
-
-    def halve(field: str, now: int, low: int) -> int:
-        """The largest halving of `now` (down to `low`) that fits, else the plain halving."""
-        value = now // 2
-        while value >= low:
-            alt = estimate_training_memory(
-                config.model.path, config.with_overrides({field: value}), estimate.device
-            )
-            if alt.fits(free_bytes) or value // 2 < low:
-                return value
-            value //= 2
-        return max(low, now // 2)
-
-    if t.batch_size > 1:
-        b = halve("training.batch_size", t.batch_size, 1)
-        keep = t.batch_size * t.gradient_accumulation // b
-        consider(
-            {"training.batch_size": b},
-            f"training.batch_size {t.batch_size} → {b}",
-            f"set gradient_accumulation {t.gradient_accumulation} → {keep} to keep the effective batch",
-        )
-    if d.max_length > 128:
-        m = halve("data.max_length", d.max_length, 128)
-        consider({"data.max_length": m}, f"data.max_length {d.max_length} → {m}", "longer rows are truncated")
-    if not t.gradient_checkpointing:
-        consider(
-            {"training.gradient_checkpointing": True},
-            "training.gradient_checkpointing on",
-            "steps get ~25% slower",
-        )
-    if not q.load_in_4bit:
-        consider({"quantization.load_in_4bit": True}, "quantization.load_in_4bit on (QLoRA)")
-    if lora.rank > 8:
-        r = halve("lora.rank", lora.rank, 8)
-        consider({"lora.rank": r}, f"lora.rank {lora.rank} → {r}")
-    if lora.use_dora:
-        consider({"lora.use_dora": False}, "lora.use_dora off")
-    if lora.dropout > 0:
-        consider({"lora.dropout": 0.0}, f"lora.dropout {lora.dropout} → 0")
-    if t.chunked_loss is False:
-        consider({"training.chunked_loss": "auto"}, 'training.chunked_loss "auto"', "the same loss")
-    if padding_free_plan(t.padding_free, estimate.device)[0]:
-        consider(
-            {"training.padding_free": False},
-            "training.padding_free off",
-            "with SDPA a packed batch needs a full (B·L)² mask per layer",
-        )
-    return [text for _, text in sorted(options, key=lambda o: -o[0])]
-
-
-__all__ = ["MemoryEstimate", "MemoryPart", "estimate_training_memory", "suggestions", "read_shapes"]
+__all__ = [
+    "full_shortfall",
+    "MemoryEstimate",
+    "MemoryPart",
+    "estimate_training_memory",
+    "suggestions",
+    "read_shapes",
+]

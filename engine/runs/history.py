@@ -15,12 +15,35 @@ from typing import Any
 
 import numpy as np
 
+from engine.config import PREFERENCE_METHODS
 from engine.errors import UserError
 from engine.runs.events import read_events
 from engine.runs.state import CONFIG_NAME, EVENTS_NAME
 
 SERIES = ("loss", "eval_loss", "learning_rate", "grad_norm", "tokens_per_second", "peak_memory_mb")
-_METRICS = ("loss", "learning_rate", "grad_norm", "tokens_per_second", "peak_memory_mb")
+# Preference runs (dpo, orpo, kto) add these: rewards of the chosen and the rejected replies, their
+# margin and the share of pairs where chosen wins, per step and at each evaluation.
+PREFERENCE_SERIES = (
+    "reward_chosen",
+    "reward_rejected",
+    "reward_margin",
+    "reward_accuracy",
+    "eval_reward_margin",
+    "eval_reward_accuracy",
+)
+ALL_SERIES = SERIES + PREFERENCE_SERIES
+_METRICS = (
+    "loss",
+    "learning_rate",
+    "grad_norm",
+    "tokens_per_second",
+    "peak_memory_mb",
+    "reward_chosen",
+    "reward_rejected",
+    "reward_margin",
+    "reward_accuracy",
+)
+_EVALS = ("eval_loss", "eval_reward_margin", "eval_reward_accuracy")
 _NUMBER = (int, float)
 _STAGE_LIMIT = 4096  # staged points beyond this are moved into the numpy buffers
 
@@ -89,8 +112,9 @@ class RunHistory:
     """The plottable series of one run, built incrementally from events (handles rewinds)."""
 
     def __init__(self) -> None:
-        self._series = {name: _Series() for name in SERIES}
+        self._series = {name: _Series() for name in ALL_SERIES}
         self.memory_kind: str | None = None  # "cuda_allocated" or "process_rss", from the last metrics
+        self.method: str | None = None  # training.method, from the "model" event (older runs: None)
         self.max_steps: int | None = None
         self._last_loss: float | None = None
         # Bound appends for the hot path (one metrics event per step): no method calls per value.
@@ -130,16 +154,22 @@ class RunHistory:
                 if type(event.get("max_steps")) is int:
                     self.max_steps = event["max_steps"]
             elif kind == "eval":
-                step, value = event.get("step"), event.get("eval_loss")
-                if not (_is_number(step) and _is_number(value)):
+                step = event.get("step")
+                if not _is_number(step):
                     continue
-                evals = self._series["eval_loss"]
-                last = evals.last_step()
-                if last is not None and step <= last:  # a re-evaluation at a step replaces the old point
-                    evals.keep_until(step, inclusive=False)
-                evals.stage_x.append(step)
-                evals.stage_y.append(value)
-                mark("eval_loss")
+                for name in _EVALS:
+                    value = event.get(name)
+                    if not _is_number(value):
+                        continue
+                    evals = self._series[name]
+                    last = evals.last_step()
+                    if last is not None and step <= last:  # a re-evaluation at a step replaces the old point
+                        evals.keep_until(step, inclusive=False)
+                    evals.stage_x.append(step)
+                    evals.stage_y.append(value)
+                    mark(name)
+            elif kind == "model" and isinstance(event.get("method"), str):
+                self.method = event["method"]
             elif kind == "status" and event.get("state") == "training":
                 step = event.get("step")
                 if _is_number(step):
@@ -162,6 +192,10 @@ class RunHistory:
     def series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(steps, values) as float64 views, valid until the next add_events."""
         return self._series[name].view()
+
+    def has_preference(self) -> bool:
+        """Whether this is a preference run: its model event says so, or reward figures arrived."""
+        return self.method in PREFERENCE_METHODS or any(len(self._series[name]) for name in PREFERENCE_SERIES)
 
     def last_step(self) -> int | None:
         """The highest step of any plotted point (after a rewind: of the points kept)."""

@@ -31,6 +31,7 @@ from engine.util.files import atomic_write_text
 CONFIG_NAME = "config.toml"
 EVENTS_NAME = "events.jsonl"
 ADAPTER_NAME = "adapter"
+MODEL_NAME = "model"  # a full fine-tuning run's whole model (engine.runs.output)
 PID_NAME = "engine.pid"
 OUTPUT_LOG_NAME = "engine-output.log"  # the engine's stdout/stderr when the GUI launched it
 STOP_NAME = "STOP"  # its presence asks the engine to checkpoint and stop; "pause" inside makes it a pause
@@ -51,6 +52,7 @@ class RunSummary:
     message: str | None  # the last error message, if the run failed
     eval_headline: str = ""  # the latest evaluation in a few words ("facts 100% · general −12 pts")
     best_step: int | None = None  # the complete checkpoint with the lowest validation loss (best.json)
+    model: Path | None = None  # a full fine-tuning run's result, RUN_DIR/model (it has no adapter)
 
 
 def request_stop(run_dir: str | Path, pause: bool = False) -> None:
@@ -198,6 +200,7 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
         message=verdict.message if verdict.state == "failed" else None,  # why it failed (others: the state)
         eval_headline=read_eval_headline(run_dir),
         best_step=(read_best(run_dir) or {}).get("step"),
+        model=run_dir / MODEL_NAME if (run_dir / MODEL_NAME / "config.json").is_file() else None,
     )
 
 

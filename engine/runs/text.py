@@ -23,6 +23,24 @@ def _count(value: Any) -> str:
     return _number(value, ",") if isinstance(value, int) else _number(value, "")
 
 
+METHOD_WORDS = {
+    "dpo": "DPO",
+    "orpo": "ORPO",
+    "kto": "KTO",
+    "full": "full fine-tuning",
+    "prompt_tuning": "prompt tuning",
+}
+
+
+def _preference_text(event: dict[str, Any], prefix: str) -> str:
+    """The reward figures of a preference run's metrics or eval event ("" for other runs)."""
+    margin, accuracy = event.get(f"{prefix}reward_margin"), event.get(f"{prefix}reward_accuracy")
+    if margin is None and accuracy is None:
+        return ""
+    acc = f"{accuracy:.0%}" if isinstance(accuracy, int | float) and not isinstance(accuracy, bool) else "?"
+    return f"  reward margin {_number(margin, '.3f')}  accuracy {acc}"
+
+
 def event_text(event: dict[str, Any]) -> str | None:
     """The event in words (warnings may add indented lines), or None for events with nothing to say."""
     kind = event.get("type")
@@ -33,7 +51,7 @@ def event_text(event: dict[str, Any]) -> str | None:
             f"lr {_number(event.get('learning_rate') or 0, '.2e')}  "
             f"grad {_number(event.get('grad_norm') or 0, '.3f')}  "
             f"{_number(event.get('tokens_per_second'), '.0f')} tok/s  "
-            f"peak {_number(event.get('peak_memory_mb'), '.0f')} MB"
+            f"peak {_number(event.get('peak_memory_mb'), '.0f')} MB" + _preference_text(event, "")
         )
     if kind == "status":
         step = f" at step {event['step']}" if event.get("step") else ""
@@ -53,7 +71,10 @@ def event_text(event: dict[str, Any]) -> str | None:
     if kind == "eval":
         if event.get("eval_loss") is None:
             return None  # an evaluation that produced no loss (NaN): nothing to report
-        return f"eval loss {_number(event['eval_loss'], '.4f')} at step {event.get('step')}"
+        return (
+            f"eval loss {_number(event['eval_loss'], '.4f')} at step {event.get('step')}"
+            + _preference_text(event, "eval_")
+        )
     if kind == "data":
         of = f" of {event['tokens']}" if event.get("tokens") is not None else ""
         how = {"auto": " (held out automatically)", "ratio": " (held out)", "file": " (from the file)"}
@@ -68,8 +89,10 @@ def event_text(event: dict[str, Any]) -> str | None:
     if kind == "model":
         world = event.get("world_size") or 1
         ranks = f" × {world} processes (data-parallel; tokens/s is their sum)" if world > 1 else ""
+        method = event.get("method")
+        how = f", {METHOD_WORDS.get(method, method)}" if isinstance(method, str) and method != "sft" else ""
         return (
-            f"model on {event.get('device')}{ranks} ({event.get('dtype')}): "
+            f"model on {event.get('device')}{ranks} ({event.get('dtype')}{how}): "
             f"{_count(event.get('trainable_parameters'))} trainable of "
             f"{_count(event.get('total_parameters'))} parameters"
         )

@@ -324,10 +324,23 @@ class TrainingRecipe:
         from engine.training.lora import add_lora, add_prompt_tuning
 
         t = self.config.training
-        model = load_model(self.config.model, self.config.quantization, self.device)
+        if t.method == "full":
+            from engine.training.full_finetune import load_full_model
+
+            model = load_full_model(
+                self.config.model,
+                self.config.quantization,
+                self.device,
+                t.full_layers,
+                t.gradient_checkpointing,
+            )
+        else:
+            model = load_model(self.config.model, self.config.quantization, self.device)
         if self.config.data.replay_ratio > 0:
             self.add_replay(model)  # from the base itself, before LoRA is added
-        if t.method == "prompt_tuning":
+        if t.method == "full":
+            pass  # the base's own weights train
+        elif t.method == "prompt_tuning":
             model = add_prompt_tuning(model, t.prompt_tuning_tokens, t.gradient_checkpointing, t.seed)
         else:
             model = add_lora(model, self.config.lora, t.gradient_checkpointing, t.seed, t.init_adapter)
@@ -339,14 +352,19 @@ class TrainingRecipe:
         if t.method == "prompt_tuning":
             decided["training.chunked_loss"] = False  # the virtual tokens shift the logits off the labels
         self.config = self.config.with_overrides(decided)
-        trainable, total = model.get_nb_trainable_parameters()
+        if t.method == "full":
+            from engine.training.full_finetune import trainable_parameters
+
+            trainable, total = trainable_parameters(model)
+        else:
+            trainable, total = model.get_nb_trainable_parameters()
         self.log.emit(
             "model",
             device=self.device,
             dtype=str(model.dtype).replace("torch.", ""),
             trainable_parameters=trainable,
             total_parameters=total,
-            load_in_4bit=self.config.quantization.load_in_4bit,
+            load_in_4bit=self.config.quantization.load_in_4bit and t.method != "full",
             world_size=self.ranks.world_size,
             method=t.method,
             padding_free=packed,
@@ -461,6 +479,15 @@ class TrainingRecipe:
 
         `source`: a complete checkpoint whose adapter files are copied instead of the model's weights.
         """
+        if self.config.training.method == "full":  # a whole model folder, RUN_DIR/model
+            from engine.runs.output import MODEL_NAME
+            from engine.training.full_finetune import save_full_model
+
+            target = self.run_dir / MODEL_NAME
+            if self.ranks.is_main:
+                save_full_model(self.model, self.tokenizer, target, source[1] if source else None)
+            distributed.barrier()
+            return target
         adapter = self.run_dir / ADAPTER_NAME
         if self.ranks.is_main:  # every rank holds the same adapter; one writes it
             staging = self.run_dir / f".{ADAPTER_NAME}.partial"

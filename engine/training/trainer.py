@@ -85,6 +85,8 @@ def build_trainer(config: RunConfig, run_dir: Path, model, tokenizer, data, devi
         train_dataset=ListDataset(data.train),
         eval_dataset=ListDataset(data.validation) if data.validation else None,
         data_collator=collator(config, tokenizer, device),
+        # A full run's checkpoints are whole models: with the tokenizer, chat and export take them.
+        processing_class=tokenizer if config.training.method == "full" else None,
     )
 
 
