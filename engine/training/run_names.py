@@ -31,6 +31,10 @@ _LABELS = {
 }
 
 
+# A run's name starts with its method unless it is sft, the default.
+METHOD_NAMES = {"dpo": "DPO", "orpo": "ORPO", "kto": "KTO", "full": "Full", "prompt_tuning": "Prompt tuning"}
+
+
 def _number(value: Any) -> str:
     """3e-4 rather than 0.0003; 16 rather than 16.0."""
     if isinstance(value, float) and value.is_integer():
@@ -91,4 +95,5 @@ def default_run_name(config: RunConfig, presets: Sequence[Preset]) -> str:
             f"{steps} steps" if steps else f"{_number(config.training.epochs)} epochs",
         ]
     unique = list(dict.fromkeys(labels))  # max_steps 0 and epochs can both read "2 epochs"
-    return " · ".join([preset.name if preset is not None else CUSTOM, *unique])
+    method = METHOD_NAMES.get(config.training.method)
+    return " · ".join([*([method] if method else []), preset.name if preset is not None else CUSTOM, *unique])

@@ -99,8 +99,14 @@ def run_warnings(
                 "step's, not the best. Add a validation file, or set data.validation_ratio (e.g. 0.1).",
             )
         )
+    method_warning = _method_learning_rate(t.method, t.learning_rate)
+    if method_warning:
+        found.append(RunWarning("learning_rate", method_warning))
+        return found
     preset = _nearest_preset(config, list_presets() if presets is None else presets)
     preset_lr = preset.settings.get("training.learning_rate") if preset is not None else None
+    if t.method != "sft":
+        preset_lr = None  # the presets' rates are LoRA sft rates; the other methods are judged above
     if isinstance(preset_lr, int | float) and preset_lr > 0 and t.learning_rate >= LR_FACTOR * preset_lr:
         found.append(
             RunWarning(
@@ -111,6 +117,34 @@ def run_warnings(
             )
         )
     return found
+
+
+# training.method -> (lowest, highest) usual learning rate, from the methods' papers and TRL's docs.
+METHOD_LEARNING_RATES = {
+    "full": (1e-6, 5e-5),  # every weight moves: LoRA's rates would wreck the model
+    "dpo": (1e-7, 5e-5),
+    "orpo": (1e-7, 5e-5),
+    "kto": (1e-7, 5e-5),
+    "prompt_tuning": (1e-3, 1.0),  # a few embeddings alone: far higher rates than LoRA
+}
+
+
+def _method_learning_rate(method: str, rate: float) -> str:
+    """A warning when the learning rate is far from what the method usually trains with."""
+    low, high = METHOD_LEARNING_RATES.get(method, (0.0, float("inf")))
+    what = {"full": "Full fine-tuning", "prompt_tuning": "Prompt tuning"}.get(method, method.upper())
+    usual = f"{_number(low if method != 'prompt_tuning' else 1e-2)} to {_number(high if high < 1 else 3e-1)}"
+    if rate > high:
+        return (
+            f"training.learning_rate = {_number(rate)} is high for {what} (usually {usual}): the model "
+            f"will likely overshoot and lose what it knew. Lower it to about {_number(high / 5)}."
+        )
+    if rate < low:
+        return (
+            f"training.learning_rate = {_number(rate)} is low for {what} (usually {usual}): it will "
+            f"barely learn. Raise it to about {_number(low * 30)}."
+        )
+    return ""
 
 
 def count_rows(config: RunConfig) -> tuple[int, int]:

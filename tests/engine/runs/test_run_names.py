@@ -143,3 +143,13 @@ def test_cli_names_a_run_at_train_and_renames_it_later(tiny_model_dir, facts_fil
     assert main(["train", "--project", str(project), "--output", str(run_dir), "--name", "Clobbered"]) == 2
     assert "already exists and is not empty" in capsys.readouterr().err
     assert read_run_name(run_dir) == "Longer lr"
+
+
+def test_a_run_of_another_method_than_sft_is_named_by_its_method_first():
+    quick = preset("Quick test").apply(RunConfig())
+    assert (
+        default_run_name(quick.with_overrides({"training.method": "dpo"}), list_presets())
+        == "DPO · Quick test"
+    )
+    soft = quick.with_overrides({"training.method": "prompt_tuning", "training.learning_rate": 3e-2})
+    assert default_run_name(soft, list_presets()) == "Prompt tuning · Quick test · lr 0.03"

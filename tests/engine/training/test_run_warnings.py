@@ -75,3 +75,17 @@ def test_the_engine_writes_the_warnings_as_events_before_training(tiny_model_dir
     assert {e["code"] for e in found} == {"no_validation", "learning_rate"}
     first_training = next(i for i, e in enumerate(events) if e.get("state") == "training")
     assert all(events.index(e) < first_training for e in found)
+
+
+def test_each_method_is_judged_against_its_own_usual_learning_rates():
+    # The presets' 2e-4 is a LoRA sft rate: far too high for full fine-tuning and DPO, far too low
+    # for prompt tuning, and only the method's own warning is given (not "N× the preset's").
+    (full,) = run_warnings(balanced(**{"training.method": "full"}), train_rows=1000, validation_rows=100)
+    assert full.code == "learning_rate" and "high for Full fine-tuning" in full.message
+    assert "about 1e-5" in full.message
+    (dpo,) = run_warnings(balanced(**{"training.method": "dpo"}), train_rows=1000, validation_rows=100)
+    assert "high for DPO" in dpo.message
+    (soft,) = run_warnings(balanced(**{"training.method": "prompt_tuning"}), 1000, 100)
+    assert "low for Prompt tuning" in soft.message and "about 0.03" in soft.message
+    fine = {"training.method": "dpo", "training.learning_rate": 5e-6}
+    assert run_warnings(balanced(**fine), train_rows=1000, validation_rows=100) == []
