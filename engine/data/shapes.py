@@ -222,6 +222,8 @@ def _preference(get: dict[str, Any]):
 
 def _kto(get: dict[str, Any]):
     label = get["label"]
+    if isinstance(label, str) and label.strip().lower() in ("true", "false"):
+        label = label.strip().lower() == "true"  # CSV and TSV cells are text
     if not isinstance(label, bool):
         found = "missing or null" if label is None else json_type(label)
         raise RowProblem("wrong_type", f"wrong type: label is {found}, not true/false")

@@ -46,6 +46,9 @@ def test_pairs_and_rated_replies_are_recognised_in_both_of_trls_forms(tmp_path):
     }
     rated = write(tmp_path / "rated.jsonl", [{"prompt": "Q", "completion": "A", "label": False}])
     assert read_data(rated).format == "kto"  # not prompt_completion, whose columns it also has
+    table = tmp_path / "rated.csv"
+    table.write_text("prompt,completion,label\nQ1,A,true\nQ2,B,FALSE\n")
+    assert [row["label"] for row in read_data(table).rows] == [True, False]
 
 
 def test_bad_preference_rows_are_problems_by_line(tmp_path):
