@@ -9,6 +9,7 @@ the base for a fresh adapter, the sft run's weights with --init-adapter; no seco
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from engine.config import RunConfig
 from engine.training.trainer import training_arguments
@@ -38,41 +39,50 @@ def _dataset(rows):
     return Dataset.from_list(rows) if rows else None
 
 
+class _Run(NamedTuple):
+    """What every preference trainer is built from (the recipe's state for this run)."""
+
+    config: RunConfig
+    run_dir: Path
+    model: object
+    tokenizer: object
+    data: object  # engine.data.prepare.PreparedData
+    device: str
+    eval_every: int
+
+
 def build_preference_trainer(config: RunConfig, run_dir: Path, model, tokenizer, data, device, eval_every):
     """The TRL trainer for training.method dpo, orpo or kto, with the run's own Trainer arguments."""
-    method = config.training.method
-    build = {"dpo": _dpo, "orpo": _orpo, "kto": _kto}[method]
-    return build(config, run_dir, model, tokenizer, data, device, eval_every)
+    run = _Run(config, run_dir, model, tokenizer, data, device, eval_every)
+    return {"dpo": _dpo, "orpo": _orpo, "kto": _kto}[config.training.method](run)
 
 
-def _build(trainer_class, config_class, config, run_dir, model, tokenizer, data, device, eval_every, **extra):
-    """`trainer_class` with the run's Trainer arguments plus TRL's shared ones and `extra`; `train` and
-    `validation` in `extra` replace the data's rows (as prepared for that trainer)."""
-    train = extra.pop("train", data.train)
-    validation = extra.pop("validation", data.validation)
+def _build(run: _Run, trainer_class, config_class, train=None, validation=None, **extra):
+    """`trainer_class` with the run's Trainer arguments, TRL's shared ones and `extra`; `train` and
+    `validation` replace the data's rows (as prepared for that trainer)."""
     args = training_arguments(
-        config,
-        run_dir,
-        data,
-        device,
-        eval_every,
+        run.config,
+        run.run_dir,
+        run.data,
+        run.device,
+        run.eval_every,
         config_class,
-        beta=config.training.preference_beta,
-        max_length=config.data.max_length,
+        beta=run.config.training.preference_beta,
+        max_length=run.config.data.max_length,
         disable_dropout=True,
         dataset_num_proc=None,
         **extra,
     )
     return trainer_class(
-        model=model,
+        model=run.model,
         args=args,
-        train_dataset=_dataset(train),
-        eval_dataset=_dataset(validation),
-        processing_class=tokenizer,
+        train_dataset=_dataset(run.data.train if train is None else train),
+        eval_dataset=_dataset(run.data.validation if validation is None else validation),
+        processing_class=run.tokenizer,
     )
 
 
-def _dpo(config, run_dir, model, tokenizer, data, device, eval_every):
+def _dpo(run: _Run):
     from trl import DPOConfig, DPOTrainer
 
     class EngineDPOTrainer(DPOTrainer):
@@ -83,21 +93,15 @@ def _dpo(config, run_dir, model, tokenizer, data, device, eval_every):
             pass  # no README.md in the checkpoints folder
 
     return _build(
+        run,
         EngineDPOTrainer,
         DPOConfig,
-        config,
-        run_dir,
-        model,
-        tokenizer,
-        data,
-        device,
-        eval_every,
         train_sampling_strategy="random",  # length grouping reads input_ids, which pairs do not have
-        loss_type=[config.training.dpo_loss],
+        loss_type=[run.config.training.dpo_loss],
     )
 
 
-def _kto(config, run_dir, model, tokenizer, data, device, eval_every):
+def _kto(run: _Run):
     from trl import KTOConfig, KTOTrainer
 
     class EngineKTOTrainer(KTOTrainer):
@@ -115,7 +119,7 @@ def _kto(config, run_dir, model, tokenizer, data, device, eval_every):
         def create_model_card(self, *args, **kwargs):
             pass
 
-    if config.training.batch_size < 2:
+    if run.config.training.batch_size < 2:
         from engine.errors import ConfigError
 
         raise ConfigError(
@@ -126,27 +130,15 @@ def _kto(config, run_dir, model, tokenizer, data, device, eval_every):
     import random
 
     # KTO reads its rows in order (the KL pairs are fixed per batch): shuffle them once, seeded.
-    train = list(data.train)
-    random.Random(config.training.seed).shuffle(train)
-    return _build(
-        EngineKTOTrainer,
-        KTOConfig,
-        config,
-        run_dir,
-        model,
-        tokenizer,
-        data,
-        device,
-        eval_every,
-        train=train,
-        train_sampling_strategy="sequential",
-    )
+    train = list(run.data.train)
+    random.Random(run.config.training.seed).shuffle(train)
+    return _build(run, EngineKTOTrainer, KTOConfig, train=train, train_sampling_strategy="sequential")
 
 
-def _orpo(config, run_dir, model, tokenizer, data, device, eval_every):
+def _orpo(run: _Run):
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-    max_length = config.data.max_length
+    max_length = run.config.data.max_length
 
     class EngineORPOTrainer(ORPOTrainer):
         def tokenize_row(self, feature, model=None):
@@ -179,16 +171,10 @@ def _orpo(config, run_dir, model, tokenizer, data, device, eval_every):
         return [{**row, "prompt": "", "chosen": "", "rejected": ""} for row in rows]
 
     return _build(
+        run,
         EngineORPOTrainer,
         ORPOConfig,
-        config,
-        run_dir,
-        model,
-        tokenizer,
-        data,
-        device,
-        eval_every,
-        train=with_text(data.train),
-        validation=with_text(data.validation),
+        train=with_text(run.data.train),
+        validation=with_text(run.data.validation),
         train_sampling_strategy="random",
     )

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 from testkit.engine_helpers import tiny_config
+from testkit.memory_trace import step_peak_bytes
 
 from engine.errors import ModelError
 from engine.models import memory_estimate as me
@@ -190,29 +191,6 @@ def test_estimate_imports_no_torch(tiny_model_dir, data_path):
     subprocess.run([sys.executable, "-c", code], check=True, cwd=repo, env=env, timeout=60)
 
 
-def _step_peak_bytes(model, batch) -> int:
-    """Peak bytes allocated by one forward + backward + AdamW step, from the CPU allocator's trace."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
-    from engine.training.chunked_loss import model_loss
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4)
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        model_loss(model, batch).backward()  # as training computes it (chunked, the default)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    events = sorted(
-        (e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"
-    )
-    current = peak = 0
-    for _, nbytes in events:
-        current += nbytes
-        peak = max(peak, current)
-    return peak
-
-
 @pytest.mark.parametrize("checkpointing", [True, False])
 def test_estimate_matches_an_allocator_trace_of_a_real_cpu_step(tiny_model_dir, data_path, checkpointing):
     import torch
@@ -233,5 +211,5 @@ def test_estimate_matches_an_allocator_trace_of_a_real_cpu_step(tiny_model_dir, 
     quantized, other = _real_sizes(model)
     adapter = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     ids = torch.randint(3, VOCAB, (4, 64))
-    measured = quantized + other + adapter + _step_peak_bytes(model, {"input_ids": ids, "labels": ids})
+    measured = quantized + other + adapter + step_peak_bytes(model, {"input_ids": ids, "labels": ids})
     assert est.tensor_bytes == pytest.approx(measured, rel=0.25)
