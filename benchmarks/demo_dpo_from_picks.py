@@ -72,11 +72,28 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--beta", type=float, default=0.1)
+    parser.add_argument(
+        "--cache-dir", help="eval's cache of the base's probe answers (reused when it has them)"
+    )
+    parser.add_argument("--skip-to-eval", action="store_true", help="reuse OUT's picked pairs and dpo run")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    run = out / "dpo-run"
+    if not args.skip_to_eval:
+        data = pick_pairs(args, out)
+        print(f"picked pairs in {time.perf_counter() - started:.0f} s", flush=True)
+        train_dpo(args, data, run)
+    evaluate(args, out, run)
+    print(f"total {time.perf_counter() - started:.0f} s")
 
+
+ENGINE = [sys.executable, "-m", "engine.cli"]
+
+
+def pick_pairs(args, out: Path) -> Path:
+    """Base (left) against the sft run (right) on the same prompts; the picks by the rule above."""
     general = [[{"role": "user", "content": item.prompt}] for item in replay_prompts()[: args.general]]
     facts = fact_prompts(args.facts)
     prompts = general + [messages for messages, _answer in facts]
@@ -95,13 +112,25 @@ def main() -> None:
             kept["facts"] += 1
     data = out / "picked-pairs.jsonl"
     data.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
-    print(f"picked {len(pairs)} pairs ({kept}) in {time.perf_counter() - started:.0f} s", flush=True)
+    print(f"picked {len(pairs)} pairs ({kept})", flush=True)
+    return data
 
-    engine = [sys.executable, "-m", "engine.cli"]
-    run = out / "dpo-run"
+
+def train_dpo(args, data: Path, run: Path) -> None:
+    flags = [
+        "--method",
+        "dpo",
+        "--init-adapter",
+        args.sft,
+        "--max-steps",
+        str(args.steps),
+        "--batch-size",
+        "4",
+    ]
+    flags += ["--learning-rate", str(args.learning_rate), "--beta", str(args.beta), "--validation-ratio", "0"]
     subprocess.run(
         [
-            *engine,
+            *ENGINE,
             "train",
             "--model",
             args.model,
@@ -109,43 +138,21 @@ def main() -> None:
             str(data),
             "--output",
             str(run),
-            "--method",
-            "dpo",
-            "--init-adapter",
-            args.sft,
-            "--max-steps",
-            str(args.steps),
-            "--batch-size",
-            "4",
-            "--learning-rate",
-            str(args.learning_rate),
-            "--beta",
-            str(args.beta),
-            "--validation-ratio",
-            "0",
+            *flags,
             "--quiet",
         ],
         check=True,
     )
+
+
+def evaluate(args, out: Path, run: Path) -> None:
+    """The scorecard (demo facts set, forgetting probe) of the base, the sft run and the dpo run."""
     report = out / "eval.json"
+    flags = ["--set", str(REPO / "resources/demo/eval-sets/facts.jsonl"), "--probe", "forgetting"]
+    flags += ["--no-validation", "--output", str(report)]
+    flags += ["--cache-dir", args.cache_dir] if args.cache_dir else []
     subprocess.run(
-        [
-            *engine,
-            "eval",
-            "--model",
-            args.model,
-            "--adapter",
-            args.sft,
-            "--adapter",
-            str(run),
-            "--set",
-            str(REPO / "resources/demo/eval-sets/facts.jsonl"),
-            "--probe",
-            "forgetting",
-            "--no-validation",
-            "--output",
-            str(report),
-        ],
+        [*ENGINE, "eval", "--model", args.model, "--adapter", args.sft, "--adapter", str(run), *flags],
         check=True,
     )
     for model in json.loads(report.read_text())["models"]:
@@ -156,7 +163,6 @@ def main() -> None:
             f"forgetting probe {forgetting.get('passed')}/{forgetting.get('checkable')} "
             f"(accuracy {forgetting.get('accuracy')}, drop {forgetting.get('accuracy_drop')})"
         )
-    print(f"total {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":
