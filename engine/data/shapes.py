@@ -298,41 +298,37 @@ def record_for_shape(messages: list[dict[str, str]], shape: Shape) -> dict[str, 
     return record
 
 
-def _prompt_for_record(messages: list[dict[str, str]]) -> str | list[dict[str, str]]:
-    """The prompt of a preference row: the user's text alone when that is all, else the messages."""
-    if len(messages) == 1 and messages[0]["role"] == "user":
-        return messages[0]["content"]
-    return [{"role": m["role"], "content": m["content"]} for m in messages]
-
-
-def _check_prompt_messages(messages: list[dict[str, str]]) -> None:
+def _preference_record(
+    shape: Shape, wanted: str, messages: list[dict[str, str]], **answers
+) -> dict[str, Any]:
+    """A record of a `wanted`-shaped dataset: the chat up to the user's last turn as its prompt (the
+    user's text alone when that is all), then `answers` (field -> value), under the dataset's columns."""
+    if shape.name != wanted:
+        what = {"preference": "preference pairs", "kto": "rated replies"}[wanted]
+        fields = ", ".join(FIELDS[wanted])
+        raise DataError(
+            f"This dataset holds {shape.name.replace('_', '/')} rows, not {what}.",
+            f"Add it to a dataset of {what} ({fields}), or create a new one.",
+        )
     if not messages or messages[-1]["role"] != "user":
         raise DataError(
             "A preference row needs the conversation up to the user's last message.",
             "Ask something in the chat first, then choose between the replies.",
         )
+    if len(messages) == 1:
+        prompt = messages[0]["content"]
+    else:
+        prompt = [{"role": m["role"], "content": m["content"]} for m in messages]
+    fields = {"prompt": prompt, **answers}
+    return {shape.columns.get(field, field): value for field, value in fields.items()}
 
 
 def pair_record(messages: list[dict[str, str]], chosen: str, rejected: str, shape: Shape) -> dict[str, Any]:
     """A preference pair (the chat up to the user's turn, the better and the worse reply) as a record
     of a dataset with this shape ("preference", TRL's prompt/chosen/rejected)."""
-    if shape.name != "preference":
-        raise DataError(
-            f"This dataset holds {shape.name.replace('_', '/')} rows, not preference pairs.",
-            "Add the pair to a dataset of preference pairs (prompt, chosen, rejected), or create a new one.",
-        )
-    _check_prompt_messages(messages)
-    name = lambda field: shape.columns.get(field, field)  # noqa: E731 - local shorthand
-    return {name("prompt"): _prompt_for_record(messages), name("chosen"): chosen, name("rejected"): rejected}
+    return _preference_record(shape, "preference", messages, chosen=chosen, rejected=rejected)
 
 
 def rated_record(messages: list[dict[str, str]], reply: str, good: bool, shape: Shape) -> dict[str, Any]:
     """A rated reply (thumbs up: good) as a record of a KTO dataset (prompt/completion/label)."""
-    if shape.name != "kto":
-        raise DataError(
-            f"This dataset holds {shape.name.replace('_', '/')} rows, not rated replies.",
-            "Add the rating to a dataset of rated replies (prompt, completion, label), or create a new one.",
-        )
-    _check_prompt_messages(messages)
-    name = lambda field: shape.columns.get(field, field)  # noqa: E731 - local shorthand
-    return {name("prompt"): _prompt_for_record(messages), name("completion"): reply, name("label"): good}
+    return _preference_record(shape, "kto", messages, completion=reply, label=good)
