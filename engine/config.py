@@ -261,9 +261,10 @@ class TrainingConfig:
     group_by_length: bool = True
     """Batch rows of similar length together so less compute is spent on padding."""
     padding_free: bool | str = "auto"
-    """Pack each batch into one row without padding: "auto" packs on the CPU, and on a GPU only with
-    an attention that needs no dense mask over the packed row; true always packs, false never. A
-    model whose attention mixes packed sequences (checked on your rows first) gets padded batches."""
+    """Pack each batch into one row without padding: "auto" packs on a GPU with an attention that
+    needs no dense mask over the packed row, and pads on the CPU (measured faster there); true always
+    packs, false never. A model whose attention mixes packed sequences (checked on your rows first)
+    gets padded batches."""
     eval_every: int = 0
     """Evaluate on the validation rows every N steps (0: about 10 times per run). Every evaluation
     also writes a checkpoint, so the best one can be kept."""

@@ -20,23 +20,30 @@ def _events(run_dir, kind: str) -> list[dict]:
     return [e for e in read_events(run_dir / "events.jsonl") if e["type"] == kind]
 
 
-def test_the_default_packs_on_the_cpu_and_the_run_records_why(tiny_model_dir, facts_file, tmp_path):
+def test_the_default_pads_on_the_cpu_where_padding_measured_faster_and_the_run_records_why(
+    tiny_model_dir, facts_file, tmp_path
+):
     assert RunConfig().training.padding_free == "auto"
     config = tiny_config(tiny_model_dir, facts_file, training__max_steps=1)
     train(config, tmp_path / "run")
     assert 'padding_free = "auto"' in (tmp_path / "run" / "config.toml").read_text()
     [model] = _events(tmp_path / "run", "model")
-    assert model["padding_free"] is True and '"auto" on the CPU' in model["padding_free_reason"]
+    assert model["padding_free"] is False and '"auto" on the CPU' in model["padding_free_reason"]
     infos = [e["message"] for e in _events(tmp_path / "run", "info")]
-    assert any(m.startswith("Padding-free batches on:") for m in infos), infos
+    assert any(m.startswith("Padding-free batches off:") for m in infos), infos
+    assert padding_free_plan("auto", "cuda", "flash_attention_2")[0] is True
+    assert padding_free_plan("auto", "cuda", "sdpa")[0] is False
 
 
 def test_auto_falls_back_to_padded_batches_where_packing_is_not_exact(
     tiny_model_dir, facts_file, tmp_path, monkeypatch
 ):
     import engine.data.prepare as prepare
+    import engine.models.packing as packing
     import engine.training.trainer as trainer
 
+    # As on a GPU with flash attention, where "auto" packs: the exactness check still decides.
+    monkeypatch.setattr(packing, "padding_free_plan", lambda setting, device, attention=None: (True, "packs"))
     monkeypatch.setattr(trainer, "packing_is_exact", lambda model, rows, pad_token_id: False)
     packed_batches = []
     real = prepare.PaddingFreeCollator.__call__
