@@ -33,7 +33,8 @@ class AnswerCache:
     def _path(self, probe: str, key: str) -> Path | None:
         return self.folder / f"{probe}-{key}.json" if self.folder else None
 
-    def get(self, probe: str, parts: dict[str, Any], count: int) -> list[list[int]] | None:
+    def _stored(self, probe: str, parts: dict[str, Any]) -> Any:
+        """The stored answers when the file is there, readable and made for exactly these parts."""
         path = self._path(probe, cache_key(**parts))
         if path is None or not path.is_file():
             return None
@@ -42,16 +43,21 @@ class AnswerCache:
             answers = data["answers"]
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        valid = (
-            isinstance(answers, list)
-            and len(answers) == count
-            and all(isinstance(a, list) and all(isinstance(t, int) for t in a) for a in answers)
-        )
-        return (
-            answers if valid and data.get("key_parts") == json.loads(json.dumps(parts, default=str)) else None
-        )
+        return answers if data.get("key_parts") == json.loads(json.dumps(parts, default=str)) else None
 
-    def put(self, probe: str, parts: dict[str, Any], answers: list[list[int]]) -> None:
+    def get(self, probe: str, parts: dict[str, Any], count: int) -> list[list[int]] | None:
+        answers = self._stored(probe, parts)
+        valid = isinstance(answers, list) and len(answers) == count and all(map(_is_ids, answers))
+        return answers if valid else None
+
+    def get_by_prompt(self, probe: str, parts: dict[str, Any]) -> dict[str, list[int]]:
+        """Answers kept per prompt (a set answered a few prompts at a time); {} when none are usable."""
+        answers = self._stored(probe, parts)
+        if not isinstance(answers, dict):
+            return {}
+        return {prompt: ids for prompt, ids in answers.items() if _is_ids(ids)}
+
+    def put(self, probe: str, parts: dict[str, Any], answers: list[list[int]] | dict[str, list[int]]) -> None:
         path = self._path(probe, cache_key(**parts))
         if path is None:
             return
@@ -60,3 +66,7 @@ class AnswerCache:
             atomic_write_text(path, json.dumps({"key_parts": parts, "answers": answers}, default=str))
         except OSError:  # a full disk or a read-only home costs time on the next run, nothing else
             pass
+
+
+def _is_ids(answer: Any) -> bool:
+    return isinstance(answer, list) and all(isinstance(t, int) for t in answer)

@@ -14,7 +14,7 @@ from engine.errors import DataError
 from engine.eval.sets import EvalSet, read_eval_set
 
 PROBES = ("forgetting", "bias")
-VERSIONS = {"forgetting": 1, "bias": 1}
+VERSIONS = {"forgetting": 1, "bias": 1, "general": 1}
 
 
 def probe_path(name: str) -> Path:
@@ -23,6 +23,11 @@ def probe_path(name: str) -> Path:
 
 def forgetting_set() -> EvalSet:
     return read_eval_set(probe_path("forgetting"), name="forgetting")
+
+
+def general_set() -> EvalSet:
+    """General requests that only replay uses: the forgetting probe's categories, none of its items."""
+    return read_eval_set(probe_path("general"), name="general")
 
 
 @dataclass(frozen=True)

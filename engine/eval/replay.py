@@ -2,20 +2,23 @@
 
 Training on what the base itself says to general requests (self-distillation) holds its general
 behaviour in place while the adapter learns the user's data, and needs no outside dataset. The
-prompts are the forgetting probe's unscored ones (instructions, code, refusals): the scored ones
-stay held out, so the probe still measures what replay kept. The base answers once per model
-(cached like the probe's answers); only answers that ended on their own are used, so no row
-teaches the model to stop mid-sentence.
+prompts are the forgetting probe's unscored ones (instructions, code, refusals) and the general
+set (resources/probes/general.jsonl: arithmetic, facts, formatting, instructions, code and
+refusals in the probe's categories, none of its items): the scored items stay held out, so the
+probe still measures what replay kept. Only as many prompts are answered as the mix needs, in a
+seeded order, and each answer is cached per base model and prompt; only answers that ended on
+their own are used, so no row teaches the model to stop mid-sentence.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
 from engine.config import QuantizationConfig
 from engine.eval.cache import AnswerCache, default_cache_dir
-from engine.eval.probes import VERSIONS, forgetting_set
+from engine.eval.probes import VERSIONS
 from engine.eval.sets import EvalItem
 
 REPLAY_TOKENS = 160
@@ -23,7 +26,10 @@ REPLAY_TOKENS = 160
 
 
 def replay_prompts() -> list[EvalItem]:
-    return [item for item in forgetting_set().items if item.scorer is None]
+    from engine.eval import probes
+
+    unscored = [item for item in probes.forgetting_set().items if item.scorer is None]
+    return unscored + list(probes.general_set().items)
 
 
 def replay_count(ratio: float, train_rows: int, available: int) -> int:
@@ -33,52 +39,72 @@ def replay_count(ratio: float, train_rows: int, available: int) -> int:
     return min(available, max(1, round(ratio * train_rows / (1.0 - ratio))))
 
 
+def _prompt_key(item: EvalItem) -> str:
+    return json.dumps(item.messages, ensure_ascii=False)
+
+
 def replay_conversations(
     model,
     tokenizer,
     fingerprint: str,
     quant: QuantizationConfig,
     device: str,
+    count: int,
+    seed: int,
     cache_dir: Path | None = None,
 ) -> list[list[dict[str, str]]]:
-    """The base's finished greedy answers to the replay prompts, as conversations (cached per model)."""
+    """Up to `count` of the base's finished greedy answers, as conversations (prompts in a seeded order).
+
+    Prompts are answered a chunk at a time until `count` answers finished (a quarter more are asked
+    than missing, since some run past REPLAY_TOKENS); answers already cached are never generated again.
+    """
     from engine.eval.scoring import ScoringModel
 
     scoring = ScoringModel(model, tokenizer)
-    items = replay_prompts()
+    prompts = replay_prompts()
+    order = random.Random(seed).sample(prompts, k=len(prompts))
     cache = AnswerCache(cache_dir or default_cache_dir())
     parts = {
         "probe": "replay",
-        "version": VERSIONS["forgetting"],
+        "prompts": {"forgetting": VERSIONS["forgetting"], "general": VERSIONS["general"]},
         "model": fingerprint,
         "max_new_tokens": REPLAY_TOKENS,
         "device": device,
         "quantization": vars(quant),
     }
-    answers = cache.get("replay", parts, len(items))
-    if answers is None:
-        was_training = model.training
-        model.eval()
-        answers = scoring.generate([scoring.prompt_ids(list(item.messages)) for item in items], REPLAY_TOKENS)
-        model.train(was_training)
-        cache.put("replay", parts, answers)
-    conversations = []
-    for item, ids in zip(items, answers, strict=True):
-        text = scoring.decode(ids)
-        if ids and ids[-1] in scoring.eos_ids and text:
-            conversations.append([*map(dict, item.messages), {"role": "assistant", "content": text}])
-    return conversations
+    known = cache.get_by_prompt("replay", parts)
+    conversations: list[list[dict[str, str]]] = []
+    position = 0
+    while len(conversations) < count and position < len(order):
+        missing = count - len(conversations)
+        chunk = order[position : position + missing + missing // 4 + 1]
+        position += len(chunk)
+        new = [item for item in chunk if _prompt_key(item) not in known]
+        if new:
+            was_training = model.training
+            model.eval()
+            answers = scoring.generate(
+                [scoring.prompt_ids(list(item.messages)) for item in new], REPLAY_TOKENS
+            )
+            model.train(was_training)
+            known.update({_prompt_key(item): ids for item, ids in zip(new, answers, strict=True)})
+            cache.put("replay", parts, known)
+        for item in chunk:
+            ids = known[_prompt_key(item)]
+            text = scoring.decode(ids)
+            if ids and ids[-1] in scoring.eos_ids and text:
+                conversations.append([*map(dict, item.messages), {"role": "assistant", "content": text}])
+    return conversations[:count]
 
 
 def replay_rows(
-    conversations: list[list[dict[str, str]]], count: int, seed: int, tokenizer, max_length: int
+    conversations: list[list[dict[str, str]]], tokenizer, max_length: int
 ) -> list[dict[str, list[int]]]:
-    """`count` of the conversations (a seeded choice), tokenized the way training rows are."""
+    """The conversations tokenized the way training rows are."""
     from engine.data.tokenizing import iter_rendered
 
-    chosen = random.Random(seed).sample(conversations, min(count, len(conversations)))
     rows = []
-    for batch in iter_rendered(tokenizer, chosen, max_length):
+    for batch in iter_rendered(tokenizer, conversations, max_length):
         for rendered in batch:
             if not isinstance(rendered, ValueError) and rendered.trained_tokens:
                 rows.append({"input_ids": rendered.input_ids, "labels": rendered.labels})

@@ -397,16 +397,16 @@ class TrainingRecipe:
 
     def add_replay(self, model) -> None:
         """Mix the base's own answers to general prompts into the training rows (engine.eval.replay)."""
-        from engine.eval.replay import replay_conversations, replay_count, replay_rows
+        from engine.eval.replay import replay_conversations, replay_count, replay_prompts, replay_rows
 
         cfg = self.config.data
-        self.log.emit("info", message="Preparing replay rows from the base model's own answers…")
-        folder = inspect_model_folder(self.config.model)
+        count = replay_count(cfg.replay_ratio, len(self.data.train), len(replay_prompts()))
+        self.log.emit("info", message=f"Preparing {count} replay rows from the base model's own answers…")
+        fingerprint = inspect_model_folder(self.config.model).fingerprint()
         conversations = replay_conversations(
-            model, self.tokenizer, folder.fingerprint(), self.config.quantization, self.device
+            model, self.tokenizer, fingerprint, self.config.quantization, self.device, count, cfg.seed
         )
-        count = replay_count(cfg.replay_ratio, len(self.data.train), len(conversations))
-        rows = replay_rows(conversations, count, cfg.seed, self.tokenizer, cfg.max_length)
+        rows = replay_rows(conversations, self.tokenizer, cfg.max_length)
         self.data.train = self.data.train + rows
         self.log.emit(
             "info",

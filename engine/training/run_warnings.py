@@ -27,7 +27,17 @@ def implied_epochs(config: RunConfig, train_rows: int, world_size: int = 1) -> f
     t = config.training
     if t.max_steps <= 0:
         return t.epochs
-    return t.max_steps * t.batch_size * t.gradient_accumulation * world_size / max(train_rows, 1)
+    rows = train_rows + replay_rows_added(config, train_rows)
+    return t.max_steps * t.batch_size * t.gradient_accumulation * world_size / max(rows, 1)
+
+
+def replay_rows_added(config: RunConfig, train_rows: int) -> int:
+    """The replay rows data.replay_ratio mixes in (each pass covers them too, so fewer of the user's)."""
+    if config.data.replay_ratio <= 0:
+        return 0
+    from engine.eval.replay import replay_count, replay_prompts
+
+    return replay_count(config.data.replay_ratio, train_rows, len(replay_prompts()))
 
 
 def _nearest_preset(config: RunConfig, presets: Sequence[Preset]) -> Preset | None:
@@ -68,11 +78,13 @@ def run_warnings(
     if epochs > MAX_EPOCHS:
         if t.max_steps > 0:
             per_step = t.batch_size * t.gradient_accumulation * world_size
-            fewer = max(1, int(MAX_EPOCHS * train_rows / per_step))
+            replay = replay_rows_added(config, train_rows)
+            fewer = max(1, int(MAX_EPOCHS * (train_rows + replay) / per_step))
             change = f"Lower training.max_steps to about {fewer}, or add more training rows."
+            mixed = f" and {replay} replay rows" if replay else ""
             what = (
                 f"{t.max_steps} steps × batch {t.batch_size} × accumulation {t.gradient_accumulation} "
-                f"over {train_rows} training rows is about {epochs:.1f} epochs"
+                f"over {train_rows} training rows{mixed} is about {epochs:.1f} epochs"
             )
         else:
             change = f"Lower training.epochs to {MAX_EPOCHS:g} or less, or add more training rows."

@@ -13,7 +13,7 @@ def small_probes(tmp_path_factory, monkeypatch):
     from engine.eval import probes
 
     folder = tmp_path_factory.mktemp("probes")
-    for name, keep in (("forgetting", 4), ("bias", 2)):
+    for name, keep in (("forgetting", 4), ("bias", 2), ("general", 2)):
         lines = probes.probe_path(name).read_text(encoding="utf-8").splitlines()
         by_category: dict[str, list[str]] = {}
         for line in lines:

@@ -36,6 +36,16 @@ def test_steps_that_make_many_epochs_warn_with_a_step_count_to_use_instead():
     assert warning.code == "epochs" and "training.epochs to 3 or less" in warning.message
 
 
+def test_replay_rows_count_in_the_passes_over_the_users_rows():
+    # Half the mix is replay: 100 steps of batch 4 cover 54 rows and 54 replay rows about 3.7 times.
+    steps = {"training.max_steps": 100, "training.batch_size": 4, "training.gradient_accumulation": 1}
+    config = balanced(**steps, **{"data.replay_ratio": 0.5})
+    assert implied_epochs(config, 54) == 100 * 4 / 108
+    (warning,) = run_warnings(config, train_rows=54, validation_rows=6)
+    assert "over 54 training rows and 54 replay rows is about 3.7 epochs" in warning.message
+    assert "training.max_steps to about 81" in warning.message
+
+
 def test_no_validation_says_why_and_what_to_set():
     (auto,) = run_warnings(balanced(), train_rows=30, validation_rows=0)
     assert auto.code == "no_validation"
