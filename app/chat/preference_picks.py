@@ -7,12 +7,12 @@ recordForDataset), which adds it through its undo and journal when that dataset 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from PySide6.QtCore import QObject
 
 from app.chat.pick_dialog import PickDialog
+from engine.data.reading import peek_columns
 from engine.data.shapes import RowProblem, Shape, detect_shape, pair_record, rated_record
 from engine.errors import DataError, UserError
 
@@ -20,39 +20,18 @@ PAIRS_DATASET = "preference-pairs.jsonl"
 PAIR_COLUMNS = ["prompt", "chosen", "rejected"]
 RATED_DATASET = "rated-replies.jsonl"
 RATED_COLUMNS = ["prompt", "completion", "label"]
-SAMPLE = 200  # records read to tell a JSONL file's columns, as the Data tab does
 
 
 def dataset_shape(path: Path) -> Shape:
     """The shape the Data tab will find for this dataset, from its columns (no full read)."""
     path = Path(path)
     try:
-        if path.suffix.lower() == ".parquet":
-            import pyarrow.parquet as pq
-
-            columns = list(pq.read_schema(path).names)
-        else:
-            keys: dict[str, None] = {}
-            seen = 0
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                for line in handle:
-                    try:
-                        record = json.loads(line) if line.strip() else None
-                    except ValueError:
-                        continue  # a broken line is the Data tab's to show, not a column
-                    if isinstance(record, dict):
-                        keys.update(dict.fromkeys(record))
-                        seen += 1
-                        if seen >= SAMPLE:
-                            break
-            columns = list(keys)
-        return detect_shape(columns)
+        return detect_shape(peek_columns(path))
     except DataError as exc:
         raise DataError(f"{path.name}: {exc.message}", exc.hint) from None
-    except OSError as exc:
-        raise DataError(
-            f"{path.name} cannot be read: {exc.strerror or exc}.", "Pick another dataset."
-        ) from None
+    except (OSError, ValueError) as exc:  # unreadable, or a CSV header pyarrow cannot parse
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise DataError(f"{path.name} cannot be read: {reason}.", "Pick another dataset.") from None
 
 
 def checked(record: dict, shape: Shape) -> dict:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.data.files import Problem, RawFile, iter_records, read_file
+from engine.data.files import Problem, RawFile, file_kind, iter_records, read_file
 from engine.data.shapes import RowProblem, Shape, detect_shape
 from engine.errors import DataError
 
@@ -48,6 +48,39 @@ def columns_of(raw: RawFile) -> list[str]:
         keys.update(dict.fromkeys(record))
         if i >= 200:
             break
+    return list(keys)
+
+
+def peek_columns(path: str | Path, sample: int = 200) -> list[str]:
+    """A data file's columns without reading all of it: a Parquet schema, a CSV/TSV header, the keys of
+    the first `sample` JSONL records (a broken line is skipped: it is the Data tab's to show). Other
+    kinds (JSON arrays, text, datasets folders) are read whole."""
+    path = Path(path).expanduser()
+    kind = file_kind(path)
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    if kind in ("csv", "tsv"):
+        import pyarrow.csv as pacsv
+
+        parse = pacsv.ParseOptions(delimiter="\t" if kind == "tsv" else ",", newlines_in_values=True)
+        with pacsv.open_csv(path, parse_options=parse) as head:
+            return list(head.schema.names)
+    if kind != "jsonl":
+        return columns_of(read_file(path))
+    keys: dict[str, None] = {}
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            try:
+                record = json.loads(line) if line.strip() else None
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                keys.update(dict.fromkeys(record))
+                sample -= 1
+                if sample <= 0:
+                    break
     return list(keys)
 
 

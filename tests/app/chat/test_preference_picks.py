@@ -262,7 +262,7 @@ def test_a_pair_for_the_dataset_open_in_the_data_tab_goes_through_its_undo_and_j
     assert len(document.store) == 1
 
 
-def test_dataset_shape_reads_the_columns_of_jsonl_and_parquet_without_a_full_read(tmp_path):
+def test_dataset_shape_reads_the_columns_of_every_data_file_kind(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -275,6 +275,15 @@ def test_dataset_shape_reads_the_columns_of_jsonl_and_parquet_without_a_full_rea
     rated = tmp_path / "rated.parquet"
     pq.write_table(pa.table({"prompt": ["q"], "completion": ["a"], "label": [True]}), rated)
     assert dataset_shape(rated).name == "kto"
+    csv_pairs = tmp_path / "pairs.csv"  # a CSV preference dataset is offered, not replaced by a new JSONL
+    csv_pairs.write_text('prompt,chosen,rejected\n"q, with a comma",a,b\n')
+    assert dataset_shape(csv_pairs).name == "preference"
+    tsv_rated = tmp_path / "rated.tsv"
+    tsv_rated.write_text("prompt\tcompletion\tlabel\nq\ta\ttrue\n")
+    assert dataset_shape(tsv_rated).name == "kto"
+    json_pairs = tmp_path / "pairs.json"
+    json_pairs.write_text('[{"prompt": "q", "chosen": "a", "rejected": "b"}]')
+    assert dataset_shape(json_pairs).name == "preference"
     odd = tmp_path / "odd.jsonl"
     odd.write_text('{"question": "q"}\n')
     with pytest.raises(DataError, match=r"^odd.jsonl: Cannot tell the data's shape"):

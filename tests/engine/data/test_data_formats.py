@@ -163,3 +163,16 @@ def test_writes_are_atomic_and_never_touch_the_source(tmp_path, monkeypatch):
         write_rows(out, rows + [{"prompt": "new?", "completion": "new."}])
     assert read_data(out).rows == rows  # the previous good file is intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "src.jsonl"]
+
+
+def test_peek_columns_reads_a_header_or_the_first_records_only(tmp_path):
+    from engine.data.reading import peek_columns
+
+    big = tmp_path / "rows.jsonl"
+    lines = [json.dumps({"prompt": "q", "completion": "a"})] * 300 + [json.dumps({"late": 1})]
+    big.write_text("{broken\n" + "\n".join(lines) + "\n")
+    assert peek_columns(big) == ["prompt", "completion"]  # the broken line skipped, row 301 never read
+    assert peek_columns(big, sample=400) == ["prompt", "completion", "late"]
+    table = tmp_path / "rows.csv"
+    table.write_text("prompt,completion\n" + "q,a\n" * 10)
+    assert peek_columns(table) == ["prompt", "completion"]
