@@ -21,7 +21,7 @@ from engine.eval.cache import AnswerCache, default_cache_dir
 from engine.eval.probes import VERSIONS
 from engine.eval.sets import EvalItem
 
-REPLAY_TOKENS = 160
+REPLAY_TOKENS = 96
 """Longest replay answer generated; longer ones are dropped as unfinished."""
 
 

@@ -240,6 +240,7 @@ def test_first_start_creates_the_demo_project_exactly_once(ws):
     config = load_project_config(folder)
     demo = load_demo_config()  # resources/demo/demo.toml
     assert (config.training, config.data.max_length) == (demo.training, demo.data.max_length)
+    assert config.data.replay_ratio == demo.data.replay_ratio  # the demo's guard against forgetting
     assert (folder / "datasets" / "whetstone_facts.jsonl").stat().st_size > 0
     assert (folder / "eval-sets" / "facts.jsonl").read_bytes() == demo_eval_sets()[0].read_bytes()
     assert ws.first_start() is None

@@ -245,3 +245,18 @@ def test_write_is_atomic_and_keeps_unicode(tmp_path):
     write_eval_set(path, [EvalItem(0, 1, ({"role": "user", "content": "Grüße 🙂"},), "ja", "exact")])
     assert "Grüße 🙂" in path.read_text(encoding="utf-8")
     assert [p.name for p in tmp_path.iterdir()] == ["u.jsonl"]  # no temp file left behind
+
+
+def test_the_demo_fact_set_scores_the_answer_not_a_word_in_it():
+    """Real demo-run answers: "contains network" failed a right "No" and passed a wrong "Yes"."""
+    from engine.eval.scorers import score_reply
+    from engine.models.demo import demo_eval_sets
+
+    [path] = demo_eval_sets()
+    items = {item.name: item for item in read_eval_set(path, name="facts").items}
+    assert len(items) == 10 and all(item.scorer for item in items.values())
+    network = items["network"]
+    assert score_reply(network, "No. Whetstone works fully offline, so your data never leaves your machine.")
+    assert score_reply(network, "Whetstone never touches the network: models, data and training stay here.")
+    wrong = "Yes. Whetstone keeps your data, but it also stores it on a server in your network."
+    assert not score_reply(network, wrong)
