@@ -60,6 +60,7 @@ SHOWN = {
         "final_adapter",
         "neftune_alpha",
         "chunked_loss",
+        "cpu_weight_cache",
         "save_every",
         "keep_checkpoints",
         "seed",
@@ -80,6 +81,7 @@ ERROR_STYLE = "border: 1px solid #d9534f;"
 AUTO_SWITCHES = {
     "training.padding_free": ("auto", "true", "false"),
     "training.chunked_loss": ("auto", "true", "false"),
+    "training.cpu_weight_cache": ("auto", "true", "false"),
 }
 
 
@@ -92,6 +94,7 @@ LABELS = {
     "early_stopping_patience": "Early stopping patience",
     "early_stopping_min_delta": "Early stopping min. delta",
     "neftune_alpha": "NEFTune alpha",
+    "cpu_weight_cache": "CPU weight cache",
     "replay_ratio": "Replay (share of base answers)",
     "preference_beta": "Beta (preference strength)",
     "dpo_loss": "DPO loss",

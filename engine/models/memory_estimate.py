@@ -47,6 +47,7 @@ ACTIVATIONS = "Activations kept for the backward pass"
 LOGITS = "Logits and loss"
 TEMPORARY = "Temporary buffers"
 LOADING = "Weight files mapped while loading"
+CPU_CACHE = "4-bit weights kept dequantized (training.cpu_weight_cache)"
 OVERHEAD = {"cuda": "CUDA context + allocator overhead", "cpu": "Python process + allocator overhead"}
 
 FIXED_OVERHEAD = {
@@ -419,6 +420,9 @@ def estimate_training_memory(
     if device == "cpu":
         # The CPU loader maps the safetensors files and the pages stay in the process's RSS.
         parts.append(MemoryPart(LOADING, s.file_bytes, "the safetensors files, read through mmap"))
+        if quantized and _cpu_cache_on(t.cpu_weight_cache, s.linear_params * p.base):
+            n = s.linear_params
+            parts.append(MemoryPart(CPU_CACHE, n * p.base, f"{n:,} linear weights × {p.base} bytes"))
     tensors = sum(part.bytes for part in parts)
     overhead = int(FIXED_OVERHEAD[device] + ALLOCATOR_SLACK * tensors)
     parts.append(
@@ -429,6 +433,13 @@ def estimate_training_memory(
         )
     )
     return MemoryEstimate(tuple(parts), tensors + overhead, adapter, device)
+
+
+def _cpu_cache_on(setting: bool | str, need: int) -> bool:
+    """engine.models.cpu_weights' decision, from the sizes alone (no model loaded)."""
+    from engine.models.cpu_weights import FREE_SHARE, free_memory_bytes
+
+    return setting is True or (setting == "auto" and need <= FREE_SHARE * free_memory_bytes())
 
 
 def _trainable(

@@ -213,3 +213,15 @@ def test_estimate_matches_an_allocator_trace_of_a_real_cpu_step(tiny_model_dir, 
     ids = torch.randint(3, VOCAB, (4, 64))
     measured = quantized + other + adapter + step_peak_bytes(model, {"input_ids": ids, "labels": ids})
     assert est.tensor_bytes == pytest.approx(measured, rel=0.25)
+
+
+def test_the_cpu_weight_cache_costs_its_dequantized_weights_on_the_cpu_only(tiny_model_dir, data_path):
+    def cache_bytes(device, setting):
+        est, _ = estimate(tiny_model_dir, data_path, device, training__cpu_weight_cache=setting)
+        return est, sum(p.bytes for p in est.parts if p.name == me.CPU_CACHE)
+
+    on, on_bytes = cache_bytes("cpu", True)
+    off, off_bytes = cache_bytes("cpu", False)
+    assert on_bytes == me.read_shapes(tiny_model_dir).linear_params * 4 and off_bytes == 0  # fp32 on the CPU
+    assert on.total_bytes > off.total_bytes
+    assert cache_bytes("cuda", True)[1] == 0
