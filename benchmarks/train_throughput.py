@@ -4,7 +4,9 @@ Both train the same 4-bit model with the same LoRA settings, data, batch size, m
 length of run (one epoch over the rows unless --steps is given), each in its own process (so peak
 memory is its own). Prints tokens/s (non-padding tokens per second of training), peak memory and
 the ratio engine / baseline. "engine" is the engine with its default settings (padding-free
-batches "auto": packed on the CPU), "engine-padded" the same with training.padding_free = false.
+batches "auto": padded on the CPU; training.cpu_weight_cache "auto": the 4-bit weights dequantized once on
+the CPU), "engine-padded" the same with training.padding_free = false, "engine-uncached" with
+training.cpu_weight_cache = false (bitsandbytes dequantizing every step, as the baseline does).
 Like the baseline, the engine trains every row and evaluates nothing (data.validation_ratio = 0).
 
     .venv/bin/python benchmarks/train_throughput.py [--model DIR] [--steps N] [--rows N] [--variants ...]
@@ -42,7 +44,7 @@ def make_dataset(path: Path, rows: int, seed: int = 0) -> None:
             handle.write(json.dumps(row) + "\n")
 
 
-VARIANTS = ("baseline", "engine", "engine-padded")
+VARIANTS = ("baseline", "engine", "engine-padded", "engine-uncached")
 SETTINGS = dict(
     rank=16, alpha=32, batch_size=4, max_length=256, learning_rate=2e-4, seed=0, gradient_checkpointing=True
 )
@@ -52,7 +54,18 @@ def run_engine_padded(model: str, data: str, steps: int, out: Path) -> dict:
     return run_engine(model, data, steps, out, padding_free=False)
 
 
-def run_engine(model: str, data: str, steps: int, out: Path, padding_free: bool | str = "auto") -> dict:
+def run_engine_uncached(model: str, data: str, steps: int, out: Path) -> dict:
+    return run_engine(model, data, steps, out, cpu_weight_cache=False)
+
+
+def run_engine(
+    model: str,
+    data: str,
+    steps: int,
+    out: Path,
+    padding_free: bool | str = "auto",
+    cpu_weight_cache: bool | str = "auto",
+) -> dict:
     from engine.config import RunConfig
     from engine.runs.events import read_events
     from engine.training.recipe import train
@@ -75,6 +88,7 @@ def run_engine(model: str, data: str, steps: int, out: Path, padding_free: bool 
             "training.seed": s["seed"],
             "training.gradient_checkpointing": s["gradient_checkpointing"],
             "training.padding_free": padding_free,
+            "training.cpu_weight_cache": cpu_weight_cache,
         }
     )
     train(config, out / "engine-run")
@@ -209,6 +223,7 @@ def child(variant: str, model: str, data: str, steps: int) -> None:
         runner = {
             "engine": run_engine,
             "engine-padded": run_engine_padded,
+            "engine-uncached": run_engine_uncached,
             "baseline": run_baseline,
         }[variant]
         result = runner(model, data, steps, Path(tmp))
