@@ -52,11 +52,13 @@ def replay_conversations(
     count: int,
     seed: int,
     cache_dir: Path | None = None,
+    shipped: dict[str, str | None] | None = None,
 ) -> list[list[dict[str, str]]]:
     """Up to `count` of the base's finished greedy answers, as conversations (prompts in a seeded order).
 
     Prompts are answered a chunk at a time until `count` answers finished (a quarter more are asked
-    than missing, since some run past REPLAY_TOKENS); answers already cached are never generated again.
+    than missing, since some run past REPLAY_TOKENS); answers already cached are never generated again,
+    nor are `shipped` ones (prompt -> the base's answer text, None if it did not finish: the demo's).
     """
     from engine.eval.scoring import ScoringModel
 
@@ -79,6 +81,11 @@ def replay_conversations(
         missing = count - len(conversations)
         chunk = order[position : position + missing + missing // 4 + 1]
         position += len(chunk)
+        for item in chunk:
+            if _prompt_key(item) not in known and shipped and item.prompt in shipped:
+                text = shipped[item.prompt]  # a finished answer ends with end-of-turn, as generated
+                ids = [*scoring.text_ids(text, False), scoring.eos_ids[0]] if text else []
+                known[_prompt_key(item)] = ids
         new = [item for item in chunk if _prompt_key(item) not in known]
         if new:
             was_training = model.training

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.resources
+import json
 from pathlib import Path
 
 from engine.errors import ModelError
@@ -49,6 +50,24 @@ def demo_eval_sets() -> tuple[Path, ...]:
     """The demo's fact set: the taught facts asked in words the training data never uses."""
     folder = Path(str(importlib.resources.files("resources").joinpath("demo/eval-sets")))
     return tuple(sorted(folder.glob("*.jsonl")))
+
+
+def demo_replay_answers_path() -> Path:
+    return Path(str(importlib.resources.files("resources").joinpath("demo/replay-answers.json")))
+
+
+def demo_replay_answers(model_folder: str | Path) -> dict[str, str | None]:
+    """The demo model's own greedy answers to the replay prompts (prompt -> answer, None: it did not
+    finish), shipped so the demo's first run need not generate them; {} for any other model."""
+    try:
+        if Path(model_folder).resolve() != demo_model_dir().resolve():
+            return {}
+        answers = json.loads(demo_replay_answers_path().read_text(encoding="utf-8"))["answers"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}  # without them the run generates the answers, as for any model
+    if not isinstance(answers, dict):
+        return {}
+    return {k: v for k, v in answers.items() if isinstance(k, str) and (v is None or isinstance(v, str))}
 
 
 def load_demo_config():

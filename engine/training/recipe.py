@@ -417,9 +417,18 @@ class TrainingRecipe:
         cfg = self.config.data
         count = replay_count(cfg.replay_ratio, len(self.data.train), len(replay_prompts()))
         self.log.emit("info", message=f"Preparing {count} replay rows from the base model's own answers…")
-        fingerprint = inspect_model_folder(self.config.model).fingerprint()
+        from engine.models.demo import demo_replay_answers
+
+        folder = inspect_model_folder(self.config.model)
         conversations = replay_conversations(
-            model, self.tokenizer, fingerprint, self.config.quantization, self.device, count, cfg.seed
+            model,
+            self.tokenizer,
+            folder.fingerprint(),
+            self.config.quantization,
+            self.device,
+            count,
+            cfg.seed,
+            shipped=demo_replay_answers(folder.path),
         )
         rows = replay_rows(conversations, self.tokenizer, cfg.max_length)
         self.data.train = self.data.train + rows
