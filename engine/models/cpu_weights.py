@@ -1,9 +1,10 @@
 """On the CPU, keep a 4-bit base's weights dequantized in memory instead of dequantizing every step.
 
 bitsandbytes' CPU path turns each NF4 weight back into the compute dtype on every forward and
-backward of every layer; on the demo model that is about 40% of a training step. The weights are
-frozen, so dequantizing them once gives the same values and the same results (tested: identical
-losses and LoRA gradients), at the price of the compute dtype's bytes per weight in RAM. The
+backward of every layer. The weights are frozen, so dequantizing them once gives the same values and
+the same results (tested: identical losses and LoRA gradients), at the price of the compute dtype's
+bytes per weight in RAM. Measured on the demo model, quiet 2-core CPU: 3-8% faster steps (one batch
+2.32 vs 2.50 s; one epoch 135.0 vs 131.2 tokens/s) for 405 MiB more RAM. The
 module stays a `Linear4bit` (its 4-bit weight and quant state untouched, so peft, saving and the
 fit check see the same model); only its forward reads the cached tensor. Never on a GPU: there,
 4-bit is what saves the memory, and the dequantizing kernels are fast.
