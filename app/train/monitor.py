@@ -171,12 +171,15 @@ class RunMonitor(QWidget):
     def _show_checkpoints(self, steps: list[int]) -> None:
         self.checkpoints = steps
         current = self.checkpoint.currentData()
+        # "latest" stays the latest as new checkpoints arrive (a pause adds one): only an earlier step the
+        # user picked is kept, or Resume would branch from an old checkpoint and drop the newer ones.
+        picked = current if self.checkpoint.currentIndex() > 0 else None
         self.checkpoint.blockSignals(True)  # one refresh at the end, not one per item
         self.checkpoint.clear()
         for i, step in enumerate(reversed(steps)):
             self.checkpoint.addItem(f"from step {step}" + (" (latest)" if i == 0 else ""), step)
-        if current in steps:
-            self.checkpoint.setCurrentIndex(self.checkpoint.findData(current))
+        if picked in steps:
+            self.checkpoint.setCurrentIndex(self.checkpoint.findData(picked))
         self.checkpoint.blockSignals(False)
 
     def _stop_watching(self) -> None:

@@ -88,3 +88,21 @@ def test_the_runs_list_menu_offers_the_same_steps(make_window, project_with_run,
         menu.actions()[1].trigger()
     assert requested.args == [run_dir]
     assert window.pages.currentWidget() is window.chat_page
+
+
+def test_resume_offers_the_newest_checkpoint_after_a_pause_and_keeps_an_earlier_pick(qtbot):
+    """Seen in a real window: paused at step 61, Resume went back to step 50 and removed 60 and 61."""
+    from app.train.monitor import RunMonitor
+    from app.train.run_manager import RunManager
+
+    monitor = RunMonitor(RunManager())
+    qtbot.addWidget(monitor)
+    monitor._show_checkpoints([15, 30, 50])  # while training
+    assert monitor.checkpoint.currentData() == 50
+    monitor._show_checkpoints([15, 30, 50, 60, 61])  # paused: a checkpoint of step 61 was saved
+    assert (
+        monitor.checkpoint.currentData() == 61 and monitor.checkpoint.currentText() == "from step 61 (latest)"
+    )
+    monitor.checkpoint.setCurrentIndex(monitor.checkpoint.findData(30))  # the user branches on purpose
+    monitor._show_checkpoints([15, 30, 50, 60, 61, 75])
+    assert monitor.checkpoint.currentData() == 30
