@@ -12,6 +12,11 @@ def longest(side: dict) -> tuple[int | None, bool]:
     return search.get("longest"), search.get("bound") in ("cap", "time")
 
 
+def _significant(ratio: float) -> float:
+    """Three significant digits: a ratio of 0.0195 must not become 0.019 (a CPU smoke run gives such)."""
+    return float(f"{ratio:.3g}")
+
+
 def ratios(sides: dict) -> dict:
     """a/b for every pair that both ran: tokens/s, peak memory, longest max length at batch 1."""
     out: dict = {}
@@ -21,11 +26,11 @@ def ratios(sides: dict) -> dict:
         pair = {}
         for key in KEYS:
             x, y = sides[a].get(key), sides[b].get(key)
-            pair[key] = round(x / y, 3) if x and y else None
+            pair[key] = _significant(x / y) if x and y else None
         (x, x_low), (y, y_low) = longest(sides[a]), longest(sides[b])
         # A side cut short by the cap or the clock gives a lower bound: where the denominator is
         # one, the ratio is unknown; where only the numerator is, the ratio is a lower bound too.
-        pair["longest"] = round(x / y, 3) if x and y and not y_low else None
+        pair["longest"] = _significant(x / y) if x and y and not y_low else None
         pair["longest_is_lower_bound"] = bool(pair["longest"]) and x_low
         out[f"{a}/{b}"] = pair
     return out
