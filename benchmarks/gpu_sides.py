@@ -80,6 +80,11 @@ def engine_side(spec: dict, work: Path) -> tuple[dict, object, object]:
     marks = [(e["step"], e["time"], e["tokens"]) for e in events if e["type"] == "metrics"]
     out = {"state": result.state, **throughput(marks, spec["warmup"])}
     out["padding_free"] = recipe.config.training.padding_free
+    out["gradient_checkpointing"] = recipe.config.training.gradient_checkpointing
+    if not out["gradient_checkpointing"]:
+        # "auto" left it off because this run fits easily; at the lengths the search reaches, the
+        # engine's "auto" turns it on (it decides from the estimate at the configured max length).
+        recipe.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return out, recipe.trainer, collator(recipe.config, recipe.tokenizer, recipe.device)
 
 

@@ -5,8 +5,11 @@ length of run (one epoch over the rows unless --steps is given), each in its own
 memory is its own). Prints tokens/s (non-padding tokens per second of training), peak memory and
 the ratio engine / baseline. "engine" is the engine with its default settings (padding-free
 batches "auto": padded on the CPU; training.cpu_weight_cache "auto": the 4-bit weights dequantized once on
-the CPU), "engine-padded" the same with training.padding_free = false, "engine-uncached" with
-training.cpu_weight_cache = false (bitsandbytes dequantizing every step, as the baseline does).
+the CPU; training.gradient_checkpointing "auto": off where the run fits in half the free memory
+without it), "engine-padded" the same with training.padding_free = false, "engine-uncached" with
+training.cpu_weight_cache = false (bitsandbytes dequantizing every step, as the baseline does),
+"engine-checkpointed" with gradient checkpointing on, as the baseline has it (peft's
+prepare_model_for_kbit_training turns it on by default, and most QLoRA scripts keep it).
 Like the baseline, the engine trains every row and evaluates nothing (data.validation_ratio = 0).
 
     .venv/bin/python benchmarks/train_throughput.py [--model DIR] [--steps N] [--rows N] [--variants ...]
@@ -44,7 +47,8 @@ def make_dataset(path: Path, rows: int, seed: int = 0) -> None:
             handle.write(json.dumps(row) + "\n")
 
 
-VARIANTS = ("baseline", "engine", "engine-padded", "engine-uncached")
+VARIANTS = ("baseline", "engine", "engine-padded", "engine-uncached", "engine-checkpointed")
+# gradient_checkpointing: the baseline's (and engine-checkpointed's); the engine's other variants use "auto".
 SETTINGS = dict(
     rank=16, alpha=32, batch_size=4, max_length=256, learning_rate=2e-4, seed=0, gradient_checkpointing=True
 )
@@ -58,6 +62,10 @@ def run_engine_uncached(model: str, data: str, steps: int, out: Path) -> dict:
     return run_engine(model, data, steps, out, cpu_weight_cache=False)
 
 
+def run_engine_checkpointed(model: str, data: str, steps: int, out: Path) -> dict:
+    return run_engine(model, data, steps, out, gradient_checkpointing=SETTINGS["gradient_checkpointing"])
+
+
 def run_engine(
     model: str,
     data: str,
@@ -65,6 +73,7 @@ def run_engine(
     out: Path,
     padding_free: bool | str = "auto",
     cpu_weight_cache: bool | str = "auto",
+    gradient_checkpointing: bool | str = "auto",
 ) -> dict:
     from engine.config import RunConfig
     from engine.runs.events import read_events
@@ -86,7 +95,7 @@ def run_engine(
             "training.save_every": 10**6,
             "training.learning_rate": s["learning_rate"],
             "training.seed": s["seed"],
-            "training.gradient_checkpointing": s["gradient_checkpointing"],
+            "training.gradient_checkpointing": gradient_checkpointing,
             "training.padding_free": padding_free,
             "training.cpu_weight_cache": cpu_weight_cache,
         }
@@ -102,6 +111,10 @@ def run_engine(
         "seconds": metrics[-1]["time"] - start,
         "loss_last": metrics[-1]["loss"],
         "padding_free": setup.get("padding_free"),
+        "checkpointing": next(
+            (e["gradient_checkpointing"] for e in events if "gradient_checkpointing" in e),
+            gradient_checkpointing,
+        ),
     }
 
 
@@ -203,6 +216,7 @@ def run_baseline(model: str, data: str, steps: int, out: Path) -> dict:
         "steps": clock["steps"],
         "seconds": clock["end"] - clock["start"],
         "loss_last": clock["loss_last"],
+        "checkpointing": s["gradient_checkpointing"],
     }
 
 
@@ -224,6 +238,7 @@ def child(variant: str, model: str, data: str, steps: int) -> None:
             "engine": run_engine,
             "engine-padded": run_engine_padded,
             "engine-uncached": run_engine_uncached,
+            "engine-checkpointed": run_engine_checkpointed,
             "baseline": run_baseline,
         }[variant]
         result = runner(model, data, steps, Path(tmp))
@@ -294,12 +309,12 @@ def main() -> None:
     length = f"{args.steps} steps" if args.steps > 0 else f"one epoch of {args.rows} rows"
     print(
         f"model {args.model}, {length}, batch {SETTINGS['batch_size']}, max length "
-        f"{SETTINGS['max_length']}, LoRA r{SETTINGS['rank']} all-linear, gradient checkpointing "
-        f"{SETTINGS['gradient_checkpointing']}, {args.repeats} repeat(s)"
+        f"{SETTINGS['max_length']}, LoRA r{SETTINGS['rank']} all-linear, {args.repeats} repeat(s)"
     )
     for variant in variants:
         r = results[variant]
         packed = {True: "   packed", False: "   padded"}.get(r[0].get("padding_free"), "")
+        packed += {True: ", checkpointed", False: ", not checkpointed"}.get(r[0].get("checkpointing"), "")
         print(
             f"{variant:14s} tokens/s {best(variant, 'tokens_per_second'):8.1f}   peak memory "
             f"{best(variant, 'peak_memory_mb'):8.0f} MB   tokens {r[0]['tokens']}   steps {r[0]['steps']}   "

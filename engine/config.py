@@ -256,8 +256,10 @@ class TrainingConfig:
     """Steps whose gradients are summed before an update: larger effective batch, same memory."""
     max_grad_norm: float = 1.0
     """Gradient clipping threshold (0 disables clipping)."""
-    gradient_checkpointing: bool = True
-    """Recompute activations in the backward pass: much less memory, ~20-30% slower."""
+    gradient_checkpointing: bool | str = "auto"
+    """Recompute activations in the backward pass: much less memory, one more forward pass per step.
+    "auto" turns it on only when the run without it would need more than half the memory free when
+    it starts (GPU memory on CUDA, RAM on the CPU)."""
     group_by_length: bool = True
     """Batch rows of similar length together so less compute is spent on padding."""
     padding_free: bool | str = "auto"
@@ -316,12 +318,8 @@ class TrainingConfig:
         _check_int("training.batch_size", self.batch_size, 1, 4096)
         _check_int("training.gradient_accumulation", self.gradient_accumulation, 1, 4096)
         _check_float("training.max_grad_norm", self.max_grad_norm, 0.0, 1e6)
-        _check(
-            isinstance(self.gradient_checkpointing, bool),
-            "training.gradient_checkpointing",
-            self.gradient_checkpointing,
-            "true or false",
-        )
+        ok = self.gradient_checkpointing == "auto" or isinstance(self.gradient_checkpointing, bool)
+        _check(ok, "training.gradient_checkpointing", self.gradient_checkpointing, '"auto", true or false')
         _check(
             isinstance(self.group_by_length, bool),
             "training.group_by_length",
@@ -345,7 +343,7 @@ class TrainingConfig:
 
 
 def _layer_spec_ok(spec: str) -> bool:
-    """"all", or comma-separated layer numbers and a-b ranges (a <= b)."""
+    """ "all", or comma-separated layer numbers and a-b ranges (a <= b)."""
     if spec.strip() == "all":
         return True
     try:

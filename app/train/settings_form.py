@@ -79,6 +79,7 @@ TITLES = {
 ERROR_STYLE = "border: 1px solid #d9534f;"
 # Settings that are "auto" or a switch: a list whose "true" and "false" are the TOML booleans.
 AUTO_SWITCHES = {
+    "training.gradient_checkpointing": ("auto", "true", "false"),
     "training.padding_free": ("auto", "true", "false"),
     "training.chunked_loss": ("auto", "true", "false"),
     "training.cpu_weight_cache": ("auto", "true", "false"),

@@ -435,7 +435,7 @@ class RunSetup(QWidget):
             self.estimate_label.setText("<i>No estimate without a usable base model.</i>")
             return
         try:
-            estimate = estimate_training_memory(config.model.path, config)
+            estimate = estimate_training_memory(config.model.path, config, free_bytes=self.free_gpu_bytes)
         except Exception as exc:  # an unusual model the arithmetic cannot read; the engine may still train it
             self.estimate_label.setText(f"<i>No estimate: {html.escape(str(exc))}</i>")
             return

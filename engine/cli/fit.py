@@ -86,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
 def _estimate_only(args: argparse.Namespace, config) -> int:
     from engine.models.memory_estimate import estimate_training_memory, suggestions
 
-    estimate = estimate_training_memory(config.model.path, config, args.device)
     free = int(args.free_gib * 2**30) if args.free_gib else None
+    estimate = estimate_training_memory(config.model.path, config, args.device, free)
     fits = estimate.fits(free) if free else None
     tips = suggestions(estimate, config, free) if free and not fits else []
     if args.json:

@@ -281,11 +281,21 @@ def _lora_input_bytes(targets: list[tuple[str, int, int]], p: _Precision) -> int
 
 
 def estimate_training_memory(
-    model_path: str | Path, config: RunConfig, device: str = "cuda"
+    model_path: str | Path, config: RunConfig, device: str = "cuda", free_bytes: int | None = None
 ) -> MemoryEstimate:
-    """Estimate peak memory of one training step of `config` on `model_path` (device "cuda" or "cpu")."""
+    """Estimate peak memory of one training step of `config` on `model_path` (device "cuda" or "cpu").
+
+    `free_bytes`: the memory free on the device, which "auto" gradient checkpointing decides from
+    (engine.models.checkpointing); on the CPU the available RAM when not given, on CUDA unknown (on).
+    """
     if device not in OVERHEAD:
         raise ValueError(f"device must be 'cuda' or 'cpu', not {device!r}")
+    if config.training.gradient_checkpointing == "auto":
+        from engine.models.checkpointing import free_device_memory, with_checkpointing_decided
+
+        if free_bytes is None and device == "cpu":
+            free_bytes = free_device_memory("cpu")
+        config = with_checkpointing_decided(model_path, config, device, free_bytes)[0]
     shapes = read_shapes(Path(model_path))
     t = config.training
     method = t.method

@@ -25,7 +25,7 @@ def oom_error(config: RunConfig) -> UserError:
         "the effective batch)"
     ]
     steps.append(f"shorten data.max_length (now {d.max_length})")
-    if not t.gradient_checkpointing:
+    if t.gradient_checkpointing is not True:  # off, or "auto" that decided off
         steps.append("turn on training.gradient_checkpointing")
     if config.lora.rank > 16:
         steps.append(f"lower lora.rank (now {config.lora.rank})")

@@ -323,6 +323,8 @@ class TrainingRecipe:
         """The 4-bit base with what the method trains, and training.padding_free decided (a bool)."""
         from engine.training.lora import add_lora, add_prompt_tuning
 
+        if self.config.training.gradient_checkpointing == "auto":
+            self._decide_checkpointing()
         t = self.config.training
         if t.method == "full":
             from engine.training.full_finetune import load_full_model
@@ -371,6 +373,29 @@ class TrainingRecipe:
             padding_free=packed,
             padding_free_reason=why,
         )
+
+    def _decide_checkpointing(self) -> None:
+        """training.gradient_checkpointing "auto" → a bool, from the estimate and the memory free now."""
+        from engine.errors import ModelError
+        from engine.models.checkpointing import free_device_memory, with_checkpointing_decided
+
+        path = self.config.model.path
+        if self.ranks.world_size > 1:  # every rank must run the same graph: no per-GPU decision
+            decided, why = (
+                self.config.with_overrides({"training.gradient_checkpointing": True}),
+                ('training.gradient_checkpointing = "auto" on several GPUs'),
+            )
+        else:
+            try:
+                free = free_device_memory(self.device)
+                decided, why = with_checkpointing_decided(path, self.config, self.device, free)
+            except ModelError:  # an architecture the estimate cannot read: the safe choice
+                decided = self.config.with_overrides({"training.gradient_checkpointing": True})
+                why = 'training.gradient_checkpointing = "auto", and this model has no memory estimate'
+        self.config = decided
+        on = decided.training.gradient_checkpointing
+        state = "on" if on else "off"
+        self.log.emit("info", message=f"Gradient checkpointing {state}: {why}.", gradient_checkpointing=on)
 
     def _decide_padding_free(self, model) -> tuple[bool, str]:
         """Pack or pad (engine.models.packing), verified on the run's rows; the log says which and why."""
