@@ -260,6 +260,9 @@ class TrainingConfig:
     """Recompute activations in the backward pass: much less memory, one more forward pass per step.
     "auto" turns it on only when the run without it would need more than half the memory free when
     it starts (GPU memory on CUDA, RAM on the CPU)."""
+    activation_offload: bool = False
+    """On a GPU, move what the backward pass keeps (the activations) to CPU memory until it is needed:
+    much less GPU memory for long contexts, the same results, slower steps. Off on the CPU."""
     group_by_length: bool = True
     """Batch rows of similar length together so less compute is spent on padding."""
     padding_free: bool | str = "auto"
@@ -320,6 +323,12 @@ class TrainingConfig:
         _check_float("training.max_grad_norm", self.max_grad_norm, 0.0, 1e6)
         ok = self.gradient_checkpointing == "auto" or isinstance(self.gradient_checkpointing, bool)
         _check(ok, "training.gradient_checkpointing", self.gradient_checkpointing, '"auto", true or false')
+        _check(
+            isinstance(self.activation_offload, bool),
+            "training.activation_offload",
+            self.activation_offload,
+            "true or false",
+        )
         _check(
             isinstance(self.group_by_length, bool),
             "training.group_by_length",

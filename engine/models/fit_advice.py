@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.models.activation_offload import activation_offload_plan
 from engine.models.memory_estimate import MemoryEstimate, estimate_training_memory, read_shapes
 from engine.models.packing import padding_free_plan
 from engine.util.files import format_size
@@ -72,6 +73,12 @@ def suggestions(estimate: MemoryEstimate, config: RunConfig, free_bytes: int) ->
             {"training.gradient_checkpointing": True},
             "training.gradient_checkpointing on",
             "steps get ~25% slower",
+        )
+    if not t.activation_offload and activation_offload_plan(True, estimate.device, t.method)[0]:
+        consider(
+            {"training.activation_offload": True},
+            "training.activation_offload on",
+            "activations wait in CPU memory; steps slow down by the copies",
         )
     if not q.load_in_4bit:
         consider({"quantization.load_in_4bit": True}, "quantization.load_in_4bit on (QLoRA)")

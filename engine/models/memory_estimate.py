@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.config import parse_layers
 from engine.errors import ModelError
+from engine.models.activation_offload import activation_offload_plan
 from engine.models.folder import ModelFolder, weight_files
 from engine.models.packing import padding_free_plan
 from engine.util.files import format_size
@@ -386,6 +387,15 @@ def estimate_training_memory(
             checkpoints + extra,
             f"checkpointing: one {p.stream}-byte hidden state per layer ({format_size(checkpoints)}) "
             f"+ one layer recomputed at a time ({format_size(layer_bytes)}, overlaps the logits)",
+        )
+    elif activation_offload_plan(t.activation_offload, device, method)[0]:
+        # engine.models.activation_offload: each saved tensor goes to pinned CPU memory as it is
+        # made; on the GPU, the layer being computed and the one whose backward runs.
+        acts = MemoryPart(
+            ACTIVATIONS,
+            2 * layer_bytes,
+            f"offloaded: {format_size(s.layers * layer_bytes)} wait in CPU memory; two layers' "
+            f"({format_size(layer_bytes)} each) on the GPU at a time",
         )
     else:
         acts = MemoryPart(

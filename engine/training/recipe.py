@@ -351,7 +351,7 @@ class TrainingRecipe:
                 self.log.emit("info", message=f"Training on from the adapter in {t.init_adapter}.")
         self.model = model
         packed, why = self._decide_padding_free(model)
-        decided = {"training.padding_free": packed}
+        decided = {"training.padding_free": packed, "training.activation_offload": self._decide_offload()}
         if t.method == "prompt_tuning":
             decided["training.chunked_loss"] = False  # the virtual tokens shift the logits off the labels
         self.config = self.config.with_overrides(decided)
@@ -396,6 +396,18 @@ class TrainingRecipe:
         on = decided.training.gradient_checkpointing
         state = "on" if on else "off"
         self.log.emit("info", message=f"Gradient checkpointing {state}: {why}.", gradient_checkpointing=on)
+
+    def _decide_offload(self) -> bool:
+        """training.activation_offload where it applies (engine.models.activation_offload); says why."""
+        from engine.models.activation_offload import activation_offload_plan
+
+        t = self.config.training
+        offload, why = activation_offload_plan(t.activation_offload, self.device, t.method)
+        if offload:
+            self.log.emit("info", message=f"Activation offload on: {why}.", activation_offload=True)
+        elif t.activation_offload:  # asked for, not granted
+            self.log.warning(f"Activation offload is off: {why}.")
+        return offload
 
     def _decide_padding_free(self, model) -> tuple[bool, str]:
         """Pack or pad (engine.models.packing), verified on the run's rows; the log says which and why."""

@@ -55,11 +55,17 @@ def build_trainer(config: RunConfig, run_dir: Path, model, tokenizer, data, devi
     from transformers import Trainer, TrainingArguments
     from transformers.modeling_outputs import CausalLMOutput
 
+    from engine.models.activation_offload import offloading
     from engine.training.chunked_loss import TrainerLoss
 
     chunked_loss = TrainerLoss(config.training.chunked_loss)
+    offload = config.training.activation_offload  # decided by the recipe (activation_offload_plan)
 
     class EngineTrainer(Trainer):
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            with offloading(offload, device):  # forward and backward both run inside training_step
+                return super().training_step(model, inputs, num_items_in_batch)
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             # Chunked: no whole-batch logits; evaluation wants the loss only (no compute_metrics).
             if not return_outputs or self.compute_metrics is None:

@@ -34,3 +34,26 @@ def test_cuda_training_learns_and_reports_gpu_memory(tiny_model_dir, facts_file,
 
     metrics = [e for e in read_events(tmp_path / "run" / "events.jsonl") if e["type"] == "metrics"]
     assert metrics[-1]["memory_kind"] == "cuda_allocated" and metrics[-1]["peak_memory_mb"] > 0
+
+
+def test_activation_offload_lowers_the_gpu_peak_and_trains_the_same(tiny_model_dir, facts_file, tmp_path):
+    from engine.runs.events import read_events
+
+    def run(name: str, offload: bool) -> tuple[dict, float]:
+        config = tiny_config(
+            tiny_model_dir,
+            facts_file,
+            training__max_steps=4,
+            training__gradient_checkpointing=False,
+            training__activation_offload=offload,
+            data__max_length=256,
+            data__validation_ratio=0.0,
+        )
+        assert train(config, tmp_path / name).state == "done"
+        metrics = [e for e in read_events(tmp_path / name / "events.jsonl") if e["type"] == "metrics"]
+        return losses(tmp_path / name), max(m["peak_memory_mb"] for m in metrics)
+
+    kept, kept_peak = run("kept", False)
+    offloaded, offloaded_peak = run("offloaded", True)
+    assert offloaded == pytest.approx(kept, rel=1e-3)  # the same values, only stored elsewhere
+    assert offloaded_peak < kept_peak
