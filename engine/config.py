@@ -296,6 +296,10 @@ class TrainingConfig:
     every step: the same weights and results, a few percent faster (3-8% measured on the demo model),
     for 4 bytes per weight (405 MiB for a 135M model). "auto": when that takes at most a quarter of the
     free memory; never on a GPU, where 4 bits is what saves its memory."""
+    fused_kernels: bool | str = "auto"
+    """On a CUDA GPU, Liger's fused Triton kernels for RMSNorm, RoPE and SwiGLU (Llama, Mistral,
+    Qwen 2/3, Phi-3 and similar): faster steps, less activation memory, the same training within
+    rounding. "auto": wherever they apply and the liger-kernel package is installed; false: never."""
     seed: int = 42
     """Seed for shuffling, dropout and adapter initialisation."""
 
@@ -348,6 +352,8 @@ class TrainingConfig:
         _check(ok, "training.chunked_loss", self.chunked_loss, '"auto", true or false')
         ok = self.cpu_weight_cache == "auto" or isinstance(self.cpu_weight_cache, bool)
         _check(ok, "training.cpu_weight_cache", self.cpu_weight_cache, '"auto", true or false')
+        ok = self.fused_kernels == "auto" or isinstance(self.fused_kernels, bool)
+        _check(ok, "training.fused_kernels", self.fused_kernels, '"auto", true or false')
         _check_int("training.seed", self.seed, 0, MAX_SEED)
 
 

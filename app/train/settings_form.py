@@ -62,6 +62,7 @@ SHOWN = {
         "neftune_alpha",
         "chunked_loss",
         "cpu_weight_cache",
+        "fused_kernels",
         "save_every",
         "keep_checkpoints",
         "seed",
@@ -84,6 +85,7 @@ AUTO_SWITCHES = {
     "training.padding_free": ("auto", "true", "false"),
     "training.chunked_loss": ("auto", "true", "false"),
     "training.cpu_weight_cache": ("auto", "true", "false"),
+    "training.fused_kernels": ("auto", "true", "false"),
 }
 
 
@@ -98,6 +100,7 @@ LABELS = {
     "neftune_alpha": "NEFTune alpha",
     "cpu_weight_cache": "CPU weight cache",
     "activation_offload": "Offload activations to CPU",
+    "fused_kernels": "Fused GPU kernels (Liger)",
     "replay_ratio": "Replay (share of base answers)",
     "preference_beta": "Beta (preference strength)",
     "dpo_loss": "DPO loss",

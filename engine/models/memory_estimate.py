@@ -30,6 +30,7 @@ from engine.config import parse_layers
 from engine.errors import ModelError
 from engine.models.activation_offload import activation_offload_plan
 from engine.models.folder import ModelFolder, weight_files
+from engine.models.fused_kernels import fused_kernels_plan
 from engine.models.packing import padding_free_plan
 from engine.util.files import format_size
 
@@ -127,6 +128,7 @@ class ModelShapes:
     largest_linear: int
     file_bytes: int  # the safetensors files' total size
     scaled_logits: str = ""  # the SCALED_LOGITS_KEYS entry that keeps this model's loss whole, if any
+    model_type: str = ""  # config.json's model_type (which fused kernels apply)
 
 
 _CACHE: dict[Path, tuple[tuple, ModelShapes]] = {}
@@ -225,6 +227,7 @@ def _read_shapes(folder: Path) -> ModelShapes:
         max(o * i for _, o, i in linears),
         sum(file.stat().st_size for file, _header in model.headers()),
         next((k for k in SCALED_LOGITS_KEYS if cfg.get(k, config.get(k)) not in (None, 0, 1, False)), ""),
+        str(cfg.get("model_type") or config.get("model_type") or ""),
     )
 
 
@@ -352,11 +355,13 @@ def estimate_training_memory(
             by_layer.setdefault(index, []).append(target)
     lora_per_token = max((_lora_input_bytes(v, p) for v in by_layer.values()), default=0)
     # Per token and layer: each norm keeps an fp32 copy of its input; SDPA keeps q, k, v and its
-    # output; the gated MLP keeps gate, up and act(gate) for the product's backward.
+    # output; the gated MLP keeps gate, up and act(gate) for the product's backward (Liger's fused
+    # SwiGLU, engine.models.fused_kernels, recomputes act(gate) instead of keeping it).
+    fused = fused_kernels_plan(t.fused_kernels, device, s.model_type)[0]
     per_token = (
         2 * 4 * s.hidden
         + p.attention * (2 * s.q_dim + 2 * s.kv_dim)
-        + 3 * p.linear_out * s.intermediate
+        + (2 if fused else 3) * p.linear_out * s.intermediate
         + lora_per_token
     )
     # On CUDA a padded batch makes torch turn the boolean mask into an additive bias that the

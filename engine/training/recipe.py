@@ -339,6 +339,7 @@ class TrainingRecipe:
         else:
             model = load_model(self.config.model, self.config.quantization, self.device)
             self._cache_cpu_weights(model)
+        self._fuse_kernels(model)
         if self.config.data.replay_ratio > 0:
             self.add_replay(model)  # from the base itself, before LoRA is added
         if t.method == "full":
@@ -396,6 +397,22 @@ class TrainingRecipe:
         on = decided.training.gradient_checkpointing
         state = "on" if on else "off"
         self.log.emit("info", message=f"Gradient checkpointing {state}: {why}.", gradient_checkpointing=on)
+
+    def _fuse_kernels(self, model) -> None:
+        """training.fused_kernels: Liger's kernels in the loaded model (engine.models.fused_kernels)."""
+        from engine.models.fused_kernels import apply_fused_kernels, fused_kernels_plan
+
+        setting = self.config.training.fused_kernels
+        model_type = getattr(model.config, "model_type", "") or ""
+        fused, why = fused_kernels_plan(setting, self.device, model_type)
+        if fused:
+            apply_fused_kernels(model)
+        if setting is True and not fused:  # asked for, not granted
+            self.log.warning(f"Fused kernels are off: {why}.")
+        elif self.device == "cuda":  # on the CPU "auto" never applies: nothing to say
+            state = "on" if fused else "off"
+            self.log.emit("info", message=f"Fused kernels {state}: {why}.", fused_kernels=fused)
+        self.config = self.config.with_overrides({"training.fused_kernels": fused})
 
     def _decide_offload(self) -> bool:
         """training.activation_offload where it applies (engine.models.activation_offload); says why."""

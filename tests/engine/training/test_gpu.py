@@ -57,3 +57,34 @@ def test_activation_offload_lowers_the_gpu_peak_and_trains_the_same(tiny_model_d
     offloaded, offloaded_peak = run("offloaded", True)
     assert offloaded == pytest.approx(kept, rel=1e-3)  # the same values, only stored elsewhere
     assert offloaded_peak < kept_peak
+
+
+def test_fused_kernels_train_the_same_step_within_rounding(tiny_model_dir):
+    """Liger's RMSNorm, RoPE and SwiGLU against transformers' layers: loss and LoRA gradients."""
+    pytest.importorskip("liger_kernel", reason='liger-kernel is not installed (pip install ".[cuda]")')
+    from engine.config import LoraConfig
+    from engine.models.fused_kernels import apply_fused_kernels
+    from engine.training.lora import add_lora
+
+    def step(fused: bool):
+        torch.manual_seed(0)
+        model = load_model(ModelConfig(path=str(tiny_model_dir)), QuantizationConfig(), device="cuda")
+        if fused:
+            apply_fused_kernels(model)
+        model = add_lora(model, LoraConfig(rank=8, alpha=16.0, dropout=0.0), False, 0)
+        for name, param in model.named_parameters():
+            if "lora_B" in name:  # non-zero B, so A's gradients are not all zero
+                torch.nn.init.normal_(param, std=0.02)
+        ids = torch.randint(5, 300, (2, 48), device="cuda")
+        with torch.autocast("cuda", dtype=resolve_compute_dtype("auto", "cuda")):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        grads = {n: p.grad.float().clone() for n, p in model.named_parameters() if p.requires_grad}
+        return loss.item(), grads
+
+    loss, grads = step(False)
+    fused_loss, fused_grads = step(True)
+    assert fused_loss == pytest.approx(loss, rel=1e-2)
+    for name, grad in grads.items():
+        diff = (fused_grads[name] - grad).norm() / grad.norm().clamp_min(1e-8)
+        assert diff < 0.05, name
