@@ -54,9 +54,26 @@ def engine_config(path: Path, model: Path, data: Path, steps: int, run: dict) ->
             "training.save_every": 10**6,
             "training.learning_rate": SETTINGS["learning_rate"],
             "training.seed": SETTINGS["seed"],
+            **run.get("engine_settings", {}),
         }
     )
     path.write_text(config_to_toml(config))
+
+
+def engine_settings(pairs: list[str]) -> dict:
+    """--engine-setting KEY=VALUE pairs as config overrides (VALUE in TOML: 'text', true, 3)."""
+    import tomllib
+
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or "." not in key:
+            raise ValueError(f"{pair!r}: write group.key=value, e.g. training.attention='flex_attention'")
+        try:
+            settings[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            raise ValueError(f"{pair!r}: the value is not TOML ('text', true, 3)") from None
+    return settings
 
 
 def run_child(args: list[str], timeout: float) -> tuple[dict | None, str]:
@@ -161,6 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="a tiny model on the CPU: checks the script")
     parser.add_argument("--budget", type=float, default=450, help="seconds for the whole run (default 450)")
     parser.add_argument("--models-dir", help="keep the random-weight model folders here and reuse them")
+    parser.add_argument(
+        "--engine-setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config setting for the engine side, TOML value (e.g. training.attention='flex_attention')",
+    )
     parser.add_argument("--child", choices=["build", "engine", "baseline", "unsloth"], help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     parser.add_argument("--shape", help=argparse.SUPPRESS)
@@ -197,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
             "machine with CUDA, or pass --smoke for the CPU smoke run\n",
         )
     run = {**(CPU_SMOKE if args.smoke else GPU), "smoke": args.smoke}
+    try:
+        run["engine_settings"] = engine_settings(args.engine_setting)
+    except ValueError as exc:
+        parser.exit(2, f"error: --engine-setting {exc}\n")
     sides = ["engine", "baseline"]
     if not args.smoke and importlib.util.find_spec("unsloth") is not None:
         sides.append("unsloth")

@@ -56,6 +56,7 @@ CHOICES = {
     "training.final_adapter": ("best", "last"),
     "training.method": ("sft", "dpo", "orpo", "kto", "full", "prompt_tuning"),
     "training.dpo_loss": ("sigmoid", "ipo", "sigmoid_norm", "hinge", "robust"),
+    "training.attention": ("sdpa", "flex_attention", "eager"),
 }
 PREFERENCE_METHODS = ("dpo", "orpo", "kto")
 # data.validation_ratio = "auto": hold out AUTO_VALIDATION_RATIO of the rows once there are at least
@@ -260,6 +261,10 @@ class TrainingConfig:
     """Recompute activations in the backward pass: much less memory, one more forward pass per step.
     "auto" turns it on only when the run without it would need more than half the memory free when
     it starts (GPU memory on CUDA, RAM on the CPU)."""
+    attention: str = "sdpa"
+    """How training computes attention: sdpa (PyTorch's fused kernels), flex_attention (GPU only,
+    compiled on first use; it takes packed batches without a dense mask, so padding_free "auto" packs
+    there) or eager (plain matmuls, for a model whose sdpa path fails)."""
     activation_offload: bool = False
     """On a GPU, move what the backward pass keeps (the activations) to CPU memory until it is needed:
     much less GPU memory for long contexts, the same results, slower steps. Off on the CPU."""
@@ -327,6 +332,7 @@ class TrainingConfig:
         _check_float("training.max_grad_norm", self.max_grad_norm, 0.0, 1e6)
         ok = self.gradient_checkpointing == "auto" or isinstance(self.gradient_checkpointing, bool)
         _check(ok, "training.gradient_checkpointing", self.gradient_checkpointing, '"auto", true or false')
+        _check_choice("training.attention", self.attention, CHOICES["training.attention"])
         _check(
             isinstance(self.activation_offload, bool),
             "training.activation_offload",

@@ -53,6 +53,7 @@ SHOWN = {
         "max_grad_norm",
         "gradient_checkpointing",
         "activation_offload",
+        "attention",
         "group_by_length",
         "padding_free",
         "eval_every",

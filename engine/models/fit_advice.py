@@ -91,7 +91,7 @@ def suggestions(estimate: MemoryEstimate, config: RunConfig, free_bytes: int) ->
         consider({"lora.dropout": 0.0}, f"lora.dropout {lora.dropout} → 0")
     if t.chunked_loss is False:
         consider({"training.chunked_loss": "auto"}, 'training.chunked_loss "auto"', "the same loss")
-    if padding_free_plan(t.padding_free, estimate.device)[0]:
+    if padding_free_plan(t.padding_free, estimate.device, t.attention)[0]:
         consider(
             {"training.padding_free": False},
             "training.padding_free off",

@@ -122,8 +122,13 @@ def load_tokenizer(cfg: ModelConfig):
     return tokenizer
 
 
-def load_model(model_cfg: ModelConfig, quant_cfg: QuantizationConfig, device: str | None = None):
-    """Load the base model (4-bit NF4 unless disabled) onto `device` (default: CUDA if present)."""
+def load_model(
+    model_cfg: ModelConfig, quant_cfg: QuantizationConfig, device: str | None = None, attention: str = ""
+):
+    """Load the base model (4-bit NF4 unless disabled) onto `device` (default: CUDA if present).
+
+    `attention`: an attention implementation (training.attention); empty: transformers' choice (sdpa).
+    """
     import torch
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
@@ -139,6 +144,8 @@ def load_model(model_cfg: ModelConfig, quant_cfg: QuantizationConfig, device: st
         "use_safetensors": True if not model_cfg.allow_pickle_weights else None,
         "local_files_only": True,
     }
+    if attention:
+        kwargs["attn_implementation"] = attention
     if quant_cfg.load_in_4bit:
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,

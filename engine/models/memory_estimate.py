@@ -31,7 +31,7 @@ from engine.errors import ModelError
 from engine.models.activation_offload import activation_offload_plan
 from engine.models.folder import ModelFolder, weight_files
 from engine.models.fused_kernels import fused_kernels_plan
-from engine.models.packing import padding_free_plan
+from engine.models.packing import VARLEN_ATTENTION, padding_free_plan, training_attention
 from engine.util.files import format_size
 
 if TYPE_CHECKING:
@@ -369,9 +369,11 @@ def estimate_training_memory(
     # Padding-free batches are one row of B*L tokens with a block-diagonal mask ("auto": as the recipe
     # decides for the device, with the SDPA attention the model is loaded with).
     # TRL's preference trainers pad their batches, and prompt tuning prepends to every row.
-    packed = padding_free_plan(t.padding_free, device)[0] and method in ("sft", "full")
+    attention = training_attention(t.attention, device)[0]
+    packed = padding_free_plan(t.padding_free, device, attention)[0] and method in ("sft", "full")
     rows, width = (1, tokens) if packed else (batch, length)
-    bias = p.attention * rows * width * width if device == "cuda" else 0
+    dense_mask = device == "cuda" and attention not in VARLEN_ATTENTION  # flex: a sparse BlockMask
+    bias = p.attention * rows * width * width if dense_mask else 0
     layer_bytes = tokens * per_token + bias
     # Chunked loss: one chunk's logits at a time (fp32, or 16-bit + an fp32 copy + a 16-bit gradient;
     # and logsumexp's fp32 temporary), plus the trained hidden states gathered and their gradient

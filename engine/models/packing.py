@@ -48,6 +48,19 @@ def padding_free_plan(setting: bool | str, device: str, attention: str | None = 
     )
 
 
+def training_attention(setting: str, device: str) -> tuple[str, str]:
+    """(implementation, why) that training loads the model with, for training.attention on a device.
+
+    torch's flex attention has no backward pass on the CPU (torch 2.13), so there it trains with SDPA.
+    """
+    if setting == "flex_attention" and device != "cuda":
+        return (
+            DEFAULT_ATTENTION,
+            f"flex attention cannot train on the {device.upper()} (no backward pass there)",
+        )
+    return setting, f"training.attention = {setting}"
+
+
 def model_attention(model) -> str:
     """The attention implementation a loaded (or peft-wrapped) model runs with."""
     config = getattr(model, "config", None)

@@ -133,7 +133,7 @@ def _measure(
         config = with_checkpointing_decided(config.model.path, config, device, free_device_memory(device))[0]
         recipe.config, t = config, config.training
     # "auto" as the recipe will decide it for this device (the exactness check comes with the model).
-    packed = padding_free_plan(t.padding_free, device)[0]
+    packed = padding_free_plan(t.padding_free, device, t.attention)[0]
     planned = config.with_overrides({"training.padding_free": packed})
     batch = collator(planned, recipe.tokenizer, device)(longest)
     seq_len = batch["input_ids"].shape[1] if not packed else max(len(r["input_ids"]) for r in longest)

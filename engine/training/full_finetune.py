@@ -43,6 +43,7 @@ def load_full_model(
     device: str,
     full_layers: str = "all",
     gradient_checkpointing: bool = False,
+    attention: str = "",
 ):
     """The base, unquantized, with gradients only where `full_layers` says ("all": every weight).
 
@@ -56,7 +57,7 @@ def load_full_model(
             f"training.full_layers = {full_layers!r} is not a layer list.",
             'Write "all", or layer numbers and ranges like "0-3,22".',
         ) from None
-    model = load_model(model_cfg, full_quantization(quant_cfg, device), device)
+    model = load_model(model_cfg, full_quantization(quant_cfg, device), device, attention)
     # Training never needs a KV cache, and a cache disables transformers' packed-sequence masks.
     model.config.use_cache = False
     if chosen is None:

@@ -325,6 +325,7 @@ class TrainingRecipe:
 
         if self.config.training.gradient_checkpointing == "auto":
             self._decide_checkpointing()
+        self._decide_attention()
         t = self.config.training
         if t.method == "full":
             from engine.training.full_finetune import load_full_model
@@ -335,9 +336,10 @@ class TrainingRecipe:
                 self.device,
                 t.full_layers,
                 t.gradient_checkpointing,
+                t.attention,
             )
         else:
-            model = load_model(self.config.model, self.config.quantization, self.device)
+            model = load_model(self.config.model, self.config.quantization, self.device, t.attention)
             self._cache_cpu_weights(model)
         self._fuse_kernels(model)
         if self.config.data.replay_ratio > 0:
@@ -397,6 +399,16 @@ class TrainingRecipe:
         on = decided.training.gradient_checkpointing
         state = "on" if on else "off"
         self.log.emit("info", message=f"Gradient checkpointing {state}: {why}.", gradient_checkpointing=on)
+
+    def _decide_attention(self) -> None:
+        """training.attention as this device can train with it (engine.models.packing)."""
+        from engine.models.packing import training_attention
+
+        wanted = self.config.training.attention
+        attention, why = training_attention(wanted, self.device)
+        if attention != wanted:
+            self.log.warning(f"Attention: {attention} instead of {wanted}: {why}.")
+            self.config = self.config.with_overrides({"training.attention": attention})
 
     def _fuse_kernels(self, model) -> None:
         """training.fused_kernels: Liger's kernels in the loaded model (engine.models.fused_kernels)."""

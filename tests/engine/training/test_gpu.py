@@ -88,3 +88,20 @@ def test_fused_kernels_train_the_same_step_within_rounding(tiny_model_dir):
     for name, grad in grads.items():
         diff = (fused_grads[name] - grad).norm() / grad.norm().clamp_min(1e-8)
         assert diff < 0.05, name
+
+
+def test_flex_attention_packs_by_default_on_cuda_and_trains_like_sdpa(tiny_model_dir, facts_file, tmp_path):
+    from engine.runs.events import read_events
+
+    def run(name: str, **overrides) -> dict:
+        config = tiny_config(
+            tiny_model_dir, facts_file, training__max_steps=3, data__validation_ratio=0.0, **overrides
+        )
+        assert train(config, tmp_path / name).state == "done"
+        return losses(tmp_path / name)
+
+    sdpa = run("sdpa")
+    flex = run("flex", training__attention="flex_attention")
+    [model] = [e for e in read_events(tmp_path / "flex" / "events.jsonl") if e["type"] == "model"]
+    assert model["padding_free"] is True  # "auto" packs with an attention that needs no dense mask
+    assert flex == pytest.approx(sdpa, rel=2e-2)  # bf16 on both sides
