@@ -41,6 +41,16 @@ def free_memory_bytes() -> int:
     return psutil.virtual_memory().available
 
 
+def cache_fits(setting: bool | str, need: int, free: int | None = None) -> bool:
+    """The rule for training.cpu_weight_cache on the CPU: true, or "auto" with `need` at most
+    FREE_SHARE of the free memory (default: what is free now)."""
+    if setting is True:
+        return True
+    if setting != "auto":
+        return False
+    return need <= FREE_SHARE * (free_memory_bytes() if free is None else free)
+
+
 def cpu_weight_cache_plan(
     setting: bool | str, device: str, model, free: int | None = None
 ) -> tuple[bool, str]:
@@ -57,7 +67,7 @@ def cpu_weight_cache_plan(
     if setting is True:
         return True, f"training.cpu_weight_cache = true ({format_size(need)} of RAM)"
     free = free_memory_bytes() if free is None else free
-    if need > FREE_SHARE * free:
+    if not cache_fits(setting, need, free):
         return False, (
             f"the dequantized weights would take {format_size(need)}, more than a quarter of the "
             f"{format_size(free)} of free memory"

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from engine.config import parse_layers
 from engine.errors import ModelError
 from engine.models.activation_offload import activation_offload_plan
+from engine.models.cpu_weights import cache_fits
 from engine.models.folder import ModelFolder, weight_files
 from engine.models.fused_kernels import fused_kernels_plan
 from engine.models.packing import VARLEN_ATTENTION, padding_free_plan, training_attention
@@ -447,7 +448,7 @@ def estimate_training_memory(
     if device == "cpu":
         # The CPU loader maps the safetensors files and the pages stay in the process's RSS.
         parts.append(MemoryPart(LOADING, s.file_bytes, "the safetensors files, read through mmap"))
-        if quantized and _cpu_cache_on(t.cpu_weight_cache, s.linear_params * p.base):
+        if quantized and cache_fits(t.cpu_weight_cache, s.linear_params * p.base):
             n = s.linear_params
             parts.append(MemoryPart(CPU_CACHE, n * p.base, f"{n:,} linear weights × {p.base} bytes"))
     tensors = sum(part.bytes for part in parts)
@@ -460,13 +461,6 @@ def estimate_training_memory(
         )
     )
     return MemoryEstimate(tuple(parts), tensors + overhead, adapter, device)
-
-
-def _cpu_cache_on(setting: bool | str, need: int) -> bool:
-    """engine.models.cpu_weights' decision, from the sizes alone (no model loaded)."""
-    from engine.models.cpu_weights import FREE_SHARE, free_memory_bytes
-
-    return setting is True or (setting == "auto" and need <= FREE_SHARE * free_memory_bytes())
 
 
 def _trainable(
