@@ -460,7 +460,7 @@ class RunSetup(QWidget):
             verdict = f"{heading} Try:<ul style='margin:0'>{tips}</ul>" if tips else heading
         self.estimate_label.setText(
             f"<b>Estimated GPU memory: {format_size(estimate.total_bytes)}</b>"
-            f"<table cellspacing='2'>{rows}</table><p>{verdict}</p>"
+            f"<table cellspacing='2'>{rows}</table><p>{verdict}</p>{_checkpointing_note(config, free)}"
         )
 
     # ---- warnings -----------------------------------------------------------------------------
@@ -577,3 +577,19 @@ def fit_report_html(report: dict) -> str:
         )
     tips = "".join(f"<li>{html.escape(t)}</li>" for t in report.get("suggestions") or [])
     return "<br>".join(lines) + (f"<ul style='margin:0'>{tips}</ul>" if tips else "")
+
+
+def _checkpointing_note(config: RunConfig, free_gpu: int | None) -> str:
+    """What gradient checkpointing "auto" comes to, since the estimate above already counts it."""
+    if config.training.gradient_checkpointing != "auto":
+        return ""
+    if free_gpu is None:
+        return (
+            "<p>Gradient checkpointing <i>auto</i>: counted on above; the run decides from the memory "
+            "free when it starts (on the CPU, its RAM).</p>"
+        )
+    from engine.models.checkpointing import checkpointing_plan
+
+    on = checkpointing_plan(config.model.path, config, "cuda", free_gpu)[0]
+    why = "the run would not fit in half the free memory without it" if on else "the run fits without it"
+    return f"<p>Gradient checkpointing <i>auto</i> on this GPU: {'on' if on else 'off'} ({why}).</p>"

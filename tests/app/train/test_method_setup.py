@@ -10,6 +10,7 @@ from testkit.engine_helpers import tiny_config
 
 from app.train.settings_form import SettingsForm
 from engine.config import RunConfig
+from engine.util.files import format_size
 from engine.workspace import Workspace, save_project_config
 
 METHOD_FIELDS = (
@@ -181,3 +182,25 @@ def test_the_fit_line_says_when_full_fine_tuning_does_not_fit(
     qtbot.waitUntil(lambda: "Full fine-tuning needs ~" in setup.estimate_label.text(), timeout=10000)
     assert "use LoRA (training.method sft" in setup.estimate_label.text()
     assert "Gradients + AdamW state" in setup.estimate_label.text()
+
+
+def test_the_estimate_says_what_auto_checkpointing_comes_to_on_this_gpu(
+    make_window, home, tiny_model_dir, facts_file, qtbot
+):
+    from engine.models.memory_estimate import estimate_training_memory
+
+    project = Workspace(home).create_project("Auto")
+    data = project / "datasets" / "facts.jsonl"
+    shutil.copy(facts_file, data)
+    config = tiny_config(tiny_model_dir, data, training__gradient_checkpointing="auto")
+    save_project_config(project, config)
+    setup = open_setup(make_window, project, qtbot)
+    qtbot.waitUntil(lambda: "Gradient checkpointing <i>auto</i>: counted on" in setup.estimate_label.text())
+    without = estimate_training_memory(
+        tiny_model_dir, config.with_overrides({"training.gradient_checkpointing": False})
+    ).total_bytes
+    setup.set_device_report({"cuda_available": True, "gpus": [{"free_bytes": 4 * without}]})
+    qtbot.waitUntil(lambda: "<i>auto</i> on this GPU: off" in setup.estimate_label.text(), timeout=10000)
+    assert f"Estimated GPU memory: {format_size(without)}" in setup.estimate_label.text()
+    setup.set_device_report({"cuda_available": True, "gpus": [{"free_bytes": without}]})
+    qtbot.waitUntil(lambda: "<i>auto</i> on this GPU: on" in setup.estimate_label.text(), timeout=10000)
