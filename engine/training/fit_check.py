@@ -222,7 +222,7 @@ def _run_steps(
     for step in range(steps):
         check()
         say(f"Step {step + 1} of {steps}…")
-        seconds = _step(model, batch, optimizer, params, micro, config, device)
+        seconds = _step(model, batch, optimizer, params, micro, recipe.config, device)  # as decided
         if step > 0 or steps == 1:  # the first step pays for kernel selection and allocator growth
             timings.append(seconds)
 
@@ -243,6 +243,7 @@ def _step(model, batch, optimizer, params, micro: int, config: RunConfig, device
     """One optimizer step: `micro` micro-batches (timed, scaled to gradient_accumulation) + clip + AdamW."""
     import torch
 
+    from engine.models.activation_offload import offloading
     from engine.training.chunked_loss import model_loss
 
     t = config.training
@@ -254,10 +255,11 @@ def _step(model, batch, optimizer, params, micro: int, config: RunConfig, device
 
     start = sync()
     for _ in range(micro):
-        with _autocast(config, device):
-            # As in Trainer: chunked where training.chunked_loss allows, outputs dropped before backward.
-            loss = model_loss(model, batch, t.chunked_loss)
-        (loss / t.gradient_accumulation).backward()
+        with offloading(t.activation_offload, device):  # as EngineTrainer.training_step
+            with _autocast(config, device):
+                # As in Trainer: chunked where training.chunked_loss allows, outputs dropped before backward.
+                loss = model_loss(model, batch, t.chunked_loss)
+            (loss / t.gradient_accumulation).backward()
         del loss
     middle = sync()
     if t.max_grad_norm > 0:
