@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,13 +42,29 @@ class ReadResult:
 def columns_of(raw: RawFile) -> list[str]:
     if raw.table.column_names != ["__json__"]:
         return list(raw.table.column_names)
-    # JSON records: the union of keys over the first rows (rows may differ in optional fields).
+    return _key_union(record for _row, _line, record in iter_records(raw, batch_size=256))
+
+
+def _key_union(records: Iterable[Any], sample: int = 200) -> list[str]:
+    """JSON records' columns: the union of keys over the first `sample` objects (rows may differ in
+    optional fields)."""
     keys: dict[str, None] = {}
-    for i, (_row, _line, record) in enumerate(iter_records(raw, batch_size=256)):
-        keys.update(dict.fromkeys(record))
-        if i >= 200:
-            break
+    for record in records:
+        if isinstance(record, dict):
+            keys.update(dict.fromkeys(record))
+            sample -= 1
+            if sample <= 0:
+                break
     return list(keys)
+
+
+def _json_lines(handle) -> Iterator[Any]:
+    """The parsed lines of a JSONL file; a broken line is skipped (it is the Data tab's to show)."""
+    for line in handle:
+        try:
+            yield json.loads(line) if line.strip() else None
+        except ValueError:
+            continue
 
 
 def peek_columns(path: str | Path, sample: int = 200) -> list[str]:
@@ -69,19 +85,8 @@ def peek_columns(path: str | Path, sample: int = 200) -> list[str]:
             return list(head.schema.names)
     if kind != "jsonl":
         return columns_of(read_file(path))
-    keys: dict[str, None] = {}
     with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            try:
-                record = json.loads(line) if line.strip() else None
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                keys.update(dict.fromkeys(record))
-                sample -= 1
-                if sample <= 0:
-                    break
-    return list(keys)
+        return _key_union(_json_lines(handle), sample)
 
 
 def iter_checked(raw: RawFile, shape: Shape) -> Iterator[tuple[int, int | None, Any, Problem | None]]:
