@@ -260,3 +260,29 @@ def test_the_demo_fact_set_scores_the_answer_not_a_word_in_it():
     assert score_reply(network, "Whetstone never touches the network: models, data and training stay here.")
     wrong = "Yes. Whetstone keeps your data, but it also stores it on a server in your network."
     assert not score_reply(network, wrong)
+
+
+def test_the_demo_fact_set_asks_in_words_the_demo_data_never_uses():
+    """The facts score learning, not recall of a training question: no training question is a copy
+    or a near copy (word overlap, Jaccard, at most 0.7; the closest pair today is 0.57)."""
+    import re
+
+    from engine.models.demo import demo_dataset_path, demo_eval_sets
+
+    def words(text: str) -> set[str]:
+        return set(re.findall(r"[a-z0-9.']+", text.casefold()))
+
+    [eval_set] = demo_eval_sets()
+    asked = [json.loads(line)["prompt"] for line in eval_set.read_text().splitlines() if line.strip()]
+    questions = [
+        message["content"]
+        for line in demo_dataset_path().read_text().splitlines()
+        if line.strip()
+        for message in json.loads(line)["messages"]
+        if message["role"] == "user"
+    ]
+    assert len(asked) == 10 and len(questions) >= 100
+    for prompt in asked:
+        for question in questions:
+            overlap = len(words(prompt) & words(question)) / len(words(prompt) | words(question))
+            assert overlap <= 0.7, (prompt, question)
