@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from testkit import tiny_model
-from testkit.engine_helpers import tiny_config
+from testkit.engine_helpers import events_of, tiny_config, train_briefly
 from testkit.tiny_model import write_jsonl
 
 from engine.config import ConfigError, TrainingConfig
@@ -56,19 +56,11 @@ def test_the_setting_is_auto_or_a_switch(value):
 
 
 def test_a_run_says_what_auto_decided(tiny_model_dir, tmp_path):
-    from engine.runs.events import read_events
-    from engine.training.recipe import train
-
     data = write_jsonl(tmp_path / "facts.jsonl", tiny_model.fact_rows())
-    config = tiny_config(
-        tiny_model_dir,
-        data,
-        training__gradient_checkpointing="auto",
-        training__max_steps=2,
-        data__validation_ratio=0.0,
+    train_briefly(
+        tiny_model_dir, data, tmp_path / "run", training__gradient_checkpointing="auto", training__max_steps=2
     )
-    assert train(config, tmp_path / "run").state == "done"
-    [event] = [e for e in read_events(tmp_path / "run" / "events.jsonl") if "gradient_checkpointing" in e]
+    [event] = [e for e in events_of(tmp_path / "run", "info") if "gradient_checkpointing" in e]
     # The tiny model needs a few MiB: this machine has far more than twice that free.
     assert event["gradient_checkpointing"] is False
     assert event["message"].startswith("Gradient checkpointing off: ")

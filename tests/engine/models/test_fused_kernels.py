@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from testkit.engine_helpers import tiny_config
+from testkit.engine_helpers import events_of, train_briefly
 
 import engine.models.fused_kernels as fused_kernels
 from engine.config import ConfigError, RunConfig, TrainingConfig
 from engine.models import memory_estimate as me
 from engine.models.fused_kernels import fused_kernels_plan
-from engine.runs.events import read_events
-from engine.training.recipe import train
 
 
 @pytest.fixture
@@ -58,15 +56,8 @@ def test_the_estimate_drops_the_kept_swiglu_activation_when_fused(tiny_model_dir
 
 
 def test_a_cpu_run_keeps_transformers_layers_and_says_why_when_asked(tiny_model_dir, facts_file, tmp_path):
-    config = tiny_config(
-        tiny_model_dir,
-        facts_file,
-        training__max_steps=1,
-        training__fused_kernels=True,
-        data__validation_ratio=0.0,
+    train_briefly(
+        tiny_model_dir, facts_file, tmp_path / "run", training__max_steps=1, training__fused_kernels=True
     )
-    assert train(config, tmp_path / "run").state == "done"
-    warnings = [
-        e["message"] for e in read_events(tmp_path / "run" / "events.jsonl") if e["type"] == "warning"
-    ]
+    warnings = [e["message"] for e in events_of(tmp_path / "run", "warning")]
     assert "Fused kernels are off: Liger's kernels are Triton kernels for CUDA, not the CPU." in warnings

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from testkit.engine_helpers import losses, tiny_config
+from testkit.engine_helpers import train_briefly
 
 import engine.models.activation_offload as activation_offload
 from engine.config import ConfigError, RunConfig, TrainingConfig
 from engine.models import memory_estimate as me
 from engine.models.activation_offload import activation_offload_plan
 from engine.runs.events import read_events
-from engine.training.recipe import train
 
 
 def test_the_plan_offloads_only_on_cuda_and_for_the_engines_own_trainer():
@@ -111,17 +110,14 @@ def test_an_offloaded_run_saves_through_save_on_cpu_and_trains_exactly_the_same(
             self.pack_hook = lambda tensor: (packed.append(1), pack(tensor))[1]
 
     def run(name: str, offload: bool) -> dict:
-        config = tiny_config(
+        return train_briefly(
             tiny_model_dir,
             facts_file,
-            training__max_steps=3,
+            tmp_path / name,
             training__gradient_checkpointing=False,
             training__activation_offload=offload,
-            data__validation_ratio=0.0,
             lora__dropout=0.0,
         )
-        assert train(config, tmp_path / name).state == "done"
-        return losses(tmp_path / name)
 
     plain = run("plain", False)
     assert packed == []

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from testkit.engine_helpers import losses, tiny_config
+from testkit.engine_helpers import events_of, train_briefly
 
 from engine.config import ConfigError, RunConfig, TrainingConfig
 from engine.models import memory_estimate as me
-from engine.runs.events import read_events
-from engine.training.recipe import train
 
 
 def test_the_setting_names_an_implementation_the_engine_offers():
@@ -30,10 +28,7 @@ def test_with_flex_attention_auto_packs_on_cuda_and_no_dense_mask_is_counted(tin
 
 
 def _run(tiny_model_dir, facts_file, path, **overrides) -> dict:
-    settings = {"training__max_steps": 3, "data__validation_ratio": 0.0, "lora__dropout": 0.0, **overrides}
-    config = tiny_config(tiny_model_dir, facts_file, **settings)
-    assert train(config, path).state == "done"
-    return losses(path)
+    return train_briefly(tiny_model_dir, facts_file, path, lora__dropout=0.0, **overrides)
 
 
 def test_an_eager_run_trains_like_an_sdpa_run(tiny_model_dir, facts_file, tmp_path):
@@ -50,8 +45,7 @@ def test_flex_attention_on_the_cpu_trains_with_sdpa_and_says_why(tiny_model_dir,
         training__attention="flex_attention",
         training__max_steps=1,
     )
-    events = read_events(tmp_path / "flex" / "events.jsonl")
-    warnings = [e["message"] for e in events if e["type"] == "warning"]
+    warnings = [e["message"] for e in events_of(tmp_path / "flex", "warning")]
     assert (
         "Attention: sdpa instead of flex_attention: flex attention cannot train on the CPU (no backward pass "
         "there)." in warnings

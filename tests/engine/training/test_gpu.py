@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from testkit.engine_helpers import losses, states, tiny_config
+from testkit.engine_helpers import events_of, losses, states, tiny_config, train_briefly
 
 from engine.config import ModelConfig, QuantizationConfig
 from engine.models.loading import load_model, resolve_compute_dtype
@@ -37,21 +37,17 @@ def test_cuda_training_learns_and_reports_gpu_memory(tiny_model_dir, facts_file,
 
 
 def test_activation_offload_lowers_the_gpu_peak_and_trains_the_same(tiny_model_dir, facts_file, tmp_path):
-    from engine.runs.events import read_events
-
     def run(name: str, offload: bool) -> tuple[dict, float]:
-        config = tiny_config(
+        curve = train_briefly(
             tiny_model_dir,
             facts_file,
+            tmp_path / name,
             training__max_steps=4,
             training__gradient_checkpointing=False,
             training__activation_offload=offload,
             data__max_length=256,
-            data__validation_ratio=0.0,
         )
-        assert train(config, tmp_path / name).state == "done"
-        metrics = [e for e in read_events(tmp_path / name / "events.jsonl") if e["type"] == "metrics"]
-        return losses(tmp_path / name), max(m["peak_memory_mb"] for m in metrics)
+        return curve, max(m["peak_memory_mb"] for m in events_of(tmp_path / name, "metrics"))
 
     kept, kept_peak = run("kept", False)
     offloaded, offloaded_peak = run("offloaded", True)
@@ -91,17 +87,8 @@ def test_fused_kernels_train_the_same_step_within_rounding(tiny_model_dir):
 
 
 def test_flex_attention_packs_by_default_on_cuda_and_trains_like_sdpa(tiny_model_dir, facts_file, tmp_path):
-    from engine.runs.events import read_events
-
-    def run(name: str, **overrides) -> dict:
-        config = tiny_config(
-            tiny_model_dir, facts_file, training__max_steps=3, data__validation_ratio=0.0, **overrides
-        )
-        assert train(config, tmp_path / name).state == "done"
-        return losses(tmp_path / name)
-
-    sdpa = run("sdpa")
-    flex = run("flex", training__attention="flex_attention")
-    [model] = [e for e in read_events(tmp_path / "flex" / "events.jsonl") if e["type"] == "model"]
+    sdpa = train_briefly(tiny_model_dir, facts_file, tmp_path / "sdpa")
+    flex = train_briefly(tiny_model_dir, facts_file, tmp_path / "flex", training__attention="flex_attention")
+    [model] = events_of(tmp_path / "flex", "model")
     assert model["padding_free"] is True  # "auto" packs with an attention that needs no dense mask
     assert flex == pytest.approx(sdpa, rel=2e-2)  # bf16 on both sides

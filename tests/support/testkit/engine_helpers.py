@@ -43,6 +43,19 @@ def losses(run_dir: Path) -> dict[int, float]:
     return {e["step"]: e["loss"] for e in read_events(run_dir / "events.jsonl") if e["type"] == "metrics"}
 
 
+def train_briefly(model_dir: Path, data: Path, run_dir: Path, **overrides) -> dict[int, float]:
+    """A few real steps of the tiny model (3 unless overridden, nothing held out): the losses by step."""
+    from engine.training.recipe import train
+
+    settings = {"training__max_steps": 3, "data__validation_ratio": 0.0, **overrides}
+    assert train(tiny_config(model_dir, data, **settings), run_dir).state == "done"
+    return losses(run_dir)
+
+
+def events_of(run_dir: Path, kind: str) -> list[dict]:
+    return [e for e in read_events(run_dir / "events.jsonl") if e["type"] == kind]
+
+
 def states(run_dir: Path) -> list[str]:
     return [e["state"] for e in read_events(run_dir / "events.jsonl") if e["type"] == "status"]
 
