@@ -3,9 +3,11 @@
 Between a layer's forward and its backward, autograd keeps the tensors the backward needs; for a
 long context they are most of a step's GPU memory. torch's `save_on_cpu` moves each one to pinned
 CPU memory when it is saved and back when the backward uses it: the same values (the results are
-bit-identical), far less GPU memory, and steps slower by the copies. With gradient checkpointing
-only the per-layer checkpoints are saved outside the recomputed regions, so those are what move.
-On the CPU the activations are already in RAM: the setting changes nothing there and stays off.
+bit-identical), far less GPU memory, and steps slower by the copies. It is an alternative to
+gradient checkpointing, not an addition: non-reentrant checkpointing keeps each layer's inputs
+itself (not through saved-tensor hooks), so with it on little moves (the memory estimate counts
+no saving). On the CPU the activations are already in RAM: the setting changes nothing there and
+stays off.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ memory estimate can make it on the setup screen.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 # Text decoders whose Liger patch covers RMSNorm, RoPE and a SwiGLU MLP (liger_kernel 0.8.5's
@@ -25,6 +26,7 @@ LIGER_KERNELS = dict(
 INSTALL_HINT = 'pip install ".[cuda]" (liger-kernel, pinned in constraints.txt)'
 
 
+@functools.cache  # the memory estimate asks on every settings change; an install does not change mid-process
 def liger_installed() -> bool:
     return importlib.util.find_spec("liger_kernel") is not None
 

@@ -127,11 +127,8 @@ def _measure(
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         free = torch.cuda.mem_get_info()[0]
-    if t.gradient_checkpointing == "auto":  # as training decides it, from the memory free now
-        from engine.models.checkpointing import free_device_memory, with_checkpointing_decided
-
-        config = with_checkpointing_decided(config.model.path, config, device, free_device_memory(device))[0]
-        recipe.config, t = config, config.training
+    recipe.decide_checkpointing()  # "auto" as training decides it, from the memory free now
+    config, t = recipe.config, recipe.config.training
     # "auto" as the recipe will decide it for this device (the exactness check comes with the model).
     packed = padding_free_plan(t.padding_free, device, t.attention)[0]
     planned = config.with_overrides({"training.padding_free": packed})

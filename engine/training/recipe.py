@@ -323,8 +323,7 @@ class TrainingRecipe:
         """The 4-bit base with what the method trains, and training.padding_free decided (a bool)."""
         from engine.training.lora import add_lora, add_prompt_tuning
 
-        if self.config.training.gradient_checkpointing == "auto":
-            self._decide_checkpointing()
+        self.decide_checkpointing()
         self._decide_attention()
         t = self.config.training
         if t.method == "full":
@@ -377,17 +376,18 @@ class TrainingRecipe:
             padding_free_reason=why,
         )
 
-    def _decide_checkpointing(self) -> None:
-        """training.gradient_checkpointing "auto" → a bool, from the estimate and the memory free now."""
+    def decide_checkpointing(self) -> None:
+        """training.gradient_checkpointing "auto" → a bool, from the estimate and the memory free now
+        (the fit check calls it before loading, as training does here)."""
         from engine.errors import ModelError
         from engine.models.checkpointing import free_device_memory, with_checkpointing_decided
 
+        if self.config.training.gradient_checkpointing != "auto":
+            return
         path = self.config.model.path
         if self.ranks.world_size > 1:  # every rank must run the same graph: no per-GPU decision
-            decided, why = (
-                self.config.with_overrides({"training.gradient_checkpointing": True}),
-                ('training.gradient_checkpointing = "auto" on several GPUs'),
-            )
+            decided = self.config.with_overrides({"training.gradient_checkpointing": True})
+            why = 'training.gradient_checkpointing = "auto" on several GPUs'
         else:
             try:
                 free = free_device_memory(self.device)

@@ -198,3 +198,18 @@ def test_cuda_peak_is_within_a_factor_of_two_of_the_estimate(tmp_path):
         assert report.fits and report.device == "cuda" and report.sequence_length == 512
         ratio = report.estimate.tensor_bytes / report.peak_memory_bytes
         assert 0.5 < ratio < 2.0, (checkpointing, ratio, report.as_dict())
+
+
+def test_auto_checkpointing_on_a_model_without_an_estimate_still_measures(tiny_model_dir, facts, monkeypatch):
+    """As in training: "auto" that cannot estimate keeps checkpointing on, and the steps still run."""
+    from engine.errors import ModelError
+    from engine.models import checkpointing
+
+    def unreadable(*_args):
+        raise ModelError("this architecture has no estimate", "")
+
+    monkeypatch.setattr(checkpointing, "with_checkpointing_decided", unreadable)
+    auto = {"training__max_steps": 2, "training__gradient_checkpointing": "auto"}
+    config = tiny_config(tiny_model_dir, facts, **auto)
+    report = fc.fit_check(config, steps=1)
+    assert report.fits and report.seconds_per_step > 0
