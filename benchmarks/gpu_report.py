@@ -1,7 +1,9 @@
-"""The ratios and the one printed table of gpu_throughput.py."""
+"""The ratios and the printed tables of gpu_throughput.py."""
 
 from __future__ import annotations
 
+# An estimate further than this from a measured peak is to be fixed (it decides checkpointing and fit).
+CALIBRATION_TOLERANCE = 0.15
 PAIRS = (("engine", "baseline"), ("unsloth", "baseline"), ("engine", "unsloth"))
 KEYS = ("tokens_per_second", "peak_allocated_mb", "peak_reserved_mb")
 
@@ -129,3 +131,86 @@ def table(report: dict) -> str:
         if result.get("problem")
     ]
     return "\n".join(lines + problems)
+
+
+def calibration(report: dict) -> list[dict]:
+    """The engine's memory estimate next to what the engine side measured, one row per measurement.
+
+    Rows: the training run (its batch and max length), and each length the batch-1 search tried.
+    `ratio` is estimate / measured; `off` marks a ratio outside 1 ± CALIBRATION_TOLERANCE. A length
+    that ran out of memory has no peak: there `says_fits` tells whether the estimate agreed.
+    """
+    rows = []
+    settings = report["settings"]
+    for name, shape in report["shapes"].items():
+        engine = shape["sides"].get("engine") or {}
+        device_mb = engine.get("device_memory_mb")
+        measured = [
+            (
+                settings["batch"],
+                settings["max_length"],
+                True,
+                engine.get("peak_allocated_mb"),
+                engine.get("estimate_mb"),
+            )
+        ]
+        for length, fits, _seconds, *rest in (engine.get("search") or {}).get("probes", []):
+            peak, estimate = (rest + [None, None])[:2]
+            measured.append((1, length, fits, peak, estimate))
+        for batch, length, fits, peak, estimate in measured:
+            if estimate is None or (fits and not peak):  # the CPU's RSS gives no per-probe peak
+                continue
+            row = {
+                "shape": name,
+                "batch": batch,
+                "max_length": length,
+                "estimate_mb": estimate,
+                "measured_mb": peak if fits else None,
+                "fits": fits,
+            }
+            if fits and peak:
+                row["ratio"] = _significant(estimate / peak)
+                row["off"] = abs(estimate / peak - 1) > CALIBRATION_TOLERANCE
+            elif not fits and device_mb:
+                row["says_fits"] = estimate <= device_mb
+            rows.append(row)
+    return rows
+
+
+def calibration_table(rows: list[dict], kind: str) -> str:
+    """The calibration rows as text (empty when the engine side measured nothing)."""
+    if not rows:
+        return ""
+    what = "process RSS" if kind == "process_rss" else "CUDA allocated"
+    lines = [
+        f"memory estimate vs measured peak ({what}), engine side; off = more than "
+        f"{CALIBRATION_TOLERANCE:.0%} apart"
+    ]
+    head = ("shape", "batch", "length", "estimate", "measured", "est/meas", "")
+    cells = [head]
+    for r in rows:
+        if r["fits"]:
+            verdict = "off" if r.get("off") else ""
+            measured, ratio = _mib(r["measured_mb"]), _ratio(r.get("ratio"))
+        else:
+            measured, ratio = "out of memory", "-"
+            verdict = {True: "estimate said it fits", False: "", None: ""}[r.get("says_fits")]
+        cells.append(
+            (
+                r["shape"],
+                str(r["batch"]),
+                str(r["max_length"]),
+                _mib(r["estimate_mb"]),
+                measured,
+                ratio,
+                verdict,
+            )
+        )
+    widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
+    lines += [
+        "  ".join(
+            c.rjust(w) if 0 < i < 6 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in cells
+    ]
+    return "\n".join(lines)

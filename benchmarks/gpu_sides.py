@@ -26,8 +26,35 @@ def device_info() -> dict:
     import torch
 
     if torch.cuda.is_available():
-        return {"device": torch.cuda.get_device_name(), "cuda": True}
+        total = torch.cuda.get_device_properties(0).total_memory / 2**20
+        return {"device": torch.cuda.get_device_name(), "cuda": True, "device_memory_mb": total}
     return {"device": "cpu", "cuda": False}
+
+
+def memory_estimator(model: str, config):
+    """length, batch -> the engine's memory estimate (MiB) for `config` at that shape.
+
+    What it is compared with: on CUDA the tensors alone (torch.cuda.max_memory_allocated counts no
+    CUDA context), on the CPU the whole process (its peak RSS).
+    """
+    import torch
+
+    from engine.models.memory_estimate import estimate_training_memory
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    def estimate(length: int, batch: int, checkpointing: bool) -> float:
+        shaped = config.with_overrides(
+            {
+                "data.max_length": length,
+                "training.batch_size": batch,
+                "training.gradient_checkpointing": checkpointing,
+            }
+        )
+        result = estimate_training_memory(model, shaped, device)
+        return (result.tensor_bytes if device == "cuda" else result.total_bytes) / 2**20
+
+    return estimate
 
 
 def peak_memory() -> dict:
@@ -67,8 +94,12 @@ def throughput(marks: list[tuple[int, float, int]], warmup: int) -> dict:
 # -- the sides ----------------------------------------------------------------------------------
 
 
-def engine_side(spec: dict, work: Path) -> tuple[dict, object, object]:
-    """The engine's own run from a config.toml, through the recipe `whetstone-engine train` runs."""
+def engine_side(spec: dict, work: Path) -> tuple[dict, object, object, object]:
+    """The engine's own run from a config.toml, through the recipe `whetstone-engine train` runs.
+
+    Also the engine's memory estimate for the run and for each length the search tries (the
+    calibration of engine.models.memory_estimate against measured peaks).
+    """
     from engine.config import load_config
     from engine.runs.events import read_events
     from engine.training.recipe import TrainingRecipe
@@ -81,11 +112,14 @@ def engine_side(spec: dict, work: Path) -> tuple[dict, object, object]:
     out = {"state": result.state, **throughput(marks, spec["warmup"])}
     out["padding_free"] = recipe.config.training.padding_free
     out["gradient_checkpointing"] = recipe.config.training.gradient_checkpointing
+    estimate = memory_estimator(spec["model"], recipe.config)
+    out["estimate_mb"] = estimate(spec["max_length"], spec["batch"], out["gradient_checkpointing"])
     if not out["gradient_checkpointing"]:
         # "auto" left it off because this run fits easily; at the lengths the search reaches, the
         # engine's "auto" turns it on (it decides from the estimate at the configured max length).
         recipe.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return out, recipe.trainer, collator(recipe.config, recipe.tokenizer, recipe.device)
+    collate = collator(recipe.config, recipe.tokenizer, recipe.device)
+    return out, recipe.trainer, collate, lambda length: estimate(length, 1, True)
 
 
 def hf_trainer(model, tokenizer, spec: dict, work: Path, marks: list):
@@ -136,7 +170,7 @@ def hf_trainer(model, tokenizer, spec: dict, work: Path, marks: list):
     return trainer, collate
 
 
-def baseline_side(spec: dict, work: Path) -> tuple[dict, object, object]:
+def baseline_side(spec: dict, work: Path) -> tuple[dict, object, object, None]:
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
@@ -169,10 +203,10 @@ def baseline_side(spec: dict, work: Path) -> tuple[dict, object, object]:
     marks: list = []
     trainer, collate = hf_trainer(model, tokenizer, spec, work, marks)
     trainer.train()
-    return {"state": "done", **throughput(marks, spec["warmup"])}, trainer, collate
+    return {"state": "done", **throughput(marks, spec["warmup"])}, trainer, collate, None
 
 
-def unsloth_side(spec: dict, work: Path) -> tuple[dict, object, object]:
+def unsloth_side(spec: dict, work: Path) -> tuple[dict, object, object, None]:
     """unsloth's FastLanguageModel (its 4-bit loader, LoRA and kernels) under the same Trainer."""
     from unsloth import FastLanguageModel  # imported first: it patches transformers
 
@@ -191,7 +225,7 @@ def unsloth_side(spec: dict, work: Path) -> tuple[dict, object, object]:
     marks: list = []
     trainer, collate = hf_trainer(model, tokenizer, spec, work, marks)
     trainer.train()
-    return {"state": "done", **throughput(marks, spec["warmup"])}, trainer, collate
+    return {"state": "done", **throughput(marks, spec["warmup"])}, trainer, collate, None
 
 
 SIDES = {"engine": engine_side, "baseline": baseline_side, "unsloth": unsloth_side}
@@ -218,10 +252,13 @@ def _free(trainer) -> None:
         torch.cuda.empty_cache()
 
 
-def probe(trainer, collate, length: int, steps: int, tokens: int) -> tuple[bool, float]:
-    """`steps` training steps on one row of `length` tokens: (fits, seconds)."""
+def probe(trainer, collate, length: int, steps: int, tokens: int) -> tuple[bool, float, float | None]:
+    """`steps` training steps on one row of `length` tokens: (fits, seconds, peak MiB on CUDA)."""
     import torch
 
+    cuda = torch.cuda.is_available()
+    if cuda:  # this probe's own peak (the CPU's RSS only ever grows: no per-probe peak there)
+        torch.cuda.reset_peak_memory_stats()
     rng = random.Random(length)
     ids = [rng.randrange(4, tokens) for _ in range(length)]
     start = time.perf_counter()
@@ -241,15 +278,19 @@ def probe(trainer, collate, length: int, steps: int, tokens: int) -> tuple[bool,
     else:
         fits = True
     seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
     batch = None
     _free(trainer)  # after the except block: its traceback held the step's tensors
     if failure is not None:
         raise failure
-    return fits, seconds
+    return fits, seconds, peak
 
 
-def longest_fit(trainer, collate, search: dict, tokens: int) -> dict:
-    """Double from `start` until out of memory (or `cap`, or the deadline), then bisect a few times."""
+def longest_fit(trainer, collate, search: dict, tokens: int, estimate=None) -> dict:
+    """Double from `start` until out of memory (or `cap`, or the deadline), then bisect a few times.
+
+    Each probe is [length, fits, seconds, peak MiB or None, the engine's estimate MiB or None].
+    """
     start, cap, granule = search["start"], search["cap"], search["granule"]
     deadline, steps = search["deadline"], search["probe_steps"]
     probes: list[list] = []
@@ -260,13 +301,18 @@ def longest_fit(trainer, collate, search: dict, tokens: int) -> dict:
         guess = 0.0 if last is None else last[1] * (length / last[0]) ** 1.5
         return time.time() + guess < deadline
 
+    def tried(length: int) -> bool:
+        ok, seconds, peak = probe(trainer, collate, length, steps, tokens)
+        guess = round(estimate(length), 1) if estimate else None
+        probes.append([length, ok, round(seconds, 2), None if peak is None else round(peak, 1), guess])
+        return ok, seconds
+
     length = start
     while True:
         if not affordable(length):
             bound = "time"
             break
-        ok, seconds = probe(trainer, collate, length, steps, tokens)
-        probes.append([length, ok, round(seconds, 2)])
+        ok, seconds = tried(length)
         if not ok:
             oom = length
             if fit is None and length > granule:  # even the start failed: halve down
@@ -284,8 +330,7 @@ def longest_fit(trainer, collate, search: dict, tokens: int) -> dict:
         mid = (fit + oom) // 2 // granule * granule
         if mid <= fit or not affordable(mid):
             break
-        ok, seconds = probe(trainer, collate, mid, steps, tokens)
-        probes.append([mid, ok, round(seconds, 2)])
+        ok, seconds = tried(mid)
         if ok:
             fit, last = mid, (mid, seconds)
         else:
@@ -306,12 +351,12 @@ def run_side(side: str, spec_path: str) -> None:
 
     work = Path(spec["work"]) / side
     work.mkdir(parents=True, exist_ok=True)
-    result, trainer, collate = SIDES[side](spec, work)
+    result, trainer, collate, estimate = SIDES[side](spec, work)
     result.update(device_info())
     result.update(peak_memory())  # the training run's peaks, before the search changes them
     report(result)
     if spec["search"]["deadline"] > time.time():
-        result["search"] = longest_fit(trainer, collate, spec["search"], spec["token_range"])
+        result["search"] = longest_fit(trainer, collate, spec["search"], spec["token_range"], estimate)
     else:
         result["search"] = {"longest": None, "oom_at": None, "bound": "time", "probes": []}
     report(result)

@@ -5,8 +5,10 @@ weights (written once as a bf16 folder, nothing downloaded), 4-bit NF4 + LoRA r1
 layer, varied-length chats made in code. Every side trains the same folder, data, batch, max length
 and steps in its own process and reports non-padding tokens/s (first steps left out as warm-up),
 peak CUDA memory allocated and reserved, and the longest max length that trains at batch 1 (doubling
-then bisecting, out-of-memory caught). unsloth is a third column where it is importable (this
-script never installs it). The time budget keeps the whole run under 8 minutes on one GPU.
+then bisecting, out-of-memory caught). A second table sets the engine's memory estimate beside every
+peak the engine side measured (the run, and each length the search tried), to calibrate it.
+unsloth is a third column where it is importable (this script never installs it). The time budget
+keeps the whole run under 8 minutes on one GPU.
 
     .venv/bin/python benchmarks/gpu_throughput.py [--shapes 0.5b,1.5b,8b] [--steps N] [--out DIR]
     .venv/bin/python benchmarks/gpu_throughput.py --smoke --out DIR   # tiny model on the CPU, < 60 s
@@ -27,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helper modules beside this file
 
-from gpu_report import params_text, ratios, table  # noqa: E402
+from gpu_report import calibration, calibration_table, params_text, ratios, table  # noqa: E402
 from gpu_shapes import SHAPES, SMOKE, Shape, build_model_folder, make_chats  # noqa: E402
 
 SETTINGS = {"rank": 16, "alpha": 32, "learning_rate": 2e-4, "seed": 0, "warmup": 2}
@@ -251,7 +253,12 @@ def main(argv: list[str] | None = None) -> int:
         "shape_dims": {s.name: asdict(s) for s in shapes},
         "elapsed_s": round(budget.elapsed(), 1),
     }
+    report["calibration"] = calibration(report)
     print(table(report))
+    kind = next((s.get("memory_kind") for r in results.values() for s in r["sides"].values()), "cuda")
+    if report["calibration"]:
+        print()
+        print(calibration_table(report["calibration"], kind))
     if args.smoke:
         print(
             "note: the smoke run trains a tiny model on the CPU to check the script; its figures mean nothing"

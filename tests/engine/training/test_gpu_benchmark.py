@@ -44,10 +44,12 @@ def test_gpu_check_smoke_runs_the_benchmark_on_the_cpu_and_writes_one_table_and_
     out = tmp_path / "results"
     proc = run([str(GPU_CHECK), "--smoke", str(out)], timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    table = [line for line in proc.stdout.splitlines() if line.startswith("shape ")]
-    assert len(table) == 1 and "tokens/s" in table[0] and "longest@b1" in table[0]
+    table = [line for line in proc.stdout.splitlines() if line.startswith("shape ") and "tokens/s" in line]
+    assert len(table) == 1 and "longest@b1" in table[0]
     lines = proc.stdout.splitlines()
-    rows = [line.split() for line in lines if line.startswith("smoke ") and " MiB " in line]
+    first = lines[lines.index(table[0]) + 1 :]
+    first = first[: first.index("")] if "" in first else first  # a blank line before the next table
+    rows = [line.split() for line in first if line.startswith("smoke ") and " MiB " in line]
     assert [row[2] for row in rows] == ["engine", "baseline"]
     assert f"results in {out}/" in proc.stdout and "elapsed" in proc.stdout
     report = json.loads((out / "gpu_throughput.json").read_text())
@@ -58,6 +60,12 @@ def test_gpu_check_smoke_runs_the_benchmark_on_the_cpu_and_writes_one_table_and_
     assert sides["baseline"]["search"]["bound"] == "cap"
     assert sides["baseline"]["search"]["longest"] == report["search"]["cap"]
     assert (out / "benchmark.log").read_text().count("shape ") >= 1
+    # The calibration table: the engine's estimate beside the engine side's measured peak.
+    [run_row] = report["calibration"]  # the CPU has no per-probe peak: the training run only
+    assert run_row["estimate_mb"] == pytest.approx(sides["engine"]["estimate_mb"])
+    assert run_row["measured_mb"] == sides["engine"]["peak_allocated_mb"]
+    assert run_row["ratio"] == pytest.approx(run_row["estimate_mb"] / run_row["measured_mb"], rel=1e-2)
+    assert "memory estimate vs measured peak (process RSS)" in proc.stdout
 
 
 @pytest.mark.parametrize(
@@ -103,4 +111,38 @@ def test_gpu_half_billion_shape_runs_each_side(tmp_path):
     for result in sides.values():
         assert result["memory_kind"] == "cuda" and result["peak_reserved_mb"] >= result["peak_allocated_mb"]
     assert 0.45e9 < report["shapes"]["0.5b"]["parameters"] < 0.55e9
+    # Every length the engine's search tried has its estimate; those that fitted, their own peak.
+    probes = sides["engine"]["search"]["probes"]
+    assert all(p[4] > 0 and (p[3] > 0 if p[1] else True) for p in probes), probes
+    assert len(report["calibration"]) == 1 + len(probes)
     assert report["elapsed_s"] < 150 + 120
+
+
+def test_calibration_sets_the_estimate_beside_each_measured_peak_and_flags_what_is_off():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gpu_report import calibration, calibration_table
+
+    engine = {
+        "peak_allocated_mb": 1000.0,
+        "estimate_mb": 1100.0,  # 10 % over: within the tolerance
+        "device_memory_mb": 80000.0,
+        "memory_kind": "cuda",
+        "search": {
+            "probes": [
+                [2048, True, 1.0, 2000.0, 2600.0],  # 30 % over: off
+                [4096, False, 1.0, None, 70000.0],  # out of memory, yet the estimate says it fits
+                [8192, False, 1.0, None, 90000.0],  # out of memory, and the estimate agrees
+            ]
+        },
+    }
+    report = {"settings": {"batch": 4, "max_length": 1024}, "shapes": {"8b": {"sides": {"engine": engine}}}}
+    rows = calibration(report)
+    assert [(r["batch"], r["max_length"]) for r in rows] == [(4, 1024), (1, 2048), (1, 4096), (1, 8192)]
+    assert (rows[0]["ratio"], rows[0]["off"]) == (1.1, False)
+    assert (rows[1]["ratio"], rows[1]["off"]) == (1.3, True)
+    assert rows[2]["says_fits"] is True and rows[3]["says_fits"] is False
+    text = calibration_table(rows, "cuda").splitlines()
+    assert "CUDA allocated" in text[0]
+    assert text[3].endswith("off") and text[4].endswith("estimate said it fits")
+    assert text[5].split()[-1] == "-"  # the estimate agreed: nothing to flag
+    assert calibration_table([], "cuda") == ""
