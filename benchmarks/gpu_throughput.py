@@ -124,7 +124,9 @@ def run_shape(shape: Shape, steps: int, run: dict, sides: list[str], work: Path,
     if run["smoke"]:
         info = build_model_folder(shape, folder, "cpu")
     else:  # in a child, so this process never holds GPU memory
-        info, problem = run_child(["--child", "build", "--shape", shape.name, "--folder", str(folder)], 900)
+        # Within what is left of the budget: on a lent machine the whole run must end in time.
+        left = max(budget.end - time.time(), 60)
+        info, problem = run_child(["--child", "build", "--shape", shape.name, "--folder", str(folder)], left)
         if info is None:  # e.g. too little disk for the 8B weights: the other shapes still count
             log(budget, f"{shape.name}: building the model failed: {problem}")
             budget.skip(len(sides))
@@ -137,6 +139,10 @@ def run_shape(shape: Shape, steps: int, run: dict, sides: list[str], work: Path,
     results: dict = {}
     for side in sides:
         share = budget.next_share()
+        if share < 20:  # too little left to load a model: say so instead of overrunning the budget
+            results[side] = {"problem": "skipped: the time budget is spent"}
+            log(budget, f"{shape.name} {side}: skipped, the time budget is spent")
+            continue
         spec = {
             **SETTINGS,
             "model": str(folder),
@@ -231,29 +237,42 @@ def main(argv: list[str] | None = None) -> int:
     if not args.smoke and importlib.util.find_spec("unsloth") is not None:
         sides.append("unsloth")
     budget = Budget(args.budget, [s.weight for s in shapes for _ in sides])
+    if args.smoke:
+        unsloth = "skipped: the smoke run is on the CPU"
+    else:
+        unsloth = "ran" if "unsloth" in sides else "not importable here (never installed by this script)"
     results: dict = {}
+
+    def report_so_far() -> dict:
+        report = {
+            "settings": {**SETTINGS, **{k: v for k, v in run.items() if k != "search"}},
+            "search": dict(
+                zip(("start", "cap", "granule", "probe_steps", "bisect"), run["search"], strict=True)
+            ),
+            "sides": sides,
+            "unsloth": unsloth,
+            "torch": torch.__version__,
+            "shapes": results,
+            "shape_dims": {s.name: asdict(s) for s in shapes},
+            "elapsed_s": round(budget.elapsed(), 1),
+            "finished": len(results) == len(shapes),
+        }
+        report["calibration"] = calibration(report)
+        if args.out:  # after every shape: a run killed from outside keeps the shapes it finished
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "gpu_throughput.json").write_text(json.dumps(report, indent=2))
+        return report
+
     with tempfile.TemporaryDirectory(prefix="whetstone-gpu-bench-") as tmp:
         models = Path(args.models_dir) if args.models_dir else Path(tmp) / "models"
         for shape in shapes:
             steps = args.steps or shape.steps
             results[shape.name] = run_shape(shape, steps, run, sides, Path(tmp), models, budget)
+            report_so_far()
             if not args.models_dir:  # 16 GB for the 8B shape: gone before the next one is built
                 shutil.rmtree(models / f"llama-{shape.name}", ignore_errors=True)
-    if args.smoke:
-        unsloth = "skipped: the smoke run is on the CPU"
-    else:
-        unsloth = "ran" if "unsloth" in sides else "not importable here (never installed by this script)"
-    report = {
-        "settings": {**SETTINGS, **{k: v for k, v in run.items() if k != "search"}},
-        "search": dict(zip(("start", "cap", "granule", "probe_steps", "bisect"), run["search"], strict=True)),
-        "sides": sides,
-        "unsloth": unsloth,
-        "torch": torch.__version__,
-        "shapes": results,
-        "shape_dims": {s.name: asdict(s) for s in shapes},
-        "elapsed_s": round(budget.elapsed(), 1),
-    }
-    report["calibration"] = calibration(report)
+    report = report_so_far()
     print(table(report))
     kind = next((s.get("memory_kind") for r in results.values() for s in r["sides"].values()), "cuda")
     if report["calibration"]:
@@ -265,10 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"elapsed {report['elapsed_s']:.0f} s")
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "gpu_throughput.json").write_text(json.dumps(report, indent=2))
-        print(f"results: {out / 'gpu_throughput.json'}")
+        print(f"results: {Path(args.out) / 'gpu_throughput.json'}")
     complete = all(
         s["sides"] and all(r.get("tokens_per_second") and not r.get("problem") for r in s["sides"].values())
         for s in results.values()

@@ -146,3 +146,33 @@ def test_calibration_sets_the_estimate_beside_each_measured_peak_and_flags_what_
     assert text[3].endswith("off") and text[4].endswith("estimate said it fits")
     assert text[5].split()[-1] == "-"  # the estimate agreed: nothing to flag
     assert calibration_table([], "cuda") == ""
+
+
+def test_a_spent_budget_skips_the_sides_and_says_so_instead_of_overrunning(tmp_path):
+    proc = run([sys.executable, str(BENCH), "--smoke", "--budget", "5", "--out", str(tmp_path)], timeout=120)
+    assert proc.returncode == 1  # nothing measured is not a result
+    report = json.loads((tmp_path / "gpu_throughput.json").read_text())
+    sides = report["shapes"]["smoke"]["sides"]
+    assert {side: r["problem"] for side, r in sides.items()} == {
+        "engine": "skipped: the time budget is spent",
+        "baseline": "skipped: the time budget is spent",
+    }
+    assert report["finished"] is True and report["elapsed_s"] < 60
+    assert "! smoke engine: skipped: the time budget is spent" in proc.stdout
+
+
+@pytest.mark.slow
+def test_gpu_check_leaves_the_benchmark_out_when_its_time_limit_leaves_too_little(tmp_path):
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [str(GPU_CHECK), "--smoke", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHON": sys.executable, "GPU_CHECK_SECONDS": "100"},
+    )
+    assert proc.returncode == 1
+    assert "benchmark not run: only" in (out / "benchmark.log").read_text()
+    assert "FAILED: benchmark" in proc.stdout and (out / "environment.txt").exists()
+    assert not (out / "gpu_throughput.json").exists()
