@@ -3,6 +3,7 @@
     OUT_DIR/config.toml          the run's settings (model and data are passed by the scripts)
     OUT_DIR/data/...             copies of the training (and validation) data
     OUT_DIR/model/               the base model, only when asked for (it can be gigabytes)
+    OUT_DIR/init_adapter/        the adapter the run starts from (training.init_adapter), if any
     OUT_DIR/train-env.sh         shared by the scripts: checks, paths, the train command
     OUT_DIR/launch-torchrun.sh   one machine, one process per GPU
     OUT_DIR/slurm-job.sh         several machines under Slurm (sbatch), torchrun on each
@@ -37,6 +38,7 @@ from engine.util.files import (
 from engine.util.units import format_size
 
 SCRIPTS = ("train-env.sh", "launch-torchrun.sh", "slurm-job.sh")
+INIT_ADAPTER = "init_adapter"  # the bundle's copy of training.init_adapter
 
 
 @dataclass
@@ -70,6 +72,13 @@ def write_cluster_bundle(
         if config.data.validation_path
         else None
     )
+    # A run that trains on from an adapter (dpo on top of an sft run) needs it there too: a local
+    # path in the bundle's config would name nothing on the cluster.
+    init_adapter = None
+    if config.training.init_adapter:
+        from engine.models.adapters import check_adapter
+
+        init_adapter = check_adapter(config.training.init_adapter).path.resolve()
     model = Path(config.model.path).expanduser() if config.model.path else None
     if with_model:
         from engine.models.loading import inspect_model_folder
@@ -80,6 +89,7 @@ def write_cluster_bundle(
         (model if with_model else None, "base model"),
         (train_data, "training data"),
         (validation, "validation data"),
+        (init_adapter, "starting adapter"),
     ):
         if folder is not None and folder.is_dir() and is_inside(out_dir, folder):
             raise ConfigError(
@@ -101,12 +111,15 @@ def write_cluster_bundle(
             validation_name = _copy(validation, staging / "data" / target)
         if with_model:
             copy_tree(model, staging / "model")
+        if init_adapter is not None:
+            _copy_adapter(init_adapter, staging / INIT_ADAPTER)
         # Paths in the bundle's config are relative to the bundle; the scripts pass absolute ones.
         bundled = config.with_overrides(
             {
                 "data.path": f"data/{data_name}",
                 "data.validation_path": f"data/{validation_name}" if validation_name else "",
                 "model.path": "model" if with_model else str(model or ""),
+                "training.init_adapter": INIT_ADAPTER if init_adapter is not None else "",
             }
         )
         _write(staging / "config.toml", config_to_toml(bundled))
@@ -115,6 +128,7 @@ def write_cluster_bundle(
             "MODEL": "" if with_model else str(model or ""),
             "DATA": f"data/{data_name}",
             "VALIDATION": f"data/{validation_name}" if validation_name else "",
+            "INIT_ADAPTER": INIT_ADAPTER if init_adapter is not None else "",
             "NODES": str(nodes),
             "GPUS": str(gpus_per_node),
             "VERSION": __version__,
@@ -181,6 +195,15 @@ def _copy(source: Path, target: Path) -> str:
     return target.name
 
 
+def _copy_adapter(source: Path, target: Path) -> None:
+    """The adapter's config and weights only: a checkpoint folder also holds optimizer state."""
+    from engine.models.adapters import CONFIG_NAME, WEIGHTS_NAME
+
+    target.mkdir()
+    for name in (CONFIG_NAME, WEIGHTS_NAME):  # check_adapter let only safetensors weights through
+        copy_tree(source / name, target / name)
+
+
 def _safe_name(name: str) -> str:
     cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-.")
     return cleaned or "run"
@@ -235,6 +258,7 @@ fi
 TRAIN_ARGS=(train --config "$BUNDLE/config.toml" --model "$MODEL" --data "$BUNDLE/{{DATA}}" \
     --output "$RUN_DIR")
 if [ -n "{{VALIDATION}}" ]; then TRAIN_ARGS+=(--validation-data "$BUNDLE/{{VALIDATION}}"); fi
+if [ -n "{{INIT_ADAPTER}}" ]; then TRAIN_ARGS+=(--init-adapter "$BUNDLE/{{INIT_ADAPTER}}"); fi
 # Running a script again continues the run from its last complete checkpoint.
 if [ -f "$RUN_DIR/config.toml" ]; then TRAIN_ARGS+=(--resume); fi
 
@@ -325,6 +349,9 @@ into a project's `runs/`).
 batch_size × gradient_accumulation × processes. To keep the batch you tuned on one GPU,
 divide `gradient_accumulation` by the number of processes (or pass `--batch-size`).
 Events carry `world_size`; tokens/s is the sum over all processes.
+
+A run that starts from an adapter (`training.init_adapter`) trains on from its copy in
+`init_adapter/`, which the scripts pass with `--init-adapter`.
 
 `bundle.json` lists every file with its sha256, so a copy can be checked after transfer.
 """

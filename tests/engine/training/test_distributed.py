@@ -256,6 +256,68 @@ def test_the_bundle_holds_settings_data_and_scripts(reference, tmp_path, tiny_mo
     assert main(["cluster-bundle", str(cfg), str(tmp_path / "b2")]) == 2
 
 
+@pytest.mark.slow  # a torchrun launch
+def test_a_run_that_starts_from_an_adapter_takes_its_copy_along_and_trains_from_it(
+    reference, tmp_path, tiny_model_dir
+):
+    import shutil
+    import tomllib
+
+    single, _bundle = reference
+    start = tmp_path / "sft-run"  # the adapter the run starts from; gone before the bundle runs
+    shutil.copytree(single, start)
+    cfg = tmp_path / "dpo.toml"
+    config = tiny_config(tiny_model_dir, single.parent / "facts.jsonl", training__max_steps=2, **EXACT)
+    cfg.write_text(config_to_toml(config.with_overrides({"training.init_adapter": str(start)})))
+    bundle = tmp_path / "bundle"
+    assert main(["cluster-bundle", str(cfg), str(bundle)]) == 0
+
+    copied = bundle / "init_adapter"
+    assert sorted(p.name for p in copied.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        assert (copied / name).read_bytes() == (start / "adapter" / name).read_bytes()
+    assert tomllib.loads((bundle / "config.toml").read_text())["training"]["init_adapter"] == "init_adapter"
+    listed = {f["path"] for f in json_of(bundle / "bundle.json")["files"]}
+    assert {"init_adapter/adapter_config.json", "init_adapter/adapter_model.safetensors"} <= listed
+
+    shutil.rmtree(start)  # the cluster has only the bundle
+    done = subprocess.run(
+        [str(bundle / "launch-torchrun.sh")],
+        cwd=tmp_path,  # not the bundle: the scripts find their files from where they are
+        env=bundle_env(NPROC="1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run = bundle / "runs" / "dpo"  # named after the config file it was made from
+    messages = [e.get("message", "") for e in read_events(run / "events.jsonl")]
+    assert f"Training on from the adapter in {copied}." in messages
+    assert states(run)[-1] == "done"
+
+
+def test_a_bundle_refuses_a_starting_adapter_that_is_not_there(tmp_path, capsys, tiny_model_dir):
+    cfg = tmp_path / "dpo.toml"
+    config = tiny_config(tiny_model_dir, write_facts(tmp_path))
+    cfg.write_text(config_to_toml(config.with_overrides({"training.init_adapter": str(tmp_path / "gone")})))
+    assert main(["cluster-bundle", str(cfg), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "holds no LoRA adapter" in err and len(err.strip().splitlines()) <= 2
+    assert not (tmp_path / "out").exists()
+
+
+def json_of(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())
+
+
+def write_facts(folder: Path) -> Path:
+    from testkit.tiny_model import fact_rows, write_jsonl
+
+    return write_jsonl(folder / "facts.jsonl", fact_rows(8))
+
+
 def test_bad_sources_are_refused_with_what_to_do(tmp_path, capsys, tiny_model_dir):
     assert main(["cluster-bundle", str(tmp_path), str(tmp_path / "out")]) == 2
     assert "not a run folder, a project folder or a config file" in capsys.readouterr().err
