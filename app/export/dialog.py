@@ -1,5 +1,6 @@
 """Export a run: a GGUF file, the LoRA adapter alone as GGUF, or a merged Hugging Face folder
-(plus an Ollama Modelfile and a model card), checked after writing against the run's base + adapter.
+(plus an Ollama Modelfile and a model card), checked after writing against the tuned run (base +
+adapter, or a full run's model).
 The settings and the command they make are app.export.options; the GGUF types are app.export.choices.
 
 The export runs `whetstone-engine export … --progress-json` as a child process: merging
@@ -235,7 +236,7 @@ class ExportDialog(QDialog):
         same = sum(1 for p in prompts if p.get("same_text"))
         self._verdict = (
             f"{'passed' if report.get('passed') else 'FAILED'}: {len(prompts)} prompts compared with "
-            f"the run's base + adapter, {same} with the same answer"
+            f"{report.get('reference') or 'base + adapter'}, {same} with the same answer"
         )
         changed = int(report.get("rounding_changed_answers") or 0)
         judged = sum(1 for p in prompts if p.get("writer_max_abs_logit_diff") is not None)

@@ -32,7 +32,7 @@ from app.export.choices import (
 )
 
 IMATRIX_TIP = (
-    "Runs the run's base + adapter over this run's training (or validation) rows once and records which "
+    "Runs the tuned model over this run's training (or validation) rows once and records which "
     "weights its activations lean on most; the K-quant rounding then keeps those weights closest, like "
     "llama.cpp's imatrix. Takes extra time during the export. Only for the K-quants "
     "(Q4_K_M, Q5_K_M, Q6_K, Q4_K_S) of a GGUF file."
@@ -97,7 +97,7 @@ class ExportOptions(QWidget):
         self.base_hint = QLabel(self)
         _wrapping(self.base_hint)
         self.check = QCheckBox(
-            "Check the export: compare its answers and logits with the run's base + adapter", self
+            "Check the export: compare its answers and logits with those of the tuned model", self
         )
         self.check.setChecked(True)
         self.output = QLineEdit(self)

@@ -240,9 +240,9 @@ def _export_gguf(args: argparse.Namespace, source, progress) -> tuple[Path, list
 
 
 def _check(args: argparse.Namespace, source, out: Path, progress, emit, extra: list[Path], matrix=None):
-    from engine.export.check import check_export
+    from engine.export.check import check_export, reference_words
 
-    progress(0.8, "Checking the export against base + adapter")
+    progress(0.8, f"Checking the export against {reference_words(source)}")
     report = check_export(
         source,
         merged_dir=out if args.merged else None,

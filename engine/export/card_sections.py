@@ -264,7 +264,7 @@ def check_section(
     passed = sum(p.passed for p in check.prompts)
     verdict = "passed" if check.passed else "FAILED"
     writer = any(p.writer_max_abs_logit_diff is not None for p in check.prompts)
-    against = "base + adapter rounded as the file stores it" if writer else "base + adapter"
+    against = f"{check.reference} rounded as the file stores it" if writer else check.reference
     lines.append(f"- Export check: {verdict} ({passed} of {len(check.prompts)} prompts agree with {against})")
     if writer:
         judged = sum(1 for p in check.prompts if p.writer_max_abs_logit_diff is not None)
@@ -281,7 +281,7 @@ def check_section(
     if writer:
         lines += [
             "",
-            "The verdict compares the file with base + adapter rounded the same way; the table "
+            f"The verdict compares the file with {check.reference} rounded the same way; the table "
             "shows what the rounding costs against the unrounded run.",
         ]
     return "\n".join(lines)

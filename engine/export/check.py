@@ -1,11 +1,12 @@
 """The after-export check: does the exported model answer like base + adapter did?
 
 Reference: the base in 16-bit (fp32 on CPU) with the adapter applied by peft, not merged —
-what the user chatted with, minus the 4-bit rounding. The export is read back by an
-independent reader (plain transformers for a merged folder; transformers' GGUF dequantizer
-for a .gguf, plus llama-cpp-python when it is installed), prompts are rendered through the
-exported chat template, and both models decode greedily. Logits are compared teacher-forced
-on the reference continuation, so one near-tie flip does not hide everything after it.
+what the user chatted with, minus the 4-bit rounding (a full fine-tuning run: its own model).
+The export is read back by an independent reader (plain transformers for a merged folder;
+transformers' GGUF dequantizer for a .gguf, plus llama-cpp-python when it is installed), prompts
+are rendered through the exported chat template, and both models decode greedily. Logits are
+compared teacher-forced on the reference continuation, so one near-tie flip does not hide
+everything after it.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class CheckReport:
     tolerance: float
     passed: bool
     min_top1: float = 1.0
+    reference: str = "base + adapter"  # what the export is compared with, in words (reference_words)
 
     def summary_lines(self) -> list[str]:
         lines = []
@@ -84,7 +86,7 @@ class CheckReport:
         passed = f"{sum(p.passed for p in self.prompts)}/{len(self.prompts)}"
         if any(p.writer_max_abs_logit_diff is not None for p in self.prompts):
             lines.append(
-                f"Export check ({self.kind}) {verdict}: {passed} prompts give base + adapter's logits, "
+                f"Export check ({self.kind}) {verdict}: {passed} prompts give {self.reference}'s logits, "
                 "with the weights rounded as the file stores them, "
                 f"within {WRITER_TOLERANCE[0]:g} and top-1 agreement "
                 f">= {WRITER_TOLERANCE[1]:.0%}."
@@ -195,7 +197,13 @@ def check_export(
     # llama.cpp is compared with what the file should say: the rounded reference for a quantized file.
     llama_refs = rounded_texts or ref_texts
     results += _llama_cpp_results(gguf_file, prompts, llama_refs, max_new_tokens) if gguf_file else []
-    return CheckReport(kind, tuple(results), tolerance, all(r.passed for r in results), min_top1)
+    passed = all(r.passed for r in results)
+    return CheckReport(kind, tuple(results), tolerance, passed, min_top1, reference_words(source))
+
+
+def reference_words(source: ExportSource) -> str:
+    """What the export is checked against: a full fine-tuning run has no adapter."""
+    return "the fully tuned model" if source.full else "base + adapter"
 
 
 def _rounded_reference(model, tokenizer, gguf_file: Path, ref, max_new_tokens: int, imatrix=None):

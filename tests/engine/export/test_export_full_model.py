@@ -53,6 +53,8 @@ def test_cli_exports_a_full_run_to_gguf_checked_against_its_model(full_run, tmp_
     assert out.is_file() and "Export check (gguf) passed" in stdout
     card = (tmp_path / "full.README.md").read_text()
     assert "A full fine-tune of" in card and "LoRA: r" not in card and "Full fine-tuning" in card
+    # A full run has no adapter: the check says what it really compared with.
+    assert "agree with the fully tuned model" in card and "base + adapter" not in card + stdout
 
 
 def test_cli_exports_a_full_run_merged_with_its_weights_unchanged(full_run, tmp_path, capsys):
