@@ -17,8 +17,9 @@ import uuid
 from collections import deque
 from typing import Any
 
-from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
+from PySide6.QtCore import QObject, QProcess, QTimer, Signal
 
+from app.infra.engine_process import engine_process_environment
 from engine.cli.launch import engine_command
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,7 @@ class ChatClient(QObject):
         self._buffer, self._stderr_partial = b"", b""
         self._stderr_tail.clear()
         proc = QProcess(self)
-        env = QProcessEnvironment.systemEnvironment()
-        env.insert("PYTHONUNBUFFERED", "1")
-        proc.setProcessEnvironment(env)
+        proc.setProcessEnvironment(engine_process_environment())
         proc.readyReadStandardOutput.connect(self._on_stdout)
         proc.readyReadStandardError.connect(self._on_stderr)
         proc.finished.connect(self._on_finished)

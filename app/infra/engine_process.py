@@ -13,8 +13,16 @@ import json
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
-from engine.cli.launch import engine_command
+from engine.cli.launch import engine_command, engine_environment
 from engine.cli.protocol import EXIT_NO_STATUS, last_error_line
+
+
+def engine_process_environment() -> QProcessEnvironment:
+    """engine.cli.launch.engine_environment for a QProcess (unbuffered; tcmalloc where it helps)."""
+    env = QProcessEnvironment()
+    for key, value in engine_environment().items():
+        env.insert(key, value)
+    return env
 
 
 class EngineProcess(QObject):
@@ -31,9 +39,7 @@ class EngineProcess(QObject):
         super().__init__(parent)
         self.args = args
         self._proc = QProcess(self)
-        env = QProcessEnvironment.systemEnvironment()
-        env.insert("PYTHONUNBUFFERED", "1")
-        self._proc.setProcessEnvironment(env)
+        self._proc.setProcessEnvironment(engine_process_environment())
         self._proc.readyReadStandardOutput.connect(self._on_stdout)
         self._proc.finished.connect(self._on_finished)
         self._proc.errorOccurred.connect(self._on_error)

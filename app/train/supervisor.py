@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.cli.launch import engine_command
+from engine.cli.launch import engine_command, engine_environment
 from engine.cli.protocol import error_message
 from engine.cli.protocol import last_error_line as protocol_last_error_line
 from engine.runs.state import EVENTS_NAME, OUTPUT_LOG_NAME, engine_alive, last_events
@@ -45,7 +45,7 @@ class EventBatch:
 def launch_engine(run_dir: Path, args: list[str]) -> subprocess.Popen:
     """Start `whetstone-engine ARGS` detached from the GUI, its output appended to the run's log."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = engine_environment()
     kwargs: dict = {}
     if sys.platform == "win32":
         kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS

@@ -453,7 +453,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def run_as_program() -> None:
-    """`python -m engine.cli[.main]`: run the command and exit with its code."""
+    """`whetstone-engine` and `python -m engine.cli[.main]`: run the command and exit with its code."""
+    _restart_with_tcmalloc()
     code = main()
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
         # A rank of a torchrun/Slurm launch has left its process group and written everything. Skip
@@ -464,6 +465,27 @@ def run_as_program() -> None:
         sys.stderr.flush()
         os._exit(code)
     raise SystemExit(code)
+
+
+def _restart_with_tcmalloc() -> None:
+    """Start this process again, once, under tcmalloc where engine.util.cpu_allocator says so.
+
+    The allocator is picked when a process starts; the app's children get it in their environment,
+    a command typed in a shell gets it here. Light commands (no torch) are left as they are.
+    """
+    from engine.util.cpu_allocator import with_tcmalloc
+
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
+    if getattr(sys, "frozen", False) or command in LIGHT_COMMANDS:
+        return
+    env = with_tcmalloc(dict(os.environ))
+    if env.get("LD_PRELOAD") == os.environ.get("LD_PRELOAD"):
+        return  # nothing to add: not wanted here, or already under it
+    try:
+        sys.stdout.flush()
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+    except OSError:
+        return  # cannot start again (exotic interpreter): run on with the system allocator
 
 
 if __name__ == "__main__":

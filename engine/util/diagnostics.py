@@ -129,6 +129,14 @@ def _bitsandbytes_backend() -> str:
     return f"{cextension.BNB_BACKEND} ({Path(loaded).name})"
 
 
+def _engine_allocator() -> str:
+    """The malloc the engine's processes get here (engine.util.cpu_allocator)."""
+    from engine.util.cpu_allocator import OPT_OUT, tcmalloc_library
+
+    library = tcmalloc_library()
+    return f"tcmalloc ({library}; {OPT_OUT}=system turns it off)" if library else "system (the C library's)"
+
+
 def collect() -> dict[str, Any]:
     """Versions, devices and settings, one flat key per fact (values are JSON-friendly)."""
     from engine.util.files import whetstone_home
@@ -148,6 +156,7 @@ def collect() -> dict[str, Any]:
         cpu_avx512_bf16=_probe(_avx512_bf16),
         cpu_count=os.cpu_count(),
         memory_bytes=_probe(_memory_bytes),
+        engine_cpu_allocator=_probe(_engine_allocator),
     )
     report.update({f"{lib}_version": _version(*names) for lib, names in LIBRARIES.items()})
     report["bitsandbytes_backend"] = _probe(_bitsandbytes_backend)

@@ -22,6 +22,7 @@ KEYS = {
     "gpus",
     "cpu",
     "cpu_avx512_bf16",
+    "engine_cpu_allocator",
     "transformers_version",
     "peft_version",
     "bitsandbytes_version",
