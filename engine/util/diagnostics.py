@@ -26,6 +26,9 @@ LIBRARIES = {
     "accelerate": ("accelerate",),
     "datasets": ("datasets",),
     "gguf": ("gguf",),
+    "trl": ("trl",),
+    "liger_kernel": ("liger-kernel",),  # training.fused_kernels on CUDA
+    "triton": ("triton",),
     "pyside6": ("PySide6", "PySide6-Essentials"),
 }
 

@@ -129,6 +129,6 @@ def test_gpu_check_puts_the_kit_ahead_of_the_interpreters_own_packages(tmp_path)
     proc = run_gpu_check(["--kit", str(kit), "--smoke", str(out)])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     environment = (out / "environment.txt").read_text().splitlines()
-    assert "liger-kernel 0.0.1" in environment and "engine imports: yes" in environment
+    assert "liger_kernel_version: 0.0.1" in environment and "engine imports: yes" in environment
     assert (out / "gpu_throughput.json").exists()
     assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("whetstone-gpu-kit.*/liger_stand_in"))
