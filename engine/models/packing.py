@@ -16,6 +16,8 @@ trains a single packed step; the memory estimate and the fit check use `padding_
 
 from __future__ import annotations
 
+from engine.util.triton_build import triton_build_problem
+
 # Attention implementations that take packed sequences without a dense (T, T) mask.
 VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3", "flash_attention_4", "flex_attention")
 # What engine.models.loading.load_model gets from transformers: it names no implementation.
@@ -51,13 +53,16 @@ def padding_free_plan(setting: bool | str, device: str, attention: str | None = 
 def training_attention(setting: str, device: str) -> tuple[str, str]:
     """(implementation, why) that training loads the model with, for training.attention on a device.
 
-    torch's flex attention has no backward pass on the CPU (torch 2.13), so there it trains with SDPA.
+    torch's flex attention has no backward pass on the CPU (torch 2.13), so there it trains with SDPA;
+    on CUDA torch.compile builds it with Triton, which needs build tools (engine.util.triton_build).
     """
     if setting == "flex_attention" and device != "cuda":
         return (
             DEFAULT_ATTENTION,
             f"flex attention cannot train on the {device.upper()} (no backward pass there)",
         )
+    if setting == "flex_attention" and (problem := triton_build_problem()):
+        return DEFAULT_ATTENTION, f"flex attention is compiled by Triton, which cannot build here: {problem}"
     return setting, f"training.attention = {setting}"
 
 

@@ -412,14 +412,17 @@ class TrainingRecipe:
 
     def _fuse_kernels(self, model) -> None:
         """training.fused_kernels: Liger's kernels in the loaded model (engine.models.fused_kernels)."""
-        from engine.models.fused_kernels import apply_fused_kernels, fused_kernels_plan
+        from engine.models.fused_kernels import apply_fused_kernels, fused_kernels_check, fused_kernels_plan
 
         setting = self.config.training.fused_kernels
         model_type = getattr(model.config, "model_type", "") or ""
         fused, why = fused_kernels_plan(setting, self.device, model_type)
+        failed = fused and fused_kernels_check(model, self.device)
+        if failed:  # the plan allowed them, this GPU or toolchain cannot run them: train unfused
+            fused, why = False, f"Liger's kernels failed their check on this machine: {failed}"
         if fused:
             apply_fused_kernels(model)
-        if setting is True and not fused:  # asked for, not granted
+        if (setting is True or failed) and not fused:  # asked for (or expected), not granted
             self.log.warning(f"Fused kernels are off: {why}.")
         elif self.device == "cuda":  # on the CPU "auto" never applies: nothing to say
             state = "on" if fused else "off"

@@ -140,6 +140,13 @@ def _engine_allocator() -> str:
     return f"tcmalloc ({library}; {OPT_OUT}=system turns it off)" if library else "system (the C library's)"
 
 
+def _triton_build() -> str:
+    """Whether Triton (Liger's kernels, flex attention on CUDA) can build kernels here."""
+    from engine.util.triton_build import triton_build_problem
+
+    return triton_build_problem() or "ok (a C compiler and Python's headers are there)"
+
+
 def collect() -> dict[str, Any]:
     """Versions, devices and settings, one flat key per fact (values are JSON-friendly)."""
     from engine.util.files import whetstone_home
@@ -163,6 +170,7 @@ def collect() -> dict[str, Any]:
     )
     report.update({f"{lib}_version": _version(*names) for lib, names in LIBRARIES.items()})
     report["bitsandbytes_backend"] = _probe(_bitsandbytes_backend)
+    report["triton_build"] = _probe(_triton_build)
     report["offline_env"] = {key: os.environ.get(key) for key in OFFLINE_ENV}
     report["whetstone_home"] = _probe(lambda: str(whetstone_home()))
     return report

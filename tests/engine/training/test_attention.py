@@ -15,7 +15,14 @@ def test_the_setting_names_an_implementation_the_engine_offers():
         TrainingConfig(attention="flash_attention_2")  # its kernels do not install from the package index
 
 
-def test_with_flex_attention_auto_packs_on_cuda_and_no_dense_mask_is_counted(tiny_model_dir):
+@pytest.fixture
+def triton_builds(monkeypatch):
+    import engine.models.packing as packing
+
+    monkeypatch.setattr(packing, "triton_build_problem", lambda: None)
+
+
+def test_with_flex_attention_auto_packs_on_cuda_and_no_dense_mask_is_counted(tiny_model_dir, triton_builds):
     def total(attention: str, padding_free) -> int:
         config = RunConfig().with_overrides(
             {"training.attention": attention, "training.padding_free": padding_free, "training.batch_size": 8}
@@ -25,6 +32,22 @@ def test_with_flex_attention_auto_packs_on_cuda_and_no_dense_mask_is_counted(tin
     assert total("flex_attention", "auto") == total("flex_attention", True)  # packs
     assert total("sdpa", "auto") == total("sdpa", False)  # pads: a packed batch would carry a (B·L)² mask
     assert total("flex_attention", True) < total("sdpa", True)
+
+
+def test_flex_attention_on_cuda_without_build_tools_for_triton_trains_with_sdpa(monkeypatch):
+    import engine.models.packing as packing
+
+    problem = (
+        "Triton builds its kernels against Python's headers, and /usr/include/python3.11/Python.h is missing"
+    )
+    monkeypatch.setattr(packing, "triton_build_problem", lambda: problem)
+    assert packing.training_attention("flex_attention", "cuda") == (
+        "sdpa",
+        f"flex attention is compiled by Triton, which cannot build here: {problem}",
+    )
+    assert packing.training_attention("sdpa", "cuda")[0] == "sdpa"
+    monkeypatch.setattr(packing, "triton_build_problem", lambda: None)
+    assert packing.training_attention("flex_attention", "cuda")[0] == "flex_attention"
 
 
 def _run(tiny_model_dir, facts_file, path, **overrides) -> dict:

@@ -92,3 +92,14 @@ def test_flex_attention_packs_by_default_on_cuda_and_trains_like_sdpa(tiny_model
     [model] = events_of(tmp_path / "flex", "model")
     assert model["padding_free"] is True  # "auto" packs with an attention that needs no dense mask
     assert flex == pytest.approx(sdpa, rel=2e-2)  # bf16 on both sides
+
+
+def test_triton_builds_here_and_liger_passes_its_check_on_this_gpu(tiny_model_dir):
+    """What the recipe checks before it patches a model: the kernels build and agree on this GPU."""
+    pytest.importorskip("liger_kernel", reason='liger-kernel is not installed (pip install ".[cuda]")')
+    from engine.models.fused_kernels import fused_kernels_check
+    from engine.util.triton_build import triton_build_problem
+
+    assert triton_build_problem() is None
+    model = load_model(ModelConfig(path=str(tiny_model_dir)), QuantizationConfig(), device="cuda")
+    assert fused_kernels_check(model, "cuda") is None
