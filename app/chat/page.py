@@ -66,8 +66,9 @@ class ChatPage(QWidget):
     failed = Signal(str, str)  # message, hint
     status = Signal(str)
     rowForDataset = Signal(object, list)  # dataset Path, messages: the Data tab adds the row
-    # dataset Path, build(shape) -> record, columns of a new dataset, undo text: a preference row
-    recordForDataset = Signal(object, object, list, str)
+    # dataset Path, build(shape) -> record, columns of a new dataset, undo text, added() called once the
+    # row is in: a preference row
+    recordForDataset = Signal(object, object, list, str, object)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)

@@ -12,6 +12,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject
 
 from app.chat.pick_dialog import PickDialog
+from app.infra.tasks import while_alive
 from engine.data.reading import peek_columns
 from engine.data.shapes import RowProblem, Shape, detect_shape, pair_record, rated_record
 from engine.errors import DataError, UserError
@@ -112,7 +113,12 @@ class PreferencePicks(QObject):
             return
         messages = page.sides[side_index].transcript.messages()
         prompt = self._prompt(messages[:index])
+        mode = "pair" if verdict == "better" else "rate"
+        kept = messages[index].get("kept")
         notes = []
+        if isinstance(kept, dict) and kept.get("mode") == mode:
+            notes.append(f"{kept.get('text')} already: Add writes a second row.")
+        marks = [(side_index, index, "Kept as the chosen reply in {}")]  # what the chat says once added
         if verdict == "better":
             other = page.sides[1 - side_index].transcript.messages()
             pair = next((p for p in self._pairs() if p[side_index] == index), None)
@@ -123,6 +129,7 @@ class PreferencePicks(QObject):
                 )
                 return
             rejected = other[pair[1 - side_index]]["content"]
+            marks.append((1 - side_index, pair[1 - side_index], "Kept as the rejected reply in {}"))
             if self._prompt(other[: pair[1 - side_index]]) != prompt:
                 notes.append(
                     "The two sides' earlier turns differ: the prompt is the conversation of the better "
@@ -142,6 +149,7 @@ class PreferencePicks(QObject):
                 return checked(rated_record(prompt, text, good, shape), shape)
 
             title = f"Keep a {'good' if good else 'bad'} reply"
+            marks = [(side_index, index, f"Kept as a {'good' if good else 'bad'} reply in {{}}")]
             notes.append("Rated replies train KTO runs (Train tab, method).")
             new, columns, undo = RATED_DATASET, RATED_COLUMNS, "Add rated reply from chat"
         dialog = PickDialog(
@@ -165,7 +173,17 @@ class PreferencePicks(QObject):
         except UserError as exc:
             page.failed.emit(exc.message, exc.hint)
             return
-        page.recordForDataset.emit(dialog.chosen(), lambda shape: build(shape, text), columns, undo)
+        name = dialog.chosen().name
+        contents = [page.sides[side].transcript.messages()[at]["content"] for side, at, _words in marks]
+
+        def added() -> None:
+            for (side, at, words), content in zip(marks, contents, strict=True):
+                page.sides[side].transcript.mark_kept(at, content, mode, words.format(name))
+            page.save_conversation()  # the marks are part of the chat
+
+        page.recordForDataset.emit(
+            dialog.chosen(), lambda shape: build(shape, text), columns, undo, while_alive(page, added)
+        )
 
     def _datasets(self) -> list[Path]:
         project = self.page.project

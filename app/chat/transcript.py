@@ -226,7 +226,9 @@ class _MessageView(QFrame):
             and not self.streaming
             and self.editor.isHidden()
         )
-        self.verdicts.set_mode(mode if shown else None, label)
+        kept = self.message.get("kept")  # {"mode": a verdict bar mode, "text": where}: see mark_kept
+        where = kept.get("text", "") if isinstance(kept, dict) and kept.get("mode") == mode else ""
+        self.verdicts.set_mode(mode if shown else None, label, str(where))
 
     def _show_editor(self, on: bool) -> None:
         self.editor.setVisible(on)
@@ -246,6 +248,8 @@ class _MessageView(QFrame):
         text = self.editor.toPlainText()
         changed = text != self.message.get("content", "")
         self.message["content"] = text
+        if changed:
+            self.message.pop("kept", None)  # what was kept is the reply as it was
         self._show_editor(False)
         self.render()
         if changed:
@@ -347,6 +351,14 @@ class ChatTranscript(QWidget):
         """Verdict buttons (VerdictBar modes "pair" or "rate") under the replies at these message indices."""
         self.judging = (mode, label, frozenset(indices))
         for view in self._views:
+            view.update_verdicts()
+
+    def mark_kept(self, index: int, content: str, mode: str, text: str) -> None:
+        """Say under the reply at `index` where it was kept ("pair" or "rate" verdicts), if it still
+        reads `content` (the chat may have changed while the row was being written)."""
+        if index < len(self._views) and self._views[index].message.get("content") == content:
+            view = self._views[index]
+            view.message["kept"] = {"mode": mode, "text": text}
             view.update_verdicts()
 
     def index_of(self, view: _MessageView) -> int:

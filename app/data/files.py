@@ -165,9 +165,10 @@ class DatasetFiles(QObject):
 
         self.add_record(path, partial(record_for_shape, messages), ["messages"], "Add row from chat")
 
-    def add_record(self, path: Path, build, new_columns: list[str], text: str) -> None:
+    def add_record(self, path: Path, build, new_columns: list[str], text: str, added=None) -> None:
         """`build(shape)`'s record at the end of a dataset (a new one gets the shape of `new_columns`):
-        through the editor (undoable, journalled) when it is open. A DataError from `build` is shown."""
+        through the editor (undoable, journalled) when it is open. A DataError from `build` is shown;
+        `added()`, if given, is called once the record is in."""
         from engine.data.project_files import append_records
         from engine.data.shapes import detect_shape
         from engine.errors import UserError
@@ -181,6 +182,8 @@ class DatasetFiles(QObject):
                 return
             document.insert_records([len(document.store)], [record], text)
             self.status.emit(f"Added a row to {path.name} (open in the Data tab, not saved yet).")
+            if added is not None:
+                added()
             return
 
         def add(_progress, _cancelled) -> Path:
@@ -193,9 +196,14 @@ class DatasetFiles(QObject):
             append_records(path, [build(shape)])
             return Path(path)
 
+        def done(written: Path) -> None:
+            self.status.emit(f"Added a row to {written.name}.")
+            if added is not None:
+                added()
+
         self.tasks.run(
             add,
-            while_alive(self, lambda p: self.status.emit(f"Added a row to {p.name}.")),
+            while_alive(self, done),
             while_alive(self, lambda m, h: self.failed.emit(m, h)),
             name="add chat row",
         )

@@ -528,9 +528,10 @@ class DataPage(QWidget):
         """A chat becomes a row at the end of a dataset (undoable when that dataset is open here)."""
         self.files.add_chat_row(path, messages)
 
-    def add_record(self, path: Path, build, new_columns: list[str], text: str) -> None:
-        """A preference row picked in the chat: `build(shape)` makes it for the dataset's shape."""
-        self.files.add_record(path, build, new_columns, text)
+    def add_record(self, path: Path, build, new_columns: list[str], text: str, added=None) -> None:
+        """A preference row picked in the chat: `build(shape)` makes it for the dataset's shape;
+        `added()` is called once it is in."""
+        self.files.add_record(path, build, new_columns, text, added)
 
     def shutdown(self) -> None:
         self.checks.cancel()

@@ -460,7 +460,7 @@ class RunSetup(QWidget):
             verdict = f"{heading} Try:<ul style='margin:0'>{tips}</ul>" if tips else heading
         self.estimate_label.setText(
             f"<b>Estimated GPU memory: {format_size(estimate.total_bytes)}</b>"
-            f"<table cellspacing='2'>{rows}</table><p>{verdict}</p>{_checkpointing_note(config, free)}"
+            f"<table cellspacing='2'>{rows}</table><p>{verdict}</p>{_auto_notes(config, free)}"
         )
 
     # ---- warnings -----------------------------------------------------------------------------
@@ -579,17 +579,31 @@ def fit_report_html(report: dict) -> str:
     return "<br>".join(lines) + (f"<ul style='margin:0'>{tips}</ul>" if tips else "")
 
 
-def _checkpointing_note(config: RunConfig, free_gpu: int | None) -> str:
-    """What gradient checkpointing "auto" comes to, since the estimate above already counts it."""
-    if config.training.gradient_checkpointing != "auto":
-        return ""
-    if free_gpu is None:
-        return (
-            "<p>Gradient checkpointing <i>auto</i>: counted on above; the run decides from the memory "
-            "free when it starts (on the CPU, its RAM).</p>"
-        )
+def _auto_notes(config: RunConfig, free_gpu: int | None) -> str:
+    """What the GPU settings come to on this machine, in the engine's own words (the estimate above
+    counts them): gradient checkpointing "auto", and on a GPU the fused kernels and the attention."""
     from engine.models.checkpointing import checkpointing_plan
+    from engine.models.fused_kernels import fused_kernels_plan
+    from engine.models.memory_estimate import read_shapes
+    from engine.models.packing import training_attention
 
-    on = checkpointing_plan(config.model.path, config, "cuda", free_gpu)[0]
-    why = "the run would not fit in half the free memory without it" if on else "the run fits without it"
-    return f"<p>Gradient checkpointing <i>auto</i> on this GPU: {'on' if on else 'off'} ({why}).</p>"
+    def reason(why: str) -> str:  # the plan's why without the setting it names: the note names it
+        return html.escape(why.split(": ", 1)[1] if why.startswith("training.") and ": " in why else why)
+
+    t, notes = config.training, []
+    if t.gradient_checkpointing == "auto" and free_gpu is None:
+        notes.append(
+            "Gradient checkpointing <i>auto</i>: counted on above; the run decides from the memory "
+            "free when it starts (on the CPU, its RAM)."
+        )
+    elif t.gradient_checkpointing == "auto":
+        on, why = checkpointing_plan(config.model.path, config, "cuda", free_gpu)
+        state = "on" if on else "off"
+        notes.append(f"Gradient checkpointing <i>auto</i> on this GPU: {state} ({reason(why)}).")
+    if free_gpu is not None and t.fused_kernels is not False:
+        on, why = fused_kernels_plan(t.fused_kernels, "cuda", read_shapes(Path(config.model.path)).model_type)
+        notes.append(f"Fused GPU kernels: {'on' if on else 'off'} ({reason(why)}).")
+    attention, why = training_attention(t.attention, "cuda")
+    if free_gpu is not None and attention != t.attention:
+        notes.append(f"Attention: {attention} instead of {t.attention} ({reason(why)}).")
+    return "".join(f"<p>{note}</p>" for note in notes)

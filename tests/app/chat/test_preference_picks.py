@@ -114,8 +114,17 @@ def test_left_or_right_is_better_writes_the_exact_pair_and_edit_corrects_the_cho
     dialog = page.dialogs[-1]  # it offered the new dataset (the chat dataset holds conversations)
     assert dialog.chosen() == target and dialog.target.currentText() == "preference-pairs.jsonl (new)"
     assert dialog.preview.toPlainText() == json.dumps(first, indent=2)  # the row shown is the row written
+    assert (
+        left.kept.isVisible()
+        and left.kept.text() == "\u2713 Kept as the chosen reply in preference-pairs.jsonl"
+    )
+    assert right.kept.text() == "\u2713 Kept as the rejected reply in preference-pairs.jsonl"
+    assert left.better.isVisible()  # still there: a pair can be kept the other way round on purpose
 
     pick(qtbot, data_page, right.better)  # the right side chosen: chosen and rejected swap
+    assert page.dialogs[-1].note.startswith(
+        "Kept as the rejected reply in preference-pairs.jsonl already: Add writes a second row."
+    )
     second = {"prompt": QUESTION, "chosen": RIGHT, "rejected": LEFT}
     assert target.read_text() == json.dumps(first) + "\n" + json.dumps(second) + "\n"
 
@@ -192,6 +201,36 @@ def test_thumbs_up_and_down_write_the_exact_kto_rows(picking, qtbot):
     assert page.dialogs[-1].windowTitle() == "Keep a bad reply"
 
 
+def test_a_kept_reply_says_so_after_the_chat_is_reopened_and_no_more_once_corrected(picking, qtbot):
+    from engine.chat.store import list_conversations, load_conversation
+
+    page, data_page, project = picking()
+    page.sides[0].transcript.set_messages(exchange(QUESTION, LEFT))
+    page._update_state()
+    answer_with(page)
+    pick(qtbot, data_page, verdict_bar(page, 0).good)
+    bar = verdict_bar(page, 0)
+    assert bar.kept.text() == "\u2713 Kept as a good reply in rated-replies.jsonl" and bar.good.isVisible()
+
+    (summary,) = list_conversations(project)  # the mark is saved with the chat
+    page.sides[0].transcript.set_messages(load_conversation(project, summary.id).messages)
+    page._update_state()
+    assert verdict_bar(page, 0).kept.text() == "\u2713 Kept as a good reply in rated-replies.jsonl"
+    page.compare.setChecked(True)  # a rated reply is not a kept pair
+    page.sides[1].transcript.set_messages(exchange(QUESTION, RIGHT))
+    page._update_state()
+    assert verdict_bar(page, 0).better.isVisible() and verdict_bar(page, 0).kept.isHidden()
+    page.compare.setChecked(False)
+    page._update_state()
+
+    view = page.sides[0].transcript._views[1]  # corrected: what was kept is no longer this reply
+    view.edit_button.click()
+    view.editor.setPlainText("Paris, on the Seine.")
+    view.save_button.click()
+    assert verdict_bar(page, 0).kept.isHidden() and verdict_bar(page, 0).good.isVisible()
+    assert "kept" not in page.sides[0].transcript.messages()[1]
+
+
 def test_a_dataset_of_another_shape_shows_the_message_and_nothing_is_written(picking, qtbot):
     page, data_page, project = picking()
     compare(page)
@@ -214,6 +253,7 @@ def test_a_dataset_of_another_shape_shows_the_message_and_nothing_is_written(pic
     assert failures == ["This dataset holds messages rows, not preference pairs."]
     assert chat_data.read_text() == before
     assert not (project / "datasets" / "preference-pairs.jsonl").exists()
+    assert verdict_bar(page, 0).kept.isHidden() and "kept" not in page.sides[0].transcript.messages()[1]
 
 
 def test_the_same_reply_on_both_sides_or_an_error_gives_no_pair(picking, qtbot):

@@ -202,5 +202,39 @@ def test_the_estimate_says_what_auto_checkpointing_comes_to_on_this_gpu(
     setup.set_device_report({"cuda_available": True, "gpus": [{"free_bytes": 4 * without}]})
     qtbot.waitUntil(lambda: "<i>auto</i> on this GPU: off" in setup.estimate_label.text(), timeout=10000)
     assert f"Estimated GPU memory: {format_size(without)}" in setup.estimate_label.text()
+    assert (  # the engine's own reason, with its figures
+        f"off (without it the run needs about {format_size(without)} of the {format_size(4 * without)} free, "
+        "so no layer is recomputed)."
+    ) in setup.estimate_label.text()
     setup.set_device_report({"cuda_available": True, "gpus": [{"free_bytes": without}]})
     qtbot.waitUntil(lambda: "<i>auto</i> on this GPU: on" in setup.estimate_label.text(), timeout=10000)
+
+
+def test_on_a_gpu_the_setup_says_whether_fused_kernels_and_flex_attention_will_run_and_why(
+    make_window, home, tiny_model_dir, facts_file, qtbot, monkeypatch
+):
+    import engine.models.fused_kernels as fused_kernels
+    import engine.models.packing as packing
+
+    project = Workspace(home).create_project("Kernels")
+    data = project / "datasets" / "facts.jsonl"
+    shutil.copy(facts_file, data)
+    save_project_config(project, tiny_config(tiny_model_dir, data, training__attention="flex_attention"))
+    monkeypatch.setattr(fused_kernels, "liger_installed", lambda: True)
+    problem = "Triton builds its kernels with a C compiler, and no gcc or clang is on PATH"
+    monkeypatch.setattr(fused_kernels, "triton_build_problem", lambda: problem)
+    monkeypatch.setattr(packing, "triton_build_problem", lambda: problem)
+    setup = open_setup(make_window, project, qtbot)
+    qtbot.waitUntil(lambda: "Estimated GPU memory" in setup.estimate_label.text(), timeout=10000)
+    assert "Fused GPU kernels" not in setup.estimate_label.text()  # no GPU here: nothing to say
+    setup.set_device_report({"cuda_available": True, "gpus": [{"free_bytes": 2**34}]})
+    qtbot.waitUntil(lambda: "Fused GPU kernels" in setup.estimate_label.text(), timeout=10000)
+    text = setup.estimate_label.text()
+    assert f"Fused GPU kernels: off (Liger&#x27;s kernels cannot be built here: {problem})." in text
+    assert "Attention: sdpa instead of flex_attention (flex attention is compiled by Triton" in text
+
+    monkeypatch.setattr(fused_kernels, "triton_build_problem", lambda: None)
+    monkeypatch.setattr(packing, "triton_build_problem", lambda: None)
+    setup.set_device_report({"cuda_available": True, "gpus": [{"free_bytes": 2**34 + 1}]})
+    qtbot.waitUntil(lambda: "Fused GPU kernels: on" in setup.estimate_label.text(), timeout=10000)
+    assert "Attention:" not in setup.estimate_label.text()
