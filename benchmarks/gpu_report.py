@@ -130,7 +130,20 @@ def table(report: dict) -> str:
         for side, result in shape["sides"].items()
         if result.get("problem")
     ]
-    return "\n".join(lines + problems)
+    return "\n".join(lines + problems + engine_choices(report))
+
+
+def engine_choices(report: dict) -> list[str]:
+    """What the engine side ran with (its "auto" settings decided on this machine) and its warnings:
+    a figure from a run whose fused kernels fell back is not a figure for the fused kernels."""
+    lines = []
+    for name, shape in report["shapes"].items():
+        engine = shape["sides"].get("engine") or {}
+        if "choices" in engine:
+            said = ", ".join(f"{key} {value}" for key, value in engine["choices"].items())
+            lines.append(f"  engine on {name}: {said}")
+        lines += [f"    warning: {message}" for message in engine.get("warnings", [])]
+    return lines
 
 
 def calibration(report: dict) -> list[dict]:

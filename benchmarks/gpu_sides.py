@@ -110,11 +110,18 @@ def engine_side(spec: dict, work: Path) -> tuple[dict, object, object, object]:
     events = read_events(work / "engine-run" / "events.jsonl")
     marks = [(e["step"], e["time"], e["tokens"]) for e in events if e["type"] == "metrics"]
     out = {"state": result.state, **throughput(marks, spec["warmup"])}
-    out["padding_free"] = recipe.config.training.padding_free
-    out["gradient_checkpointing"] = recipe.config.training.gradient_checkpointing
+    t = recipe.config.training  # what the engine decided for "auto" settings here, and its warnings
+    out["choices"] = {
+        "attention": t.attention,
+        "padding_free": t.padding_free,
+        "fused_kernels": t.fused_kernels,
+        "gradient_checkpointing": t.gradient_checkpointing,
+        "activation_offload": t.activation_offload,
+    }
+    out["warnings"] = [e["message"] for e in events if e["type"] == "warning"]
     estimate = memory_estimator(spec["model"], recipe.config)
-    out["estimate_mb"] = estimate(spec["max_length"], spec["batch"], out["gradient_checkpointing"])
-    if not out["gradient_checkpointing"]:
+    out["estimate_mb"] = estimate(spec["max_length"], spec["batch"], t.gradient_checkpointing)
+    if not t.gradient_checkpointing:
         # "auto" left it off because this run fits easily; at the lengths the search reaches, the
         # engine's "auto" turns it on (it decides from the estimate at the configured max length).
         recipe.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

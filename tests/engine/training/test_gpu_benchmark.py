@@ -66,6 +66,10 @@ def test_gpu_check_smoke_runs_the_benchmark_on_the_cpu_and_writes_one_table_and_
     assert run_row["measured_mb"] == sides["engine"]["peak_allocated_mb"]
     assert run_row["ratio"] == pytest.approx(run_row["estimate_mb"] / run_row["measured_mb"], rel=1e-2)
     assert "memory estimate vs measured peak (process RSS)" in proc.stdout
+    # What the engine ran with is printed under the table (on the CPU: no Liger, SDPA, padded).
+    choices = sides["engine"]["choices"]
+    assert (choices["fused_kernels"], choices["attention"], choices["padding_free"]) == (False, "sdpa", False)
+    assert "  engine on smoke: attention sdpa, padding_free False, fused_kernels False" in proc.stdout
 
 
 @pytest.mark.parametrize(
