@@ -15,6 +15,7 @@ from engine.config import ModelConfig, QuantizationConfig
 from engine.errors import ModelError
 from engine.models.folder import ModelFolder, needs_remote_code, read_config
 from engine.models.library import remote_code_consent
+from engine.util.bnb_library import cuda_kernels_problem
 
 __all__ = [
     "ModelFolder",
@@ -135,6 +136,13 @@ def load_model(
 
     folder = inspect_model_folder(model_cfg)
     device = device or pick_device()
+    if quant_cfg.load_in_4bit and device == "cuda" and (problem := cuda_kernels_problem()):
+        raise ModelError(
+            f"{problem}.",
+            "Run `whetstone-engine diagnostics` (bitsandbytes_backend, cuda_version) and reinstall "
+            "Whetstone so that bitsandbytes has a library for torch's CUDA (the pinned one carries 11.8 "
+            "to 13.2); CUDA_VISIBLE_DEVICES= trains on the CPU meanwhile.",
+        )
     compute_dtype = resolve_compute_dtype(quant_cfg.compute_dtype, device)
     kwargs: dict[str, Any] = {
         "dtype": compute_dtype,

@@ -122,14 +122,13 @@ def _gpus() -> list[dict[str, Any]]:
 
 
 def _bitsandbytes_backend() -> str:
-    from bitsandbytes import cextension
+    from engine.util.bnb_library import native_library
 
-    lib = cextension.lib
-    loaded = getattr(getattr(lib, "_lib", None), "_name", None)
-    if loaded is None or type(lib).__name__.startswith("ErrorHandler"):
+    backend, loaded, error = native_library()
+    if loaded is None:
         # bitsandbytes 0.50 falls back to pure-torch kernels on CPU; on CUDA this is a broken install.
-        return f"{cextension.BNB_BACKEND} (native library not loaded)"
-    return f"{cextension.BNB_BACKEND} ({Path(loaded).name})"
+        return f"{backend} (native library not loaded: {error})"
+    return f"{backend} ({loaded})"
 
 
 def _engine_allocator() -> str:
