@@ -64,9 +64,13 @@ def fused_kernels_check(model, device: str) -> str | None:
     stopping at its first step. The kernels it compiles are the ones training then uses (same sizes).
     """
     import torch
-    from liger_kernel.ops.swiglu import LigerSiLUMulFunction
-    from liger_kernel.transformers.rms_norm import LigerRMSNorm
-    from liger_kernel.transformers.rope import liger_rotary_pos_emb
+
+    try:  # a liger-kernel or triton that does not fit this torch fails here
+        from liger_kernel.ops.swiglu import LigerSiLUMulFunction
+        from liger_kernel.transformers.rms_norm import LigerRMSNorm
+        from liger_kernel.transformers.rope import liger_rotary_pos_emb
+    except Exception as exc:
+        return f"it cannot be imported: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}"[:300]
 
     config = model.config
     hidden, heads = config.hidden_size, config.num_attention_heads

@@ -123,6 +123,15 @@ def test_the_check_names_a_kernel_that_fails_to_build(tiny_model, monkeypatch):
     )
 
 
+def test_the_check_names_a_package_that_cannot_be_imported(tiny_model, monkeypatch):
+    _stand_in_liger(monkeypatch)
+    monkeypatch.setitem(sys.modules, "liger_kernel.transformers.rope", None)  # as a failed import leaves it
+    problem = fused_kernels_check(tiny_model.float(), "cpu")
+    assert problem.startswith(
+        "it cannot be imported: ModuleNotFoundError: import of liger_kernel.transformers.rope halted"
+    )
+
+
 def test_the_check_names_a_kernel_that_computes_wrong_values(tiny_model, monkeypatch):
     def half_turn(q, k, cos, sin):  # rotates by the wrong sign
         return apply_rotary_pos_emb(q, k, cos, -sin)
