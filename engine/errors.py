@@ -12,7 +12,7 @@ EXIT_BAD_INPUT = 2
 
 
 class UserError(Exception):
-    """Something the user can fix. `kind` is one of: config, data, model, oom, io."""
+    """Something the user can fix. `kind` is one of: config, data, model, oom, io, diverged."""
 
     def __init__(self, message: str, hint: str = "", kind: str = "config") -> None:
         super().__init__(message)

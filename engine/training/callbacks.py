@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import resource
 import sys
 import time
@@ -45,6 +46,7 @@ class EngineCallback(TrainerCallback):
         self.keep = keep
         self.stop = stop
         self.stopped = False
+        self.diverged: tuple[int, float] | None = None  # (step, loss) of the first NaN or infinite loss
         self._last_time = None
         self._last_tokens = 0
 
@@ -64,6 +66,12 @@ class EngineCallback(TrainerCallback):
                 "eval", step=state.global_step, epoch=state.epoch, eval_loss=logs["eval_loss"], **extra
             )
             self._last_time = time.perf_counter()  # evaluation time is not training throughput
+        elif "loss" in logs and not math.isfinite(logs["loss"]):
+            # The weights stop being numbers from here on: stop, and save nothing (this step's
+            # checkpoint comes after its log). The loss is averaged over the ranks: all stop here.
+            self.diverged = self.diverged or (state.global_step, logs["loss"])
+            control.should_training_stop = True
+            control.should_save = False
         elif "loss" in logs:
             now = time.perf_counter()
             tokens = state.num_input_tokens_seen

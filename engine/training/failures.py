@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import math
 import shutil
 from pathlib import Path
 
@@ -30,6 +31,32 @@ def oom_error(config: RunConfig) -> UserError:
     if config.lora.rank > 16:
         steps.append(f"lower lora.rank (now {config.lora.rank})")
     return UserError("Out of memory while training.", "Try: " + "; ".join(steps) + ".", kind="oom")
+
+
+def diverged_error(config: RunConfig, device: str, step: int, loss: float, kept: Path | None) -> UserError:
+    """The training loss became NaN or infinite at `step`; `kept`: the last complete checkpoint."""
+    import torch
+
+    from engine.models.loading import mixed_precision_dtype
+
+    t = config.training
+    what = "NaN (not a number)" if math.isnan(loss) else "infinite"
+    saved = f"the last complete checkpoint, {kept.name}, is kept" if kept else "no checkpoint came before it"
+    steps = []
+    if mixed_precision_dtype(config.quantization, device) == torch.float16:
+        steps.append(
+            "set quantization.compute_dtype = fp32 (this GPU computes in float16, whose range some "
+            "models overflow)"
+        )
+    steps.append(f"lower training.learning_rate (now {t.learning_rate:g})")
+    if t.max_grad_norm <= 0:
+        steps.append("turn gradient clipping back on (training.max_grad_norm = 1.0)")
+    return UserError(
+        f"The training loss became {what} at step {step}: the run stopped there and saved nothing after "
+        f"it ({saved}).",
+        "Try: " + "; ".join(steps) + ". Then start the run again.",
+        kind="diverged",
+    )
 
 
 def disk_full_error(where: str | Path) -> UserError:

@@ -34,7 +34,7 @@ from engine.runs.state import (
 )
 from engine.training import distributed
 from engine.training.distributed import Ranks, ranks_from_env
-from engine.training.failures import as_user_error
+from engine.training.failures import as_user_error, diverged_error
 from engine.training.resume import resume_point, tidy_checkpoints_for_resume
 from engine.training.stop import StopRequest, clear_stop_request
 from engine.util.files import atomic_write_text, replace_dir
@@ -547,6 +547,9 @@ class TrainingRecipe:
             return RunResult("stopped", 0, None)
         self.trainer.train(resume_from_checkpoint=str(self.start[1]) if self.start is not None else None)
         step = self.trainer.state.global_step
+        if self.callback.diverged is not None:
+            kept = checkpoints.latest_complete(self.run_dir)
+            raise diverged_error(self.config, self.device, *self.callback.diverged, kept)
         if self.callback.stopped:
             latest = checkpoints.latest_complete(self.run_dir)
             self.log.status("stopped", step=step, checkpoint=str(latest or ""), paused=self.stop.pause)

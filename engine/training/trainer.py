@@ -121,6 +121,9 @@ def training_arguments(config: RunConfig, run_dir: Path, data, device: str, eval
         gradient_checkpointing_kwargs={"use_reentrant": False},
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         logging_steps=1,
+        # Log a NaN or infinite loss as it is (Trainer would log the window's average, or 0.0, in its
+        # place): EngineCallback stops the run on it before a broken checkpoint is saved.
+        logging_nan_inf_filter=False,
         eval_strategy="steps" if has_eval else "no",
         eval_steps=eval_every if has_eval else None,
         save_strategy="steps",

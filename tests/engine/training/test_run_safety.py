@@ -259,3 +259,36 @@ def test_the_lock_goes_with_the_process_that_held_it(tmp_path):
         holder.kill()
         holder.wait()
     wait_for(lambda: RunLock(tmp_path).acquire().release() is None, what="the lock to be free")
+
+
+def test_a_loss_that_becomes_nan_stops_the_run_and_keeps_only_the_checkpoints_before_it(
+    tiny_model_dir, facts_file, tmp_path, capsys, monkeypatch
+):
+    import transformers
+
+    training_step = transformers.Trainer.training_step
+
+    def poisoned(self, model, inputs, *args, **kwargs):
+        if self.state.global_step == 3:  # the weights stop being numbers during step 4
+            for name, param in model.named_parameters():
+                if "lora_A" in name:
+                    param.data.fill_(float("nan"))
+        return training_step(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.Trainer, "training_step", poisoned)
+    run_dir = tmp_path / "run"
+    code = main(train_args(tiny_model_dir, facts_file, run_dir, "--max-steps", "6", "--save-every", "2"))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith(
+        "error: The training loss became NaN (not a number) at step 4: the run stopped there and saved "
+        "nothing after it (the last complete checkpoint, checkpoint-2, is kept). Try: lower "
+        "training.learning_rate (now "
+    ), err
+    assert [step for step, _path in checkpoints.complete_checkpoints(run_dir)] == [2]
+    assert checkpoints._all(run_dir) == checkpoints.complete_checkpoints(run_dir)  # no broken step-4 one
+    assert not (run_dir / "adapter").exists()
+    events_ = read_events(run_dir / "events.jsonl")
+    assert [e["step"] for e in events_ if e["type"] == "metrics"] == [1, 2, 3]  # no NaN on the plot
+    assert [e["kind"] for e in events_ if e["type"] == "error"] == ["diverged"]
+    assert states(run_dir)[-1] == "failed"
