@@ -116,7 +116,7 @@ def training_arguments(config: RunConfig, run_dir: Path, data, device: str, eval
         lr_scheduler_type=t.lr_scheduler,
         warmup_steps=t.warmup_ratio,
         weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm if t.max_grad_norm > 0 else None,
+        max_grad_norm=t.max_grad_norm,  # 0: no clipping (Trainer compares it with 0; None fails there)
         gradient_checkpointing=t.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",

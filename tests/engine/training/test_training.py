@@ -237,3 +237,14 @@ def test_padding_free_is_switched_off_for_a_model_that_mixes_packed_sequences(
         e["message"] for e in read_events(tmp_path / "run" / "events.jsonl") if e["type"] == "warning"
     ]
     assert any("padding-free batches are off" in w for w in warnings)
+
+
+def test_gradient_clipping_off_trains_and_changes_the_steps(tiny_model_dir, facts_file, tmp_path):
+    from testkit.engine_helpers import train_briefly
+
+    settings = dict(training__learning_rate=5e-3, training__max_steps=3)  # big steps: clipping bites
+    clipped = train_briefly(tiny_model_dir, facts_file, tmp_path / "clipped", **settings)
+    settings["training__max_grad_norm"] = 0.0
+    free = train_briefly(tiny_model_dir, facts_file, tmp_path / "free", **settings)
+    assert free[1] == pytest.approx(clipped[1])  # the same first batch, before any update
+    assert free[3] != pytest.approx(clipped[3], rel=1e-4)  # 0 really means no clipping
