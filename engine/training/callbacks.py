@@ -67,10 +67,12 @@ class EngineCallback(TrainerCallback):
             )
             self._last_time = time.perf_counter()  # evaluation time is not training throughput
         elif "loss" in logs and not math.isfinite(logs["loss"]):
-            # The weights stop being numbers from here on: stop, and save nothing (this step's
-            # checkpoint comes after its log). The loss is averaged over the ranks: all stop here.
+            # The weights stop being numbers from here on: stop, and neither evaluate nor save (this
+            # step's evaluation and checkpoint come after its log; the validation guard saves after
+            # every evaluation). The loss is averaged over the ranks: all stop here.
             self.diverged = self.diverged or (state.global_step, logs["loss"])
             control.should_training_stop = True
+            control.should_evaluate = False
             control.should_save = False
         elif "loss" in logs:
             now = time.perf_counter()

@@ -277,15 +277,17 @@ def test_a_loss_that_becomes_nan_stops_the_run_and_keeps_only_the_checkpoints_be
 
     monkeypatch.setattr(transformers.Trainer, "training_step", poisoned)
     run_dir = tmp_path / "run"
-    code = main(train_args(tiny_model_dir, facts_file, run_dir, "--max-steps", "6", "--save-every", "2"))
+    # With held-out rows, evaluated every step: an evaluation saves a checkpoint too.
+    args = ["--max-steps", "6", "--save-every", "2", "--validation-ratio", "0.25", "--eval-every", "1"]
+    code = main(train_args(tiny_model_dir, facts_file, run_dir, *args))
     err = capsys.readouterr().err
     assert code == 2, err
     assert err.startswith(
         "error: The training loss became NaN (not a number) at step 4: the run stopped there and saved "
-        "nothing after it (the last complete checkpoint, checkpoint-2, is kept). Try: lower "
+        "nothing after it (the last complete checkpoint, checkpoint-3, is kept). Try: lower "
         "training.learning_rate (now "
     ), err
-    assert [step for step, _path in checkpoints.complete_checkpoints(run_dir)] == [2]
+    assert [step for step, _path in checkpoints.complete_checkpoints(run_dir)] == [1, 2, 3]
     assert checkpoints._all(run_dir) == checkpoints.complete_checkpoints(run_dir)  # no broken step-4 one
     assert not (run_dir / "adapter").exists()
     events_ = read_events(run_dir / "events.jsonl")
