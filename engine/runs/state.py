@@ -49,7 +49,7 @@ class RunSummary:
     updated: float | None  # epoch seconds of the last event
     checkpoints: tuple[tuple[int, Path], ...]  # complete ones only
     adapter: Path | None
-    message: str | None  # the last error message, if the run failed
+    message: str | None  # the last error's message and hint, if the run failed
     eval_headline: str = ""  # the latest evaluation in a few words ("facts 100% · general −12 pts")
     best_step: int | None = None  # the complete checkpoint with the lowest validation loss (best.json)
     model: Path | None = None  # a full fine-tuning run's result, RUN_DIR/model (it has no adapter)
@@ -197,7 +197,7 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
         updated=_number(events.last, "time"),
         checkpoints=tuple(complete_checkpoints(run_dir)),
         adapter=adapter if (adapter / "adapter_config.json").is_file() else None,
-        message=verdict.message if verdict.state == "failed" else None,  # why it failed (others: the state)
+        message=verdict.text if verdict.state == "failed" else None,  # why it failed and what to do
         eval_headline=read_eval_headline(run_dir),
         best_step=(read_best(run_dir) or {}).get("step"),
         model=run_dir / MODEL_NAME if (run_dir / MODEL_NAME / "config.json").is_file() else None,

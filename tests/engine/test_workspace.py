@@ -337,12 +337,12 @@ def test_a_failed_run_carries_its_error_message(tmp_path):
         [
             status("training"),
             metrics(1, 2.0),
-            event("error", kind="oom", message="Out of memory while training.", hint="h"),
+            event("error", kind="oom", message="Out of memory while training.", hint="Try: a batch of 1."),
             status("failed"),
         ],
     )
-    summary = summarize_run(run_dir)
-    assert summary.state == "failed" and summary.message == "Out of memory while training."
+    summary = summarize_run(run_dir)  # a reopened run says what to do, as the live one did
+    assert summary.state == "failed" and summary.message == "Out of memory while training. Try: a batch of 1."
 
 
 def test_a_stopped_run(tmp_path):
