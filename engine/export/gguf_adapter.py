@@ -58,7 +58,7 @@ def plan_adapter(source: ExportSource) -> AdapterPlan:
     """What the GGUF adapter will hold; ModelError for an adapter or a base it cannot express."""
     import gguf
 
-    from engine.models.adapters import WEIGHTS_NAME, check_adapter
+    from engine.models.adapters import WEIGHTS_NAME, check_adapter, check_finite
     from engine.models.folder import ModelFolder
 
     if source.full:
@@ -70,6 +70,7 @@ def plan_adapter(source: ExportSource) -> AdapterPlan:
     adapter = check_adapter(source.adapter_dir, ModelFolder.read(source.base_model))
     if not adapter.safetensors:
         raise ModelError(f"{adapter.path} has no {WEIGHTS_NAME}.", "Save the adapter as safetensors.")
+    check_finite(adapter)
     lora = adapter.config
     _refuse_config(adapter.path, lora)
     arch_name, permute = _ARCHS[config["architectures"][0]]

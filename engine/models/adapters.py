@@ -207,6 +207,28 @@ def _check_fits(adapter: AdapterFolder, base: ModelFolder) -> None:
             )
 
 
+def check_finite(adapter: AdapterFolder) -> None:
+    """A ModelError when the adapter's weights hold NaN or infinity (a run that diverged wrote them,
+    before the engine stopped such runs): every answer of the model would be garbage."""
+    if not adapter.safetensors:
+        return
+    import torch
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(adapter.path / WEIGHTS_NAME), framework="pt") as weights:
+            for name in weights.keys():  # noqa: SIM118 (safe_open is not a dict)
+                tensor = weights.get_tensor(name)
+                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                    raise ModelError(
+                        f"The adapter in {adapter.path} holds weights that are not numbers (NaN or "
+                        f"infinite, first in {name}): the run that wrote it diverged.",
+                        "Pick an earlier checkpoint of that run, or train again with a lower learning rate.",
+                    )
+    except (OSError, SafetensorError) as exc:
+        raise ModelError(f"{WEIGHTS_NAME} in {adapter.path} cannot be read: {exc}.", DAMAGED) from None
+
+
 def load_adapter(model, adapter: AdapterFolder, adapter_name: str = "default", trainable: bool = False):
     """The base with the adapter applied (peft), or a ModelError naming the adapter folder.
 
@@ -217,6 +239,7 @@ def load_adapter(model, adapter: AdapterFolder, adapter_name: str = "default", t
     from peft import PeftModel
     from safetensors import SafetensorError
 
+    check_finite(adapter)  # before peft touches the model: nothing half-added on a refusal
     try:
         # peft picks adapter_model.safetensors whenever it exists; pickle is reached only with consent.
         if isinstance(model, PeftModel):

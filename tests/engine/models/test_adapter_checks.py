@@ -138,3 +138,27 @@ def test_chat_server_and_export_use_the_same_adapter_check(adapter, tiny_model_d
     _edit_config(adapter, r=8)
     with pytest.raises(ModelError, match="says rank 8"):
         check_for_chat(ModelConfig(path=str(tiny_model_dir)), str(adapter))  # what chat-server's load runs
+
+
+def _poison(adapter: Path, value: float) -> None:
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(adapter / "adapter_model.safetensors")
+    name = sorted(weights)[-1]
+    weights[name][0, 0] = value  # one weight is enough to spoil every answer
+    save_file(weights, adapter / "adapter_model.safetensors", metadata={"format": "pt"})
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_an_adapter_with_weights_that_are_not_numbers_is_refused_where_it_is_used(
+    adapter, tiny_model_dir, tmp_path, capsys, value
+):
+    _poison(adapter, value)
+    code, err = _generate(tiny_model_dir, adapter, capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"The adapter in {adapter} holds weights that are not numbers (NaN or infinite, first in " in err
+    assert "the run that wrote it diverged. Pick an earlier checkpoint" in err
+    out = tmp_path / "lora.gguf"  # llama.cpp's adapter file too
+    code = main(["export", str(adapter), "--adapter-gguf", str(out)])
+    assert code == 2 and "holds weights that are not numbers" in capsys.readouterr().err
+    assert not out.exists()
