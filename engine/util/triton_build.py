@@ -32,10 +32,9 @@ def python_include_dir() -> Path:
     return Path(sysconfig.get_paths(scheme=scheme)["include"])
 
 
-def c_compiler(env: dict[str, str] | None = None) -> str | None:
+def c_compiler() -> str | None:
     """The compiler Triton would call, if it is there: $CC, else gcc, else clang."""
-    env = os.environ if env is None else env
-    named = env.get("CC")
+    named = os.environ.get("CC")
     if named:
         return shutil.which(named.split()[0]) and named
     return shutil.which("gcc") or shutil.which("clang")
