@@ -35,8 +35,8 @@ def python_include_dir() -> Path:
 def c_compiler() -> str | None:
     """The compiler Triton would call, if it is there: $CC, else gcc, else clang."""
     named = os.environ.get("CC")
-    if named:
-        return shutil.which(named.split()[0]) and named
+    if named:  # Triton runs $CC as one program: "ccache gcc" is no program
+        return named if shutil.which(named) else None
     return shutil.which("gcc") or shutil.which("clang")
 
 
@@ -50,7 +50,7 @@ def triton_build_problem() -> str | None:
     hint = build_tools_hint()
     if c_compiler() is None:
         named = os.environ.get("CC")
-        missing = f"the C compiler CC={named} is not there" if named else "no gcc or clang is on PATH"
+        missing = f"CC={named!r} names no program on PATH" if named else "no gcc or clang is on PATH"
         return f"Triton builds its kernels with a C compiler, and {missing} ({hint})"
     header = python_include_dir() / "Python.h"
     if not header.is_file():

@@ -49,8 +49,11 @@ def test_without_a_c_compiler_the_problem_says_what_to_install(machine):
 
 
 def test_a_compiler_named_in_cc_must_be_there(machine, monkeypatch):
-    monkeypatch.setenv("CC", "/nowhere/cc -O2")
-    assert "the C compiler CC=/nowhere/cc -O2 is not there" in triton_build_problem()
+    monkeypatch.setenv("CC", "/nowhere/cc")
+    assert "CC='/nowhere/cc' names no program on PATH" in triton_build_problem()
+    triton_build_problem.cache_clear()
+    monkeypatch.setenv("CC", "gcc -O2")  # Triton calls $CC as one program name
+    assert "CC='gcc -O2' names no program on PATH" in triton_build_problem()
     triton_build_problem.cache_clear()
     monkeypatch.setenv("CC", "gcc")
     assert triton_build_problem() is None
