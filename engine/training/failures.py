@@ -33,6 +33,30 @@ def oom_error(config: RunConfig) -> UserError:
     return UserError("Out of memory while training.", "Try: " + "; ".join(steps) + ".", kind="oom")
 
 
+def load_oom_error(config: RunConfig, device: str, free_bytes: int | None) -> UserError:
+    """Out of memory while the base model was loading: its weights alone do not fit (batch size,
+    length or checkpointing change nothing there, unlike an out-of-memory while training)."""
+    from engine.models import memory_estimate as me
+    from engine.util.units import format_size
+
+    where = "GPU memory" if device == "cuda" else "RAM"
+    try:
+        parts = me.estimate_training_memory(config.model.path, config, device).parts
+        weights = sum(p.bytes for p in parts if p.name in (me.WEIGHTS_4BIT, me.UNQUANTIZED, me.WEIGHTS_FULL))
+        need = f": its weights alone need about {format_size(weights)}"
+    except Exception:  # an architecture the estimate cannot read: say it without the figure
+        need = ""
+    free = f", and {format_size(free_bytes)} was free" if free_bytes else ""
+    if device == "cuda":
+        hint = (
+            "Pick a smaller model, close other programs that use the GPU (nvidia-smi lists them), or "
+            "train on the CPU (CUDA_VISIBLE_DEVICES= hides the GPU)."
+        )
+    else:
+        hint = "Pick a smaller model, or close other programs to free RAM."
+    return UserError(f"Out of memory while loading the model into {where}{need}{free}.", hint, kind="oom")
+
+
 def diverged_error(config: RunConfig, device: str, step: int, loss: float, kept: Path | None) -> UserError:
     """The training loss became NaN or infinite at `step`; `kept`: the last complete checkpoint."""
     import torch

@@ -34,7 +34,7 @@ from engine.runs.state import (
 )
 from engine.training import distributed
 from engine.training.distributed import Ranks, ranks_from_env
-from engine.training.failures import as_user_error, diverged_error
+from engine.training.failures import as_user_error, diverged_error, load_oom_error
 from engine.training.resume import resume_point, tidy_checkpoints_for_resume
 from engine.training.stop import StopRequest, clear_stop_request
 from engine.util.files import atomic_write_text, replace_dir
@@ -118,6 +118,7 @@ class TrainingRecipe:
         self.start: tuple[int, Path] | None = None  # the complete checkpoint a resume continues from
         self.read: ReadResult | None = None  # the data file(s), read and checked
         self.device = ""
+        self.free_at_load: int | None = None  # memory free where the model loads, just before it does
         self.tokenizer = None
         self.data: PreparedData | None = None
         self.model = None
@@ -321,8 +322,10 @@ class TrainingRecipe:
 
     def setup_model(self) -> None:
         """The 4-bit base with what the method trains, and training.padding_free decided (a bool)."""
+        from engine.models.checkpointing import free_device_memory
         from engine.training.lora import add_lora, add_prompt_tuning
 
+        self.free_at_load = free_device_memory(self.device)
         self.decide_checkpointing()
         self._decide_attention()
         t = self.config.training
@@ -542,7 +545,7 @@ class TrainingRecipe:
     def train(self) -> RunResult:
         """Set up, train from the resume point to the end or a stop request, then save the adapter."""
         self.log.status("loading")
-        if not self.setup():
+        if not self._setup_within_memory():
             self.log.status("stopped", step=0, message="Stopped before training started.")
             return RunResult("stopped", 0, None)
         self.trainer.train(resume_from_checkpoint=str(self.start[1]) if self.start is not None else None)
@@ -569,6 +572,17 @@ class TrainingRecipe:
             )
         self.log.status("done", step=step, **ending)
         return RunResult("done", step, adapter)
+
+    def _setup_within_memory(self) -> bool:
+        """setup(), where out of memory means the model does not fit (batch size, length or
+        checkpointing change nothing before the first step). The fit check calls setup_model itself
+        and reports such an out-of-memory as its answer."""
+        import torch
+
+        try:
+            return self.setup()
+        except (torch.OutOfMemoryError, MemoryError):
+            raise load_oom_error(self.config, self.device, self.free_at_load) from None
 
     def save(self, source: tuple[int, Path] | None = None) -> Path:
         """Write the adapter (with the tokenizer) into RUN_DIR/adapter, whole or not at all.

@@ -294,3 +294,24 @@ def test_a_loss_that_becomes_nan_stops_the_run_and_keeps_only_the_checkpoints_be
     assert [e["step"] for e in events_ if e["type"] == "metrics"] == [1, 2, 3]  # no NaN on the plot
     assert [e["kind"] for e in events_ if e["type"] == "error"] == ["diverged"]
     assert states(run_dir)[-1] == "failed"
+
+
+def test_out_of_memory_while_loading_the_model_says_the_model_does_not_fit(
+    tiny_model_dir, facts_file, tmp_path, capsys, monkeypatch
+):
+    import torch
+    import transformers
+
+    def too_big(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", too_big)
+    run_dir = tmp_path / "run"
+    code = main(train_args(tiny_model_dir, facts_file, run_dir, "--max-steps", "2"))
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    # Not "Try: lower training.batch_size …": nothing of the run's own size matters before step 1.
+    assert err.startswith("error: Out of memory while loading the model into RAM: its weights alone need")
+    assert "was free. Pick a smaller model, or close other programs to free RAM." in err
+    assert [e["kind"] for e in read_events(run_dir / "events.jsonl") if e["type"] == "error"] == ["oom"]
+    assert states(run_dir)[-1] == "failed"
