@@ -6,6 +6,8 @@ A `UserError` is bad input or an impossible situation the user can fix: the CLI 
 
 from __future__ import annotations
 
+import sys
+
 # The exit code of a UserError; the CLI's whole protocol (every code, the error line) is
 # engine.cli.protocol, which takes this from here so that lower layers can name it too.
 EXIT_BAD_INPUT = 2
@@ -22,6 +24,14 @@ class UserError(Exception):
 
     def one_line(self) -> str:
         return " ".join(f"{self.message} {self.hint}".split())  # the CLI promises exactly one line
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """RAM (MemoryError) or GPU memory (torch.OutOfMemoryError) ran out; torch is not imported here."""
+    if isinstance(exc, MemoryError):
+        return True
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(exc, torch.OutOfMemoryError)
 
 
 class Cancelled(Exception):

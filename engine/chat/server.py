@@ -43,7 +43,7 @@ import time
 import traceback
 from typing import IO, Any
 
-from engine.errors import ConfigError, DataError, ModelError, UserError
+from engine.errors import ConfigError, DataError, ModelError, UserError, is_out_of_memory
 
 CHUNKS_PER_SECOND = 30
 DEVICES = ("auto", "cpu", "cuda")
@@ -79,7 +79,7 @@ def _error(op: str | None, exc: BaseException, reply_id: str | None = None) -> d
         event["id"] = reply_id
     if isinstance(exc, UserError):
         event.update(kind=exc.kind, message=exc.message, hint=exc.hint)
-    elif _is_oom(exc):
+    elif is_out_of_memory(exc):
         hint = (
             "Unload the other model, use a smaller model, a shorter conversation or fewer new tokens."
             if op == "generate"
@@ -94,13 +94,6 @@ def _error(op: str | None, exc: BaseException, reply_id: str | None = None) -> d
             hint="This is a bug in Whetstone; the engine's stderr has the traceback.",
         )
     return event
-
-
-def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, MemoryError):
-        return True
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(exc, torch.OutOfMemoryError)
 
 
 class ChatServer:

@@ -30,7 +30,7 @@ from engine.cli.protocol import (
     internal_error_line,
 )
 from engine.config import RunConfig, load_config
-from engine.errors import UserError
+from engine.errors import UserError, is_out_of_memory
 from engine.util.files import whetstone_home
 
 # CLI flag -> dotted config field
@@ -250,8 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("stopped.\n")
         return EXIT_STOPPED
-    except Exception:
-        exc, details = sys.exc_info()[1], traceback.format_exc()
+    except Exception as exc:
+        if is_out_of_memory(exc):  # not a bug: what this command loads does not fit
+            sys.stderr.write(error_line(out_of_memory_words(args.command, exc)) + "\n")
+            return EXIT_BAD_INPUT
+        details = traceback.format_exc()
         log_dir = run_dir if run_dir and run_dir.is_dir() else whetstone_home() / "logs"
         log_file = log_dir / "engine.log"
         try:
@@ -263,6 +266,16 @@ def main(argv: list[str] | None = None) -> int:
             log_file = f"the lines above; {log_file} could not be written: {failed.strerror or failed}"
         sys.stderr.write(internal_error_line(exc, log_file) + "\n")
         return EXIT_INTERNAL
+
+
+def out_of_memory_words(command: str, exc: BaseException) -> str:
+    """The error line of a command that ran out of memory (train says more, in its own words)."""
+    where = "GPU memory" if type(exc).__name__ == "OutOfMemoryError" else "RAM"
+    return (
+        f"Out of memory: what `{command}` loads does not fit in the {where} free now. Close other programs "
+        "that use it (nvidia-smi lists the GPU's), pick a smaller model, or run on the CPU "
+        "(CUDA_VISIBLE_DEVICES= hides the GPU)."
+    )
 
 
 # Commands that never load a model: they skip importing transformers (~2 s) just to quiet it.

@@ -162,6 +162,28 @@ def test_generate_with_something_that_is_not_an_adapter(capsys, tiny_model_dir, 
     )
 
 
+@pytest.mark.parametrize("error", ["cuda_memory", "ram"])
+def test_out_of_memory_in_a_command_is_one_line_not_an_internal_error(
+    capsys, tiny_model_dir, monkeypatch, error
+):
+    import torch
+    import transformers
+
+    def too_big(*args, **kwargs):
+        if error == "cuda_memory":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        raise MemoryError
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", too_big)
+    line = expect_bad_input(
+        capsys,
+        ["generate", "--model", str(tiny_model_dir), "--prompt", "hi"],
+        "Out of memory: what `generate` loads does not fit in the ",
+        "pick a smaller model, or run on the CPU",
+    )
+    assert ("GPU memory free now" if error == "cuda_memory" else "RAM free now") in line
+
+
 def test_a_real_process_prints_one_line_and_no_traceback(tmp_path, good_data):
     proc = run_engine(
         "train",
