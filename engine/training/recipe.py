@@ -582,6 +582,8 @@ class TrainingRecipe:
         try:
             return self.setup()
         except (torch.OutOfMemoryError, MemoryError):
+            if self.free_at_load is None:  # still reading the data: the general out-of-memory words
+                raise
             raise load_oom_error(self.config, self.device, self.free_at_load) from None
 
     def save(self, source: tuple[int, Path] | None = None) -> Path:
