@@ -235,6 +235,15 @@ class ChatPage(QWidget):
         for side in self.sides:
             side.unload()
 
+    def release_gpu(self) -> bool:
+        """Unload the models this page holds on a GPU (a run has started there and needs the memory);
+        True if there was one. The conversation stays; Load brings the model back."""
+        on_gpu = [side for side in self.sides if side.loaded_key is not None and side.loaded_device == "cuda"]
+        for side in on_gpu:
+            side.stop()
+            side.unload()
+        return bool(on_gpu)
+
     def new_chat(self) -> None:
         for side in self.sides:
             side.stop()

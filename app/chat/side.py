@@ -30,6 +30,7 @@ class ChatSide(QWidget):
         self.transcript = ChatTranscript(title, self)
         self.reply_id: str | None = None
         self.loaded_key: tuple | None = None
+        self.loaded_device = ""  # where the loaded model is, as the server said ("cuda", "cpu")
         self.loading = False
         self.picked = False  # the user chose this side's adapter: no default replaces it
         layout = QVBoxLayout(self)
@@ -98,6 +99,7 @@ class ChatSide(QWidget):
     def _on_loaded(self, info: dict) -> None:
         self.loading = False
         self.loaded_key = self._key
+        self.loaded_device = str(info.get("device") or "")
         adapter = (
             self.adapter.itemText(max(self.adapter.findData(self._key[1]), 0))
             if info.get("adapter")

@@ -137,6 +137,7 @@ class MainWindow(QMainWindow):
         self.chat_page.status.connect(lambda text: self.status_bar.note(text, 10000))
         self.data_page.status.connect(lambda text: self.status_bar.note(text, 10000))
         self.runs.finished.connect(self._on_run_finished)
+        self.runs.started.connect(self._on_run_started)
         self.runs.started.connect(lambda _run: self.workspace_model.refresh())
         self.runs.events.connect(self.workspace_model.note_run_events)  # status and checkpoints rescan
         self._restore_state()
@@ -380,6 +381,14 @@ class MainWindow(QMainWindow):
     def _evaluate_run(self, run_dir: Path) -> None:
         self.pages.setCurrentWidget(self.eval_page)
         self.eval_page.evaluate_runs([Path(run_dir)])
+
+    def _on_run_started(self, _run_dir: Path) -> None:
+        """A run (new, resumed or trained further) needs the GPU's memory: the chat gives its model back."""
+        if self.chat_page.release_gpu():
+            self.status_bar.note(
+                "Unloaded the Chat tab's model from the GPU: the run needs its memory (Load brings it back).",
+                15000,
+            )
 
     def _on_run_finished(self, run_dir: Path, state: str, message: str) -> None:
         self.workspace_model.refresh()

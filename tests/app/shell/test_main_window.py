@@ -276,3 +276,21 @@ def test_the_project_browser_is_wide_enough_for_project_names_on_every_tab(make_
     again = make_window()
     qtbot.wait(50)
     assert again.splitter.sizes()[0] == chosen
+
+
+def test_a_run_that_starts_takes_the_gpu_back_from_the_chat_but_not_its_ram(make_window, tmp_path):
+    window = make_window()
+    first, second = window.chat_page.sides
+    unloaded = []
+    for side, device in ((first, "cuda"), (second, "cpu")):  # as the chat server's "loaded" event says
+        side._key = ("model", None, "auto")
+        side._on_loaded({"model": "model", "adapter": None, "device": device, "memory_bytes": 1})
+        side.client.is_running = lambda: True
+        side.client.unload = lambda side=side: unloaded.append(side)
+    window.runs.started.emit(tmp_path / "run")
+    assert unloaded == [first]  # the GPU's memory goes to the run; RAM is not short the same way
+    assert window.status_bar.currentMessage().startswith("Unloaded the Chat tab's model from the GPU")
+    first._on_unloaded()
+    window.status_bar.clearMessage()
+    window.runs.started.emit(tmp_path / "run")  # nothing on the GPU any more: nothing to say
+    assert unloaded == [first] and window.status_bar.currentMessage() == ""
