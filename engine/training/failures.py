@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from engine.config import RunConfig
-from engine.errors import UserError
+from engine.errors import UserError, is_out_of_memory
 
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 # How libraries word a full disk when they do not raise OSError: safetensors (Rust io::Error),
@@ -114,11 +114,9 @@ def is_disk_full(exc: BaseException, folder: Path | None) -> bool:
 
 def as_user_error(exc: BaseException, config: RunConfig, run_dir: Path | None) -> UserError | None:
     """The user-fixable meaning of an exception (bad input, out of memory, full disk), if it has one."""
-    import torch
-
     if isinstance(exc, UserError):
         return exc
-    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+    if is_out_of_memory(exc):
         return oom_error(config)
     if is_disk_full(exc, run_dir):
         where = next((link.filename for link in _chain(exc) if getattr(link, "filename", None)), None)

@@ -15,7 +15,7 @@ from engine.config import PREFERENCE_METHODS, RunConfig, config_to_toml
 from engine.data.preference import check_method_fits_data
 from engine.data.prepare import PreparedData, prepare_data, read_config_data
 from engine.data.reading import ReadResult
-from engine.errors import ConfigError
+from engine.errors import ConfigError, is_out_of_memory
 from engine.models.loading import inspect_model_folder, load_model, load_tokenizer, pick_device
 from engine.runs import checkpoints
 from engine.runs.events import EventLog
@@ -577,12 +577,11 @@ class TrainingRecipe:
         """setup(), where out of memory means the model does not fit (batch size, length or
         checkpointing change nothing before the first step). The fit check calls setup_model itself
         and reports such an out-of-memory as its answer."""
-        import torch
-
         try:
             return self.setup()
-        except (torch.OutOfMemoryError, MemoryError):
-            if self.free_at_load is None:  # still reading the data: the general out-of-memory words
+        except Exception as exc:
+            # Still reading the data (nothing measured yet): the general out-of-memory words.
+            if not is_out_of_memory(exc) or self.free_at_load is None:
                 raise
             raise load_oom_error(self.config, self.device, self.free_at_load) from None
 
