@@ -138,6 +138,8 @@ class ItemsView(QWidget):
         kind = self.filter.currentText()
         shown = [r for r in rows if r.matches(kind)]
         self.items.set_rows(shown, str(base.get("label") or "Base"), str(model.get("label") or "Model"))
+        for column in (5, 6):  # the base beside itself (a base-only report) is one answer, not two
+            self.table.setColumnHidden(column, model is base)
         worse = sum(r.matches("Got worse") for r in rows)
         better = sum(r.matches("Got better") for r in rows)
         summary = f"{len(shown)} of {len(rows)} items" if kind != "All" else f"{len(rows)} items"

@@ -85,6 +85,7 @@ class EvalPage(QWidget):
         self.evaluate_button.clicked.connect(self.evaluate)
         self.cancel_button.clicked.connect(self.cancel)
         self.reports.currentItemChanged.connect(self._on_report_chosen)
+        self.runs.itemChanged.connect(self._name_button)
         self.show_project(None)
 
     def _build(self) -> None:
@@ -142,6 +143,7 @@ class EvalPage(QWidget):
         self.project = project
         usable = project is not None and not project.problem
         self.runs.show_runs(project.runs if usable else (), keep=same)
+        self._name_button()
         self.evaluate_button.setEnabled(usable and not self.is_running())
         sets = [p.stem for p in eval_sets(project.path)] if usable else []
         self.sets_label.setText(
@@ -181,6 +183,10 @@ class EvalPage(QWidget):
         elif not paths:
             self._show_report(None, None)
 
+    def _name_button(self, *_args) -> None:
+        """Say what Evaluate will score: with nothing ticked, the base model alone."""
+        self.evaluate_button.setText("Evaluate" if self.runs.checked() else "Evaluate the base model")
+
     # ---- reports ------------------------------------------------------------------------------
     def _on_report_chosen(self, item: QListWidgetItem | None, _previous=None) -> None:
         if item is not None:
@@ -200,7 +206,11 @@ class EvalPage(QWidget):
         self.scorecard.show_report(report)
         self.items.show_report(report)
         if report is None:
-            self.report_title.setText("No evaluation yet: tick runs on the left and press Evaluate.")
+            self.report_title.setText(
+                "No evaluation yet: tick runs on the left and press Evaluate."
+                if self.runs.has_runs()
+                else "No evaluation yet: press Evaluate to score the base model."
+            )
             return
         settings = report.get("settings") or {}
         model = Path(str(settings.get("model") or "?")).name

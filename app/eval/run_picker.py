@@ -6,12 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QAbstractItemView, QTreeWidget, QTreeWidgetItem, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QLabel, QTreeWidget, QTreeWidgetItem, QWidget
 
 from app.widgets.run_labels import checkpoints_best_first, run_details, run_title
+from app.widgets.theme import muted
 
 PATH_ROLE = Qt.ItemDataRole.UserRole
 RUN_ROLE = Qt.ItemDataRole.UserRole + 1
+NO_RUNS = (
+    "No finished runs yet. Evaluate scores the base model alone: the baseline that runs are "
+    "compared with. Train a run on the Train tab, then tick it here."
+)
 
 
 class RunPicker(QTreeWidget):
@@ -23,6 +28,13 @@ class RunPicker(QTreeWidget):
         self.setToolTip("Tick the runs to compare with the base model; expand a run to tick its checkpoints.")
         self.setWordWrap(True)
         self.setUniformRowHeights(False)
+        self.empty_note = QLabel(NO_RUNS, self.viewport(), wordWrap=True)
+        self.empty_note.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.empty_note.setStyleSheet(f"color: {muted(self.palette())}; padding: 6px;")
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        super().resizeEvent(event)
+        self.empty_note.setGeometry(self.viewport().rect())
 
     def show_runs(self, runs, keep: bool) -> None:
         """List `runs` (RunSummary, newest first). keep=True keeps the ticks of a rescan of the same
@@ -62,6 +74,7 @@ class RunPicker(QTreeWidget):
                 item.addChild(child)
             self.addTopLevelItem(item)
             item.setExpanded(str(run.path) in expanded)
+        self.empty_note.setVisible(not self.topLevelItemCount())  # an empty box says nothing to a new user
         if not keep:
             first = next((i for i in self._items() if i.parent() is None and i.data(0, PATH_ROLE)), None)
             ticked = {Path(first.data(0, PATH_ROLE))} if first else set()
@@ -96,6 +109,9 @@ class RunPicker(QTreeWidget):
             if item.data(0, PATH_ROLE):
                 state = Path(item.data(0, PATH_ROLE)) in wanted
                 item.setCheckState(0, Qt.CheckState.Checked if state else Qt.CheckState.Unchecked)
+
+    def has_runs(self) -> bool:
+        return self.topLevelItemCount() > 0
 
     def current_run(self) -> Path | None:
         item = self.currentItem()

@@ -29,6 +29,7 @@ class Metric:
     get: Callable[[dict], object]
     digits: int = 3
     unit: str = ""
+    relative: bool = False  # measured against the base: the base's own value is 0 by definition
 
     def value(self, model: dict) -> float | None:
         value = self.get(model)
@@ -109,6 +110,7 @@ def metrics_for(report: dict) -> list[Metric]:
             True,
             "points",
             _path("probes", FORGETTING, "accuracy_drop"),
+            relative=True,
         ),
         Metric(
             "kl",
@@ -118,6 +120,7 @@ def metrics_for(report: dict) -> list[Metric]:
             True,
             "number",
             _path("probes", FORGETTING, "kl"),
+            relative=True,
         ),
         Metric(
             "changed",
@@ -126,6 +129,7 @@ def metrics_for(report: dict) -> list[Metric]:
             True,
             "percent",
             _path("probes", FORGETTING, "changed"),
+            relative=True,
         ),
         Metric(
             "bias_gap",
@@ -139,7 +143,12 @@ def metrics_for(report: dict) -> list[Metric]:
             unit=" nats",
         ),
     ]
-    return [m for m in rows if any(m.value(model) is not None for model in report["models"])]
+    # A base-only report has nothing to measure against the base: its 0s there would read as results.
+    return [
+        m
+        for m in rows
+        if any(m.value(model) is not None for model in report["models"] if not (m.relative and is_base(model)))
+    ]
 
 
 class ScorecardModel(QAbstractTableModel):
@@ -175,7 +184,7 @@ class ScorecardModel(QAbstractTableModel):
         if not index.isValid():
             return None
         metric, model = self.metrics[index.row()], self.models[index.column()]
-        value = metric.value(model)
+        value = None if metric.relative and is_base(model) else metric.value(model)
         if role == Qt.ItemDataRole.DisplayRole:
             return "—" if value is None else metric.text(value)
         if role == Qt.ItemDataRole.TextAlignmentRole:
@@ -196,6 +205,8 @@ class ScorecardModel(QAbstractTableModel):
         return None
 
     def _tooltip(self, metric: Metric, model: dict, value: float | None, verdict: str | None) -> str:
+        if metric.relative and is_base(model):
+            return f"{metric.label}: the base model is what this row measures the other models against."
         lines = [
             f"{metric.label} of {model.get('label') or 'this model'}: "
             + ("not measured" if value is None else metric.text(value))

@@ -185,3 +185,25 @@ def test_scorecard_fills_from_a_real_evaluation_of_the_tiny_model(qtbot, home, t
     assert page.scorecard.row_of("kl") >= 0 and page.scorecard.cell_text("kl", 0) == "0.000"
     assert page.reports.count() == 1  # the run's own copy of the report is not listed twice
     assert page.items.source.count() == 2
+
+
+def test_a_project_without_runs_says_evaluate_scores_the_base_model(qtbot, home, tmp_path):
+    workspace = Workspace(home)
+    path = workspace.create_project("New", model=str(tmp_path / "no-such-model"))
+    page = make_page(qtbot)
+    page.show_project(workspace.summarize(path))
+    assert not page.runs.has_runs() and page.runs.empty_note.isVisibleTo(page)
+    assert "No finished runs yet" in page.runs.empty_note.text()
+    assert page.runs.checked() == [] and page.runs.current_run() is None
+    assert page.evaluate_button.text() == "Evaluate the base model"
+    assert "press Evaluate to score the base model" in page.report_title.text()
+
+
+def test_the_evaluate_button_says_whether_runs_are_ticked(qtbot, project):
+    workspace, path = project
+    page = make_page(qtbot)
+    page.show_project(workspace.summarize(path))
+    assert page.runs.has_runs() and not page.runs.empty_note.isVisibleTo(page)
+    assert page.evaluate_button.text() == "Evaluate"
+    page.runs.set_checked([])
+    assert page.evaluate_button.text() == "Evaluate the base model"

@@ -59,3 +59,17 @@ def test_long_answers_are_one_line_in_the_table_and_whole_in_tooltip_and_detail(
     assert view.items.data(index, Qt.ItemDataRole.ToolTipRole).count("rain, rain") >= 20
     assert view.detail.toPlainText().count("Rain, rain") == 20
     assert view.items.data(view.items.index(4, 6)) == "—"  # not scored
+
+
+def test_a_base_only_report_shows_each_answer_once(qtbot, report):
+    view = ItemsView()
+    qtbot.addWidget(view)
+    view.show_report(report)
+    assert not view.table.isColumnHidden(5) and not view.table.isColumnHidden(6)
+    report["models"] = report["models"][:1]
+    view.show_report(report)
+    view.set_source("facts")
+    assert view.table.isColumnHidden(5) and view.table.isColumnHidden(6)
+    assert view.items.headers[3] == "Base model: answer"
+    view.table.selectRow(0)
+    assert view.detail.toPlainText().count("Base model: answer") == 1

@@ -64,3 +64,25 @@ def test_scorecard_without_a_base_colours_nothing(qtbot, report):
     card.show_report(report)
     assert card.table.columnCount() == 1
     assert card.verdict("set:facts", 0) is None
+
+
+def test_the_base_is_the_reference_of_the_rows_measured_against_it(qtbot, report):
+    card = Scorecard()
+    qtbot.addWidget(card)
+    card.show_report(report)
+    for key in ("accuracy_drop", "kl", "changed"):  # 0 by definition for the base: not a result
+        assert card.cell_text(key, 0) == "—", key
+        tip = card.table.data(card.table.index(card.row_of(key), 0), Qt.ItemDataRole.ToolTipRole)
+        assert "measures the other models against" in tip
+    assert card.cell_text("forgetting_accuracy", 0) == "61.1%"  # the base's own measurement stays
+    assert card.verdict("accuracy_drop", 1) == "worse"  # still judged against the base's zero
+
+
+def test_a_base_only_report_has_no_rows_measured_against_the_base(qtbot, report):
+    report["models"] = report["models"][:1]  # no run ticked: the base alone
+    card = Scorecard()
+    qtbot.addWidget(card)
+    card.show_report(report)
+    keys = [m.key for m in card.table.metrics]
+    assert "forgetting_accuracy" in keys and "set:facts" in keys
+    assert not {"accuracy_drop", "kl", "changed"} & set(keys)
