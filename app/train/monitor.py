@@ -65,10 +65,12 @@ class RunMonitor(QWidget):
 
         self.title = QLabel(self)
         self.title.setStyleSheet("font-size: 15px; font-weight: bold;")
+        self.title.setMinimumWidth(80)  # a long run name never widens the monitor (its tooltip has it all)
         self.state_label = QLabel(self)
         self.message = QLabel(self)
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message.hide()  # until there is something to say (_say)
         self.progress = QProgressBar(self)
         self.eta = QLabel(self)
         self.stop_button = QPushButton("Stop", self)
@@ -81,6 +83,8 @@ class RunMonitor(QWidget):
         )
         self.checkpoint = QComboBox(self)
         self.checkpoint.setToolTip("Resume from this checkpoint; later checkpoints are removed.")
+        # As wide as "from step 145 (latest)": the width of its first, empty state cut that off.
+        self.checkpoint.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.resume_button = QPushButton("Resume", self)
         self.more_steps = QSpinBox(self)
         self.more_steps.setRange(1, 10_000_000)
@@ -92,19 +96,18 @@ class RunMonitor(QWidget):
             "Continue this run from its last checkpoint for more steps; the curve goes on."
         )
 
+        # The name on a line of its own: beside six controls it was cut off, and their width
+        # squeezed the run list beside the monitor.
         header = QHBoxLayout()
         header.addWidget(self.title)
         header.addWidget(self.state_label)
         header.addStretch(1)
-        for widget in (
-            self.stop_button,
-            self.pause_button,
-            self.checkpoint,
-            self.resume_button,
-            self.more_steps,
-            self.further_button,
-        ):
-            header.addWidget(widget)
+        controls = QHBoxLayout()
+        for widget in (self.stop_button, self.pause_button):
+            controls.addWidget(widget)
+        controls.addStretch(1)
+        for widget in (self.checkpoint, self.resume_button, self.more_steps, self.further_button):
+            controls.addWidget(widget)
         progress_row = QHBoxLayout()
         progress_row.addWidget(self.progress, 1)
         progress_row.addWidget(self.eta)
@@ -121,6 +124,7 @@ class RunMonitor(QWidget):
         split.setStretchFactor(1, 1)
         layout = QVBoxLayout(self)
         layout.addLayout(header)
+        layout.addLayout(controls)
         layout.addWidget(self.message)
         layout.addLayout(progress_row)
         layout.addWidget(split, 1)
@@ -142,6 +146,7 @@ class RunMonitor(QWidget):
             self._recent.clear()
             self.step, self.max_steps = summary.step or 0, summary.max_steps or 0
             self.title.setText(summary.name)
+            self.title.setToolTip(summary.name)
             self._feed = self._runs.follow(summary.path, self)
             self._feed.events.connect(self._on_events)
         self.update_summary(summary, active)
@@ -155,18 +160,23 @@ class RunMonitor(QWidget):
                 self.state = "starting"
         else:
             self.state = summary.state
-            self.message.setText(summary.message or "")
+            self._say(summary.message or "")
         self.max_steps = summary.max_steps or self.max_steps
         self._refresh()
 
     def set_state(self, state: str, message: str = "") -> None:
         """How the run ended (from the RunManager), or that it (re)started."""
         self.state = state
-        self.message.setText(message)
+        self._say(message)
         if state not in ACTIVE and self.run_dir is not None:
             # The checkpoint it just saved can be resumed now, not after the next workspace scan.
             self._show_checkpoints([step for step, _path in complete_checkpoints(self.run_dir)])
         self._refresh()
+
+    def _say(self, text: str) -> None:
+        """The line under the controls; hidden while empty, so it leaves no gap above the progress."""
+        self.message.setText(text)
+        self.message.setVisible(bool(text))
 
     def _show_checkpoints(self, steps: list[int]) -> None:
         self.checkpoints = steps
@@ -254,7 +264,7 @@ class RunMonitor(QWidget):
     def _request_stop(self, pause: bool) -> None:
         if self.run_dir is not None:
             self.stopRequested.emit(self.run_dir, pause)
-            self.message.setText("Pausing after this step…" if pause else "Stopping after this step…")
+            self._say("Pausing after this step…" if pause else "Stopping after this step…")
             self.stop_button.setEnabled(False)
             self.pause_button.setEnabled(False)
 

@@ -106,3 +106,17 @@ def test_resume_offers_the_newest_checkpoint_after_a_pause_and_keeps_an_earlier_
     monitor.checkpoint.setCurrentIndex(monitor.checkpoint.findData(30))  # the user branches on purpose
     monitor._show_checkpoints([15, 30, 50, 60, 61, 75])
     assert monitor.checkpoint.currentData() == 30
+
+
+def test_a_long_run_name_does_not_widen_the_monitor_and_an_empty_message_leaves_no_gap(
+    make_window, project_with_run, qtbot
+):
+    run_dir = project_with_run / "runs" / "run-1"
+    window, page = open_run(make_window, qtbot, project_with_run, run_dir)
+    monitor = page.monitor
+    width = monitor.minimumSizeHint().width()
+    monitor.title.setText("A run name far longer than the monitor is wide " * 6)
+    assert monitor.minimumSizeHint().width() == width  # it was the title's whole width before
+    assert not monitor.message.isVisible()  # a done run has nothing to say under its controls
+    monitor.set_state("failed", "The run failed. Try again.")
+    assert monitor.message.isVisible() and "Try again" in monitor.message.text()
