@@ -88,6 +88,9 @@ class ChatComposer(QWidget):
         self._reason = reason
         self.input.setEnabled(reason is None)
         self.input.setPlaceholderText(PLACEHOLDER if reason is None else reason)
+        # Qt repaints a placeholder only when it appears or goes, not when its text changes: the box
+        # kept saying "Choose a base model first" with the model chosen.
+        self.input.viewport().update()
         self._update_button()
 
     def _update_button(self) -> None:

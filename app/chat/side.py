@@ -25,6 +25,9 @@ class ChatSide(QWidget):
         self.adapter.setToolTip(
             "What to talk to: the base model alone, or with a run's adapter or checkpoint"
         )
+        # Not as wide as its longest run name: both sides of a comparison get the same width.
+        self.adapter.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.adapter.setMinimumContentsLength(16)
         self.state = QLabel("Not loaded", self)
         self.state.setWordWrap(True)
         self.transcript = ChatTranscript(title, self)

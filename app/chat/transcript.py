@@ -276,6 +276,8 @@ class ChatTranscript(QWidget):
         font = self.title_label.font()
         font.setBold(True)
         self.title_label.setFont(font)
+        # A long run name is cut, not the reason one side of a comparison is wider than the other.
+        self.title_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.set_title(title)
         self._column = QVBoxLayout()
         self._column.setContentsMargins(0, 0, 0, 0)
@@ -298,6 +300,7 @@ class ChatTranscript(QWidget):
 
     def set_title(self, text: str) -> None:
         self.title_label.setText(text)
+        self.title_label.setToolTip(text)
         self.title_label.setVisible(bool(text))
 
     def set_messages(self, messages: list[dict]) -> None:

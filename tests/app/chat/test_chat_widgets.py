@@ -273,3 +273,38 @@ def test_messages_fit_a_narrow_column(qtbot):
     )
     qtbot.waitUntil(lambda: transcript.scroll.widget().width() > 0)
     assert transcript.scroll.widget().width() <= transcript.scroll.viewport().width()
+
+
+def test_a_new_reason_repaints_the_placeholder_that_shows_it(composer, qtbot):
+    from PySide6.QtCore import QEvent, QObject
+
+    class Paints(QObject):
+        count = 0
+
+        def eventFilter(self, _obj, event):  # noqa: N802 (Qt override)
+            if event.type() == QEvent.Type.Paint:
+                self.count += 1
+            return False
+
+    qtbot.waitExposed(composer)
+    composer.set_enabled_reason("Choose a base model first")
+    qtbot.wait(50)
+    paints = Paints()
+    composer.input.viewport().installEventFilter(paints)
+    composer.set_enabled_reason("Press Load to load the model")
+    qtbot.waitUntil(lambda: paints.count > 0, timeout=2000)  # Qt alone left the old text on screen
+    assert composer.input.placeholderText() == "Press Load to load the model"
+
+
+def test_a_long_run_name_does_not_make_its_side_wider_than_the_other(qtbot):
+    from app.chat.side import ChatSide
+
+    long, short = ChatSide("Base model (no adapter)"), ChatSide("")
+    for side in (long, short):
+        qtbot.addWidget(side)
+    name = "Custom · rank 16 · lr 3e-4 · 145 steps, trained further twice: final adapter"
+    long.set_choices([(name, "/runs/x/adapter")])
+    long.transcript.set_title(name)
+    short.set_choices([("Base model (no adapter)", None)])
+    assert long.sizeHint().width() == short.sizeHint().width()
+    assert long.transcript.title_label.toolTip() == name  # the whole name, where the label cuts it
