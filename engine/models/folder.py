@@ -22,6 +22,8 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "n_ctx")
 MAX_HEADER = 100_000_000  # the safetensors format's own limit
 DAMAGED = "The model folder looks damaged; copy it again."
+# The heads of models that generate text (GPT2LMHeadModel, Gemma3ForConditionalGeneration, ...).
+GENERATING_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
 
 
 def read_json_object(file: Path, hint: str = DAMAGED) -> dict[str, Any]:
@@ -60,6 +62,7 @@ class ModelFolder:
     def open(cls, path: str | Path, allow_pickle_weights: bool = False) -> ModelFolder:
         """Every check except remote-code consent, the weight files' headers included."""
         folder = cls.read(path)
+        folder.check_kind()
         folder.check_files(allow_pickle_weights)
         return folder
 
@@ -122,6 +125,35 @@ class ModelFolder:
     @property
     def has_pickle(self) -> bool:
         return any(n.endswith(PICKLE_SUFFIXES) for n in self.files)
+
+    def check_kind(self) -> None:
+        """A model that generates text, of a type this transformers knows (ModelError otherwise).
+
+        An encoder (BERT and kin) used to load and then fail inside bitsandbytes with a bare
+        AssertionError; an unknown type got transformers' advice to upgrade it from the network.
+        """
+        from engine.models.types import builtin_model_types, causal_lm_model_types
+
+        if self.needs_remote_code:
+            return  # its own code decides what it is (run only with the user's consent)
+        kind, heads = self.model_type, self.config.get("architectures")
+        heads = [h for h in heads if isinstance(h, str)] if isinstance(heads, list) else []
+        generating = "Pick a text-generation model: Llama, Qwen, Mistral, Gemma, Phi and most others."
+        if kind and kind not in builtin_model_types():
+            raise ModelError(
+                f"{self.path} holds a model of type {kind!r}, which the transformers library inside "
+                "Whetstone does not know.",
+                f"{generating} A newer Whetstone may know this type (models are never downloaded).",
+            )
+        if (heads and not any(h.endswith(GENERATING_HEADS) for h in heads)) or (
+            kind and kind not in causal_lm_model_types()
+        ):
+            what = heads[0] if heads else f"{kind!r}"
+            raise ModelError(
+                f"{self.path} holds a {what} model, which does not generate text: Whetstone tunes "
+                "causal language models, which answer prompts.",
+                f"{generating} Their config.json names an architecture ending in ForCausalLM.",
+            )
 
     def check_files(self, allow_pickle_weights: bool = False) -> None:
         path = self.path

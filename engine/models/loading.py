@@ -13,7 +13,7 @@ from typing import Any
 
 from engine.config import ModelConfig, QuantizationConfig
 from engine.errors import ModelError
-from engine.models.folder import ModelFolder, needs_remote_code, read_config
+from engine.models.folder import DAMAGED, ModelFolder, needs_remote_code, read_config
 from engine.models.library import remote_code_consent
 from engine.util.bnb_library import cuda_kernels_problem
 
@@ -49,6 +49,7 @@ def inspect_model_folder(cfg: ModelConfig) -> ModelFolder:
             f"Only if you trust this folder: `whetstone-engine models allow-remote-code {folder.path}` "
             "(or allow it in the model library, or pass --allow-remote-code).",
         )
+    folder.check_kind()  # a text-generation model of a type transformers knows
     folder.check_files(cfg.allow_pickle_weights)  # weights (headers included) and tokenizer files
     return folder
 
@@ -114,6 +115,7 @@ def load_tokenizer(cfg: ModelConfig):
             str(folder.path), trust_remote_code=trust_remote_code(folder), local_files_only=True
         )
     except Exception as exc:  # transformers raises many types for broken tokenizer files
+        check_config(folder)  # AutoTokenizer reads config.json too: a bad one is not the tokenizer's fault
         raise ModelError(
             f"The tokenizer in {folder.path} cannot be loaded: {exc}", "Check the tokenizer files."
         ) from None
@@ -121,6 +123,18 @@ def load_tokenizer(cfg: ModelConfig):
         # Padding positions are masked out of the loss by our own masks, so eos is a safe pad.
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def check_config(folder: ModelFolder) -> None:
+    """ModelError when transformers refuses the folder's config.json (values its model class rejects)."""
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(
+            str(folder.path), trust_remote_code=trust_remote_code(folder), local_files_only=True
+        )
+    except Exception as exc:  # the config classes validate with several exception types
+        raise ModelError(f"{folder.path / 'config.json'} is not a valid configuration: {exc}", DAMAGED) from None
 
 
 def load_model(

@@ -64,6 +64,30 @@ def builtin_model_types() -> frozenset[str]:
         return frozenset(CONFIG_MAPPING.keys())
 
 
+@lru_cache(maxsize=1)
+def causal_lm_model_types() -> frozenset[str]:
+    """Every `model_type` AutoModelForCausalLM loads (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES's keys)."""
+    try:
+        source = (_transformers_dir() / "models" / "auto" / "modeling_auto.py").read_text(encoding="utf-8")
+        names: set[str] = set()
+        for stmt in ast.parse(source).body:
+            targets = [t.id for t in getattr(stmt, "targets", []) if isinstance(t, ast.Name)]
+            if targets == ["MODEL_FOR_CAUSAL_LM_MAPPING_NAMES"]:
+                names = {  # OrderedDict([("llama", "LlamaForCausalLM"), ...])
+                    pair.elts[0].value
+                    for pair in ast.walk(stmt.value)
+                    if isinstance(pair, ast.Tuple) and pair.elts and isinstance(pair.elts[0], ast.Constant)
+                }
+        if len(names) < 50:  # the real list has well over a hundred; fewer means the layout changed
+            raise ValueError(f"only {len(names)} causal LM types found")
+        return frozenset(names)
+    except Exception as exc:
+        log.debug("reading transformers' causal LM types from files failed (%s); importing it", exc)
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+        return frozenset(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+
+
 def _assigned_dict_keys(file: Path, name: str) -> set[str]:
     for stmt in ast.parse(file.read_text(encoding="utf-8")).body:
         targets = [t.id for t in getattr(stmt, "targets", []) if isinstance(t, ast.Name)]
