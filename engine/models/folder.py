@@ -150,8 +150,8 @@ class ModelFolder:
         ):
             what = heads[0] if heads else f"{kind!r}"
             raise ModelError(
-                f"{self.path} holds a {what} model, which does not generate text: Whetstone tunes "
-                "causal language models, which answer prompts.",
+                f"{self.path} holds a {what} model, which is not a causal language model (text in, "
+                "text out, one token after another), the kind Whetstone tunes.",
                 f"{generating} Their config.json names an architecture ending in ForCausalLM.",
             )
 

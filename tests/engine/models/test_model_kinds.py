@@ -36,8 +36,8 @@ def test_the_causal_lm_types_are_transformers_own():
     ("changes", "words"),
     [
         ({"model_type": "bert", "architectures": ["BertForMaskedLM"]}, "holds a BertForMaskedLM model"),
-        ({"model_type": "t5", "architectures": ["T5ForConditionalGeneration"]}, "does not generate text"),
-        ({"model_type": "t5", "architectures": None}, "holds a 't5' model, which does not generate text"),
+        ({"model_type": "t5", "architectures": ["T5ForConditionalGeneration"]}, "not a causal language model"),
+        ({"model_type": "t5", "architectures": None}, "holds a 't5' model, which is not a causal"),
         ({"model_type": "whetstone-x"}, "type 'whetstone-x', which the transformers library"),
     ],
 )
