@@ -19,7 +19,8 @@ _WRITE_FAILED_WORDS = ("file write failed", "unexpected pos")
 _LOW_SPACE = 512 * 2**20
 
 
-def oom_error(config: RunConfig) -> UserError:
+def oom_error(config: RunConfig, gpu: bool = False) -> UserError:
+    """`gpu`: GPU memory ran out (not RAM), where other programs may hold part of it."""
     t, d = config.training, config.data
     steps = [
         f"lower training.batch_size (now {t.batch_size}; raise gradient_accumulation to keep "
@@ -30,6 +31,8 @@ def oom_error(config: RunConfig) -> UserError:
         steps.append("turn on training.gradient_checkpointing")
     if config.lora.rank > 16:
         steps.append(f"lower lora.rank (now {config.lora.rank})")
+    if gpu:  # the app frees the Chat tab's model when a run starts, not an evaluation that is running
+        steps.append("close other programs that use the GPU (an evaluation in the Evaluate tab; nvidia-smi lists them)")
     return UserError("Out of memory while training.", "Try: " + "; ".join(steps) + ".", kind="oom")
 
 
@@ -117,7 +120,7 @@ def as_user_error(exc: BaseException, config: RunConfig, run_dir: Path | None) -
     if isinstance(exc, UserError):
         return exc
     if is_out_of_memory(exc):
-        return oom_error(config)
+        return oom_error(config, gpu=not isinstance(exc, MemoryError))
     if is_disk_full(exc, run_dir):
         where = next((link.filename for link in _chain(exc) if getattr(link, "filename", None)), None)
         return disk_full_error(where or run_dir)

@@ -138,7 +138,16 @@ def test_out_of_memory_becomes_an_oom_event_with_remedies(
     assert err.startswith("error: Out of memory") and "batch_size (now 32" in err and "Traceback" not in err
     errors = [e for e in read_events(run_dir / "events.jsonl") if e["type"] == "error"]
     assert errors[-1]["kind"] == "oom" and "max_length" in errors[-1]["hint"]
+    assert "an evaluation in the Evaluate tab" in errors[-1]["hint"]  # GPU memory others may hold
     assert states(run_dir)[-1] == "failed"
+
+
+def test_running_out_of_ram_does_not_send_the_user_to_the_gpu():
+    from engine.config import RunConfig
+    from engine.training.failures import as_user_error
+
+    hint = as_user_error(MemoryError(), RunConfig(), None).hint
+    assert "batch_size" in hint and "GPU" not in hint
 
 
 def test_a_full_disk_is_reported_as_bad_input_without_a_traceback(
