@@ -256,7 +256,10 @@ class ModelLibraryDialog(QDialog):
         self._update_buttons()
 
     def choose_folder_to_add(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Add a model folder (the one with config.json)")
+        # From the home folder, not the folder the app was started in (an installed app's is meaningless).
+        folder = QFileDialog.getExistingDirectory(
+            self, "Add a model folder (the one with config.json)", str(Path.home())
+        )
         if folder:
             self.add_folder(folder)
 
@@ -299,7 +302,7 @@ class ModelLibraryDialog(QDialog):
 
     def choose_gguf_to_import(self) -> None:
         file, _ = QFileDialog.getOpenFileName(
-            self, "Import a GGUF model", "", "GGUF models (*.gguf);;All files (*)"
+            self, "Import a GGUF model", str(Path.home()), "GGUF models (*.gguf);;All files (*)"
         )
         if file:
             self.import_gguf(file)
