@@ -29,6 +29,7 @@ from app.train.feed import RunFeed
 from app.train.plots import RunPlots
 from app.train.run_manager import RunManager
 from engine.runs.checkpoints import complete_checkpoints
+from engine.runs.state import summarize_run
 from engine.runs.text import stamped_text
 from engine.runs.verdict import STATE_HEADINGS, judge_run
 from engine.util.files import format_duration
@@ -60,6 +61,7 @@ class RunMonitor(QWidget):
         self.state = "new"
         self.step, self.max_steps = 0, 0
         self.checkpoints: list[int] = []
+        self.failure = ""  # a failed run's error kind: a diverged one is not offered Resume
         self._feed: RunFeed | None = None
         self._recent: deque[tuple[float, int]] = deque(maxlen=30)
 
@@ -159,7 +161,7 @@ class RunMonitor(QWidget):
             if self.state not in ACTIVE:
                 self.state = "starting"
         else:
-            self.state = summary.state
+            self.state, self.failure = summary.state, summary.failure
             self._say(summary.message or "")
         self.max_steps = summary.max_steps or self.max_steps
         self._refresh()
@@ -168,6 +170,9 @@ class RunMonitor(QWidget):
         """How the run ended (from the RunManager), or that it (re)started."""
         self.state = state
         self._say(message)
+        self.failure = ""
+        if state == "failed" and self.run_dir is not None and self.run_dir.is_dir():
+            self.failure = summarize_run(self.run_dir).failure
         if state not in ACTIVE and self.run_dir is not None:
             # The checkpoint it just saved can be resumed now, not after the next workspace scan.
             self._show_checkpoints([step for step, _path in complete_checkpoints(self.run_dir)])
@@ -254,8 +259,17 @@ class RunMonitor(QWidget):
         # A finished run resumes only from an earlier checkpoint (a new branch);
         # its latest one trains further.
         earlier = self.checkpoints and self.checkpoint.currentData() not in (None, self.checkpoints[-1])
+        # A run whose loss became NaN would repeat the same steps from its checkpoint, data order and
+        # optimizer state included: a new run with a lower learning rate is the way on.
+        diverged = self.state == "failed" and self.failure == "diverged"
         self.resume_button.setEnabled(
-            not active and has_checkpoint and (self.state != "done" or bool(earlier))
+            not active and has_checkpoint and (self.state != "done" or bool(earlier)) and not diverged
+        )
+        self.resume_button.setToolTip(
+            "This run diverged: resuming would repeat the same steps. Start a new run with a lower "
+            "learning rate (+ New run in the runs list)."
+            if diverged
+            else "Continue the run from the checkpoint picked beside this button."
         )
         self.further_button.setEnabled(not active and self.state == "done" and has_checkpoint)
         self.more_steps.setEnabled(self.further_button.isEnabled())

@@ -53,6 +53,7 @@ class RunSummary:
     eval_headline: str = ""  # the latest evaluation in a few words ("facts 100% · general −12 pts")
     best_step: int | None = None  # the complete checkpoint with the lowest validation loss (best.json)
     model: Path | None = None  # a full fine-tuning run's result, RUN_DIR/model (it has no adapter)
+    failure: str = ""  # a failed run's error kind (engine.errors.UserError.kind: "oom", "diverged", ...)
 
 
 def request_stop(run_dir: str | Path, pause: bool = False) -> None:
@@ -201,6 +202,7 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
         eval_headline=read_eval_headline(run_dir),
         best_step=(read_best(run_dir) or {}).get("step"),
         model=run_dir / MODEL_NAME if (run_dir / MODEL_NAME / "config.json").is_file() else None,
+        failure=str((events.error or {}).get("kind") or "") if verdict.state == "failed" else "",
     )
 
 

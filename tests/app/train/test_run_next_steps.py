@@ -120,3 +120,29 @@ def test_a_long_run_name_does_not_widen_the_monitor_and_an_empty_message_leaves_
     assert not monitor.message.isVisible()  # a done run has nothing to say under its controls
     monitor.set_state("failed", "The run failed. Try again.")
     assert monitor.message.isVisible() and "Try again" in monitor.message.text()
+
+
+def failed_copy(short_run: Path, target: Path, kind: str) -> Path:
+    """A run that failed at step 8 with an error of `kind`, its checkpoint of step 8 kept."""
+    shutil.copytree(short_run, target)
+    shutil.rmtree(target / "adapter")
+    with open(target / "events.jsonl", "a", encoding="utf-8") as handle:
+        error = {"type": "error", "time": 1.0, "kind": kind, "message": "It failed.", "hint": "Try again."}
+        handle.write(json.dumps(error) + "\n")
+        handle.write(json.dumps({"type": "status", "time": 1.0, "state": "failed", "step": 8}) + "\n")
+    return target
+
+
+def test_a_diverged_run_is_not_offered_resume_and_says_why(make_window, project_with_run, short_run, qtbot):
+    diverged = failed_copy(short_run, project_with_run / "runs" / "run-2", "diverged")
+    oom = failed_copy(short_run, project_with_run / "runs" / "run-3", "oom")
+    window, page = open_run(make_window, qtbot, project_with_run, diverged)
+    monitor = page.monitor
+    assert monitor.state == "failed" and monitor.checkpoints  # a checkpoint from before the NaN
+    assert not monitor.resume_button.isEnabled()
+    assert "repeat the same steps" in monitor.resume_button.toolTip()
+    monitor.set_state("failed", "It failed. Try again.")  # as the RunManager reports a run it launched
+    assert not monitor.resume_button.isEnabled()
+    page.select_run(oom)  # out of memory: resuming with more memory free is a fair try
+    qtbot.waitUntil(lambda: monitor.run_dir == oom and monitor.state == "failed", timeout=15000)
+    assert monitor.resume_button.isEnabled() and "repeat" not in monitor.resume_button.toolTip()
