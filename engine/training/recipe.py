@@ -393,7 +393,8 @@ class TrainingRecipe:
             why = 'training.gradient_checkpointing = "auto" on several GPUs'
         else:
             try:
-                free = free_device_memory(self.device)
+                # setup_model has just measured it; the fit check calls this on its own.
+                free = self.free_at_load if self.free_at_load is not None else free_device_memory(self.device)
                 decided, why = with_checkpointing_decided(path, self.config, self.device, free)
             except ModelError:  # an architecture the estimate cannot read: the safe choice
                 decided = self.config.with_overrides({"training.gradient_checkpointing": True})
