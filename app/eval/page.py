@@ -78,6 +78,11 @@ class EvalPage(QWidget):
         self.reports.setWordWrap(True)
         self.reports.setToolTip("Past evaluations of this project's runs, newest first")
         self.report_title = QLabel(self)  # one line: a wrapping label asks for the height of three
+        # What the report's numbers leave out (skipped eval-set lines, no validation loss), or hidden.
+        self.report_notes = QLabel(self, wordWrap=True)
+        self.report_notes.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.report_notes.setStyleSheet(f"color: {WORSE_COLOR};")
+        self.report_notes.hide()
         self.scorecard = Scorecard(self)
         self.items = ItemsView(self)
         self.chart = LossChart(self)
@@ -110,6 +115,7 @@ class EvalPage(QWidget):
         card = QVBoxLayout(top)
         card.setContentsMargins(0, 0, 0, 0)
         card.addWidget(self.report_title)
+        card.addWidget(self.report_notes)
         card.addWidget(self.scorecard, 1)
         self.tabs = QTabWidget(self)
         self.tabs.setDocumentMode(True)
@@ -205,6 +211,9 @@ class EvalPage(QWidget):
         self.report, self.report_path = report, path
         self.scorecard.show_report(report)
         self.items.show_report(report)
+        notes = [str(note) for note in (report or {}).get("notes") or []]
+        self.report_notes.setText("\n".join(f"⚠ {note}" for note in notes))
+        self.report_notes.setVisible(bool(notes))
         if report is None:
             self.report_title.setText(
                 "No evaluation yet: tick runs on the left and press Evaluate."
@@ -227,9 +236,19 @@ class EvalPage(QWidget):
         if runs:
             self.chart.select_run(Path(runs[-1]))
 
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        super().showEvent(event)
+        # A report shown while the tab was hidden was fitted to a splitter not laid out yet: the
+        # scorecard got two rows and a scroll bar (seen after a start on another tab).
+        if self.report is not None:
+            self._fit_scorecard()
+
     def _fit_scorecard(self) -> None:
         """Give the scorecard the height of its rows (no scroll bar), the answers the rest."""
-        wanted = self.report_title.sizeHint().height() + self.scorecard.preferred_height() + 8
+        notes = 0
+        if self.report_notes.text():  # its wrapped height, and the layout's gap above it
+            notes = self.report_notes.heightForWidth(max(self.card.width(), 400)) + self.card.layout().spacing()
+        wanted = self.report_title.sizeHint().height() + notes + self.scorecard.preferred_height() + 8
         self.card.setMaximumHeight(wanted)  # never more: the splitter gives the rest to the answers
         total = sum(self.right.sizes()) or self.right.height()
         self.right.setSizes([min(wanted, total // 2), total - min(wanted, total // 2)])

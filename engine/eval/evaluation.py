@@ -91,7 +91,9 @@ class Evaluation:
         self.run_config = self._run_config()
         self.device = request.device or pick_device()
         self.quantization = _inference_quantization(request.quantization, self.device)
-        self.notes: list[str] = []
+        # A set's bad lines are left out of its score: the report says which, or the score would
+        # silently cover fewer items than the file holds.
+        self.notes: list[str] = [note for s in self.sets if (note := s.skipped_note())]
 
     def _check_target(self, target: EvalTarget) -> AdapterFolder | ModelFolder:
         """An adapter that fits the base, or a full fine-tuned model that shares its tokenizer."""

@@ -128,6 +128,20 @@ class EvalSet:
     items: list[EvalItem]
     problems: list[SetProblem] = field(default_factory=list)
 
+    def skipped_note(self) -> str | None:
+        """A sentence about the lines that were skipped, for the report (None when none were)."""
+        if not self.problems:
+            return None
+        shown = "; ".join(str(problem) for problem in self.problems[:SHOWN_PROBLEMS])
+        more = len(self.problems) - SHOWN_PROBLEMS
+        count = len(self.problems)
+        return (
+            f"Eval set {self.name}: {count} line{'s' if count != 1 else ''} skipped, so "
+            f"{'they are' if count != 1 else 'it is'} not in its score ({shown}"
+            + (f"; and {more} more" if more > 0 else "")
+            + f"). Fix {'them' if count != 1 else 'it'} in {self.path}."
+        )
+
     @property
     def scored(self) -> int:
         """Items that have a scorer (the others are shown, not scored)."""

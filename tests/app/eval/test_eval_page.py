@@ -207,3 +207,27 @@ def test_the_evaluate_button_says_whether_runs_are_ticked(qtbot, project):
     assert page.evaluate_button.text() == "Evaluate"
     page.runs.set_checked([])
     assert page.evaluate_button.text() == "Evaluate the base model"
+
+
+def test_the_reports_notes_show_above_the_scorecard(qtbot, project, make_report):
+    workspace, path = project
+    page = make_page(qtbot)
+    page.show_project(workspace.summarize(path))
+    assert page.report is not None and not page.report_notes.isVisibleTo(page)  # this report has none
+    report = make_report(path / "runs" / "run-1")
+    report["notes"] = ["Eval set facts: 2 lines skipped, so they are not in its score (line 2: invalid JSON)."]
+    (path / "evals").mkdir()
+    (path / "evals" / "noted.json").write_text(json.dumps(report), encoding="utf-8")
+    assert page.show_report_file(path / "evals" / "noted.json")
+    assert page.report_notes.isVisibleTo(page) and "2 lines skipped" in page.report_notes.text()
+    page.show_report_file(path / "runs" / "run-1" / "evals" / "20261207-013000.json")
+    assert not page.report_notes.isVisibleTo(page)
+
+
+def test_a_report_shown_while_the_tab_was_hidden_gets_every_scorecard_row_when_shown(qtbot, project):
+    workspace, path = project
+    page = make_page(qtbot)
+    page.show_project(workspace.summarize(path))  # at start-up, on another tab: nothing laid out yet
+    page.show()
+    qtbot.waitExposed(page)
+    qtbot.waitUntil(lambda: page.scorecard.height() >= page.scorecard.preferred_height(), timeout=2000)

@@ -153,3 +153,16 @@ def test_a_damaged_cache_file_is_ignored(tmp_path):
     assert cache.get("forgetting", parts, 3) is None  # another probe length: not ours
     next(tmp_path.glob("*.json")).write_text("{not json")
     assert cache.get("forgetting", parts, 2) is None
+
+
+def test_an_eval_sets_skipped_lines_are_a_note_in_the_report(tiny_model_dir, tmp_path):
+    """They are left out of the set's score: without the note it covered fewer items than the file
+    holds, and nothing said so."""
+    path = tmp_path / "facts.jsonl"
+    path.write_text(f'{json.dumps({"prompt": QUESTION, "expected": "x"})}\nnot json\n{{"prompt": 5}}\n')
+    report = _evaluate(tiny_model_dir, tmp_path, sets=[str(path)], probes=[], validation=None)
+    assert report["models"][0]["sets"]["facts"]["total"] == 1
+    (note,) = report["notes"]
+    assert note.startswith("Eval set facts: 2 lines skipped, so they are not in its score")
+    assert "line 2: invalid JSON" in note and "line 3:" in note and str(path) in note
+    assert "note: Eval set facts: 2 lines skipped" in scorecard_text(report)
