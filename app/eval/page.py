@@ -247,7 +247,8 @@ class EvalPage(QWidget):
         """Give the scorecard the height of its rows (no scroll bar), the answers the rest."""
         notes = 0
         if self.report_notes.text():  # its wrapped height, and the layout's gap above it
-            notes = self.report_notes.heightForWidth(max(self.card.width(), 400)) + self.card.layout().spacing()
+            width = max(self.card.width(), 400)
+            notes = self.report_notes.heightForWidth(width) + self.card.layout().spacing()
         wanted = self.report_title.sizeHint().height() + notes + self.scorecard.preferred_height() + 8
         self.card.setMaximumHeight(wanted)  # never more: the splitter gives the rest to the answers
         total = sum(self.right.sizes()) or self.right.height()

@@ -144,11 +144,10 @@ def metrics_for(report: dict) -> list[Metric]:
         ),
     ]
     # A base-only report has nothing to measure against the base: its 0s there would read as results.
-    return [
-        m
-        for m in rows
-        if any(m.value(model) is not None for model in report["models"] if not (m.relative and is_base(model)))
-    ]
+    def measured(metric: Metric, model: dict) -> bool:
+        return not (metric.relative and is_base(model)) and metric.value(model) is not None
+
+    return [m for m in rows if any(measured(m, model) for model in report["models"])]
 
 
 class ScorecardModel(QAbstractTableModel):

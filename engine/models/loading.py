@@ -134,7 +134,8 @@ def check_config(folder: ModelFolder) -> None:
             str(folder.path), trust_remote_code=trust_remote_code(folder), local_files_only=True
         )
     except Exception as exc:  # the config classes validate with several exception types
-        raise ModelError(f"{folder.path / 'config.json'} is not a valid configuration: {exc}", DAMAGED) from None
+        config = folder.path / "config.json"
+        raise ModelError(f"{config} is not a valid configuration: {exc}", DAMAGED) from None
 
 
 def load_model(

@@ -32,7 +32,9 @@ def oom_error(config: RunConfig, gpu: bool = False) -> UserError:
     if config.lora.rank > 16:
         steps.append(f"lower lora.rank (now {config.lora.rank})")
     if gpu:  # the app frees the Chat tab's model when a run starts, not an evaluation that is running
-        steps.append("close other programs that use the GPU (an evaluation in the Evaluate tab; nvidia-smi lists them)")
+        steps.append(
+            "close other programs that use the GPU (an evaluation in the Evaluate tab; nvidia-smi lists them)"
+        )
     return UserError("Out of memory while training.", "Try: " + "; ".join(steps) + ".", kind="oom")
 
 

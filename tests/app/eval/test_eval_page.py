@@ -215,7 +215,7 @@ def test_the_reports_notes_show_above_the_scorecard(qtbot, project, make_report)
     page.show_project(workspace.summarize(path))
     assert page.report is not None and not page.report_notes.isVisibleTo(page)  # this report has none
     report = make_report(path / "runs" / "run-1")
-    report["notes"] = ["Eval set facts: 2 lines skipped, so they are not in its score (line 2: invalid JSON)."]
+    report["notes"] = ["Eval set facts: 2 lines skipped, so they are not in its score (line 2: bad JSON)."]
     (path / "evals").mkdir()
     (path / "evals" / "noted.json").write_text(json.dumps(report), encoding="utf-8")
     assert page.show_report_file(path / "evals" / "noted.json")

@@ -36,7 +36,7 @@ def test_the_causal_lm_types_are_transformers_own():
     ("changes", "words"),
     [
         ({"model_type": "bert", "architectures": ["BertForMaskedLM"]}, "holds a BertForMaskedLM model"),
-        ({"model_type": "t5", "architectures": ["T5ForConditionalGeneration"]}, "not a causal language model"),
+        ({"model_type": "t5", "architectures": ["T5ForConditionalGeneration"]}, "not a causal language"),
         ({"model_type": "t5", "architectures": None}, "holds a 't5' model, which is not a causal"),
         ({"model_type": "whetstone-x"}, "type 'whetstone-x', which the transformers library"),
     ],
@@ -54,7 +54,8 @@ def test_a_folder_of_the_wrong_kind_is_refused_in_one_line(tiny_model_dir, tmp_p
 def test_models_of_every_generating_head_pass(tiny_model_dir, tmp_path):
     folder = _with_config(tiny_model_dir, tmp_path, architectures=["LlamaForCausalLM", "LlamaModel"])
     ModelFolder.open(folder)  # one generating head among several is enough
-    (folder / "config.json").write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
+    gpt2 = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}
+    (folder / "config.json").write_text(json.dumps(gpt2))
     ModelFolder.read(folder).check_kind()
 
 
