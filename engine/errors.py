@@ -28,8 +28,11 @@ class UserError(Exception):
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """RAM (MemoryError) or GPU memory (torch.OutOfMemoryError) ran out; torch is not imported here."""
-    if isinstance(exc, MemoryError):
-        return True
+    return isinstance(exc, MemoryError) or is_gpu_out_of_memory(exc)
+
+
+def is_gpu_out_of_memory(exc: BaseException) -> bool:
+    """GPU memory ran out (torch.OutOfMemoryError), where other programs may hold part of it."""
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(exc, torch.OutOfMemoryError)
 

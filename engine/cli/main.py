@@ -30,7 +30,7 @@ from engine.cli.protocol import (
     internal_error_line,
 )
 from engine.config import RunConfig, load_config
-from engine.errors import UserError, is_out_of_memory
+from engine.errors import UserError, is_gpu_out_of_memory, is_out_of_memory
 from engine.util.files import whetstone_home
 
 # CLI flag -> dotted config field
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def out_of_memory_words(command: str, exc: BaseException) -> str:
     """The error line of a command that ran out of memory (train says more, in its own words)."""
-    where = "GPU memory" if type(exc).__name__ == "OutOfMemoryError" else "RAM"
+    where = "GPU memory" if is_gpu_out_of_memory(exc) else "RAM"
     return (
         f"Out of memory: what `{command}` loads does not fit in the {where} free now. Close other programs "
         "that use it (nvidia-smi lists the GPU's), pick a smaller model, or run on the CPU "

@@ -68,16 +68,8 @@ def builtin_model_types() -> frozenset[str]:
 def causal_lm_model_types() -> frozenset[str]:
     """Every `model_type` AutoModelForCausalLM loads (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES's keys)."""
     try:
-        source = (_transformers_dir() / "models" / "auto" / "modeling_auto.py").read_text(encoding="utf-8")
-        names: set[str] = set()
-        for stmt in ast.parse(source).body:
-            targets = [t.id for t in getattr(stmt, "targets", []) if isinstance(t, ast.Name)]
-            if targets == ["MODEL_FOR_CAUSAL_LM_MAPPING_NAMES"]:
-                names = {  # OrderedDict([("llama", "LlamaForCausalLM"), ...])
-                    pair.elts[0].value
-                    for pair in ast.walk(stmt.value)
-                    if isinstance(pair, ast.Tuple) and pair.elts and isinstance(pair.elts[0], ast.Constant)
-                }
+        modeling_auto = _transformers_dir() / "models" / "auto" / "modeling_auto.py"
+        names = _assigned_dict_keys(modeling_auto, "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES")
         if len(names) < 50:  # the real list has well over a hundred; fewer means the layout changed
             raise ValueError(f"only {len(names)} causal LM types found")
         return frozenset(names)
@@ -89,12 +81,17 @@ def causal_lm_model_types() -> frozenset[str]:
 
 
 def _assigned_dict_keys(file: Path, name: str) -> set[str]:
+    """The string keys of `name = {...}` or `name = OrderedDict([("key", ...), ...])` in `file`."""
     for stmt in ast.parse(file.read_text(encoding="utf-8")).body:
         targets = [t.id for t in getattr(stmt, "targets", []) if isinstance(t, ast.Name)]
-        if targets == [name] and isinstance(stmt.value, ast.Dict):
-            return {
-                k.value for k in stmt.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)
-            }
+        if targets != [name]:
+            continue
+        if isinstance(stmt.value, ast.Dict):
+            keys = stmt.value.keys
+        else:
+            pairs = [node for node in ast.walk(stmt.value) if isinstance(node, ast.Tuple) and node.elts]
+            keys = [pair.elts[0] for pair in pairs]
+        return {k.value for k in keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
     raise ValueError(f"{name} not found in {file.name}")
 
 

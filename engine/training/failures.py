@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from engine.config import RunConfig
-from engine.errors import UserError, is_out_of_memory
+from engine.errors import UserError, is_gpu_out_of_memory, is_out_of_memory
 
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 # How libraries word a full disk when they do not raise OSError: safetensors (Rust io::Error),
@@ -122,7 +122,7 @@ def as_user_error(exc: BaseException, config: RunConfig, run_dir: Path | None) -
     if isinstance(exc, UserError):
         return exc
     if is_out_of_memory(exc):
-        return oom_error(config, gpu=not isinstance(exc, MemoryError))
+        return oom_error(config, gpu=is_gpu_out_of_memory(exc))
     if is_disk_full(exc, run_dir):
         where = next((link.filename for link in _chain(exc) if getattr(link, "filename", None)), None)
         return disk_full_error(where or run_dir)
